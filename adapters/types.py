@@ -1,0 +1,48 @@
+"""Types shared by every provider adapter.
+
+The canonical request and response format inside regogate is OpenAI Chat Completions
+(request body, ``chat.completion`` objects and ``chat.completion.chunk`` stream chunks, as
+plain dicts). Inbound Anthropic requests are converted to it; each adapter translates it to
+and from its provider's wire format with pure functions. The router (pep.routing) owns I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool = False
+
+
+@dataclass(slots=True)
+class Served:
+    """Which deployment actually answered (recorded in the audit)."""
+
+    provider: str  # provider name from config
+    kind: str  # adapter kind
+    model: str  # upstream model id
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StreamTranslator(Protocol):
+    """Per-request, stateful: provider stream bytes in, OpenAI chunk dicts out."""
+
+    usage: Usage | None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...

@@ -1,0 +1,19 @@
+"""Audit store settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from pep.settings_base import Frozen
+
+
+class AuditSettings(Frozen):
+    # sqlite:///path/to/audit.db or postgresql://user@host:5432/db. None: SQLite under
+    # server.data_dir.
+    store: str | None = None
+    signing_key: Path | None = None  # Ed25519 private key (PEM) for checkpoints
+    checkpoint_every_records: int = Field(1000, gt=0)
+    checkpoint_every_s: float = Field(60.0, gt=0)
+    checkpoint_dir: Path | None = None  # optional second location for checkpoints

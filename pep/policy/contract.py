@@ -1,0 +1,133 @@
+"""The decision contract security teams program against (PolicyInput v1 -> Decision v1).
+
+These models are the source of truth: ``regogate policy schema`` writes their JSON Schema to
+``docs/schema/`` and ``docs/policy-contract.md`` explains every field.
+
+Policies are evaluated at ``data.regogate.decision`` (configurable) and must return an object
+shaped like ``Decision`` (minus the ids, which the PEP fills in). Undefined, ill-typed or
+multiple results are errors (503). An obligation the PEP does not know is an error (503),
+like an unknown JWS ``crit`` header: a policy must never believe it is enforcing something
+the PEP silently ignores.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+POLICY_INPUT_VERSION = "v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserInput(_Model):
+    sub: str = Field(examples=["alice"])
+    issuer: str = Field(examples=["https://idp.example.com"])
+    kind: Literal["user", "service"] = "user"
+    email: str | None = Field(None, examples=["alice@example.com"])
+    name: str | None = None
+    groups: list[str] = Field(default_factory=list, examples=[["ml-team"]])
+    roles: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list, examples=[["research"]])
+    team: str | None = Field(None, description="First team, for convenience", examples=["research"])
+    claims: dict[str, Any] = Field(default_factory=dict, description="All verified token claims")
+
+
+class ClientInput(_Model):
+    id: str | None = Field(None, description="Calling app: azp or client_id", examples=["chat-ui"])
+
+
+class ActorInput(_Model):
+    sub: str | None = None
+    claims: dict[str, Any] = Field(default_factory=dict, description="The verified act claim")
+
+
+class MessageInput(_Model):
+    role: str
+    text: str = Field(description="All text parts of the message, joined with newlines")
+
+
+class RequestInput(_Model):
+    id: str = Field(description="Request id, echoed to the client in x-request-id")
+    api: Literal["chat.completions", "embeddings", "messages", "models.list"] = "chat.completions"
+    inbound_format: Literal["openai", "anthropic"] = "openai"
+    model: str = Field(examples=["mock-gpt"])
+    provider: str | None = Field(None, description="Provider kind the model maps to")
+    stream: bool = False
+    max_tokens: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="Other request parameters")
+    tools: list[str] = Field(default_factory=list, description="Names of tools offered")
+    messages: list[MessageInput] = Field(default_factory=list)
+    text: str = Field("", description="All message text, joined, for simple matching")
+    estimated_tokens: int = 0
+    source_ip: str | None = None
+
+
+class Finding(_Model):
+    type: str = Field(examples=["email"])
+    message_index: int
+    start: int = Field(description="Start offset in the message text (normalised form)")
+    end: int
+    detector: str = "builtin"
+
+
+class ContentInput(_Model):
+    findings: list[Finding] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list, description="Distinct finding types")
+
+
+class TimeInput(_Model):
+    now_ns: int
+    rfc3339: str
+    weekday: str
+    hour: int
+
+
+class PolicyInput(_Model):
+    version: Literal["v1"] = POLICY_INPUT_VERSION
+    user: UserInput
+    client: ClientInput = ClientInput()
+    actor: ActorInput | None = None
+    request: RequestInput
+    content: ContentInput = ContentInput()
+    usage: dict[str, Any] = Field(default_factory=dict, description="Counters, see usage docs")
+    time: TimeInput
+
+
+class QuotaRef(_Model):
+    """Attached to a reason when a denial is about a quota: the PEP answers 429 with a
+    Retry-After computed from this window."""
+
+    scope: Literal["user", "team", "client"]
+    window: Literal["minute", "hour", "day", "month"]
+    metric: str = "tokens"
+
+
+class Reason(_Model):
+    code: str = Field(examples=["model_not_allowed"])
+    message: str = Field("", examples=["contractors may not use gpt-admin"])
+    quota: QuotaRef | None = None
+
+
+AuditContent = Literal["none", "digest", "redacted", "full"]
+
+
+class Obligations(_Model):
+    """Everything the PEP enforces. Unknown keys are rejected (fail closed)."""
+
+    max_tokens: int | None = Field(None, ge=1, description="Cap on output tokens")
+    model: str | None = Field(None, description="Reroute to this configured model")
+    redact: list[str] | None = Field(None, description="Finding types to mask before forwarding")
+    system_prompt: str | None = Field(None, description="Prepended as a system message")
+    audit_content: AuditContent | None = Field(None, description="How much content to audit")
+
+
+class Decision(_Model):
+    allow: bool
+    reasons: list[Reason] = Field(default_factory=list)
+    obligations: Obligations = Obligations()
+    decision_id: str | None = Field(None, description="Filled by the PEP or OPA")
+    policy_revision: str | None = Field(None, description="Hash of the policy bundle")

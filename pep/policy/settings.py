@@ -1,0 +1,30 @@
+"""Policy engine settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from pep.settings_base import Frozen
+
+
+class ShadowSettings(Frozen):
+    """A candidate policy evaluated beside the enforced one; never enforced."""
+
+    bundle: Path
+    decision: str = "regogate/decision"
+
+
+class PolicySettings(Frozen):
+    engine: Literal["embedded", "opa"] = "embedded"
+    # Directory of .rego and data files (data.json / data.yaml). Relative paths resolve
+    # against the working directory.
+    bundle: Path = Path("policies")
+    # Decision path, as in OPA's REST data API: data.regogate.decision.
+    decision: str = "regogate/decision"
+    opa_url: str = "http://127.0.0.1:8181"
+    timeout_s: float = Field(0.5, gt=0)
+    hot_reload: bool = True
+    shadow: ShadowSettings | None = None

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real PostgreSQL and Redis services.
+
+With REGOGATE_REQUIRE_SERVICES=1 (set by .ci/run) a missing service is a test *failure*;
+without it (a laptop) the test is skipped with a message saying what to start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_DSN = os.environ.get("REGOGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("REGOGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def services_required() -> bool:
+    return os.environ.get("REGOGATE_REQUIRE_SERVICES") == "1"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _need(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    msg = f"{name} is not reachable at {host}:{port}"
+    if services_required():
+        pytest.fail(f"{msg} (REGOGATE_REQUIRE_SERVICES=1: this service is required)")
+    pytest.skip(f"{msg}; start it to run this test (CI requires it)")
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    _need("PostgreSQL", "127.0.0.1", 5432)
+    yield POSTGRES_DSN
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    _need("Redis", "127.0.0.1", 6379)
+    yield REDIS_URL
