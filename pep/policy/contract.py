@@ -52,7 +52,9 @@ class MessageInput(_Model):
 
 class RequestInput(_Model):
     id: str = Field(description="Request id, echoed to the client in x-request-id")
-    api: Literal["chat.completions", "embeddings", "messages", "models.list"] = "chat.completions"
+    api: Literal[
+        "chat.completions", "embeddings", "messages", "models.list", "audit.read", "usage.read"
+    ] = "chat.completions"
     inbound_format: Literal["openai", "anthropic"] = "openai"
     model: str = Field(examples=["mock-gpt"])
     provider: str | None = Field(None, description="Provider kind the model maps to")
@@ -86,6 +88,15 @@ class TimeInput(_Model):
     hour: int
 
 
+class OutputInput(_Model):
+    """Present only for the optional output decision (evaluated on the model's answer)."""
+
+    text: str = Field(description="Answer text so far (whole answer when final)")
+    findings: list[Finding] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list)
+    final: bool = Field(True, description="False for a mid-stream check")
+
+
 class PolicyInput(_Model):
     version: Literal["v1"] = POLICY_INPUT_VERSION
     user: UserInput
@@ -95,6 +106,7 @@ class PolicyInput(_Model):
     content: ContentInput = ContentInput()
     usage: dict[str, Any] = Field(default_factory=dict, description="Counters, see usage docs")
     time: TimeInput
+    output: OutputInput | None = None
 
 
 class QuotaRef(_Model):
