@@ -28,3 +28,7 @@ class PolicySettings(Frozen):
     timeout_s: float = Field(0.5, gt=0)
     hot_reload: bool = True
     shadow: ShadowSettings | None = None
+    # Second evaluation on the model's answer (input.output). For streams the accumulated
+    # text is checked every ``output_check_every_chars`` characters and at the end.
+    output_decision: bool = True
+    output_check_every_chars: int = Field(200, ge=1)

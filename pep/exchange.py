@@ -1,0 +1,34 @@
+"""Everything the gateway learns about one request, accumulated as the pipeline proceeds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.types import Served, Usage
+from pep.policy.contract import Decision
+from pep.principal import Principal
+from pep.request import NormalizedRequest
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    method: str
+    path: str
+    source_ip: str | None
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    req: NormalizedRequest | None = None
+    decision: Decision | None = None
+    engine: str | None = None
+    model_served: str | None = None  # client-facing name after a reroute obligation
+    served: Served | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    findings: list[Any] = field(default_factory=list)
+    prompt_audit: Any = None  # what the audit_content obligation lets us keep of the prompt
+
+    def latency_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)

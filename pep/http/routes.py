@@ -1,0 +1,91 @@
+"""HTTP endpoints: OpenAI- and Anthropic-compatible APIs, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pep import appkeys
+from pep.access import allowed_models
+from pep.errors import NotFound
+from pep.pipeline import authenticate, exchange_for, forward
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await forward(request, request.app[appkeys.DIALECTS]["openai"], "chat.completions")
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await forward(request, request.app[appkeys.DIALECTS]["anthropic"], "messages")
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await forward(request, request.app[appkeys.DIALECTS]["openai"], "embeddings")
+
+
+def _model_obj(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "regogate"}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    x = exchange_for(request)
+    principal = await authenticate(request, x)
+    names = await allowed_models(request, principal, x)
+    return _json({"object": "list", "data": [_model_obj(n) for n in names]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    x = exchange_for(request)
+    principal = await authenticate(request, x)
+    name = request.match_info["model"]
+    if name not in await allowed_models(request, principal, x):
+        raise NotFound(f"The model '{name}' does not exist", code="model_not_found")
+    return _json(_model_obj(name))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    checks: dict[str, Any] = {}
+    ok = True
+    for name, key in (("identity", appkeys.AUTHENTICATOR), ("policy", appkeys.POLICY),
+                      ("audit", appkeys.AUDIT), ("usage", appkeys.USAGE)):
+        component = app[key]
+        try:
+            result = component.ready()
+            if asyncio.iscoroutine(result):
+                result = await asyncio.wait_for(result, timeout=2.0)
+            c_ok, detail = result
+        except Exception as exc:  # noqa: BLE001 - a failing probe is "not ready", not a 500
+            c_ok, detail = False, {"error": type(exc).__name__}
+        checks[name] = {"ok": bool(c_ok), **detail}
+        ok = ok and bool(c_ok)
+    return _json({"status": "ready" if ok else "not_ready", "checks": checks},
+                 status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[appkeys.METRICS].render(),
+                        content_type="text/plain", charset="utf-8")
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json")
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/chat/completions", chat_completions)
+    r.add_post("/v1/messages", messages)
+    r.add_post("/v1/embeddings", embeddings)
+    r.add_get("/v1/models", list_models)
+    r.add_get("/v1/models/{model}", get_model)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)

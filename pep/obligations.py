@@ -1,0 +1,71 @@
+"""Enforce a Decision's obligations on the canonical request before it is forwarded.
+
+Order: reroute (model) -> cap (max_tokens) -> redact -> system_prompt. Unknown obligations
+never reach this module: ``parse_decision`` rejects them (fail closed, like JWS ``crit``).
+A reroute to a model that is not configured is a policy error (503), never a silent no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pep.policy.contract import Decision
+from pep.policy.engine import PolicyError
+from pep.request import NormalizedRequest
+
+
+class Redactor(Protocol):
+    def redact_messages(
+        self, messages: list[dict[str, Any]], types: set[str]
+    ) -> tuple[list[dict[str, Any]], int]: ...
+
+    def redact(self, text: str, types: set[str]) -> tuple[str, int]: ...
+
+
+def apply_obligations(
+    decision: Decision,
+    req: NormalizedRequest,
+    *,
+    configured_models: frozenset[str] | set[str],
+    redactor: Redactor | None,
+    finding_types: set[str],
+) -> tuple[dict[str, Any], str, Any]:
+    """Returns (body to forward, client-facing model name to route, prompt as audit sees it)."""
+    ob = decision.obligations
+    body = dict(req.body)
+    key = "input" if req.api == "embeddings" else "messages"
+    original = body.get(key)
+    model = req.model
+    if ob.model is not None and ob.model != model:
+        if ob.model not in configured_models:
+            raise PolicyError(
+                f"policy rerouted to model {ob.model!r}, which is not configured", "policy_invalid"
+            )
+        model = ob.model
+        body["model"] = model
+    if ob.max_tokens is not None and req.api != "embeddings":
+        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        current = body.get(field)
+        body[field] = ob.max_tokens if current is None else min(current, ob.max_tokens)
+    redacted = original
+    if ob.redact:
+        wanted = set(ob.redact) & finding_types
+        if wanted:
+            if redactor is None:
+                raise PolicyError("redact obligation but content inspection is off", "policy_invalid")
+            if req.api == "embeddings":
+                redacted = _redact_inputs(redactor, original, wanted)
+            else:
+                redacted, _ = redactor.redact_messages(original, wanted)
+            body[key] = redacted
+    if ob.system_prompt and req.api != "embeddings":
+        body["messages"] = [{"role": "system", "content": ob.system_prompt}, *body["messages"]]
+    mode = ob.audit_content or "digest"
+    prompt_audit = None if mode == "none" else (redacted if mode == "redacted" else original)
+    return body, model, prompt_audit
+
+
+def _redact_inputs(redactor: Redactor, inputs: Any, types: set[str]) -> Any:
+    if isinstance(inputs, str):
+        return redactor.redact(inputs, types)[0]
+    return [redactor.redact(i, types)[0] if isinstance(i, str) else i for i in inputs]

@@ -1,0 +1,80 @@
+"""The optional output decision: the policy evaluated again on the model's answer.
+
+The same decision path is evaluated with ``input.output`` set (text, findings, final). A deny
+withholds a plain answer (403) or cuts a stream (finish_reason ``content_filter``); a
+``redact`` obligation masks finding types *found in the answer* in a plain answer. Streams
+cannot be un-sent, so for streams only cutting applies: text already delivered before a check
+stays delivered (at most ``output_check_every_chars`` characters). Semantics: docs/policies.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from pep import appkeys
+from pep.auditing import event
+from pep.errors import PolicyDenied
+from pep.exchange import Exchange
+from pep.policy.contract import Decision
+from pep.policy.input import finding_docs
+
+
+def output_enabled(request: web.Request) -> bool:
+    app = request.app
+    return app[appkeys.SETTINGS].policy.output_decision and app[appkeys.CONTENT] is not None
+
+
+async def evaluate_output(
+    request: web.Request, x: Exchange, text: str, findings: list[Any], *, final: bool
+) -> Decision:
+    from pep.pipeline import POLICY_INPUT, decide
+
+    docs, types = finding_docs(findings)
+    policy_input = dict(request[POLICY_INPUT])
+    policy_input["output"] = {"text": text, "findings": docs, "types": types, "final": final}
+    enforced = x.decision
+    decision = await decide(request, x, policy_input)
+    # The request-phase decision stays the one the audit trail refers to.
+    x.decision = enforced
+    return decision
+
+
+def output_denial(request: web.Request, decision: Decision) -> PolicyDenied:
+    codes = [r.code for r in decision.reasons] or ["output_denied"]
+    request.app[appkeys.METRICS].inc("output_denials_total")
+    return PolicyDenied(
+        "; ".join(r.message or r.code for r in decision.reasons) or "answer withheld by policy",
+        code=codes[0],
+        details={"reasons": codes, "decision_id": decision.decision_id, "phase": "output"},
+    )
+
+
+async def check_output_plain(request: web.Request, x: Exchange, body: dict[str, Any]) -> dict[str, Any]:
+    if not output_enabled(request):
+        return body
+    inspector = request.app[appkeys.CONTENT]
+    choices = body.get("choices") or []
+    texts = [
+        inspector.normalise(c["message"]["content"])
+        for c in choices
+        if isinstance(c.get("message"), dict) and isinstance(c["message"].get("content"), str)
+    ]
+    text = "\n".join(texts)
+    findings = inspector.inspect([text])
+    decision = await evaluate_output(request, x, text, findings, final=True)
+    if not decision.allow:
+        from pep.pipeline import audit
+
+        err = output_denial(request, decision)
+        await audit(request, event("policy.deny", x, error=err, extra={"phase": "output"}),
+                    required=False)
+        raise err
+    wanted = set(decision.obligations.redact or ()) & {f.type for f in findings}
+    if wanted:
+        for c in choices:
+            msg = c.get("message")
+            if isinstance(msg, dict) and isinstance(msg.get("content"), str):
+                msg["content"], _ = inspector.redact(msg["content"], wanted)
+    return body
