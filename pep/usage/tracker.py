@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pep.policy.contract import QuotaRef
 from pep.principal import Principal
 
+if TYPE_CHECKING:
+    from pep.usage.settings import UsageSettings
+
 
 class UsageUnavailable(Exception):
-    """The counter store cannot answer; behaviour follows usage.on_store_error."""
+    """The counter store cannot answer; behaviour follows usage.on_store_error.
+
+    When raised by ``record``, ``cost_usd`` still carries the computed cost so the audit
+    record is complete even though the counters missed this request."""
+
+    cost_usd: float | None = None
 
 
 class UsageTracker(Protocol):
@@ -39,3 +47,24 @@ class UsageTracker(Protocol):
         ...
 
     async def ready(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def price_of(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
+        """Cost in USD from the configured price table (the same figure ``record`` returns)."""
+        ...
+
+    async def counters(
+        self, *, scope: str | None = None, window: str | None = None, ident: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Current-window counters, one row per (scope, id, window); see docs/usage.md."""
+        ...
+
+
+def open_tracker(settings: UsageSettings) -> UsageTracker:
+    """The tracker for ``usage.store``; call ``start()`` before use and ``close()`` after."""
+    if settings.store == "memory":
+        from pep.usage.memory import MemoryTracker
+
+        return MemoryTracker(settings)
+    from pep.usage.redis_store import RedisTracker
+
+    return RedisTracker(settings)

@@ -1,0 +1,164 @@
+"""What is counted, for whom, and how the counters become ``input.usage``.
+
+Every recorded request adds to the counters of its subjects -- the user (``sub``), *each* of
+the user's teams, and the calling app (``client_id``) -- in every window (minute, hour, day,
+month). Stores only differ in how they read and add one row of integers per
+(subject, window); this base class owns everything else so the memory and Redis stores
+cannot disagree about the document policy sees (docs/usage.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pep.policy.contract import QuotaRef
+from pep.principal import Principal
+from pep.usage.pricing import NANOS_PER_USD, PriceTable
+from pep.usage.settings import UsageSettings
+from pep.usage.windows import WINDOWS, WindowClock, seconds_until_reset
+
+# One stored row per (subject, window). Cost is integer nano-USD so that sums are exact.
+FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost_nanos", "estimated_requests")
+ZERO: tuple[int, ...] = (0,) * len(FIELDS)
+SCOPES = ("user", "team", "client")
+
+Subject = tuple[str, str]  # (scope, id)
+Bounds = dict[str, tuple[int, int]]  # window -> [start, end)
+
+
+def subjects(principal: Principal, client_id: str | None) -> list[Subject]:
+    out: list[Subject] = [("user", principal.sub)]
+    out.extend(("team", team) for team in dict.fromkeys(principal.teams) if team)
+    if client_id:
+        out.append(("client", client_id))
+    return out
+
+
+def window_doc(row: Sequence[int]) -> dict[str, Any]:
+    """The per-window figures policy sees (kept small: it is built on every request)."""
+    requests, prompt, completion, nanos, _ = row
+    return {
+        "requests": requests,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "tokens": prompt + completion,
+        "cost_usd": nanos / NANOS_PER_USD,
+    }
+
+
+def counter_row(scope: str, ident: str, window: str, bounds: tuple[int, int],
+                row: Sequence[int]) -> dict[str, Any]:
+    """One line of `regogate usage` / GET /usage/v1/counters."""
+    return {"scope": scope, "id": ident, "window": window, "start": bounds[0],
+            "end": bounds[1], **window_doc(row), "estimated_requests": row[4]}
+
+
+class CounterTracker(ABC):
+    """The UsageTracker protocol over an abstract row store."""
+
+    def __init__(self, settings: UsageSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.prices = PriceTable(settings)
+        self._clock = clock
+        self._windows = WindowClock()
+
+    # -- store primitives ------------------------------------------------------------------
+
+    @abstractmethod
+    async def _read(self, bounds: Bounds, subs: list[Subject]) -> list[Sequence[int]]:
+        """Rows for every (subject, window), subject-major in WINDOWS order; ZERO if absent."""
+
+    @abstractmethod
+    async def _add(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...],
+                   now: float) -> None:
+        """Atomically add ``delta`` to the row of every (subject, window)."""
+
+    @abstractmethod
+    async def _list(self, bounds: Bounds, window: str,
+                    scope: str | None) -> list[tuple[str, str, Sequence[int]]]:
+        """(scope, id, row) of every subject with a row in the current ``window``."""
+
+    # -- protocol -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def snapshot(self, principal: Principal, client_id: str | None) -> dict[str, Any]:
+        now = self._clock()
+        bounds = self._windows.bounds(now)
+        subs = subjects(principal, client_id)
+        rows = await self._read(bounds, subs)
+        n = len(WINDOWS)
+        month = WINDOWS.index("month")
+        docs = {
+            subject: {w: window_doc(rows[i * n + j]) for j, w in enumerate(WINDOWS)}
+            for i, subject in enumerate(subs)
+        }
+        teams = {ident: doc for (scope, ident), doc in docs.items() if scope == "team"}
+        doc: dict[str, Any] = {
+            "user": docs[("user", principal.sub)],
+            "teams": teams,
+            "team_name": principal.team,
+            # Any counted usage in this month came from an estimate rather than the provider.
+            "estimated": any(rows[i * n + month][4] for i in range(len(subs))),
+            "reset_s": {w: max(1, math.ceil(end - now)) for w, (_, end) in bounds.items()},
+            "unavailable": False,
+        }
+        if principal.team is not None:
+            doc["team"] = teams[principal.team]
+        if client_id:
+            doc["client"] = docs[("client", client_id)]
+            doc["client_id"] = client_id
+        return doc
+
+    async def record(
+        self,
+        principal: Principal,
+        client_id: str | None,
+        model: str,
+        tokens_in: int,
+        tokens_out: int,
+        *,
+        estimated: bool,
+    ) -> float | None:
+        # Provider-reported numbers are input too: never let a negative count refund quota.
+        tokens_in, tokens_out = max(0, int(tokens_in)), max(0, int(tokens_out))
+        nanos = self.prices.cost_nanos(model, tokens_in, tokens_out)
+        cost = None if nanos is None else nanos / NANOS_PER_USD
+        now = self._clock()
+        delta = (1, tokens_in, tokens_out, nanos or 0, 1 if estimated else 0)
+        from pep.usage.tracker import UsageUnavailable
+
+        try:
+            await self._add(self._windows.bounds(now), subjects(principal, client_id), delta, now)
+        except UsageUnavailable as exc:
+            exc.cost_usd = cost  # the audit record still gets the cost
+            raise
+        return cost
+
+    def retry_after(self, quota: QuotaRef) -> int:
+        return seconds_until_reset(quota.window, self._clock())
+
+    def price_of(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
+        return self.prices.price_of(model, tokens_in, tokens_out)
+
+    async def counters(
+        self, *, scope: str | None = None, window: str | None = None, ident: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Current-window counters for the CLI and GET /usage/v1/counters, sorted."""
+        bounds = self._windows.bounds(self._clock())
+        out: list[dict[str, Any]] = []
+        for w in ([window] if window else WINDOWS):
+            for s, i, row in await self._list(bounds, w, scope):
+                if ident is None or i == ident:
+                    out.append(counter_row(s, i, w, bounds[w], row))
+        order = {w: n for n, w in enumerate(WINDOWS)}
+        out.sort(key=lambda r: (SCOPES.index(r["scope"]), r["id"], order[r["window"]]))
+        return out

@@ -1,0 +1,58 @@
+"""In-process counters: the embedded default for a single gateway process.
+
+No locks are needed: updates run on the event loop without an ``await`` in between, so each
+record is atomic. Memory is bounded by the subjects active in the current windows: when a
+window rolls over, its whole bucket is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pep.usage.counters import FIELDS, ZERO, Bounds, CounterTracker, Subject
+from pep.usage.windows import WINDOWS
+
+
+class MemoryTracker(CounterTracker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # window -> (window start, {subject: row})
+        self._buckets: dict[str, tuple[int, dict[Subject, list[int]]]] = {}
+
+    def _bucket(self, window: str, start: int) -> dict[Subject, list[int]] | None:
+        held = self._buckets.get(window)
+        return held[1] if held is not None and held[0] == start else None
+
+    async def _read(self, bounds: Bounds, subs: list[Subject]) -> list[Sequence[int]]:
+        buckets = [self._bucket(w, bounds[w][0]) for w in WINDOWS]
+        out: list[Sequence[int]] = []
+        for subject in subs:
+            for bucket in buckets:
+                row = bucket.get(subject) if bucket is not None else None
+                out.append(tuple(row) if row is not None else ZERO)
+        return out
+
+    async def _add(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...],
+                   now: float) -> None:
+        for w in WINDOWS:
+            start = bounds[w][0]
+            bucket = self._bucket(w, start)
+            if bucket is None:
+                bucket = {}
+                self._buckets[w] = (start, bucket)
+            for subject in subs:
+                row = bucket.get(subject)
+                if row is None:
+                    bucket[subject] = list(delta)
+                else:
+                    for i in range(len(FIELDS)):
+                        row[i] += delta[i]
+
+    async def _list(self, bounds: Bounds, window: str,
+                    scope: str | None) -> list[tuple[str, str, Sequence[int]]]:
+        bucket = self._bucket(window, bounds[window][0]) or {}
+        return [(s, i, tuple(row)) for (s, i), row in bucket.items() if scope in (None, s)]
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        return True, {"store": "memory"}
