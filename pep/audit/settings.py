@@ -17,3 +17,11 @@ class AuditSettings(Frozen):
     checkpoint_every_records: int = Field(1000, gt=0)
     checkpoint_every_s: float = Field(60.0, gt=0)
     checkpoint_dir: Path | None = None  # optional second location for checkpoints
+    # PostgreSQL schema holding the audit tables (created if missing).
+    pg_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Most records committed in one transaction (group commit).
+    max_batch: int = Field(512, gt=0, le=10000)
+    # A batch not durable within this time fails: the requests in it get 503.
+    write_timeout_s: float = Field(5.0, gt=0)
+    # Names this gateway in checkpoints (default: hostname-pid).
+    replica_id: str | None = None

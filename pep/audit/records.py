@@ -1,0 +1,213 @@
+"""Stored record format v1: canonical body, chain header, hash and the derived index columns.
+
+A stored record is the event's canonical JSON (``body``) plus a chain header. Its hash is
+
+    SHA-256( canonical_json({"prev": P, "user_key": K, "user_prev": U, "v": 1}) + b"\\n" + body )
+
+written as lowercase hex. ``prev`` is the hash of the previous record in the global chain
+(``GENESIS`` for the first), ``user_key`` identifies the subject (issuer + sub) and
+``user_prev`` is the hash of that subject's previous record (``None`` for their first, and for
+records without a subject). Canonical JSON = sorted keys, no insignificant whitespace, UTF-8,
+non-ASCII unescaped (orjson ``OPT_SORT_KEYS``). The body is hashed *as stored*, so a verifier
+in any language needs only SHA-256 and a five-key JSON header; it never re-serialises events.
+
+The position of a record is carried by its ``prev`` link; ``seq`` is a storage index that the
+verifier checks for continuity (a gap names deleted records) but is not hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pep.audit.events import AuditEvent
+
+GENESIS = "0" * 64
+RECORD_FORMAT = 1
+
+# Outcome category per event, for filtering ("decision" column).
+_DECISION_BY_EVENT = {
+    "auth.failure": "unauthenticated",
+    "policy.deny": "deny",
+    "policy.error": "error",
+    "upstream.error": "error",
+    "request.error": "error",
+}
+
+# Index columns derived from the body; the verifier recomputes them so that nobody can hide a
+# record from queries by editing a column while leaving the hashed body alone.
+INDEX_COLUMNS = (
+    "time",
+    "event",
+    "request_id",
+    "decision_id",
+    "subject",
+    "issuer",
+    "email",
+    "teams",
+    "model_requested",
+    "model_served",
+    "decision",
+    "status",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+)
+CHAIN_COLUMNS = ("seq", "hash", "prev_hash", "user_key", "user_prev")
+ALL_COLUMNS = CHAIN_COLUMNS + INDEX_COLUMNS + ("body",)
+
+
+def canonical_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def event_body(event: AuditEvent) -> bytes:
+    return canonical_json(event.model_dump(mode="json", exclude_none=True))
+
+
+def user_key_of(doc: dict[str, Any]) -> str | None:
+    who = doc.get("who") or {}
+    sub = who.get("subject")
+    if not sub:
+        return None
+    # A JSON array keeps issuer and subject unambiguous whatever characters they contain.
+    return canonical_json([who.get("issuer"), sub]).decode()
+
+
+def record_hash(prev: str, user_key: str | None, user_prev: str | None, body: bytes) -> str:
+    header = canonical_json(
+        {"prev": prev, "user_key": user_key, "user_prev": user_prev, "v": RECORD_FORMAT}
+    )
+    return hashlib.sha256(header + b"\n" + body).hexdigest()
+
+
+def decision_category(doc: dict[str, Any]) -> str:
+    cat = _DECISION_BY_EVENT.get(doc.get("event", ""))
+    if cat:
+        return cat
+    decision = doc.get("decision")
+    if decision is None:
+        return "none"
+    return "allow" if decision.get("allow") else "deny"
+
+
+def index_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    who = doc.get("who") or {}
+    what = doc.get("what") or {}
+    outcome = doc.get("outcome") or {}
+    return {
+        "time": doc.get("time", ""),
+        "event": doc.get("event", ""),
+        "request_id": doc.get("request_id", ""),
+        "decision_id": doc.get("decision_id"),
+        "subject": who.get("subject"),
+        "issuer": who.get("issuer"),
+        "email": who.get("email"),
+        "teams": canonical_json(who.get("teams") or []).decode(),
+        "model_requested": what.get("model_requested"),
+        "model_served": what.get("model_served"),
+        "decision": decision_category(doc),
+        "status": outcome.get("status"),
+        "tokens_in": outcome.get("tokens_in"),
+        "tokens_out": outcome.get("tokens_out"),
+        "cost_usd": outcome.get("cost_usd"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    seq: int
+    hash: str
+    prev_hash: str
+    user_key: str | None
+    user_prev: str | None
+    body: str
+    index: dict[str, Any]
+
+    def doc(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = orjson.loads(self.body)
+        return parsed
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.seq,
+            self.hash,
+            self.prev_hash,
+            self.user_key,
+            self.user_prev,
+            *(self.index[c] for c in INDEX_COLUMNS),
+            self.body,
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredRecord:
+        """Build from a row in ALL_COLUMNS order (sqlite3.Row, asyncpg.Record or tuple)."""
+        values = tuple(row)
+        n = len(CHAIN_COLUMNS)
+        return cls(
+            seq=int(values[0]),
+            hash=values[1],
+            prev_hash=values[2],
+            user_key=values[3],
+            user_prev=values[4],
+            index=dict(zip(INDEX_COLUMNS, values[n : n + len(INDEX_COLUMNS)])),
+            body=values[-1],
+        )
+
+    def export(self) -> dict[str, Any]:
+        """The record as auditors see it: the event plus its chain fields."""
+        doc = self.doc()
+        doc["chain"] = {
+            "seq": self.seq,
+            "hash": self.hash,
+            "prev": self.prev_hash,
+            "user_key": self.user_key,
+            "user_prev": self.user_prev,
+        }
+        return doc
+
+
+class ChainHead:
+    """The writer's view of the chain: global head plus each subject's last hash.
+
+    ``link`` computes the next record without mutating; ``advance`` commits it once the
+    transaction holding it has committed, so a failed batch leaves the head untouched.
+    """
+
+    def __init__(self, seq: int = 0, head: str = GENESIS) -> None:
+        self.seq = seq
+        self.head = head
+        self.user_heads: dict[str, str] = {}
+
+    def link_batch(
+        self, bodies: list[bytes], user_head: Any
+    ) -> tuple[list[StoredRecord], dict[str, str]]:
+        """Chain ``bodies`` after the head. ``user_head(key)`` returns a subject's last hash
+        from the store when this head has not seen the subject yet."""
+        records: list[StoredRecord] = []
+        seq, prev = self.seq, self.head
+        pending: dict[str, str] = {}
+        for body in bodies:
+            doc = orjson.loads(body)
+            ukey = user_key_of(doc)
+            uprev: str | None = None
+            if ukey is not None:
+                uprev = pending.get(ukey) or self.user_heads.get(ukey) or user_head(ukey)
+            h = record_hash(prev, ukey, uprev, body)
+            seq += 1
+            records.append(
+                StoredRecord(seq, h, prev, ukey, uprev, body.decode(), index_fields(doc))
+            )
+            if ukey is not None:
+                pending[ukey] = h
+            prev = h
+        return records, pending
+
+    def advance(self, records: list[StoredRecord], user_updates: dict[str, str]) -> None:
+        if records:
+            self.seq = records[-1].seq
+            self.head = records[-1].hash
+        self.user_heads.update(user_updates)

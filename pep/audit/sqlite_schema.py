@@ -1,0 +1,57 @@
+"""SQLite DDL and statements for the audit trail (columns: see pep.audit.records)."""
+
+from __future__ import annotations
+
+from pep.audit.records import ALL_COLUMNS
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    user_key TEXT,
+    user_prev TEXT,
+    time TEXT NOT NULL,
+    event TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    decision_id TEXT,
+    subject TEXT,
+    issuer TEXT,
+    email TEXT,
+    teams TEXT NOT NULL,
+    model_requested TEXT,
+    model_served TEXT,
+    decision TEXT NOT NULL,
+    status INTEGER,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    cost_usd REAL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user_key, seq);
+CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records (subject, seq);
+CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+def insert_record_sql() -> str:
+    cols = ", ".join(ALL_COLUMNS)
+    marks = ", ".join("?" for _ in ALL_COLUMNS)
+    return f"INSERT INTO audit_records ({cols}) VALUES ({marks})"
+
+
+def insert_checkpoint_sql() -> str:
+    return (
+        "INSERT INTO audit_checkpoints (seq, time, kind, payload, signature, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )

@@ -1,0 +1,340 @@
+"""The embedded audit store: SQLite in WAL mode, one writer thread, durable group commit.
+
+Appends from the event loop go onto a queue; the writer thread takes everything queued (up to
+``max_batch``) and writes it in ONE transaction, then resolves each append's future. While a
+commit (and its fsync) is in flight, new appends queue up and go together in the next one, so
+under load the fsync cost is shared and no request is acknowledged before its record is on
+disk.
+
+Durability: ``journal_mode=WAL`` + ``synchronous=FULL``. In WAL mode NORMAL only fsyncs at WAL
+checkpoints, so a power loss can drop the last commits even though the writer already
+acknowledged them; that would break "no durable intent, no provider call". FULL fsyncs the WAL
+on every commit, and group commit pays for it once per batch, not once per request.
+
+One writer process per database file: an exclusive ``flock`` on ``<db>.lock`` makes a second
+gateway on the same file fail at start instead of forking the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pep.audit.checkpoints import Checkpoint, Signer, write_checkpoint_file
+from pep.audit.events import AuditEvent, AuditUnavailable
+from pep.audit.records import ALL_COLUMNS, ChainHead, StoredRecord, event_body
+from pep.audit.sqlite_schema import SCHEMA, insert_checkpoint_sql, insert_record_sql
+from pep.audit.timefmt import now_rfc3339
+
+log = logging.getLogger("regogate.audit")
+
+_CLOSE = object()
+_PROBE = object()
+_CHECKPOINT = object()
+
+
+@dataclass
+class WriterStats:
+    transactions: int = 0
+    records: int = 0
+    largest_batch: int = 0
+    failures: int = 0
+
+
+class SqliteAuditStore:
+    def __init__(
+        self,
+        path: Path,
+        signer: Signer,
+        *,
+        checkpoint_every_records: int = 1000,
+        checkpoint_every_s: float = 60.0,
+        checkpoint_dir: Path | None = None,
+        max_batch: int = 512,
+        write_timeout_s: float = 5.0,
+    ) -> None:
+        self.path = Path(path)
+        self._signer = signer
+        self._cp_every_records = checkpoint_every_records
+        self._cp_every_s = checkpoint_every_s
+        self._cp_dir = checkpoint_dir
+        self._max_batch = max_batch
+        self._timeout = write_timeout_s
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self._head = ChainHead()
+        self._since_cp = 0
+        self._last_cp: Checkpoint | None = None
+        self._last_error: str | None = None
+        self._lock_fd: int | None = None
+        self.stats = WriterStats()
+
+    # -- event-loop side ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="regogate-audit-writer", daemon=True
+        )
+        self._thread.start()
+        await ready
+        self._running = True
+
+    async def close(self) -> None:
+        if not self._running or self._loop is None:
+            return
+        self._running = False
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((_CLOSE, done))
+        await done
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    async def append(self, event: AuditEvent) -> None:
+        if not self._running or self._loop is None:
+            raise AuditUnavailable("audit store is not running")
+        body = event_body(event)
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((body, fut))
+        try:
+            # shield: a timeout must not cancel the future the writer will resolve.
+            await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+        except TimeoutError as exc:
+            raise AuditUnavailable(f"audit record not durable within {self._timeout}s") from exc
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        detail: dict[str, Any] = {"store": "sqlite", "path": str(self.path)}
+        if not self._running or self._loop is None:
+            return False, {**detail, "error": "not running"}
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((_PROBE, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+        except (TimeoutError, AuditUnavailable) as exc:
+            return False, {**detail, "error": str(exc) or "write probe timed out"}
+        return True, {**detail, "seq": self._head.seq}
+
+    async def checkpoint_now(self) -> None:
+        """Seal the current head immediately (tests, admin tooling)."""
+        if not self._running or self._loop is None:
+            raise AuditUnavailable("audit store is not running")
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((_CHECKPOINT, fut))
+        await fut
+
+    # -- writer thread -----------------------------------------------------------------
+
+    def _resolve(self, fut: asyncio.Future[None], exc: BaseException | None) -> None:
+        def apply() -> None:
+            if fut.done():
+                return
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(apply)
+
+    def _run(self, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._open()
+        except Exception as exc:  # noqa: BLE001 -- reported to start() as AuditUnavailable
+            self._release_lock()
+            self._resolve(ready, AuditUnavailable(f"cannot open audit database {self.path}: {exc}"))
+            return
+        self._resolve(ready, None)
+        next_cp = time.monotonic() + self._cp_every_s
+        try:
+            while True:
+                try:
+                    first = self._queue.get(timeout=max(0.0, next_cp - time.monotonic()))
+                except queue.Empty:
+                    self._checkpoint(conn, "checkpoint" if self._since_cp else "heartbeat")
+                    next_cp = time.monotonic() + self._cp_every_s
+                    continue
+                batch, controls = self._drain(first)
+                if batch:
+                    self._write(conn, batch)
+                for kind, fut in controls:
+                    if kind is _PROBE:
+                        self._resolve(fut, self._probe(conn))
+                    elif kind is _CHECKPOINT:
+                        err = self._checkpoint(conn, "checkpoint" if self._since_cp else "heartbeat")
+                        self._resolve(fut, err)
+                        next_cp = time.monotonic() + self._cp_every_s
+                    elif kind is _CLOSE:
+                        self._checkpoint(conn, "close")
+                        self._fail_pending()
+                        conn.close()
+                        self._release_lock()
+                        self._resolve(fut, None)
+                        return
+        except BaseException:  # the writer must never die silently with futures pending
+            log.exception("audit writer thread crashed")
+            self._running = False
+            self._fail_pending()
+            raise
+
+    def _drain(self, first: Any) -> tuple[list[tuple[bytes, asyncio.Future[None]]], list[Any]]:
+        batch: list[tuple[bytes, asyncio.Future[None]]] = []
+        controls: list[Any] = []
+        item = first
+        while True:
+            if isinstance(item[0], bytes):
+                batch.append(item)
+            else:
+                controls.append(item)
+                if item[0] is _CLOSE:
+                    break
+            if len(batch) >= self._max_batch:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return batch, controls
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._resolve(item[1], AuditUnavailable("audit store is shutting down"))
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise AuditUnavailable("another gateway process is writing this audit database") from exc
+        self._lock_fd = fd
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+        row = conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            self._head = ChainHead(int(row[0]), str(row[1]))
+        cp = conn.execute(
+            "SELECT payload, signature FROM audit_checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if cp is not None:
+            self._last_cp = Checkpoint(orjson.loads(cp[0]), cp[1])
+            self._since_cp = self._head.seq - self._last_cp.seq
+        else:
+            self._since_cp = self._head.seq
+        return conn
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _user_head(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute(
+            "SELECT hash FROM audit_records WHERE user_key = ? ORDER BY seq DESC LIMIT 1", (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        cp: Checkpoint | None = None
+        try:
+            records, updates = self._head.link_batch(
+                [b for b, _ in batch], lambda k: self._user_head(conn, k)
+            )
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(insert_record_sql(), [r.row() for r in records])
+            if self._since_cp + len(records) >= self._cp_every_records:
+                cp = self._sign("checkpoint", records[-1].seq, records[-1].hash)
+                conn.execute(insert_checkpoint_sql(), _cp_row(cp))
+            conn.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 -- any failure means "not durable"
+            self._rollback(conn)
+            self.stats.failures += 1
+            self._last_error = str(exc)
+            log.error("audit batch of %d records failed: %s", len(batch), exc)
+            err = AuditUnavailable(f"audit write failed: {exc}")
+            for _, fut in batch:
+                self._resolve(fut, err)
+            return
+        self._last_error = None
+        self._head.advance(records, updates)
+        self.stats.transactions += 1
+        self.stats.records += len(records)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(records))
+        self._since_cp += len(records)
+        for _, fut in batch:
+            self._resolve(fut, None)
+        if cp is not None:
+            self._sealed(cp)
+
+    def _sign(self, kind: str, seq: int, head: str) -> Checkpoint:
+        prev = self._last_cp.hash if self._last_cp is not None else None
+        return self._signer.sign(kind=kind, seq=seq, head=head, prev_checkpoint=prev, time=now_rfc3339())
+
+    def _sealed(self, cp: Checkpoint) -> None:
+        self._last_cp = cp
+        self._since_cp = 0
+        if self._cp_dir is not None:
+            try:
+                write_checkpoint_file(self._cp_dir, cp)
+            except OSError as exc:
+                # The in-database copy exists; the second location is best effort and logged.
+                log.error("cannot write checkpoint to %s: %s", self._cp_dir, exc)
+
+    def _checkpoint(self, conn: sqlite3.Connection, kind: str) -> AuditUnavailable | None:
+        cp = self._sign(kind, self._head.seq, self._head.head)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(insert_checkpoint_sql(), _cp_row(cp))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            log.error("audit checkpoint failed: %s", exc)
+            return AuditUnavailable(f"checkpoint failed: {exc}")
+        self._sealed(cp)
+        return None
+
+    def _probe(self, conn: sqlite3.Connection) -> AuditUnavailable | None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            return AuditUnavailable(f"audit database not writable: {exc}")
+        return None
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def _cp_row(cp: Checkpoint) -> tuple[Any, ...]:
+    return (cp.seq, cp.payload["time"], cp.payload["kind"], orjson.dumps(cp.payload).decode(),
+            cp.signature, cp.hash)
+
+
+__all__ = ["SqliteAuditStore", "WriterStats", "ALL_COLUMNS", "StoredRecord"]
