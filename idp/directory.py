@@ -1,0 +1,123 @@
+"""Users and clients of the dev IdP, loaded once from YAML (``idp/users.yaml`` by default)."""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CLIENT_CREDENTIALS = "client_credentials"
+# Dev-only grant: a registered client asks for a user's token by username, no password.
+DEV_USER_GRANT = "urn:regogate:dev:user"
+GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT)
+
+
+class DirectoryError(Exception):
+    """The users file is missing or invalid; the message names the file and the key."""
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class User(_Entry):
+    username: str
+    sub: str
+    email: str | None = None
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    team: str | None = None
+    roles: tuple[str, ...] = ()
+    # Further claims copied verbatim into this user's tokens (e.g. to mimic another IdP).
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def claims(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        out["sub"] = self.sub
+        out["preferred_username"] = self.username
+        if self.email is not None:
+            out["email"] = self.email
+        if self.name is not None:
+            out["name"] = self.name
+        out["groups"] = list(self.groups)
+        if self.team is not None:
+            out["team"] = self.team
+        if self.roles:
+            out["roles"] = list(self.roles)
+        return out
+
+
+class Client(_Entry):
+    client_id: str
+    secret: str = Field(repr=False)
+    grant_types: tuple[str, ...] = GRANT_TYPES
+    scope: str = "openid"
+    roles: tuple[str, ...] = ()
+    description: str = ""
+
+    def secret_matches(self, presented: str) -> bool:
+        return hmac.compare_digest(self.secret.encode(), presented.encode())
+
+
+class Directory(_Entry):
+    users: dict[str, User]
+    clients: dict[str, Client]
+
+
+def default_users_file() -> Path:
+    return Path(str(resources.files("idp").joinpath("users.yaml")))
+
+
+def _entries(raw: dict[str, Any], section: str, key: str) -> dict[str, dict[str, Any]]:
+    items = raw.get(section) or {}
+    if not isinstance(items, dict):
+        raise DirectoryError(f"{section} must be a mapping of {key} -> attributes")
+    out: dict[str, dict[str, Any]] = {}
+    for name, attrs in items.items():
+        if attrs is None:
+            attrs = {}
+        if not isinstance(attrs, dict):
+            raise DirectoryError(f"{section}.{name} must be a mapping")
+        entry = {key: str(name), **attrs}
+        if section == "users":
+            entry.setdefault("sub", str(name))
+        out[str(name)] = entry
+    return out
+
+
+def load_directory(path: Path | None = None) -> Directory:
+    path = path or default_users_file()
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise DirectoryError(f"cannot read users file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise DirectoryError(f"users file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise DirectoryError(f"users file {path} must contain a mapping with users and clients")
+    try:
+        directory = Directory.model_validate(
+            {
+                "users": _entries(raw, "users", "username"),
+                "clients": _entries(raw, "clients", "client_id"),
+            }
+        )
+    except DirectoryError as exc:
+        raise DirectoryError(f"users file {path}: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise DirectoryError(f"users file {path}: {problems}") from exc
+    for client in directory.clients.values():
+        unknown = set(client.grant_types) - set(GRANT_TYPES)
+        if unknown:
+            raise DirectoryError(
+                f"users file {path}: clients.{client.client_id}.grant_types: "
+                f"unknown grant type(s) {sorted(unknown)}"
+            )
+    return directory
