@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from pep.settings_base import Frozen
 
@@ -32,6 +32,9 @@ class IntrospectionSettings(Frozen):
     client_id: str
     client_secret: SecretStr
     cache_max_s: int = Field(300, gt=0)
+    # RFC 7662 makes ``aud`` optional; we require it to name one of our audiences unless
+    # the IdP is known not to return it (then any active token of this issuer is accepted).
+    require_audience: bool = True
 
 
 class IssuerSettings(Frozen):
@@ -50,6 +53,28 @@ class IssuerSettings(Frozen):
     # client-credentials (service) token; these claims mark a token as a service token too.
     service_when: dict[str, str] = Field(default_factory=dict)
     introspection: IntrospectionSettings | None = None
+    # Google issues no JWT access tokens: its ID tokens (aud = our OAuth client id) are the
+    # only verifiable credential. Off by default -- ID tokens are not access tokens.
+    accept_id_tokens: bool = False
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algs: tuple[str, ...]) -> tuple[str, ...]:
+        # GUIDE.md 3.1: HS*/none would let anyone holding the public key forge tokens.
+        bad = [a for a in algs if a not in ASYMMETRIC_ALGORITHMS]
+        if bad or not algs:
+            raise ValueError(
+                f"algorithms must be a non-empty subset of {', '.join(ASYMMETRIC_ALGORITHMS)};"
+                f" refused: {', '.join(bad) or '(empty)'}"
+            )
+        return algs
+
+    @field_validator("audiences")
+    @classmethod
+    def _non_empty_audiences(cls, auds: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not a for a in auds):
+            raise ValueError("audiences must be non-empty strings")
+        return auds
 
 
 class IdentitySettings(Frozen):
@@ -63,3 +88,15 @@ class IdentitySettings(Frozen):
     # How long cached keys keep serving while the IdP is unreachable.
     jwks_stale_max_s: int = Field(24 * 3600, ge=0)
     http_timeout_s: float = Field(5.0, gt=0)
+    # Largest discovery / JWKS / introspection response we read.
+    max_response_bytes: int = Field(1024 * 1024, gt=0)
+    # Outstanding RFC 7662 calls at once; beyond this, opaque tokens get 503 (flood guard).
+    max_concurrent_introspections: int = Field(32, gt=0)
+
+    @field_validator("issuers")
+    @classmethod
+    def _unique_issuers(cls, issuers: tuple[IssuerSettings, ...]) -> tuple[IssuerSettings, ...]:
+        seen = [i.issuer for i in issuers]
+        if len(set(seen)) != len(seen):
+            raise ValueError("each issuer may be configured only once")
+        return issuers

@@ -1,0 +1,89 @@
+"""Verifying one compact JWS access token against its (configured) issuer.
+
+Order matters: strict parse -> issuer chosen by exact ``iss`` lookup -> algorithm checked
+against the issuer's pinned list -> key found by ``kid`` (dictionary lookup only) and its
+type must support that algorithm -> signature verified by PyJWT's algorithm implementation
+-> registered claims -> ID-token refusal -> mapping. Nothing from the token header selects
+a key source or an algorithm family.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+from pep.auth.claims import ClaimMapper, check_audience, check_times, looks_like_id_token, normalise_typ
+from pep.auth.jws import parse_compact
+from pep.auth.keys import IssuerKeys, VerifyKey
+from pep.auth.settings import ASYMMETRIC_ALGORITHMS
+from pep.errors import Unauthorized, Unavailable
+from pep.principal import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    principal: Principal
+    exp: float
+    issuer_keys: IssuerKeys
+    key: VerifyKey
+
+
+class JwtVerifier:
+    def __init__(self, issuers: dict[str, tuple[IssuerKeys, ClaimMapper]]) -> None:
+        self._issuers = issuers
+        defaults = get_default_algorithms()
+        self._algorithms: dict[str, Algorithm] = {
+            a: defaults[a] for a in ASYMMETRIC_ALGORITHMS if a in defaults
+        }
+
+    async def verify(self, token: str) -> Verified:
+        jws = parse_compact(token)
+        claims = jws.payload
+        iss = claims.get("iss")
+        if not isinstance(iss, str):
+            raise Unauthorized("token has no issuer", code="invalid_token")
+        found = self._issuers.get(iss)  # exact, case-sensitive: no prefix/normalisation
+        if found is None:
+            raise Unauthorized("token issuer is not trusted", code="untrusted_issuer")
+        keys, mapper = found
+        issuer = keys.issuer
+        alg = jws.alg
+        if alg not in issuer.algorithms or alg not in self._algorithms:
+            raise Unauthorized("token algorithm is not allowed", code="invalid_token")
+        typ = jws.header.get("typ")
+        if issuer.required_typ is not None and (
+            typ is None or normalise_typ(typ) != normalise_typ(issuer.required_typ)
+        ):
+            raise Unauthorized("token type is not accepted", code="invalid_token")
+
+        key = await self._key_for(keys, jws.kid, alg)
+        try:
+            ok = self._algorithms[alg].verify(jws.signing_input, key.key, jws.signature)
+        except Exception:  # noqa: BLE001 -- any crypto-layer failure is a bad signature
+            ok = False
+        if not ok:
+            raise Unauthorized("token signature is invalid", code="invalid_token")
+
+        now = time.time()
+        exp = check_times(claims, issuer.leeway_s, now)
+        check_audience(claims.get("aud"), issuer.audiences)
+        if not issuer.accept_id_tokens and looks_like_id_token(typ, claims):
+            raise Unauthorized("ID tokens are not access tokens", code="id_token_not_accepted")
+        return Verified(mapper.principal(claims, exp), exp + issuer.leeway_s, keys, key)
+
+    @staticmethod
+    async def _key_for(keys: IssuerKeys, kid: str | None, alg: str) -> VerifyKey:
+        if not keys.usable():
+            raise Unavailable("identity provider keys are unavailable", code="idp_unavailable")
+        key = keys.lookup(kid, alg)
+        if key is None and kid is not None and kid not in keys.keys.by_kid:
+            # Possibly a freshly rotated key: one rate-limited, single-flight refetch.
+            await keys.refetch_for_unknown_kid()
+            if not keys.usable():
+                raise Unavailable("identity provider keys are unavailable", code="idp_unavailable")
+            key = keys.lookup(kid, alg)
+        if key is None:
+            raise Unauthorized("token signing key is not known for this algorithm", code="invalid_token")
+        return key
