@@ -27,6 +27,8 @@ class PolicySettings(Frozen):
     opa_url: str = "http://127.0.0.1:8181"
     timeout_s: float = Field(0.5, gt=0)
     hot_reload: bool = True
+    # How often the embedded engine polls the bundle's file mtimes for hot reload.
+    reload_interval_s: float = Field(1.0, gt=0)
     shadow: ShadowSettings | None = None
     # Second evaluation on the model's answer (input.output). For streams the accumulated
     # text is checked every ``output_check_every_chars`` characters and at the end.

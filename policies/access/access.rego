@@ -1,0 +1,81 @@
+# METADATA
+# title: Model and API access
+# description: >-
+#   Who may use which model (by group or team, from data.gateway.models), which model kind
+#   serves which API, the per-model max_tokens cap, and who may read audit and usage data.
+#   Admins (data.gateway.admin_groups) may use every model: the admin override.
+package regogate.access
+
+import rego.v1
+
+import data.regogate.lib
+
+model_apis := {"chat.completions", "messages", "embeddings", "models.list"}
+
+gateway_apis := {"audit.read", "usage.read"}
+
+# Never undefined, so that a deny's message always renders (an undefined message would drop
+# the deny: fail open).
+requested_model := object.get(input, ["request", "model"], "")
+
+model := data.gateway.models[requested_model]
+
+# METADATA
+# description: The user may use the requested model (group, team, or admin override).
+model_allowed if lib.in_any_group(input.user, object.get(model, "groups", []))
+
+model_allowed if lib.in_any_team(input.user, object.get(model, "teams", []))
+
+model_allowed if lib.is_admin(input.user)
+
+api_allowed if lib.in_any_group(input.user, data.gateway.apis[input.request.api].groups)
+
+# A model the policy does not know is refused, except for admins: fail closed for everyone
+# else when a model is configured in the gateway but nobody wrote policy for it yet.
+deny contains {"code": "model_unknown", "message": sprintf("model %q is not in the policy catalog", [requested_model])} if {
+	input.request.api in model_apis
+	not data.gateway.models[requested_model]
+	not lib.is_admin(input.user)
+}
+
+deny contains {"code": "model_not_allowed", "message": sprintf("%s may not use model %q", [lib.subject, requested_model])} if {
+	input.request.api in model_apis
+	model
+	not model_allowed
+}
+
+# An embeddings model cannot serve chat and vice versa; models.list shows both kinds.
+deny contains {"code": "model_wrong_api", "message": sprintf("model %q does not serve %s", [requested_model, input.request.api])} if {
+	input.request.api in {"chat.completions", "messages"}
+	model.kind == "embeddings"
+}
+
+deny contains {"code": "model_wrong_api", "message": sprintf("model %q does not serve embeddings", [requested_model])} if {
+	input.request.api == "embeddings"
+	object.get(model, "kind", "chat") != "embeddings"
+}
+
+deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s", [lib.subject, input.request.api])} if {
+	input.request.api in gateway_apis
+	not api_allowed
+}
+
+deny contains {"code": "api_unknown", "message": sprintf("unknown api %q", [object.get(input, ["request", "api"], "")])} if {
+	not input.request.api in model_apis
+	not input.request.api in gateway_apis
+}
+
+# METADATA
+# description: Output-token cap for chat requests; the PEP takes the minimum over all caps.
+max_tokens := object.get(model, "max_tokens", data.gateway.default_max_tokens) if {
+	input.request.api in {"chat.completions", "messages"}
+}
+
+max_tokens := data.gateway.default_max_tokens if {
+	input.request.api in {"chat.completions", "messages"}
+	not model
+}
+
+# METADATA
+# description: A model whose catalog entry says reroute_to is served by that model instead.
+reroute := model.reroute_to

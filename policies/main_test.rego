@@ -1,0 +1,96 @@
+package regogate_test
+
+import rego.v1
+
+import data.regogate
+
+alice := {"sub": "alice", "groups": ["ml-team"], "teams": ["research"]}
+
+bob := {"sub": "bob", "groups": ["contractors"], "teams": ["sales"]}
+
+carol := {"sub": "carol", "groups": ["admins"], "teams": ["platform"]}
+
+chat(user, m, types) := {
+	"version": "v1",
+	"user": user,
+	"request": {"api": "chat.completions", "model": m, "max_tokens": 100000},
+	"content": {"types": types},
+	"usage": {},
+}
+
+test_default_is_deny if not regogate.allow with input as {}
+
+test_alice_chat_is_allowed_with_cap_and_digest if {
+	d := regogate.decision with input as chat(alice, "mock-gpt", [])
+	d.allow
+	d.reasons == []
+	d.obligations == {"max_tokens": 4096, "audit_content": "digest"}
+}
+
+test_bob_admin_model_is_denied_with_reason_code if {
+	d := regogate.decision with input as chat(bob, "mock-gpt-admin", [])
+	not d.allow
+	[r.code | some r in d.reasons] == ["model_not_allowed"]
+}
+
+test_pii_is_redacted_by_default if {
+	d := regogate.decision with input as chat(alice, "mock-gpt", ["phone", "email"])
+	d.allow
+	d.obligations.redact == ["email", "phone"]
+}
+
+test_secret_is_denied_even_for_admins if {
+	d := regogate.decision with input as chat(carol, "mock-gpt", ["private_key"])
+	not d.allow
+	[r.code | some r in d.reasons] == ["secret_in_prompt"]
+}
+
+test_contractor_gets_system_prompt if {
+	d := regogate.decision with input as chat(bob, "mock-gpt-eu", [])
+	contains(d.obligations.system_prompt, "contractor")
+}
+
+test_contractor_personal_data_outside_eu_is_denied if {
+	d := regogate.decision with input as chat(bob, "mock-gpt", ["email"])
+	not d.allow
+	[r.code | some r in d.reasons] == ["personal_data_outside_eu"]
+}
+
+test_quota_denial_is_combined if {
+	q := {"code": "quota_exceeded", "message": "over", "quota": {"scope": "user", "window": "day", "metric": "tokens"}}
+	d := regogate.decision with input as chat(alice, "mock-gpt", []) with data.regogate.quota.deny as {q}
+	not d.allow
+	d.reasons == [q]
+}
+
+test_smallest_cap_wins if {
+	d := regogate.decision with input as chat(alice, "mock-gpt", []) with data.regogate.quota.max_tokens as 10
+	d.obligations.max_tokens == 10
+}
+
+test_reroute_obligation_from_catalog if {
+	models := {"old": {"kind": "chat", "groups": ["*"], "reroute_to": "mock-gpt"}}
+	d := regogate.decision with input as chat(alice, "old", []) with data.gateway.models as models
+	d.obligations.model == "mock-gpt"
+}
+
+test_models_list_has_no_content_obligations if {
+	inp := {"user": bob, "request": {"api": "models.list", "model": "mock-gpt"}, "content": {"types": ["email"]}}
+	d := regogate.decision with input as inp
+	d.allow
+	d.obligations == {"audit_content": "digest"}
+}
+
+test_output_redacts_answer_pii if {
+	inp := object.union(chat(alice, "mock-gpt", []), {"output": {"text": "x", "types": ["email"], "final": true}})
+	d := regogate.decision with input as inp
+	d.allow
+	d.obligations.redact == ["email"]
+}
+
+test_output_private_key_cuts_answer if {
+	inp := object.union(chat(alice, "mock-gpt", []), {"output": {"text": "x", "types": ["private_key"], "final": false}})
+	d := regogate.decision with input as inp
+	not d.allow
+	[r.code | some r in d.reasons] == ["secret_in_output"]
+}

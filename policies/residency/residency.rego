@@ -1,0 +1,28 @@
+# METADATA
+# title: Data residency
+# description: >-
+#   Contractors may not send personal data to models outside the EU. Which groups are
+#   restricted, which regions are allowed and which finding types count as personal data
+#   come from data.gateway.residency; each model's region from data.gateway.models.
+#   (The worked example of docs/policies.md.)
+package regogate.residency
+
+import rego.v1
+
+import data.regogate.lib
+
+residency := data.gateway.residency
+
+# A model without a region counts as outside: fail closed.
+model_region := object.get(data.gateway.models, [input.request.model, "region"], "unknown")
+
+personal_data contains t if {
+	some t in input.content.types
+	t in residency.personal_data
+}
+
+deny contains {"code": "personal_data_outside_eu", "message": sprintf("%s may not send personal data (%s) to model %q in region %s", [lib.subject, concat(", ", sort(personal_data)), input.request.model, model_region])} if {
+	lib.in_any_group(input.user, residency.restricted_groups)
+	count(personal_data) > 0
+	not model_region in residency.allowed_regions
+}
