@@ -1,0 +1,3 @@
+from pep.cli import main
+
+raise SystemExit(main())

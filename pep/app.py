@@ -1,0 +1,108 @@
+"""The composition root: ``create_app(settings) -> web.Application``.
+
+Resources live in ``cleanup_ctx`` contexts (started in order, closed in reverse); state is
+reached only through the typed keys in ``pep.appkeys``. Nothing happens at import time.
+Tests may pass ``overrides`` to replace a component (e.g. an audit store that fails) with an
+object implementing the same interface.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from pep import appkeys
+from pep.catalog import Catalog
+from pep.config import Settings
+from pep.http.middleware import error_middleware
+from pep.http.routes import setup_routes
+from pep.inbound.openai import OpenAIDialect
+from pep.metrics import Metrics
+
+log = logging.getLogger("regogate.app")
+
+Overrides = dict[web.AppKey[Any], Callable[[], Any]]
+
+
+def _component(app: web.Application, key: web.AppKey[Any], build: Callable[[], Any],
+               overrides: Overrides) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        component = overrides[key]() if key in overrides else build()
+        if hasattr(component, "start"):
+            await component.start()
+        app[key] = component
+        try:
+            yield
+        finally:
+            if hasattr(component, "close"):
+                await component.close()
+
+    return ctx
+
+
+def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web.Application:
+    from pep.audit.factory import open_store  # noqa: PLC0415 - keep import-time work nil
+    from pep.auth import Authenticator
+    from pep.content import ContentInspector
+    from pep.inbound.anthropic import AnthropicDialect
+    from pep.policy.engines import create_engine, create_shadow
+    from pep.routing.router import Router
+    from pep.usage.tracker import open_tracker
+
+    overrides = overrides or {}
+    limits = settings.server.limits
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=limits.max_body_bytes,
+        handler_args={"max_line_size": limits.max_line_size,
+                      "max_field_size": limits.max_header_bytes},
+    )
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.METRICS] = Metrics()
+    app[appkeys.CATALOG] = Catalog(settings.models, settings.providers)
+    app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
+    app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
+
+    async def http_session(_: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        app[appkeys.HTTP_SESSION] = session
+        try:
+            yield
+        finally:
+            await session.close()
+
+    def session() -> aiohttp.ClientSession:
+        return app[appkeys.HTTP_SESSION]
+
+    app.cleanup_ctx.extend([
+        http_session,
+        _component(app, appkeys.AUDIT,
+                   lambda: open_store(settings.audit, settings.server.data_dir), overrides),
+        _component(app, appkeys.AUTHENTICATOR,
+                   lambda: Authenticator(settings.identity, session()), overrides),
+        _component(app, appkeys.POLICY, lambda: create_engine(settings.policy, session()),
+                   overrides),
+        _component(app, appkeys.USAGE, lambda: open_tracker(settings.usage), overrides),
+        _component(app, appkeys.ROUTER,
+                   lambda: Router(settings.providers, settings.models, session()),
+                   overrides),
+    ])
+    if settings.policy.shadow is not None:
+        app.cleanup_ctx.append(_component(
+            app, appkeys.SHADOW, lambda: create_shadow(settings.policy, session()), overrides))
+    setup_routes(app)
+    _setup_optional_routes(app)
+    return app
+
+
+def _setup_optional_routes(app: web.Application) -> None:
+    from pep.audit.api import setup_audit_routes
+    from pep.usage.api import setup_usage_routes
+
+    setup_audit_routes(app)
+    setup_usage_routes(app)

@@ -1,0 +1,225 @@
+"""``regogate`` command line: serve, token, idp, policy, audit, usage, config.
+
+``token`` and ``idp`` run ``python -m idp`` in a child process: the gateway package never
+imports the dev IdP, so nothing in ``pep`` can take a shortcut around token verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pep.config import ConfigError, Settings, load_settings
+
+
+def data_dir_default() -> Path:
+    return Path(os.environ.get("REGOGATE_DATA_DIR", ".regogate"))
+
+
+def _exec_idp(args: list[str]) -> int:
+    return subprocess.call([sys.executable, "-m", "idp", *args])
+
+
+def _discovery_issuer(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{url}/.well-known/openid-configuration", timeout=1) as r:
+            import json
+
+            doc = json.loads(r.read())
+            return doc.get("issuer") if isinstance(doc, dict) else None
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def start_dev_idp(data_dir: Path, port: int) -> tuple[str, subprocess.Popen[bytes] | None]:
+    """Reuse a dev IdP already answering on the port, or start one and wait for discovery."""
+    issuer = f"http://127.0.0.1:{port}"
+    if _discovery_issuer(issuer) == issuer:
+        return issuer, None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idp", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(data_dir)],
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the dev IdP exited with code {proc.returncode}; is port {port} taken?")
+        if _discovery_issuer(issuer) == issuer:
+            return issuer, proc
+        time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("the dev IdP did not answer within 20 s")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _banner(settings: Settings, *, embedded: bool, issuer: str | None) -> str:
+    s = settings.server
+    url = f"http://{s.host}:{s.port}"
+    exe = Path(sys.argv[0])
+    try:
+        cmd = str(exe.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        cmd = "regogate"
+    lines = [f"regogate is listening on {url}"]
+    if embedded:
+        lines += [
+            f"  identity : dev IdP {issuer} (development only) -- users alice, bob, carol, erin",
+            f"  policy   : embedded Rego engine on {settings.policy.bundle}",
+            f"  audit    : {settings.audit.store}",
+            "  provider : offline mock; models mock-gpt (everyone), mock-gpt-admin (admins),"
+            " mock-embed",
+        ]
+    lines += [
+        "",
+        "Call it from another terminal in this directory:",
+        f"  TOKEN=$({shlex.quote(cmd)} token alice)",
+        f"  curl -s {url}/v1/chat/completions -H \"Authorization: Bearer $TOKEN\" \\",
+        "       -H 'Content-Type: application/json' \\",
+        "       -d '{\"model\": \"mock-gpt\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
+        "",
+        "or with the official openai SDK (pip install openai):",
+        f"  from openai import OpenAI",
+        f"  client = OpenAI(base_url=\"{url}/v1\", api_key=TOKEN)   # the user's token",
+        "  client.chat.completions.create(model=\"mock-gpt\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}])",
+        "",
+        f"Audit: {shlex.quote(cmd)} audit query --user alice      Stop: Ctrl-C",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from pep.app import create_app
+    from pep.defaults import embedded_settings
+
+    logging.basicConfig(level=os.environ.get("REGOGATE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    idp_proc = None
+    issuer = None
+    try:
+        if args.config:
+            settings = load_settings(Path(args.config))
+            overrides: dict[str, Any] = {}
+            if args.host:
+                overrides["host"] = args.host
+            if args.port is not None:
+                overrides["port"] = args.port
+            if overrides:
+                settings = settings.model_copy(
+                    update={"server": settings.server.model_copy(update=overrides)})
+        else:
+            data_dir = Path(args.data_dir) if args.data_dir else data_dir_default()
+            data_dir.mkdir(parents=True, exist_ok=True)
+            host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
+            if port and not _port_free(host, port):
+                print(f"error: {host}:{port} is already in use (try --port)", file=sys.stderr)
+                return 2
+            issuer, idp_proc = start_dev_idp(data_dir, args.idp_port)
+            settings = embedded_settings(data_dir=data_dir, issuer=issuer, host=host, port=port)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    app = create_app(settings)
+    try:
+        web.run_app(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            access_log=None,
+            print=lambda _: print(_banner(settings, embedded=not args.config, issuer=issuer),
+                                  flush=True),
+            handler_cancellation=False,
+        )
+    finally:
+        if idp_proc is not None:
+            idp_proc.terminate()
+            idp_proc.wait(timeout=10)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(Path(args.file))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: valid ({len(settings.identity.issuers)} issuer(s), "
+          f"{len(settings.providers)} provider(s), {len(settings.models)} model(s))")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pep.audit.cli import register as register_audit
+    from pep.policy.cli import register as register_policy
+    from pep.usage.cli import register as register_usage
+
+    parser = argparse.ArgumentParser(prog="regogate", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config; without it: embedded defaults")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--data-dir", help="local state (default .regogate or $REGOGATE_DATA_DIR)")
+    serve.add_argument("--idp-port", type=int, default=9400, help="dev IdP port (defaults only)")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a dev IdP access token (python -m idp token)",
+                           add_help=False)
+    token.set_defaults(func=lambda a: _exec_idp(["token", *a.rest]))
+    idp = sub.add_parser("idp", help="dev IdP commands (python -m idp ...)", add_help=False)
+    idp.set_defaults(func=lambda a: _exec_idp(a.rest))
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
+
+    register_policy(sub)
+    register_audit(sub)
+    register_usage(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # token/idp pass everything through to the dev IdP's own parser.
+    if argv and argv[0] in ("token", "idp"):
+        return _exec_idp((["token"] if argv[0] == "token" else []) + argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result = args.func(args)
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

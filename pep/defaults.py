@@ -1,0 +1,57 @@
+"""The embedded defaults: dev IdP, embedded Rego on policies/, SQLite audit, mock provider.
+
+Used when ``regogate serve`` runs without ``--config``. The dev IdP is a separate process
+(``python -m idp``) whose tokens the gateway verifies through discovery + JWKS exactly like
+any external issuer's; nothing here trusts it specially.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pep.config import Settings, settings_from_mapping
+
+DEV_IDP_PORT = 9400
+DEV_AUDIENCE = "regogate"
+
+
+def repo_policies_dir() -> Path:
+    """``policies/`` in the working directory, else the one shipped beside the package."""
+    local = Path("policies")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
+def embedded_mapping(
+    *, data_dir: Path, issuer: str, host: str = "127.0.0.1", port: int = 8080
+) -> dict[str, Any]:
+    return {
+        "server": {"host": host, "port": port, "data_dir": str(data_dir)},
+        "identity": {
+            "issuers": [
+                {
+                    "issuer": issuer,
+                    "audiences": [DEV_AUDIENCE],
+                    "algorithms": ["RS256", "ES256"],
+                    "required_typ": "at+jwt",
+                }
+            ]
+        },
+        "policy": {"engine": "embedded", "bundle": str(repo_policies_dir())},
+        "audit": {"store": f"sqlite:///{(data_dir / 'audit.db').resolve()}"},
+        "providers": {"mock": {"kind": "mock"}},
+        "models": {
+            "mock-gpt": {"provider": "mock", "model": "mock-gpt",
+                         "description": "offline mock chat model every dev user may use"},
+            "mock-gpt-admin": {"provider": "mock", "model": "mock-gpt-admin",
+                               "description": "offline mock chat model for admins only"},
+            "mock-embed": {"provider": "mock", "model": "mock-embed", "embeddings": True,
+                           "description": "offline mock embeddings model"},
+        },
+    }
+
+
+def embedded_settings(**kw: Any) -> Settings:
+    return settings_from_mapping(embedded_mapping(**kw))

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Set up and run regogate with nothing but Python 3.11+.
+
+    python3 scripts/dev.py run     # venv + install, then `regogate serve` on embedded defaults
+    python3 scripts/dev.py test    # venv + install with test extras, then the whole test suite
+
+Extra arguments are passed on (`run --port 9000`, `test -k audit`). The virtual environment
+lives in .venv; it is reinstalled only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def say(msg: str) -> None:
+    print(f"[regogate] {msg}", flush=True)
+
+
+def ensure_venv(extras: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"regogate needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        say(f"creating virtual environment in {VENV}")
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+    stamp_file = VENV / f".regogate-installed-{extras or 'base'}"
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return
+    say("installing regogate and its dependencies (first run takes a minute)")
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.check_call([*pip, "--upgrade", "pip"])
+    target = f".[{extras}]" if extras else "."
+    subprocess.check_call([*pip, "-e", target], cwd=ROOT)
+    stamp_file.write_text(stamp)
+
+
+def ensure_interop_provider() -> None:
+    """The independent OIDC provider used by the identity interop test (npm package)."""
+    interop = ROOT / "tests" / "auth" / "interop"
+    if not (interop / "package.json").exists() or (interop / "node_modules").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        say("npm not found: the OIDC interop test will be skipped (required in CI)")
+        return
+    say("installing the independent OIDC provider for the interop test (npm ci)")
+    subprocess.call([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=interop)
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
+        print(__doc__)
+        return 2
+    command, rest = sys.argv[1], sys.argv[2:]
+    os.chdir(ROOT)
+    if command == "run":
+        ensure_venv("")
+        return subprocess.call([str(BIN / "regogate"), "serve", *rest])
+    ensure_venv("test")
+    ensure_interop_provider()
+    result = subprocess.call([str(PY), "-m", "pytest", *rest])
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
