@@ -46,3 +46,23 @@ class StreamTranslator(Protocol):
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
 
     def finish(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole answer: an OpenAI ``chat.completion`` (or embeddings list) body."""
+
+    body: dict[str, Any]
+    usage: Usage
+    served: Served
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """One deployment as an adapter sees it (built once per model at router start)."""
+
+    provider: str  # provider name from config
+    settings: Any  # pep.routing.settings.ProviderSettings (Any: adapters stay import-light)
+    model: str  # upstream model id / deployment name
+    client_model: str  # the name the client asked for; used in translated responses
+    state: Any = None  # adapter-specific, built once by the adapter's ``prepare`` (if any)

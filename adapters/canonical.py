@@ -1,0 +1,110 @@
+"""The canonical request (OpenAI Chat Completions as a dict): checks and text helpers.
+
+Every adapter declares which canonical parameters it can honour; anything else present in a
+request is a 400 naming the parameter (GUIDE.md 4: never silently dropped). Keys that would
+choose where or how we connect are refused for every provider (GUIDE.md 3.7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pep.errors import BadRequest
+
+# Parameters that, in some SDK or proxy, pick a URL, a key or an upstream. Refused outright.
+FORBIDDEN = frozenset({
+    "api_base", "base_url", "api_key", "api_version", "api_type", "azure_endpoint",
+    "azure_deployment", "azure_ad_token", "deployment_id", "endpoint", "url", "extra_headers",
+    "headers", "organization", "custom_llm_provider", "aws_access_key_id",
+    "aws_secret_access_key", "aws_session_token", "aws_region_name", "region",
+    "vertex_project", "vertex_location", "vertex_credentials",
+})
+
+# A parameter set to its neutral value changes nothing, so accepting it drops nothing.
+_NEUTRAL: dict[str, Any] = {
+    "n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0,
+    "parallel_tool_calls": True, "store": False,
+}
+
+# Parameters every adapter handles (the router consumes stream_options itself).
+BASE = frozenset({"model", "messages", "stream", "stream_options"})
+
+
+def reject_forbidden(body: dict[str, Any]) -> None:
+    for key in body:
+        if key in FORBIDDEN:
+            raise BadRequest(
+                f"parameter {key!r} is not allowed: the gateway's configuration chooses "
+                "providers, endpoints and credentials",
+                param=key, code="forbidden_parameter",
+            )
+
+
+def check_supported(body: dict[str, Any], supported: frozenset[str], kind: str) -> None:
+    for key, value in body.items():
+        if key in supported or value is None:
+            continue
+        if key in _NEUTRAL and value == _NEUTRAL[key]:
+            continue
+        raise BadRequest(
+            f"parameter {key!r} is not supported by the {kind} provider this model routes to",
+            param=key, code="unsupported_parameter",
+        )
+
+
+def require_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array", param="messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"messages[{i}] must be an object with a 'role'", param="messages")
+    return messages
+
+
+def content_text(content: Any) -> str:
+    """All text in a message ``content`` (string or array of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            p.get("text", "") for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text")
+            and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def estimate_tokens(text: str) -> int:
+    # ~4 characters per token is the usual English rule of thumb for BPE vocabularies.
+    return (len(text) + 3) // 4
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    total = 0
+    for m in body.get("messages") or ():
+        if isinstance(m, dict):
+            total += estimate_tokens(content_text(m.get("content"))) + 4  # role/framing
+    return total
+
+
+def max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens")
+    if value is None:
+        value = body.get("max_tokens")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest("max_tokens must be a positive integer", param="max_tokens")
+    return value
+
+
+def stop_list(body: dict[str, Any]) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise BadRequest("'stop' must be a string or an array of strings", param="stop")

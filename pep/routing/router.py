@@ -1,0 +1,388 @@
+"""Model name -> deployments -> provider call, with retries, fallback and a circuit breaker.
+
+    chat(body, model) -> Completion | ChunkStream
+      for each deployment (ordered, or first pick by weight), skipping open circuits:
+        try up to 1 + max_retries times, backing off, on 429 / 5xx / timeout / connection
+        error *before the first byte*; then fall back to the next deployment.
+      A 400 the first deployment raises (unsupported parameter, provider rejected the
+      request) goes straight to the client: retrying elsewhere would hide the cause.
+
+The router owns all I/O; adapters are pure. Upstream headers are built from configuration
+only, so inbound credentials can never be forwarded (GUIDE.md 3.6), and nothing in a
+request picks a URL (3.7). ``Served.attempts`` lists every try for the audit; a raised
+error carries the same list as ``err.attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from adapters import provider_errors, registry
+from adapters.canonical import (
+    content_text,
+    estimate_prompt_tokens,
+    estimate_tokens,
+    reject_forbidden,
+    require_messages,
+)
+from adapters.types import Completion, Served, Target, UpstreamRequest, Usage
+from pep.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from pep.routing.breaker import CircuitBreaker
+from pep.routing.settings import ModelSettings, ProviderSettings
+from pep.routing.stream import ChunkStream
+
+log = logging.getLogger("regogate.routing")
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    kind: str  # adapter kind of the first deployment (PolicyInput.request.provider)
+    provider: str  # provider name from config
+    upstream_model: str
+    embeddings: bool
+    description: str | None
+
+
+@dataclass(slots=True)
+class _Deployment:
+    target: Target
+    adapter: ModuleType
+    breaker: CircuitBreaker
+    timeout: aiohttp.ClientTimeout
+    weight: int
+
+    def label(self) -> str:
+        return f"{self.target.settings.kind} provider {self.target.provider!r}"
+
+
+@dataclass(slots=True)
+class _Model:
+    deployments: list[_Deployment]
+    settings: ModelSettings
+
+
+class _Failed(Exception):
+    """One failed attempt: the client-facing error and whether to retry in place."""
+
+    def __init__(self, error: GatewayError, *, retry: bool, status: int | None,
+                 wait_s: float | None = None) -> None:
+        self.error = error
+        self.retry = retry
+        self.status = status
+        self.wait_s = wait_s
+
+
+class _Response:
+    """What the router needs of an HTTP response (aiohttp or the in-process mock)."""
+
+    def __init__(self, status: int, headers: Mapping[str, str],
+                 chunks: Callable[[], AsyncIterator[bytes]], release: Callable[[], None]) -> None:
+        self.status = status
+        self.headers = headers
+        self.chunks = chunks
+        self.release = release
+
+    async def read(self, limit: int) -> bytes:
+        buf = bytearray()
+        async for piece in self.chunks():
+            buf += piece
+            if len(buf) > limit:
+                raise UpstreamError("provider response is too large")
+        return bytes(buf)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class Router:
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderSettings],
+        models: Mapping[str, ModelSettings],
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self._session = session
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._secrets = _secrets(providers)
+        adapters: dict[str, ModuleType] = {}
+        states: dict[str, Any] = {}
+        for name, ps in providers.items():
+            adapter = registry.get(ps.kind)
+            try:
+                adapter.validate(ps)
+            except ValueError as exc:
+                raise ValueError(f"providers.{name}: {exc}") from exc
+            adapters[name] = adapter
+            prepare = getattr(adapter, "prepare", None)
+            states[name] = prepare(ps) if prepare else None
+        self._models: dict[str, _Model] = {}
+        for mname, ms in models.items():
+            deps = []
+            for d in ms.deployments():
+                if d.provider not in providers:
+                    raise ValueError(f"models.{mname}: unknown provider {d.provider!r}")
+                ps = providers[d.provider]
+                deps.append(_Deployment(
+                    Target(d.provider, ps, d.model, mname, states[d.provider]),
+                    adapters[d.provider],
+                    CircuitBreaker(ps.breaker_failures, ps.breaker_cooldown_s, clock),
+                    aiohttp.ClientTimeout(total=None, sock_connect=ps.connect_timeout_s,
+                                          sock_read=ps.idle_timeout_s),
+                    d.weight,
+                ))
+            if not deps:
+                raise ValueError(f"models.{mname}: needs provider+model or fallbacks")
+            self._models[mname] = _Model(deps, ms)
+
+    # -- catalogue -------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def model_info(self, model: str) -> ModelInfo:
+        m = self._lookup(model)
+        first = m.deployments[0].target
+        return ModelInfo(model, first.settings.kind, first.provider, first.model,
+                         m.settings.embeddings, m.settings.description)
+
+    def _lookup(self, model: str) -> _Model:
+        m = self._models.get(model) if isinstance(model, str) else None
+        if m is None:
+            raise NotFound(f"model {model!r} does not exist or is not configured",
+                           param="model", code="model_not_found")
+        return m
+
+    # -- calls -----------------------------------------------------------------------
+    async def chat(
+        self, body: dict[str, Any], model: str, *, request_id: str
+    ) -> Completion | ChunkStream:
+        reject_forbidden(body)
+        require_messages(body)
+        m = self._lookup(model)
+        if m.settings.embeddings:
+            raise BadRequest(f"model {model!r} serves embeddings only", param="model")
+        stream = bool(body.get("stream"))
+        opts = body.get("stream_options")
+        if opts is not None and not isinstance(opts, dict):
+            raise BadRequest("'stream_options' must be an object", param="stream_options")
+        include_usage = stream and bool((opts or {}).get("include_usage"))
+        return await self._route(m, body, request_id, "chat", include_usage)
+
+    async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str) -> Completion:
+        reject_forbidden(body)
+        m = self._lookup(model)
+        if not m.settings.embeddings:
+            raise BadRequest(f"model {model!r} is not an embeddings model", param="model")
+        inp = body.get("input")
+        if not (isinstance(inp, str) and inp) and not (isinstance(inp, list) and inp):
+            raise BadRequest("'input' must be a non-empty string or array", param="input")
+        result = await self._route(m, body, request_id, "embeddings", False)
+        assert isinstance(result, Completion)
+        return result
+
+    def _order(self, m: _Model) -> list[_Deployment]:
+        deps = m.deployments
+        if m.settings.strategy != "weighted" or len(deps) < 2:
+            return deps
+        weights = [d.weight for d in deps]
+        if not any(weights):
+            return deps
+        first = self._rng.choices(range(len(deps)), weights=weights)[0]
+        return [deps[first]] + [d for i, d in enumerate(deps) if i != first]
+
+    async def _route(self, m: _Model, body: dict[str, Any], request_id: str, op: str,
+                     include_usage: bool) -> Completion | ChunkStream:
+        attempts: list[dict[str, Any]] = []
+        last: GatewayError | None = None
+        for position, dep in enumerate(self._order(m)):
+            t = dep.target
+            base = {"provider": t.provider, "kind": t.settings.kind, "model": t.model}
+            if not dep.breaker.allow():
+                attempts.append({**base, "outcome": "skipped", "error": "circuit_open"})
+                continue
+            try:
+                req = self._build(dep, body, op)
+            except BadRequest as exc:
+                if position == 0 or last is None:
+                    exc.attempts = attempts  # type: ignore[attr-defined]
+                    raise
+                attempts.append({**base, "outcome": "skipped", "error": exc.code})
+                continue
+            for retry in range(t.settings.max_retries + 1):
+                started = time.perf_counter()
+                try:
+                    result = await self._attempt(dep, req, body, op, include_usage)
+                except _Failed as f:
+                    dep.breaker.failure()
+                    ms = round((time.perf_counter() - started) * 1000, 1)
+                    attempts.append({**base, "outcome": "error", "status": f.status,
+                                     "error": f.error.code, "retry": retry, "ms": ms})
+                    log.warning("request %s: %s failed (%s, %s)", request_id, dep.label(),
+                                f.status, f.error.code)
+                    last = f.error
+                    if isinstance(f.error, BadRequest):
+                        f.error.attempts = attempts  # type: ignore[attr-defined]
+                        raise f.error from None
+                    if not f.retry or retry == t.settings.max_retries:
+                        break
+                    await self._sleep(self._backoff(t.settings, retry, f.wait_s))
+                    continue
+                dep.breaker.success()
+                ms = round((time.perf_counter() - started) * 1000, 1)
+                attempts.append({**base, "outcome": "ok", "retry": retry, "ms": ms})
+                result.served = Served(t.provider, t.settings.kind, t.model, attempts)
+                return result
+        if last is None:
+            last = UpstreamError("every deployment of this model is failing (circuit open)",
+                                 code="circuit_open")
+        last.attempts = attempts  # type: ignore[attr-defined]
+        raise last
+
+    def _backoff(self, ps: ProviderSettings, retry: int, wait_s: float | None) -> float:
+        if wait_s is not None and wait_s <= ps.max_retry_wait_s:
+            return wait_s
+        # Exponential with full jitter (AWS architecture blog), capped by max_retry_wait_s.
+        return min(ps.max_retry_wait_s, ps.retry_backoff_s * (2**retry)) * self._rng.random()
+
+    def _build(self, dep: _Deployment, body: dict[str, Any], op: str) -> UpstreamRequest:
+        if op == "chat":
+            return dep.adapter.to_provider(body, dep.target)  # type: ignore[no-any-return]
+        fn = getattr(dep.adapter, "embeddings_to_provider", None)
+        if fn is None:
+            raise BadRequest(f"the {dep.target.settings.kind} provider has no embeddings API",
+                             param="model", code="unsupported_operation")
+        return fn(body, dep.target)  # type: ignore[no-any-return]
+
+    async def _send(self, dep: _Deployment, req: UpstreamRequest) -> _Response:
+        respond = getattr(dep.adapter, "respond", None)
+        if respond is not None:
+            status, headers, data = respond(req)
+            return _Response(status, headers, lambda: _one(data), lambda: None)
+        try:
+            async with asyncio.timeout(dep.target.settings.first_byte_timeout_s):
+                resp = await self._session.request(
+                    req.method, URL(req.url, encoded=True), data=req.body, headers=req.headers,
+                    timeout=dep.timeout, allow_redirects=False,
+                )
+        except asyncio.TimeoutError as exc:
+            raise _Failed(UpstreamTimeout(f"{dep.label()} did not answer in time"),
+                          retry=True, status=None) from exc
+        except aiohttp.ClientError as exc:
+            raise _Failed(UpstreamError(f"cannot reach {dep.label()}: {type(exc).__name__}",
+                                        code="upstream_unreachable"),
+                          retry=True, status=None) from exc
+        return _Response(resp.status, resp.headers, resp.content.iter_any, resp.release)
+
+    async def _attempt(self, dep: _Deployment, req: UpstreamRequest, body: dict[str, Any],
+                       op: str, include_usage: bool) -> Completion | ChunkStream:
+        resp = await self._send(dep, req)
+        t = dep.target
+        try:
+            if resp.status >= 300:
+                data = await self._read(dep, resp, MAX_ERROR_BYTES, truncate=True)
+                err = self._scrub(dep.adapter.error_from_provider(resp.status, resp.headers,
+                                                                  data, t))
+                retry = provider_errors.retriable_status(resp.status)
+                wait = provider_errors.retry_after_s(resp.headers)
+                raise _Failed(err, retry=retry, status=resp.status, wait_s=wait)
+            if op == "chat" and req.stream:
+                cs = ChunkStream(
+                    resp.chunks(), resp.release, dep.adapter.StreamTranslator(t),
+                    served=Served(t.provider, t.settings.kind, t.model),
+                    include_usage=include_usage, prompt_estimate=estimate_prompt_tokens(body),
+                    label=dep.label(),
+                )
+                try:
+                    async with asyncio.timeout(t.settings.first_byte_timeout_s):
+                        await cs.prime()
+                except asyncio.TimeoutError as exc:
+                    await cs.aclose()
+                    raise _Failed(UpstreamTimeout(f"{dep.label()} sent no first chunk in time"),
+                                  retry=True, status=resp.status) from exc
+                except GatewayError as exc:
+                    await cs.aclose()
+                    raise _Failed(self._scrub(exc), retry=not isinstance(exc, BadRequest),
+                                  status=resp.status) from exc
+                return cs
+            data = await self._read(dep, resp, MAX_RESPONSE_BYTES)
+            try:
+                if op == "chat":
+                    doc, usage = dep.adapter.from_provider(data, t)
+                    usage = usage or _estimate_chat(body, doc)
+                else:
+                    doc, usage = dep.adapter.embeddings_from_provider(data, t)
+                    usage = usage or Usage(estimate_tokens(str(body.get("input"))), 0, True)
+            except GatewayError as exc:
+                raise _Failed(self._scrub(exc), retry=False, status=resp.status) from exc
+            return Completion(doc, usage, Served(t.provider, t.settings.kind, t.model))
+        finally:
+            if not (op == "chat" and req.stream and resp.status < 300):
+                resp.release()
+
+    async def _read(self, dep: _Deployment, resp: _Response, limit: int,
+                    truncate: bool = False) -> bytes:
+        try:
+            return await resp.read(limit)
+        except UpstreamError as exc:
+            if truncate:
+                return b""
+            raise _Failed(exc, retry=False, status=resp.status) from exc
+        except asyncio.TimeoutError as exc:
+            raise _Failed(UpstreamTimeout(f"{dep.label()} went idle mid-response"),
+                          retry=True, status=resp.status) from exc
+        except aiohttp.ClientError as exc:
+            raise _Failed(UpstreamError(f"{dep.label()} broke the connection"),
+                          retry=True, status=resp.status) from exc
+
+    def _scrub(self, err: GatewayError) -> GatewayError:
+        for secret in self._secrets:
+            if secret in err.message:
+                err.message = err.message.replace(secret, "***")
+                err.args = (err.message,)
+        return err
+
+
+def _secrets(providers: Mapping[str, ProviderSettings]) -> list[str]:
+    out = []
+    for ps in providers.values():
+        for s in (ps.api_key, ps.aws_secret_access_key, ps.aws_session_token):
+            if s is not None and len(s.get_secret_value()) >= 4:
+                out.append(s.get_secret_value())
+    return out
+
+
+def _estimate_chat(body: dict[str, Any], doc: dict[str, Any]) -> Usage:
+    text = ""
+    for c in doc.get("choices") or ():
+        msg = c.get("message") or {}
+        text += content_text(msg.get("content"))
+        for call in msg.get("tool_calls") or ():
+            text += str((call.get("function") or {}).get("arguments") or "")
+    return Usage(estimate_prompt_tokens(body), estimate_tokens(text), estimated=True)
+
+
