@@ -1,0 +1,135 @@
+"""SQLite store: group commit batches, acknowledges only after commit, fails closed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pep.audit.events import AuditUnavailable
+from pep.audit.factory import open_store
+from pep.audit.sqlite_store import SqliteAuditStore
+
+from .helpers import make_event, settings
+
+
+def count(tmp: Path) -> int:
+    with sqlite3.connect(tmp / "audit.db") as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM audit_records").fetchone()[0])
+
+
+async def test_concurrent_appends_are_batched_into_few_transactions(tmp_path: Path) -> None:
+    store = open_store(settings(tmp_path), tmp_path)
+    assert isinstance(store, SqliteAuditStore)
+    await store.start()
+    # Hold the database write lock from another connection: the writer's first commit waits,
+    # and every append arriving meanwhile must join the next transaction, not one of its own.
+    blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    tasks = [asyncio.create_task(store.append(make_event("alice", n))) for n in range(200)]
+    await asyncio.sleep(0.3)
+    assert not any(t.done() for t in tasks), "an append was acknowledged before any commit"
+    blocker.execute("COMMIT")
+    await asyncio.gather(*tasks)
+    assert store.stats.records == 200
+    assert store.stats.transactions <= 3
+    assert count(tmp_path) == 200
+    await store.close()
+
+
+async def test_acknowledged_records_are_visible_to_another_connection(tmp_path: Path) -> None:
+    store = open_store(settings(tmp_path), tmp_path)
+    await store.start()
+    await asyncio.gather(*(store.append(make_event("bob", n)) for n in range(50)))
+    # Still running (no close, no checkpoint): the acknowledgement alone implies commit.
+    assert count(tmp_path) == 50
+    await store.close()
+
+
+async def test_locked_database_makes_append_raise_audit_unavailable(tmp_path: Path) -> None:
+    store = open_store(settings(tmp_path, write_timeout_s=0.3), tmp_path)
+    await store.start()
+    blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(AuditUnavailable):
+        await store.append(make_event("alice", 1))
+    ok, detail = await store.ready()
+    assert not ok and "error" in detail
+    blocker.execute("ROLLBACK")
+    await asyncio.sleep(0.4)  # let the writer finish its own timed-out attempt
+    await store.append(make_event("alice", 2))  # recovers once the lock is gone
+    assert (await store.ready())[0]
+    await store.close()
+
+
+async def test_failed_batch_leaves_the_chain_consistent(tmp_path: Path) -> None:
+    from .test_verify_tamper import verify
+
+    store = open_store(settings(tmp_path, write_timeout_s=0.3), tmp_path)
+    await store.start()
+    await store.append(make_event("alice", 0))
+    blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(AuditUnavailable):
+        await store.append(make_event("alice", 1))
+    blocker.execute("ROLLBACK")
+    await asyncio.sleep(0.4)
+    await store.append(make_event("alice", 2))
+    await store.close()
+    report = await verify(tmp_path)
+    assert report.valid, report.error
+
+
+async def test_append_after_close_raises_audit_unavailable(tmp_path: Path) -> None:
+    store = open_store(settings(tmp_path), tmp_path)
+    await store.start()
+    await store.close()
+    with pytest.raises(AuditUnavailable):
+        await store.append(make_event("alice", 1))
+
+
+async def test_second_writer_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    first = open_store(settings(tmp_path), tmp_path)
+    await first.start()
+    second = open_store(settings(tmp_path), tmp_path)
+    with pytest.raises(AuditUnavailable):
+        await second.start()
+    await first.close()
+
+
+async def test_restart_continues_the_chain(tmp_path: Path) -> None:
+    from .test_verify_tamper import verify
+
+    for run in range(2):
+        store = open_store(settings(tmp_path), tmp_path)
+        await store.start()
+        await asyncio.gather(*(store.append(make_event(u, run * 10 + n))
+                               for n, u in enumerate(["alice", "bob", "alice"])))
+        await store.close()
+    report = await verify(tmp_path)
+    assert report.valid and report.records == 6
+
+
+async def test_idle_store_writes_heartbeat_checkpoints(tmp_path: Path) -> None:
+    from pep.audit.reader import SqliteAuditReader
+
+    store = open_store(settings(tmp_path, checkpoint_every_s=0.05, checkpoint_dir=tmp_path / "cp"), tmp_path)
+    await store.start()
+    await store.append(make_event("alice", 1))
+    await asyncio.sleep(0.5)
+    await store.close()
+    reader = SqliteAuditReader(tmp_path / "audit.db")
+    kinds = [cp.payload["kind"] for cp in await reader.checkpoints()]
+    await reader.close()
+    assert "heartbeat" in kinds and kinds[-1] == "close"
+    assert list((tmp_path / "cp").glob("checkpoint-*.json"))
+
+
+async def test_signing_key_is_created_private(tmp_path: Path) -> None:
+    store = open_store(settings(tmp_path), tmp_path)
+    key = tmp_path / "audit-signing-key.pem"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    await store.start()
+    await store.close()

@@ -1,0 +1,184 @@
+"""Tamper evidence: each kind of tampering is pinpointed; an untouched trail verifies clean."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pep.audit.checkpoints import DEFAULT_PUBLIC_KEY_NAME, load_public_key, read_checkpoint_dir
+from pep.audit.factory import open_store
+from pep.audit.reader import SqliteAuditReader
+from pep.audit.records import ALL_COLUMNS, StoredRecord, index_fields, record_hash
+from pep.audit.verify import VerifyReport, verify_trail
+
+from .helpers import make_event, settings
+
+ORDER = ["alice", "bob", "alice", "carol", "alice", "bob", "alice", "bob", "carol", "alice", "bob", "alice"]
+
+
+@pytest.fixture
+async def trail(tmp_path: Path) -> Path:
+    store = open_store(settings(tmp_path, checkpoint_every_records=4, checkpoint_dir=tmp_path / "cp"),
+                       tmp_path)
+    await store.start()
+    for n, user in enumerate(ORDER):
+        await store.append(make_event(user, n))  # one at a time: checkpoints at 4, 8, 12
+    await store.close()
+    return tmp_path
+
+
+async def verify(tmp: Path, *, with_dir: bool = False) -> VerifyReport:
+    reader = SqliteAuditReader(tmp / "audit.db")
+    try:
+        return await verify_trail(
+            reader,
+            public_keys=[load_public_key(tmp / DEFAULT_PUBLIC_KEY_NAME)],
+            extra_checkpoints=read_checkpoint_dir(tmp / "cp") if with_dir else None,
+        )
+    finally:
+        await reader.close()
+
+
+def db(tmp: Path) -> sqlite3.Connection:
+    return sqlite3.connect(tmp / "audit.db", isolation_level=None)
+
+
+def load(conn: sqlite3.Connection, seq: int) -> StoredRecord:
+    row = conn.execute(f"SELECT {', '.join(ALL_COLUMNS)} FROM audit_records WHERE seq = ?", (seq,)).fetchone()
+    return StoredRecord.from_row(row)
+
+
+def forge_body(rec: StoredRecord, **changes: object) -> str:
+    doc = rec.doc()
+    doc["what"].update(changes)
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+
+
+async def test_untouched_trail_verifies_clean(trail: Path) -> None:
+    report = await verify(trail, with_dir=True)
+    assert report.valid, report.error
+    assert report.records == len(ORDER)
+    assert report.users == 3
+    assert report.checkpoints_verified == report.checkpoints_total >= 4
+    assert report.unsealed_records == 0
+
+
+async def test_changed_field_is_reported_as_modified_at_its_seq(trail: Path) -> None:
+    with db(trail) as conn:
+        rec = load(conn, 6)
+        conn.execute("UPDATE audit_records SET body = ? WHERE seq = 6",
+                      (forge_body(rec, model_requested="gpt-secret"),))
+    report = await verify(trail)
+    assert not report.valid and report.error is not None
+    assert (report.error.kind, report.error.seq) == ("modified", 6)
+
+
+async def test_edited_index_column_is_reported_as_modified(trail: Path) -> None:
+    # Hiding a record from `query --user alice` by editing the subject column alone.
+    with db(trail) as conn:
+        conn.execute("UPDATE audit_records SET subject = 'mallory' WHERE seq = 3")
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("modified", 3)
+    assert "subject" in report.error.message
+
+
+async def test_deleted_record_is_reported_with_its_seq(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 5")
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("deleted", 5)
+
+
+async def test_deleted_newest_records_are_caught_through_a_checkpoint(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq > 9")
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("truncated", 10)
+
+
+async def test_truncation_hidden_in_the_store_is_caught_by_the_checkpoint_dir(trail: Path) -> None:
+    # The attacker also deletes the store's own checkpoints; the separate location keeps them.
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq > 9")
+        conn.execute("DELETE FROM audit_checkpoints WHERE seq > 8")
+    assert (await verify(trail)).valid  # without the second location this is undetectable
+    report = await verify(trail, with_dir=True)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("truncated", 10)
+
+
+async def test_inserted_forged_record_is_reported_as_inserted(trail: Path) -> None:
+    # A careful forger: shifts later records, chains the forgery correctly to its predecessor.
+    with db(trail) as conn:
+        for seq in range(len(ORDER), 6, -1):
+            conn.execute("UPDATE audit_records SET seq = seq + 1 WHERE seq = ?", (seq,))
+        before = load(conn, 6)
+        body = forge_body(before, model_requested="innocent")
+        doc = orjson.loads(body)
+        doc["request_id"] = "req_forged"
+        body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+        h = record_hash(before.hash, before.user_key, before.hash if before.user_key else None, body.encode())
+        forged = StoredRecord(7, h, before.hash, before.user_key, before.hash, body, index_fields(doc))
+        conn.execute(f"INSERT INTO audit_records ({', '.join(ALL_COLUMNS)}) VALUES "
+                     f"({', '.join('?' for _ in ALL_COLUMNS)})", forged.row())
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("inserted", 7)
+
+
+async def test_swapped_records_are_reported_as_reordered(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("UPDATE audit_records SET seq = -1 WHERE seq = 4")
+        conn.execute("UPDATE audit_records SET seq = 4 WHERE seq = 5")
+        conn.execute("UPDATE audit_records SET seq = 5 WHERE seq = -1")
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("reordered", 4)
+
+
+async def test_altered_record_in_the_middle_of_one_users_chain_names_the_user(trail: Path) -> None:
+    with db(trail) as conn:
+        alice_seqs = [r[0] for r in conn.execute(
+            "SELECT seq FROM audit_records WHERE subject = 'alice' ORDER BY seq")]
+        middle = alice_seqs[len(alice_seqs) // 2]
+        rec = load(conn, middle)
+        conn.execute("UPDATE audit_records SET body = ? WHERE seq = ?",
+                     (forge_body(rec, model_served="other"), middle))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq, report.error.subject) == ("modified", middle, "alice")
+
+
+async def test_rewritten_chain_is_caught_by_the_signed_checkpoint(trail: Path) -> None:
+    # The attacker alters seq 2 and recomputes every later hash, so every link looks right.
+    with db(trail) as conn:
+        recs = [load(conn, s) for s in range(1, len(ORDER) + 1)]
+        prev = recs[0].hash
+        user_heads = {recs[0].user_key: recs[0].hash}
+        for i, rec in enumerate(recs[1:], start=2):
+            body = forge_body(rec, model_served="rewritten") if i == 2 else rec.body
+            uprev = user_heads.get(rec.user_key)
+            h = record_hash(prev, rec.user_key, uprev, body.encode())
+            conn.execute("UPDATE audit_records SET body=?, hash=?, prev_hash=?, user_prev=?, "
+                         "model_served=? WHERE seq=?",
+                         (body, h, prev, uprev, index_fields(orjson.loads(body))["model_served"], i))
+            prev = user_heads[rec.user_key] = h
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.chain, report.error.seq) == ("modified", "checkpoint", 4)
+
+
+async def test_forged_checkpoint_signature_is_rejected(trail: Path) -> None:
+    with db(trail) as conn:
+        payload = orjson.loads(conn.execute("SELECT payload FROM audit_checkpoints WHERE id = 1").fetchone()[0])
+        payload["seq"] = 3
+        conn.execute("UPDATE audit_checkpoints SET payload = ? WHERE id = 1", (orjson.dumps(payload).decode(),))
+    report = await verify(trail)
+    assert report.error is not None
+    assert report.error.kind == "checkpoint"
