@@ -50,6 +50,21 @@ def load_modules(engine: Any, modules: dict[str, str], data: dict[str, Any]) -> 
         engine.add_data_json(orjson.dumps(data).decode())
 
 
+def eval_rule(engine: Any, path: str) -> tuple[bool, Any]:
+    """(defined, value) of one rule on a raw engine (tooling and tests; not the hot path).
+    An unknown rule path is undefined, as in OPA's data API."""
+    try:
+        out = engine.eval_rule_as_json(path)
+    except Exception as exc:
+        if "not a valid rule path" in str(exc):
+            return False, None
+        raise
+    if out == _UNDEFINED_JSON:
+        value = engine.eval_rule(path)
+        return value is not None, value
+    return True, orjson.loads(out)
+
+
 class CompiledPolicy:
     """A compiled bundle answering one decision rule."""
 

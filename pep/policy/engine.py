@@ -59,8 +59,13 @@ def parse_decision(raw: Any, *, revision: str | None, decision_id: str | None) -
                 f"policy returned obligations the PEP does not enforce: {sorted(unknown)}",
                 "unknown_obligation",
             )
+        # Rego has one number type: arithmetic can yield 2048.0 where 2048 is meant.
+        cap = obligations.get("max_tokens")
+        if isinstance(cap, float) and cap.is_integer():
+            raw = {**raw, "obligations": {**obligations, "max_tokens": int(cap)}}
     try:
-        decision = Decision.model_validate(raw)
+        # Strict: "yes" is not true and "5" is not 5 -- an ill-typed decision is an error.
+        decision = Decision.model_validate(raw, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
