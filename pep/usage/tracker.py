@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pep.policy.contract import QuotaRef
@@ -59,12 +61,15 @@ class UsageTracker(Protocol):
         ...
 
 
-def open_tracker(settings: UsageSettings) -> UsageTracker:
-    """The tracker for ``usage.store``; call ``start()`` before use and ``close()`` after."""
+def open_tracker(
+    settings: UsageSettings, *, clock: Callable[[], float] = time.time
+) -> UsageTracker:
+    """The tracker for ``usage.store``; call ``start()`` before use and ``close()`` after.
+    ``clock`` (Unix seconds) exists for tests that need to cross window boundaries."""
     if settings.store == "memory":
         from pep.usage.memory import MemoryTracker
 
-        return MemoryTracker(settings)
+        return MemoryTracker(settings, clock=clock)
     from pep.usage.redis_store import RedisTracker
 
-    return RedisTracker(settings)
+    return RedisTracker(settings, clock=clock)

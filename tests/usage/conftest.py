@@ -1,0 +1,83 @@
+"""Trackers on both stores with a controllable clock; Redis keys under a unique prefix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pep.usage.counters import CounterTracker
+from pep.usage.settings import UsageSettings
+from pep.usage.tracker import open_tracker
+
+# 2025-03-14T15:09:26.5Z: mid-minute, mid-month.
+T0 = 1741964966.5
+
+PRICES: dict[str, Any] = {
+    "prices": {"mock-gpt": {"input_per_1m": 3.0, "output_per_1m": 15.0}},
+}
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    import redis
+
+    prefix = f"regogate-test:{uuid.uuid4().hex}:"
+    yield prefix
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+
+TrackerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_redis_tracker(
+    redis_url: str, redis_prefix: str, clock: Clock
+) -> AsyncIterator[TrackerFactory]:
+    """Several trackers on one Redis: several gateway replicas."""
+    made: list[CounterTracker] = []
+
+    async def make(**overrides: Any) -> CounterTracker:
+        settings = UsageSettings(store=redis_url, key_prefix=redis_prefix, **{**PRICES, **overrides})
+        tracker = open_tracker(settings, clock=clock)
+        assert isinstance(tracker, CounterTracker)
+        await tracker.start()
+        made.append(tracker)
+        return tracker
+
+    yield make
+    for t in made:
+        await t.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def tracker(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[CounterTracker]:
+    """The same behaviour, checked on both stores."""
+    if request.param == "redis":
+        settings = UsageSettings(store=request.getfixturevalue("redis_url"),
+                                 key_prefix=request.getfixturevalue("redis_prefix"), **PRICES)
+    else:
+        settings = UsageSettings(**PRICES)
+    t = open_tracker(settings, clock=clock)
+    assert isinstance(t, CounterTracker)
+    await t.start()
+    yield t
+    await t.close()
