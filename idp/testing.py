@@ -30,7 +30,7 @@ from typing import Any
 from idp.keys import DEFAULT_ALG, DEFAULT_GRACE_S
 from idp.server import IdpServer, start_server
 from idp.state import read_state
-from idp.tokens import DEFAULT_AUDIENCE, DEFAULT_CLIENT, ID_TOKEN_TYP
+from idp.tokens import DEFAULT_AUDIENCE, DEFAULT_CLIENT
 
 
 class RunningIdp:
@@ -104,8 +104,6 @@ class RunningIdp:
         return self._server.tokens.keys.snapshot().jwks
 
 
-_ = ID_TOKEN_TYP  # re-exported for tests that check the ID token header
-
 
 @contextlib.asynccontextmanager
 async def running_idp(
@@ -147,6 +145,7 @@ def running_idp_sync(data_dir: Path, **kwargs: Any) -> Iterator[RunningIdp]:
 class IdpProcess:
     issuer: str
     process: subprocess.Popen[bytes]
+    log_path: Path  # the server's stderr: banner and access log
 
     @property
     def jwks_uri(self) -> str:
@@ -179,12 +178,16 @@ def idp_subprocess(
     env = dict(os.environ)
     repo_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server logs every request: a pipe nobody drains would fill up and stall it.
+    log_path = data_dir / "idp" / "serve.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                err = log_path.read_text(errors="replace")
                 raise RuntimeError(f"dev IdP exited with {proc.returncode}: {err[-2000:]}")
             state = read_state(data_dir)
             issuer = state.get("issuer")
@@ -193,7 +196,7 @@ def idp_subprocess(
             if time.monotonic() > deadline:
                 raise TimeoutError("dev IdP did not answer discovery in time")
             time.sleep(0.05)
-        yield IdpProcess(issuer=issuer, process=proc)
+        yield IdpProcess(issuer=issuer, process=proc, log_path=log_path)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -202,5 +205,3 @@ def idp_subprocess(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
