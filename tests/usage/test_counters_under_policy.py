@@ -40,7 +40,7 @@ def _decide(usage: dict[str, Any], who: Principal) -> tuple[list[dict[str, Any]]
     })
 
     def value(q: str) -> Any:
-        res = json.loads(engine.eval_query_as_json(q))["result"]
+        res = json.loads(engine.eval_query_as_json(q)).get("result")
         return res[0]["expressions"][0]["value"] if res else None
 
     return value("data.regogate.quota.deny"), value("data.regogate.quota.max_tokens")

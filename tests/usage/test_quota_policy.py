@@ -32,7 +32,7 @@ def engine() -> Any:
 
 
 def _value(engine: Any, query: str) -> Any:
-    result = json.loads(engine.eval_query_as_json(query))["result"]
+    result = json.loads(engine.eval_query_as_json(query)).get("result")
     return result[0]["expressions"][0]["value"] if result else None
 
 
