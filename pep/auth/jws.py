@@ -110,7 +110,7 @@ def parse_compact(token: str) -> ParsedJWS:
         if name in header:
             raise _bad(f"token header parameter {name!r} is not accepted")
     kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH):
+    if "kid" in header and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH):
         raise _bad("token key id is malformed")
     typ = header.get("typ")
     if typ is not None and not isinstance(typ, str):
