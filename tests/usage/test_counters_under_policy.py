@@ -19,7 +19,7 @@ LIMITS = [
     {"name": "contractors", "who": {"group": "contractors"}, "scope": "user",
      "metric": "tokens", "window": "day", "max": 1000},
     {"name": "carol", "who": {"user": "carol"}, "scope": "user",
-     "metric": "tokens", "window": "day", "max": 3000},
+     "metric": "tokens", "window": "day", "max": 5000},
     {"name": "research", "who": {"team": "research"}, "scope": "team",
      "metric": "tokens", "window": "day", "max": 4000},
 ]
@@ -61,7 +61,8 @@ async def test_two_replicas_enforce_one_combined_limit(make_redis_tracker: Track
 async def test_user_override_lets_a_user_pass_the_group_limit(tracker: CounterTracker) -> None:
     await tracker.record(CAROL, None, "mock-gpt", 1500, 0, estimated=False)
     deny, cap = _decide(await tracker.snapshot(CAROL, None), CAROL)
-    assert deny == [] and cap == 1500
+    # min(carol's 5000 - 1500, the team's 4000 - 1500)
+    assert deny == [] and cap == 2500
 
 
 async def test_team_budget_binds_a_user_with_a_higher_personal_limit(
