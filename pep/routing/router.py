@@ -10,7 +10,8 @@
 The router owns all I/O; adapters are pure. Upstream headers are built from configuration
 only, so inbound credentials can never be forwarded (GUIDE.md 3.6), and nothing in a
 request picks a URL (3.7). ``Served.attempts`` lists every try for the audit; a raised
-error carries the same list as ``err.attempts``.
+error carries the same list as ``err.attempts`` and ``err.served`` (the last deployment
+tried, or None when nothing was tried).
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class Router:
                 req = self._build(dep, body, op)
             except BadRequest as exc:
                 if position == 0 or last is None:
-                    exc.attempts = attempts  # type: ignore[attr-defined]
+                    _attach(exc, attempts)
                     raise
                 attempts.append({**base, "outcome": "skipped", "error": exc.code})
                 continue
@@ -246,7 +247,7 @@ class Router:
                                 f.status, f.error.code)
                     last = f.error
                     if isinstance(f.error, BadRequest):
-                        f.error.attempts = attempts  # type: ignore[attr-defined]
+                        _attach(f.error, attempts)
                         raise f.error from None
                     if not f.retry or retry == t.settings.max_retries:
                         break
@@ -260,7 +261,7 @@ class Router:
         if last is None:
             last = UpstreamError("every deployment of this model is failing (circuit open)",
                                  code="circuit_open")
-        last.attempts = attempts  # type: ignore[attr-defined]
+        _attach(last, attempts)
         raise last
 
     def _backoff(self, ps: ProviderSettings, retry: int, wait_s: float | None) -> float:
@@ -365,6 +366,16 @@ class Router:
                 err.message = err.message.replace(secret, "***")
                 err.args = (err.message,)
         return err
+
+
+def _attach(err: GatewayError, attempts: list[dict[str, Any]]) -> None:
+    """Give the audit what was tried: ``err.attempts`` and ``err.served`` (last tried)."""
+    err.attempts = attempts  # type: ignore[attr-defined]
+    tried = [a for a in attempts if a.get("outcome") != "skipped"] or attempts
+    err.served = (  # type: ignore[attr-defined]
+        Served(tried[-1]["provider"], tried[-1]["kind"], tried[-1]["model"], attempts)
+        if tried else None
+    )
 
 
 def _secrets(providers: Mapping[str, ProviderSettings]) -> list[str]:
