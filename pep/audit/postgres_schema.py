@@ -1,0 +1,62 @@
+"""PostgreSQL DDL for the audit trail. Table names are qualified with the configured schema
+(validated as a plain identifier by AuditSettings.pg_schema, so interpolation is safe)."""
+
+from __future__ import annotations
+
+from pep.audit.records import GENESIS
+
+
+def ddl(schema: str) -> list[str]:
+    s = f'"{schema}"'
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {s}",
+        f"""CREATE TABLE IF NOT EXISTS {s}.audit_records (
+            seq BIGINT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            user_key TEXT,
+            user_prev TEXT,
+            time TEXT NOT NULL,
+            event TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            decision_id TEXT,
+            subject TEXT,
+            issuer TEXT,
+            email TEXT,
+            teams TEXT NOT NULL,
+            model_requested TEXT,
+            model_served TEXT,
+            decision TEXT NOT NULL,
+            status INTEGER,
+            tokens_in BIGINT,
+            tokens_out BIGINT,
+            cost_usd DOUBLE PRECISION,
+            body TEXT NOT NULL
+        )""",
+        f"CREATE INDEX IF NOT EXISTS audit_records_user ON {s}.audit_records (user_key, seq)",
+        f"CREATE INDEX IF NOT EXISTS audit_records_subject ON {s}.audit_records (subject, seq)",
+        f"CREATE INDEX IF NOT EXISTS audit_records_request ON {s}.audit_records (request_id)",
+        f"CREATE INDEX IF NOT EXISTS audit_records_time ON {s}.audit_records (time)",
+        f"""CREATE TABLE IF NOT EXISTS {s}.audit_checkpoints (
+            id BIGSERIAL PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            time TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        # The single chain head all replicas share; its row lock serialises appends.
+        f"""CREATE TABLE IF NOT EXISTS {s}.audit_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL,
+            since_checkpoint BIGINT NOT NULL,
+            last_checkpoint TEXT
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.audit_user_heads (
+            user_key TEXT PRIMARY KEY,
+            hash TEXT NOT NULL
+        )""",
+        f"INSERT INTO {s}.audit_head VALUES (1, 0, '{GENESIS}', 0, NULL) ON CONFLICT DO NOTHING",
+    ]

@@ -1,0 +1,250 @@
+"""PostgreSQL audit store (asyncpg): several gateway replicas append to ONE trail.
+
+How the chains work across replicas: there is a single global chain. Each replica batches its
+own concurrent appends (group commit) and writes a batch in one transaction that first takes
+the row lock on ``audit_head`` (``SELECT ... FOR UPDATE``). Holding it, the replica reads the
+head (seq, hash), the per-user heads of the subjects in the batch (``audit_user_heads``),
+links the batch, inserts it, updates both heads and commits. The lock is held for one batch
+insert, so replicas interleave batch by batch and the trail is one linear chain that the same
+offline verifier checks. Commits use ``synchronous_commit=on``: an append returns only when
+PostgreSQL has flushed the commit.
+
+Checkpoints are written under the same lock (the head row carries the hash of the latest
+checkpoint and the count since it), so they form one chain too. Every replica that signs must
+use the same ``signing_key`` file or the verifier must be given each replica's public key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pep.audit.checkpoints import Checkpoint, Signer, write_checkpoint_file
+from pep.audit.events import AuditEvent, AuditUnavailable
+from pep.audit.postgres_schema import ddl
+from pep.audit.records import ALL_COLUMNS, ChainHead, StoredRecord, event_body, user_key_of
+from pep.audit.sqlite_store import WriterStats
+from pep.audit.timefmt import now_rfc3339
+
+log = logging.getLogger("regogate.audit")
+
+
+class PostgresAuditStore:
+    def __init__(
+        self,
+        dsn: str,
+        signer: Signer,
+        *,
+        schema: str = "public",
+        checkpoint_every_records: int = 1000,
+        checkpoint_every_s: float = 60.0,
+        checkpoint_dir: Path | None = None,
+        max_batch: int = 512,
+        write_timeout_s: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._signer = signer
+        self._schema = schema
+        self._s = f'"{schema}"'
+        self._cp_every_records = checkpoint_every_records
+        self._cp_every_s = checkpoint_every_s
+        self._cp_dir = checkpoint_dir
+        self._max_batch = max_batch
+        self._timeout = write_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._running = False
+        self._last_error: str | None = None
+        self.stats = WriterStats()
+
+    async def start(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=3, command_timeout=self._timeout,
+                server_settings={"synchronous_commit": "on", "application_name": "regogate-audit"},
+            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Replicas starting together must not race on CREATE ... IF NOT EXISTS.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"regogate-audit:{self._schema}")
+                for stmt in ddl(self._schema):
+                    await conn.execute(stmt)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            raise AuditUnavailable(f"cannot open PostgreSQL audit store: {exc}") from exc
+        self._running = True
+        self._writer = asyncio.create_task(self._write_loop(), name="regogate-audit-writer")
+
+    async def close(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+        try:
+            await asyncio.wait_for(self._checkpoint("close"), self._timeout)
+        except (AuditUnavailable, asyncio.TimeoutError) as exc:
+            log.error("final audit checkpoint failed: %s", exc)
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def append(self, event: AuditEvent) -> None:
+        if not self._running:
+            raise AuditUnavailable("audit store is not running")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event_body(event), fut))
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+        except asyncio.TimeoutError as exc:
+            raise AuditUnavailable(f"audit record not durable within {self._timeout}s") from exc
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        detail: dict[str, Any] = {"store": "postgresql", "schema": self._schema}
+        if not self._running or self._pool is None or self._writer is None or self._writer.done():
+            return False, {**detail, "error": "not running"}
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                seq = await conn.fetchval(f"SELECT seq FROM {self._s}.audit_head WHERE id = 1")
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            return False, {**detail, "error": f"database not reachable: {exc}"}
+        return True, {**detail, "seq": seq}
+
+    async def checkpoint_now(self) -> None:
+        await self._checkpoint("checkpoint")
+
+    # -- writer ------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while self._running or self._pending:
+            if not self._pending:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._cp_every_s)
+                except asyncio.TimeoutError:
+                    await self._periodic_checkpoint()
+                    continue
+                self._wake.clear()
+                continue
+            batch = self._pending[: self._max_batch]
+            del self._pending[: len(batch)]
+            await self._write(batch)
+
+    async def _periodic_checkpoint(self) -> None:
+        try:
+            await self._checkpoint(None)
+        except AuditUnavailable as exc:
+            log.error("periodic audit checkpoint failed: %s", exc)
+
+    async def _write(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        assert self._pool is not None
+        cp: Checkpoint | None = None
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+                head_row = await conn.fetchrow(
+                    f"SELECT seq, hash, since_checkpoint, last_checkpoint FROM {self._s}.audit_head "
+                    "WHERE id = 1 FOR UPDATE"
+                )
+                head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
+                keys = sorted({k for k in (_user_key(b) for b, _ in batch) if k})
+                if keys:
+                    rows = await conn.fetch(
+                        f"SELECT user_key, hash FROM {self._s}.audit_user_heads WHERE user_key = ANY($1)",
+                        keys,
+                    )
+                    head.user_heads = {r["user_key"]: r["hash"] for r in rows}
+                records, updates = head.link_batch([b for b, _ in batch], lambda _k: None)
+                await conn.copy_records_to_table(
+                    "audit_records", records=[r.row() for r in records],
+                    columns=list(ALL_COLUMNS), schema_name=self._schema,
+                )
+                if updates:
+                    await conn.executemany(
+                        f"INSERT INTO {self._s}.audit_user_heads (user_key, hash) VALUES ($1, $2) "
+                        "ON CONFLICT (user_key) DO UPDATE SET hash = EXCLUDED.hash",
+                        list(updates.items()),
+                    )
+                since = int(head_row["since_checkpoint"]) + len(records)
+                last_cp = head_row["last_checkpoint"]
+                if since >= self._cp_every_records:
+                    cp = self._signer.sign(kind="checkpoint", seq=records[-1].seq, head=records[-1].hash,
+                                           prev_checkpoint=last_cp, time=now_rfc3339())
+                    await self._insert_checkpoint(conn, cp)
+                    since, last_cp = 0, cp.hash
+                await conn.execute(
+                    f"UPDATE {self._s}.audit_head SET seq = $1, hash = $2, since_checkpoint = $3, "
+                    "last_checkpoint = $4 WHERE id = 1",
+                    records[-1].seq, records[-1].hash, since, last_cp,
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            self.stats.failures += 1
+            self._last_error = str(exc)
+            log.error("audit batch of %d records failed: %s", len(batch), exc)
+            err = AuditUnavailable(f"audit write failed: {exc}")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        self._last_error = None
+        self.stats.transactions += 1
+        self.stats.records += len(records)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(records))
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+        if cp is not None:
+            self._copy_out(cp)
+
+    async def _insert_checkpoint(self, conn: asyncpg.Connection, cp: Checkpoint) -> None:
+        await conn.execute(
+            f"INSERT INTO {self._s}.audit_checkpoints (seq, time, kind, payload, signature, hash) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            cp.seq, cp.payload["time"], cp.payload["kind"], orjson.dumps(cp.payload).decode(),
+            cp.signature, cp.hash,
+        )
+
+    async def _checkpoint(self, kind: str | None) -> None:
+        """Seal the shared head. ``kind`` None: checkpoint if records arrived, else heartbeat."""
+        if self._pool is None:
+            raise AuditUnavailable("audit store is not running")
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    f"SELECT seq, hash, since_checkpoint, last_checkpoint FROM {self._s}.audit_head "
+                    "WHERE id = 1 FOR UPDATE"
+                )
+                k = kind or ("checkpoint" if row["since_checkpoint"] else "heartbeat")
+                cp = self._signer.sign(kind=k, seq=int(row["seq"]), head=str(row["hash"]),
+                                       prev_checkpoint=row["last_checkpoint"], time=now_rfc3339())
+                await self._insert_checkpoint(conn, cp)
+                await conn.execute(
+                    f"UPDATE {self._s}.audit_head SET since_checkpoint = 0, last_checkpoint = $1 "
+                    "WHERE id = 1", cp.hash,
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            raise AuditUnavailable(f"checkpoint failed: {exc}") from exc
+        self._copy_out(cp)
+
+    def _copy_out(self, cp: Checkpoint) -> None:
+        if self._cp_dir is None:
+            return
+        try:
+            write_checkpoint_file(self._cp_dir, cp)
+        except OSError as exc:
+            log.error("cannot write checkpoint to %s: %s", self._cp_dir, exc)
+
+
+def _user_key(body: bytes) -> str | None:
+    return user_key_of(orjson.loads(body))
+
+
+__all__ = ["PostgresAuditStore", "StoredRecord"]
