@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     from pep.auth import Authenticator
     from pep.content import ContentInspector
     from pep.inbound.anthropic import AnthropicDialect
-    from pep.policy.engines import create_engine, create_shadow
+    from pep.policy.factory import create_engine
     from pep.routing.router import Router
     from pep.usage.tracker import open_tracker
 
@@ -93,6 +93,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
                    overrides),
     ])
     if settings.policy.shadow is not None:
+        from pep.policy.shadow import create_shadow
+
         app.cleanup_ctx.append(_component(
             app, appkeys.SHADOW, lambda: create_shadow(settings.policy, session()), overrides))
     setup_routes(app)

@@ -40,8 +40,9 @@ from pep.streaming import relay_stream
 from pep.usage.tracker import UsageUnavailable
 
 log = logging.getLogger("regogate.pipeline")
+POLICY_INPUT = web.RequestKey("policy_input", dict)
 
-EXCHANGE = "regogate.exchange"  # request-scoped key (aiohttp Request supports item access)
+EXCHANGE = web.RequestKey("exchange", Exchange)
 
 
 def new_request_id(request: web.Request) -> str:
@@ -215,7 +216,6 @@ async def admit(
     return decision
 
 
-POLICY_INPUT = "regogate.policy_input"
 
 
 async def forward(request: web.Request, dialect: Dialect, api: str) -> web.StreamResponse:

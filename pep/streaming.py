@@ -11,7 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from adapters.types import Usage
@@ -79,7 +78,7 @@ async def relay_stream(
         # After the first byte the status line is gone; report in-band, audit the cause.
         status, error = err.status, err
         app[appkeys.METRICS].inc("stream_errors_total", code=err.code)
-        await _write_quietly(resp, b"data: " + orjson.dumps(dialect.error_body(err)) + b"\n\n")
+        await _write_quietly(resp, dialect.stream_error(err))
     except (ConnectionResetError, asyncio.CancelledError):
         status = 499  # client closed the connection
         app[appkeys.METRICS].inc("client_disconnects_total")

@@ -34,3 +34,7 @@ class OpenAIDialect:
 
     def error_body(self, err: GatewayError) -> dict[str, Any]:
         return to_body(err)
+
+    def stream_error(self, err: GatewayError) -> bytes:
+        # What OpenAI itself sends when a stream fails after it started.
+        return b"data: " + orjson.dumps(to_body(err)) + b"\n\n"

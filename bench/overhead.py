@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Measure what the gateway adds: CPU per request and latency over calling the provider directly.
+
+    .venv/bin/python bench/overhead.py [--requests 2000] [--concurrency 8] [--repeats 3]
+
+One run, side by side, on loopback (GUIDE.md section 5):
+  * an OpenAI-compatible mock provider (``python -m adapters.mock_server``),
+  * the dev IdP, and the gateway with identity + embedded policy + SQLite audit + content
+    inspection + usage counters all on, routing to that mock over HTTP,
+  * the gateway pinned to CPU 0; mock, IdP and this load generator pinned to the other CPUs,
+  * warm-up discarded, several repeats, medians reported.
+
+Gateway CPU per request = (utime + stime of the gateway process over the measured phase) /
+requests, read from /proc. Added latency = gateway p50/p99 minus direct p50/p99. Streaming:
+time to first byte, direct vs gateway. Results print as a table and as JSON (--json).
+Never used by tests: timings are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BODY = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def spawn(args: list[str], cpus: set[int], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        os.sched_setaffinity(proc.pid, cpus)
+    except (AttributeError, OSError):
+        pass
+    return proc
+
+
+async def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            try:
+                async with s.get(url) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def load(url: str, headers: dict[str, str], body: bytes, n: int, conc: int,
+               stream: bool = False) -> list[float]:
+    latencies: list[float] = []
+    queue = iter(range(n))
+    connector = aiohttp.TCPConnector(limit=conc)
+    async with aiohttp.ClientSession(connector=connector) as s:
+
+        async def worker() -> None:
+            for _ in queue:
+                t0 = time.perf_counter()
+                async with s.post(url, data=body, headers=headers) as r:
+                    if stream:
+                        await r.content.readany()  # first byte
+                        latencies.append(time.perf_counter() - t0)
+                        await r.read()
+                    else:
+                        await r.read()
+                        latencies.append(time.perf_counter() - t0)
+                    if r.status != 200:
+                        raise SystemExit(f"{url} answered {r.status}: {(await r.text())[:300]}")
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    ncpu = os.cpu_count() or 1
+    gw_cpus, other_cpus = {0}, (set(range(1, ncpu)) or {0})
+    try:
+        os.sched_setaffinity(0, other_cpus)
+    except (AttributeError, OSError):
+        pass
+    work = Path(tempfile.mkdtemp(prefix="regogate-bench-"))
+    mock_port, idp_port, gw_port = free_port(), free_port(), free_port()
+    py = sys.executable
+    procs = [spawn([py, "-m", "adapters.mock_server", "--port", str(mock_port)], other_cpus),
+             spawn([py, "-m", "idp", "serve", "--port", str(idp_port), "--data-dir", str(work)],
+                   other_cpus)]
+    try:
+        mock = f"http://127.0.0.1:{mock_port}"
+        await wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
+        await wait_http(mock + "/v1/models")
+        config = {
+            "server": {"host": "127.0.0.1", "port": gw_port, "data_dir": str(work / "gw")},
+            "identity": {"issuers": [{"issuer": f"http://127.0.0.1:{idp_port}",
+                                      "audiences": ["regogate"], "required_typ": "at+jwt"}]},
+            "policy": {"engine": "embedded", "bundle": str(ROOT / "policies")},
+            "audit": {"store": f"sqlite:///{work / 'audit.db'}"},
+            "providers": {"mock": {"kind": "openai_compatible", "base_url": mock + "/v1",
+                                   "api_key": "bench-not-a-secret"}},
+            "models": {"mock-gpt": {"provider": "mock", "model": "mock-gpt"}},
+        }
+        cfg = work / "regogate.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        gw = spawn([py, "-m", "pep", "serve", "--config", str(cfg)], gw_cpus,
+                   env={"REGOGATE_LOG_LEVEL": "WARNING"})
+        procs.append(gw)
+        gateway = f"http://127.0.0.1:{gw_port}"
+        await wait_http(gateway + "/healthz")
+        token = subprocess.check_output(
+            [py, "-m", "idp", "token", "alice", "--data-dir", str(work)], cwd=ROOT, text=True
+        ).strip()
+        auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        direct_h = {"Authorization": "Bearer bench-not-a-secret", "Content-Type": "application/json"}
+        plain = json.dumps(BODY).encode()
+        streamed = json.dumps({**BODY, "stream": True}).encode()
+        results: dict[str, list[float]] = {k: [] for k in (
+            "cpu_ms", "direct_p50", "direct_p99", "gw_p50", "gw_p99", "ttfb_direct", "ttfb_gw")}
+        for _ in range(args.repeats):
+            await load(gateway + "/v1/chat/completions", auth, plain, args.warmup, args.concurrency)
+            await load(mock + "/v1/chat/completions", direct_h, plain, args.warmup, args.concurrency)
+            direct = await load(mock + "/v1/chat/completions", direct_h, plain, args.requests,
+                                args.concurrency)
+            cpu0 = cpu_seconds(gw.pid)
+            via = await load(gateway + "/v1/chat/completions", auth, plain, args.requests,
+                             args.concurrency)
+            cpu1 = cpu_seconds(gw.pid)
+            results["cpu_ms"].append((cpu1 - cpu0) / args.requests * 1000)
+            results["direct_p50"].append(pct(direct, 0.5))
+            results["direct_p99"].append(pct(direct, 0.99))
+            results["gw_p50"].append(pct(via, 0.5))
+            results["gw_p99"].append(pct(via, 0.99))
+            n_stream = max(50, args.requests // 10)
+            results["ttfb_direct"].append(pct(await load(
+                mock + "/v1/chat/completions", direct_h, streamed, n_stream, 1, stream=True), 0.5))
+            results["ttfb_gw"].append(pct(await load(
+                gateway + "/v1/chat/completions", auth, streamed, n_stream, 1, stream=True), 0.5))
+        med = {k: round(statistics.median(v), 3) for k, v in results.items()}
+        med["added_p50_ms"] = round(med["gw_p50"] - med["direct_p50"], 3)
+        med["added_p99_ms"] = round(med["gw_p99"] - med["direct_p99"], 3)
+        med["added_ttfb_ms"] = round(med["ttfb_gw"] - med["ttfb_direct"], 3)
+        med.update(requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
+                   cpus=ncpu)
+        return med
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    r = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return
+    print(f"regogate overhead ({r['requests']} requests x {r['repeats']} repeats, concurrency "
+          f"{r['concurrency']}, medians; gateway pinned to CPU 0 of {r['cpus']})")
+    print(f"  gateway CPU per request        {r['cpu_ms']:.3f} ms")
+    print(f"  latency p50 direct / gateway   {r['direct_p50']:.3f} / {r['gw_p50']:.3f} ms "
+          f"(added {r['added_p50_ms']:.3f} ms)")
+    print(f"  latency p99 direct / gateway   {r['direct_p99']:.3f} / {r['gw_p99']:.3f} ms "
+          f"(added {r['added_p99_ms']:.3f} ms)")
+    print(f"  stream TTFB direct / gateway   {r['ttfb_direct']:.3f} / {r['ttfb_gw']:.3f} ms "
+          f"(added {r['added_ttfb_ms']:.3f} ms)")
+
+
+if __name__ == "__main__":
+    main()

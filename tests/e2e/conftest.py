@@ -1,0 +1,68 @@
+"""Fixtures for gateway-level tests: a policy engine of either kind, a counting upstream."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pep.defaults import repo_policies_dir
+from tests.fakes.openai_wire import reply
+from tests.fakes.server import FakeServer, Recorded, Reply
+from tests.opa_double.server import OpaDouble
+
+
+def real_opa_binary() -> str | None:
+    return os.environ.get("OPA_BIN") or shutil.which("opa")
+
+
+@pytest.fixture(params=["embedded", "opa"])
+async def engine_config(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+    """Policy config for each engine. 'opa' runs against the OPA-REST test double (backed by
+    the embedded engine) -- tests/policy runs the real binary when one is installed."""
+    if request.param == "embedded":
+        yield {}
+        return
+    double = OpaDouble(repo_policies_dir())
+    url = await double.start()
+    try:
+        yield {"policy": {"engine": "opa", "opa_url": url}}
+    finally:
+        await double.stop()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeServer]:
+    """An OpenAI wire-format fake that records what it receives (to prove 'nothing was
+    forwarded' and to see what obligations changed)."""
+
+    def answer(rec: Recorded) -> Reply:
+        return reply("Hello from the fake upstream.")
+
+    async with FakeServer(answer) as server:
+        yield server
+
+
+def upstream_config(server: FakeServer) -> dict[str, Any]:
+    """Route the dev models to the fake instead of the in-process mock."""
+    return {
+        "providers": {"up": {"kind": "openai", "base_url": server.url + "/v1",
+                             "api_key": "sk-test-not-a-real-key"}},
+        "models": {
+            "mock-gpt": {"provider": "up", "model": "gpt-upstream"},
+            "mock-gpt-admin": {"provider": "up", "model": "gpt-upstream-admin"},
+            "mock-embed": {"provider": "up", "model": "embed-upstream", "embeddings": True},
+        },
+    }
+
+
+def write_bundle(root: Path, rego: str, data: str | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "policy.rego").write_text(rego)
+    if data is not None:
+        (root / "data.json").write_text(data)
+    return root
