@@ -56,8 +56,8 @@ test_max_tokens_is_undefined_without_a_token_limit if {
 
 # Shipped data: requests per minute ---------------------------------------------------
 
-test_requests_per_minute_limit_denies_everyone if {
-	reasons := quota.deny with input as {"user": outsider, "request": req(1), "usage": {"user": {"minute": {"requests": 120}}}}
+test_requests_per_minute_limit_denies_contractors if {
+	reasons := quota.deny with input as {"user": contractor, "request": req(1), "usage": {"user": {"minute": {"requests": 60}}}}
 	some r in reasons
 	r.code == "quota_requests_per_minute"
 	r.quota.window == "minute"
@@ -65,7 +65,11 @@ test_requests_per_minute_limit_denies_everyone if {
 }
 
 test_requests_under_per_minute_limit_are_allowed if {
-	count(quota.deny) == 0 with input as {"user": outsider, "request": req(1), "usage": {"user": {"minute": {"requests": 119}}}}
+	count(quota.deny) == 0 with input as {"user": contractor, "request": req(1), "usage": {"user": {"minute": {"requests": 59}}}}
+}
+
+test_staff_have_no_per_minute_limit if {
+	count(quota.deny) == 0 with input as {"user": outsider, "request": req(1), "usage": {"user": {"minute": {"requests": 100000}}}}
 }
 
 # Shipped data: team research $500 per month, no user above 20% of it -----------------

@@ -51,7 +51,7 @@ def test_deny_reasons_validate_as_contract_reasons(engine: Any) -> None:
     engine.set_input({
         "user": {"sub": "carol", "kind": "user", "groups": ["contractors"], "teams": []},
         "request": {"estimated_tokens": 1},
-        "usage": {"user": {"day": {"tokens": 50000}, "minute": {"requests": 500}}},
+        "usage": {"user": {"day": {"tokens": 50000}, "minute": {"requests": 60}}},
     })
     reasons = [Reason.model_validate(r) for r in _value(engine, "data.regogate.quota.deny")]
     assert {(r.code, r.quota.window if r.quota else None) for r in reasons} == {
