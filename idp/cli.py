@@ -43,12 +43,15 @@ def _common(p: argparse.ArgumentParser, *, users: bool = True) -> None:
         help="state directory (default: $REGOGATE_DATA_DIR or ./.regogate); keys live in <dir>/idp",
     )
     if users:
-        p.add_argument("--users", type=Path, default=None, help="users/clients YAML (default: bundled)")
+        p.add_argument(
+            "--users", type=Path, default=None, help="users/clients YAML (default: bundled)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m idp", description="regogate development identity provider (NOT FOR PRODUCTION)"
+        prog="python -m idp",
+        description="regogate development identity provider (NOT FOR PRODUCTION)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -56,15 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default=DEFAULT_HOST)
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--allow-non-loopback", action="store_true", help="bind a non-loopback address")
+    serve.add_argument(
+        "--allow-non-loopback", action="store_true", help="bind a non-loopback address"
+    )
     serve.add_argument("--audience", default=DEFAULT_AUDIENCE, help="default aud of access tokens")
-    serve.add_argument("--ttl", type=_positive, default=DEFAULT_TTL_S, help="token lifetime, seconds")
-    serve.add_argument("--alg", choices=SUPPORTED_ALGS, default=DEFAULT_ALG, help="alg of the first key")
+    serve.add_argument(
+        "--ttl", type=_positive, default=DEFAULT_TTL_S, help="token lifetime, seconds"
+    )
+    serve.add_argument(
+        "--alg", choices=SUPPORTED_ALGS, default=DEFAULT_ALG, help="alg of the first key"
+    )
 
     token = sub.add_parser("token", help="print an access token (the server need not be running)")
     _common(token)
-    token.add_argument("user", nargs="?", help="username; omit with --client for client credentials")
-    token.add_argument("--client", default=None, help=f"client id (default for users: {DEFAULT_CLIENT})")
+    token.add_argument(
+        "user", nargs="?", help="username; omit with --client for client credentials"
+    )
+    token.add_argument(
+        "--client", default=None, help=f"client id (default for users: {DEFAULT_CLIENT})"
+    )
     token.add_argument("--audience", default=DEFAULT_AUDIENCE)
     token.add_argument("--ttl", type=_positive, default=DEFAULT_TTL_S)
     token.add_argument("--scope", default=None)
@@ -76,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(rotate, users=False)
     rotate.add_argument("--alg", choices=SUPPORTED_ALGS, default=DEFAULT_ALG)
     rotate.add_argument(
-        "--grace", type=int, default=DEFAULT_GRACE_S, help="seconds the previous key stays published"
+        "--grace",
+        type=int,
+        default=DEFAULT_GRACE_S,
+        help="seconds the previous key stays published",
     )
     rotate.add_argument("--remove-old", action="store_true", help="publish only the new key")
 
@@ -124,7 +140,11 @@ def _cmd_token(args: argparse.Namespace) -> int:
         raise SystemExit("error: give a USER, or --client CLIENT for a client-credentials token")
     issuer = args.issuer or current_issuer(data_dir)
     tokens = TokenIssuer(
-        KeyRing(data_dir), load_directory(args.users), issuer, audience=args.audience, ttl_s=args.ttl
+        KeyRing(data_dir),
+        load_directory(args.users),
+        issuer,
+        audience=args.audience,
+        ttl_s=args.ttl,
     )
     client = args.client or DEFAULT_CLIENT
     if args.id_token:

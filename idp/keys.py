@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from joserfc import jwk
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, KeySet, RSAKey
 
 from idp.state import file_lock, idp_dir, write_private_json
 
@@ -39,7 +39,7 @@ class KeyFileError(Exception):
 
 
 def generate_key(alg: str) -> SigningKey:
-    params: dict[str, Any] = {"alg": alg, "use": "sig"}
+    params: KeyParameters = {"alg": alg, "use": "sig"}
     key: SigningKey
     if alg in ("RS256", "PS256"):
         key = RSAKey.generate_key(2048, parameters=params, private=True)
@@ -116,7 +116,11 @@ class KeyRing:
             if sig is None:
                 self._create_first()
                 sig = self._stat()
-            if sig != self._signature or self._snapshot is None or now >= self._snapshot.valid_until:
+            if (
+                sig != self._signature
+                or self._snapshot is None
+                or now >= self._snapshot.valid_until
+            ):
                 self._snapshot = self._read(now)
                 self._signature = sig
             return self._snapshot

@@ -23,7 +23,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from idp.directory import CLIENT_CREDENTIALS, DEV_USER_GRANT, GRANT_TYPES, Client, load_directory
+from idp.directory import CLIENT_CREDENTIALS, GRANT_TYPES, Client, load_directory
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
 from idp.state import is_loopback, issuer_for, write_state
@@ -31,7 +31,6 @@ from idp.tokens import (
     DEFAULT_AUDIENCE,
     DEFAULT_TTL_S,
     TokenIssuer,
-    UnknownClientError,
     UnknownUserError,
 )
 
@@ -41,6 +40,10 @@ OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
 MAX_BODY_BYTES = 64 * 1024
 JWKS_MAX_AGE_S = 60
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+CLAIMS_SUPPORTED = (
+    "iss sub aud exp iat nbf jti client_id azp scope "
+    "email name preferred_username groups team roles nonce"
+)
 BANNER = (
     "regogate dev IdP: FOR DEVELOPMENT ONLY, NOT FOR PRODUCTION. "
     "Anyone who can reach it can mint tokens for any listed user."
@@ -124,7 +127,9 @@ def _authenticate_client(request: web.Request, form: dict[str, str]) -> Client:
     if client is None or not client.secret_matches(secret):
         raise OAuthError(401, "invalid_client", "client authentication failed")
     if "client_id" in form and form["client_id"] != client.client_id:
-        raise OAuthError(400, "invalid_request", "client_id does not match the authenticated client")
+        raise OAuthError(
+            400, "invalid_request", "client_id does not match the authenticated client"
+        )
     return client
 
 
@@ -144,10 +149,7 @@ async def discovery(request: web.Request) -> web.Response:
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
-        "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "azp", "scope",
-            "email", "name", "preferred_username", "groups", "team", "roles", "nonce",
-        ],
+        "claims_supported": CLAIMS_SUPPORTED.split(),
         "service_documentation": "docs/dev-idp.md (development only, not for production)",
     }
     return web.json_response(doc, headers={"Cache-Control": "public, max-age=300"})
@@ -284,7 +286,9 @@ async def start_server(
     opaque = OpaqueTokenStore()
     app = create_idp_app(tokens, opaque)
     # access_log=None turns request logging off (in-process test servers stay quiet).
-    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log else None)
+    runner = web.AppRunner(
+        app, access_log=logging.getLogger("aiohttp.access") if access_log else None
+    )
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()

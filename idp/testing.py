@@ -64,7 +64,9 @@ class RunningIdp:
     def id_token(self, user: str, *, client: str = DEFAULT_CLIENT, nonce: str | None = None) -> str:
         return self._server.tokens.id_token(user, client=client, nonce=nonce)
 
-    def opaque_token(self, user: str | None = None, *, client: str = DEFAULT_CLIENT, **opts: Any) -> str:
+    def opaque_token(
+        self, user: str | None = None, *, client: str = DEFAULT_CLIENT, **opts: Any
+    ) -> str:
         """An opaque token the running server will introspect as active (a service token
         for ``client`` when ``user`` is None)."""
         tokens = self._server.tokens
@@ -87,11 +89,16 @@ class RunningIdp:
         """Sign arbitrary claims with the active key (for hostile-token tests)."""
         return self._server.tokens.sign(claims, typ=typ, header=header)
 
+    def sign_raw(self, header: bytes, payload: bytes, *, signing_alg: str | None = None) -> str:
+        """Compact JWS over exact bytes (e.g. duplicate claims), signed by the active key."""
+        return self._server.tokens.sign_raw(header, payload, signing_alg=signing_alg)
+
     def user_claims(self, user: str, **opts: Any) -> dict[str, Any]:
         return self._server.tokens.user_claims(user, **opts)
 
-    def rotate(self, remove_old: bool = False, *, alg: str | None = None,
-               grace_s: int = DEFAULT_GRACE_S) -> str:
+    def rotate(
+        self, remove_old: bool = False, *, alg: str | None = None, grace_s: int = DEFAULT_GRACE_S
+    ) -> str:
         """Add a new active key (as ``python -m idp rotate`` does); returns its kid."""
         return self._server.tokens.keys.rotate(alg=alg, grace_s=grace_s, remove_old=remove_old)
 
@@ -102,7 +109,6 @@ class RunningIdp:
     @property
     def jwks(self) -> dict[str, Any]:
         return self._server.tokens.keys.snapshot().jwks
-
 
 
 @contextlib.asynccontextmanager
@@ -128,9 +134,9 @@ def running_idp_sync(data_dir: Path, **kwargs: Any) -> Iterator[RunningIdp]:
     thread = threading.Thread(target=loop.run_forever, name="dev-idp", daemon=True)
     thread.start()
     try:
-        server = asyncio.run_coroutine_threadsafe(
-            start_server(data_dir, **kwargs), loop
-        ).result(timeout=30)
+        server = asyncio.run_coroutine_threadsafe(start_server(data_dir, **kwargs), loop).result(
+            timeout=30
+        )
         try:
             yield RunningIdp(server, data_dir)
         finally:
@@ -155,7 +161,7 @@ class IdpProcess:
 def _discovery_answers(issuer: str) -> bool:
     url = f"{issuer}/.well-known/openid-configuration"
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(json.load(resp).get("issuer") == issuer)
     except (OSError, ValueError):
         return False
@@ -191,7 +197,11 @@ def idp_subprocess(
                 raise RuntimeError(f"dev IdP exited with {proc.returncode}: {err[-2000:]}")
             state = read_state(data_dir)
             issuer = state.get("issuer")
-            if state.get("pid") == proc.pid and isinstance(issuer, str) and _discovery_answers(issuer):
+            if (
+                state.get("pid") == proc.pid
+                and isinstance(issuer, str)
+                and _discovery_answers(issuer)
+            ):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError("dev IdP did not answer discovery in time")

@@ -6,6 +6,7 @@ ID tokens (``typ: JWT``, ``aud`` = the client), which must never be accepted as 
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -13,6 +14,8 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
+from joserfc.util import urlsafe_b64encode as b64url
 
 from idp.directory import Client, Directory, User
 from idp.keys import SUPPORTED_ALGS, KeyRing
@@ -133,14 +136,26 @@ class TokenIssuer:
         typ: str | None = ACCESS_TOKEN_TYP,
         header: Mapping[str, Any] | None = None,
     ) -> str:
-        """Sign ``claims`` with the active key. ``header`` entries are added (tests use this
-        to build hostile tokens); ``typ=None`` leaves ``typ`` out."""
+        """Sign ``claims`` with the active key. ``header`` entries are added verbatim (tests
+        use this for hostile tokens: ``jku``, ``crit``, relabelled ``alg``...); ``typ=None``
+        leaves ``typ`` out."""
         key = self.keys.snapshot().active
         hdr: dict[str, Any] = {"alg": key.alg, "kid": key.kid}
         if typ is not None:
             hdr["typ"] = typ
-        hdr.update(header or {})
-        return jwt.encode(hdr, dict(claims), key, algorithms=[str(hdr["alg"])])
+        if header:
+            hdr.update(header)
+            return self.sign_raw(_json(hdr), _json(dict(claims)), signing_alg=key.alg)
+        return jwt.encode(hdr, dict(claims), key, algorithms=[str(key.alg)])
+
+    def sign_raw(self, header: bytes, payload: bytes, *, signing_alg: str | None = None) -> str:
+        """Compact JWS over exact header and payload bytes (duplicate JSON keys and all),
+        signed by the active key with ``signing_alg`` (default: the key's own), whatever
+        the header claims. For hostile-token tests only; real tokens go through ``sign``."""
+        key = self.keys.snapshot().active
+        alg = JWSRegistry.algorithms[signing_alg or str(key.alg)]
+        signing_input = b64url(header) + b"." + b64url(payload)
+        return (signing_input + b"." + b64url(alg.sign(signing_input, key))).decode()
 
     def user_token(
         self,
@@ -171,7 +186,9 @@ class TokenIssuer:
         """The claims of an access token this issuer signed and that is valid now, else None.
         ID tokens and tokens of another issuer string are not active access tokens."""
         try:
-            decoded = jwt.decode(token, self.keys.snapshot().keyset, algorithms=list(SUPPORTED_ALGS))
+            decoded = jwt.decode(
+                token, self.keys.snapshot().keyset, algorithms=list(SUPPORTED_ALGS)
+            )
         except (JoseError, ValueError, TypeError):
             return None
         header, claims = decoded.header, decoded.claims
@@ -196,3 +213,7 @@ def _edit(
     for name in drop:
         out.pop(name, None)
     return out
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()

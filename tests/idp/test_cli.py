@@ -17,10 +17,13 @@ from tests.idp.conftest import header_of, verify_against_jwks
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_idp(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_idp(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "idp", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,7 +64,9 @@ async def test_cli_client_token_is_a_service_token(
 async def test_cli_id_token_is_typed_jwt_for_the_client(
     idp: RunningIdp, http: aiohttp.ClientSession
 ) -> None:
-    result = run_idp("token", "bob", "--id-token", "--nonce", "abc", "--data-dir", str(idp.data_dir))
+    result = run_idp(
+        "token", "bob", "--id-token", "--nonce", "abc", "--data-dir", str(idp.data_dir)
+    )
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert header_of(token)["typ"] == "JWT"

@@ -17,10 +17,23 @@ from tests.idp.conftest import verify_against_jwks
 def test_bundled_users_file_has_the_demo_users_and_clients() -> None:
     directory = load_directory()
     alice = directory.users["alice"]
-    assert (alice.email, alice.groups, alice.team) == ("alice@example.com", ("ml-team",), "research")
-    assert (directory.users["bob"].groups, directory.users["bob"].team) == (("contractors",), "sales")
-    assert (directory.users["carol"].groups, directory.users["carol"].team) == (("admins",), "platform")
-    assert (directory.users["erin"].groups, directory.users["erin"].team) == (("auditors",), "compliance")
+    assert (alice.email, alice.groups, alice.team) == (
+        "alice@example.com",
+        ("ml-team",),
+        "research",
+    )
+    assert (directory.users["bob"].groups, directory.users["bob"].team) == (
+        ("contractors",),
+        "sales",
+    )
+    assert (directory.users["carol"].groups, directory.users["carol"].team) == (
+        ("admins",),
+        "platform",
+    )
+    assert (directory.users["erin"].groups, directory.users["erin"].team) == (
+        ("auditors",),
+        "compliance",
+    )
     assert {"dev-cli", "chat-ui", "batch-service"} <= directory.clients.keys()
 
 
@@ -31,7 +44,9 @@ def test_client_secret_is_not_in_its_repr() -> None:
 
 def test_invalid_users_file_names_the_file_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "users.yaml"
-    bad.write_text("users:\n  zoe:\n    groups: not-a-list-but-a-string\n    shoe_size: 9\nclients: {}\n")
+    bad.write_text(
+        "users:\n  zoe:\n    groups: not-a-list-but-a-string\n    shoe_size: 9\nclients: {}\n"
+    )
     with pytest.raises(DirectoryError, match="shoe_size") as info:
         load_directory(bad)
     assert str(bad) in str(info.value)

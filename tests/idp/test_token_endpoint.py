@@ -23,9 +23,7 @@ async def _post(
 async def test_client_credentials_with_basic_auth_returns_a_service_token(
     idp: RunningIdp, http: aiohttp.ClientSession
 ) -> None:
-    status, body, resp = await _post(
-        http, idp, CC, basic("batch-service", "batch-service-secret")
-    )
+    status, body, resp = await _post(http, idp, CC, basic("batch-service", "batch-service-secret"))
     assert status == 200
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600

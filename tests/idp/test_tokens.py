@@ -92,3 +92,26 @@ async def test_claim_overrides_and_drops_let_tests_build_broken_tokens(idp: Runn
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["exp"] == "soon"
     assert "sub" not in claims
+
+
+async def test_extra_header_entries_are_signed_verbatim_for_hostile_token_tests(
+    idp: RunningIdp, http: aiohttp.ClientSession
+) -> None:
+    token = idp.sign(
+        idp.user_claims("alice"), header={"crit": ["x-unknown"], "x-unknown": 1, "jku": "http://h"}
+    )
+    header = header_of(token)
+    assert header["crit"] == ["x-unknown"]
+    assert header["jku"] == "http://h"
+    # Still a genuine signature by the active key: only the header's content is hostile.
+    jwks = jwt.PyJWKSet.from_dict(idp.jwks)
+    signing_input, _, signature = token.rpartition(".")
+    key = jwks[header["kid"]]
+    algo = jwt.get_algorithm_by_name("RS256")
+    assert algo.verify(signing_input.encode(), key.key, jwt.utils.base64url_decode(signature))
+
+
+async def test_sign_raw_keeps_duplicate_claims_in_the_payload(idp: RunningIdp) -> None:
+    payload = b'{"sub":"alice","sub":"carol"}'
+    token = idp.sign_raw(b'{"alg":"RS256","typ":"at+jwt"}', payload)
+    assert jwt.utils.base64url_decode(token.split(".")[1]) == payload
