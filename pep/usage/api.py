@@ -60,8 +60,8 @@ async def counters_handler(request: web.Request) -> web.Response:
                                       ident=query["id"])
     except UsageUnavailable as exc:
         raise Unavailable("usage counters are unavailable", code="usage_unavailable") from exc
-    store = "memory" if request.app[appkeys.SETTINGS].usage.store == "memory" else "redis"
-    body: dict[str, Any] = {"object": "list", "store": store, "data": rows}
+    body: dict[str, Any] = {"object": "list", "store": getattr(tracker, "kind", None),
+                            "data": rows}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 

@@ -60,6 +60,8 @@ def counter_row(scope: str, ident: str, window: str, bounds: tuple[int, int],
 class CounterTracker(ABC):
     """The UsageTracker protocol over an abstract row store."""
 
+    kind = "abstract"  # "memory" | "redis": shown by /readyz and the usage API
+
     def __init__(self, settings: UsageSettings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.prices = PriceTable(settings)

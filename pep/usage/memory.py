@@ -15,6 +15,8 @@ from pep.usage.windows import WINDOWS
 
 
 class MemoryTracker(CounterTracker):
+    kind = "memory"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # window -> (window start, {subject: row})

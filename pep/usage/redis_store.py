@@ -67,6 +67,8 @@ def _unavailable(exc: BaseException) -> UsageUnavailable:
 
 
 class RedisTracker(CounterTracker):
+    kind = "redis"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._client: aioredis.Redis | None = None
