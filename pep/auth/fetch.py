@@ -75,22 +75,24 @@ async def fetch_json(
     *,
     method: str = "GET",
     form: dict[str, str] | None = None,
-    auth: aiohttp.BasicAuth | None = None,
+    authorization: str | None = None,
 ) -> tuple[dict[str, Any], CIMultiDictProxy[str]]:
     """GET (or POST a form to) ``url``; return the JSON object and the response headers."""
     target = check_url(url, policy)
     origin = target
     timeout = aiohttp.ClientTimeout(total=policy.timeout_s)
+    headers_out = {"Accept": "application/json"}
+    if authorization is not None:
+        headers_out["Authorization"] = authorization
     try:
         for _ in range(MAX_REDIRECTS + 1):
             async with session.request(
                 method,
                 target,
                 data=form,
-                auth=auth,
                 allow_redirects=False,
                 timeout=timeout,
-                headers={"Accept": "application/json"},
+                headers=headers_out,
             ) as resp:
                 if resp.status in (301, 302, 303, 307, 308) and method == "GET":
                     location = resp.headers.get("Location")

@@ -12,6 +12,7 @@ keyed by the full-token hash, until ``exp`` and at most ``cache_max_s``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Any
@@ -89,13 +90,12 @@ class Introspector:
         if endpoint is None:
             raise FetchError("introspection endpoint unknown (discovery not done)")
         # RFC 6749 2.3.1: client id and secret are form-urlencoded before Basic encoding.
-        auth = aiohttp.BasicAuth(
-            quote(conf.client_id, safe=""), quote(conf.client_secret.get_secret_value(), safe="")
-        )
+        pair = f"{quote(conf.client_id, safe='')}:{quote(conf.client_secret.get_secret_value(), safe='')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         policy = FetchPolicy(keys.issuer.allow_insecure_http, self._timeout_s, self._max_bytes)
         doc, _ = await fetch_json(
             self._session, endpoint, policy, method="POST",
-            form={"token": token, "token_type_hint": "access_token"}, auth=auth,
+            form={"token": token, "token_type_hint": "access_token"}, authorization=authorization,
         )
         if doc.get("active") is not True:
             return None
