@@ -72,13 +72,16 @@ def module_info(entry: dict[str, Any]) -> ModuleInfo:
     """One element of ``get_ast_as_json()``'s list."""
     ast = entry["ast"]
     package = ref_name(ast["package"]["refr"]) or ""
+    source = str(entry["source"].get("contents", "")).encode()
     imports: dict[str, str] = {}
     for imp in ast.get("imports", []):
         target = ref_name(imp.get("refr"))
         if target is None or not target.startswith("data."):
             continue
-        alias = imp.get("as")
-        alias_name = alias[1] if isinstance(alias, list) and len(alias) == 2 else None
+        alias = imp.get("as")  # only a span: the alias text is read from the source
+        alias_name = None
+        if isinstance(alias, dict) and "start" in alias and "end" in alias:
+            alias_name = source[alias["start"] : alias["end"]].decode(errors="replace") or None
         imports[alias_name or target.rsplit(".", 1)[-1]] = target
     rules: list[RuleInfo] = []
     for rule in ast.get("rules", []):
