@@ -35,7 +35,8 @@ def _query(request: web.Request) -> dict[str, str | None]:
     q = request.query
     unknown = set(q) - {"scope", "id", "window"}
     if unknown:
-        raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
+        first = min(unknown)
+        raise BadRequest(f"unknown query parameter {first!r}", param=first)
     scope, window, ident = q.get("scope"), q.get("window"), q.get("id")
     if scope is not None and scope not in SCOPES:
         raise BadRequest("scope must be user, team or client", param="scope")
@@ -50,8 +51,10 @@ async def counters_handler(request: web.Request) -> web.Response:
     query = _query(request)
     authorize = request.app.get(AUTHORIZE)
     if authorize is None:
-        from pep.access import authorize  # noqa: PLC0415 -- the lead's module, wired late
+        # Imported here: pep.access pulls in the whole pipeline.
+        from pep.access import authorize as pipeline_authorize
 
+        authorize = pipeline_authorize
     await authorize(request, api="usage.read",
                     params={k: v for k, v in query.items() if v is not None})
     tracker = request.app[appkeys.USAGE]

@@ -12,7 +12,7 @@ class PriceTable:
     """Built once from settings. Costs are computed in integer nano-dollars so that counters
     add exactly (no float drift between a Redis total and the sum of audit records)."""
 
-    __slots__ = ("_prices", "_default")
+    __slots__ = ("_default", "_prices")
 
     def __init__(self, settings: UsageSettings) -> None:
         self._prices: dict[str, ModelPrice] = dict(settings.prices)

@@ -13,7 +13,7 @@ import regorus
 import yaml
 
 QUOTA_DIR = Path(__file__).resolve().parents[2] / "policies" / "quota"
-TESTS = re.findall(r"^(test_\w+)", (QUOTA_DIR / "quota_test.rego").read_text(), re.M)
+TESTS = re.findall(r"^(test_\w+)", (QUOTA_DIR / "quota_test.rego").read_text(), re.MULTILINE)
 
 
 def _engine() -> Any:
