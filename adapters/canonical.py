@@ -7,6 +7,8 @@ choose where or how we connect are refused for every provider (GUIDE.md 3.7).
 
 from __future__ import annotations
 
+import base64
+import struct
 from typing import Any
 
 from pep.errors import BadRequest
@@ -108,3 +110,12 @@ def stop_list(body: dict[str, Any]) -> list[str] | None:
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         return list(stop)
     raise BadRequest("'stop' must be a string or an array of strings", param="stop")
+
+
+def encode_embeddings_base64(doc: dict[str, Any]) -> None:
+    """OpenAI's ``encoding_format: base64``: little-endian float32, for providers that only
+    return float lists (the openai SDK asks for base64 by default)."""
+    for item in doc.get("data") or ():
+        vec = item.get("embedding")
+        if isinstance(vec, list):
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()

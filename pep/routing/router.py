@@ -31,6 +31,7 @@ from yarl import URL
 from adapters import provider_errors, registry
 from adapters.canonical import (
     content_text,
+    encode_embeddings_base64,
     estimate_prompt_tokens,
     estimate_tokens,
     reject_forbidden,
@@ -337,6 +338,8 @@ class Router:
                     usage = usage or _estimate_chat(body, doc)
                 else:
                     doc, usage = dep.adapter.embeddings_from_provider(data, t)
+                    if body.get("encoding_format") == "base64":
+                        encode_embeddings_base64(doc)
                     usage = usage or Usage(estimate_tokens(str(body.get("input"))), 0, True)
             except GatewayError as exc:
                 raise _Failed(self._scrub(exc), retry=False, status=resp.status) from exc
