@@ -60,7 +60,7 @@ def _what(x: Exchange) -> What:
         method=x.method,
         path=x.path,
         model_requested=r.model if r else None,
-        model_served=x.model_served if served else None,
+        model_served=x.model_served,
         provider=served.provider if served else None,
         deployment=f"{served.provider}/{served.model}" if served else None,
         stream=r.stream if r else None,

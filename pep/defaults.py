@@ -47,6 +47,8 @@ def embedded_mapping(
                          "description": "offline mock chat model every dev user may use"},
             "mock-gpt-admin": {"provider": "mock", "model": "mock-gpt-admin",
                                "description": "offline mock chat model for admins only"},
+            "mock-gpt-eu": {"provider": "mock", "model": "mock-gpt-eu",
+                            "description": "offline mock chat model hosted in the EU"},
             "mock-embed": {"provider": "mock", "model": "mock-embed", "embeddings": True,
                            "description": "offline mock embeddings model"},
         },

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Gateway:
     app: web.Application
     idp: RunningIdp
     settings: Settings
+    clients: list[Any] = field(default_factory=list)
 
     def token(self, user: str, **opts: Any) -> str:
         return self.idp.token(user, **opts)
@@ -50,14 +51,18 @@ class Gateway:
     def openai(self, user: str | None = None, *, token: str | None = None, **kw: Any) -> Any:
         from openai import AsyncOpenAI
 
-        return AsyncOpenAI(base_url=f"{self.url}/v1", api_key=token or self.token(user or "alice"),
-                           max_retries=0, **kw)
+        client = AsyncOpenAI(base_url=f"{self.url}/v1",
+                             api_key=token or self.token(user or "alice"), max_retries=0, **kw)
+        self.clients.append(client)
+        return client
 
     def anthropic(self, user: str | None = None, *, token: str | None = None, **kw: Any) -> Any:
         from anthropic import AsyncAnthropic
 
-        return AsyncAnthropic(base_url=self.url, api_key=token or self.token(user or "alice"),
-                              max_retries=0, **kw)
+        client = AsyncAnthropic(base_url=self.url, api_key=token or self.token(user or "alice"),
+                                max_retries=0, **kw)
+        self.clients.append(client)
+        return client
 
     def component(self, key: web.AppKey[Any]) -> Any:
         return self.app[key]
@@ -93,7 +98,10 @@ async def _gateway(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    gw = Gateway(url=f"http://127.0.0.1:{port}", app=app, idp=idp, settings=settings)
     try:
-        yield Gateway(url=f"http://127.0.0.1:{port}", app=app, idp=idp, settings=settings)
+        yield gw
     finally:
+        for client in gw.clients:
+            await client.close()
         await runner.cleanup()

@@ -55,6 +55,7 @@ def upstream_config(server: FakeServer) -> dict[str, Any]:
         "models": {
             "mock-gpt": {"provider": "up", "model": "gpt-upstream"},
             "mock-gpt-admin": {"provider": "up", "model": "gpt-upstream-admin"},
+            "mock-gpt-eu": {"provider": "up", "model": "gpt-upstream-eu"},
             "mock-embed": {"provider": "up", "model": "embed-upstream", "embeddings": True},
         },
     }
