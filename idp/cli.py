@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +19,14 @@ from pathlib import Path
 from idp.directory import DirectoryError, load_directory
 from idp.keys import DEFAULT_ALG, DEFAULT_GRACE_S, SUPPORTED_ALGS, KeyFileError, KeyRing
 from idp.server import BANNER, NonLoopbackError, start_server
-from idp.state import DEFAULT_HOST, DEFAULT_PORT, current_issuer, resolve_data_dir
+from idp.state import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    current_audience,
+    current_issuer,
+    current_users_file,
+    resolve_data_dir,
+)
 from idp.tokens import (
     DEFAULT_AUDIENCE,
     DEFAULT_CLIENT,
@@ -78,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--client", default=None, help=f"client id (default for users: {DEFAULT_CLIENT})"
     )
-    token.add_argument("--audience", default=DEFAULT_AUDIENCE)
+    token.add_argument(
+        "--audience", default=None, help=f"default: the server's, else {DEFAULT_AUDIENCE}"
+    )
     token.add_argument("--ttl", type=_positive, default=DEFAULT_TTL_S)
     token.add_argument("--scope", default=None)
     token.add_argument("--id-token", action="store_true", help="mint an OIDC ID token instead")
@@ -122,8 +133,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             access_log=True,
         )
         print(f"issuer {server.issuer}  (keys in {data_dir / 'idp'})", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # not on Windows
+                loop.add_signal_handler(sig, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.close()
 
@@ -139,12 +155,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
     if not args.user and not args.client:
         raise SystemExit("error: give a USER, or --client CLIENT for a client-credentials token")
     issuer = args.issuer or current_issuer(data_dir)
+    users = args.users or current_users_file(data_dir)
+    audience = args.audience or current_audience(data_dir) or DEFAULT_AUDIENCE
     tokens = TokenIssuer(
-        KeyRing(data_dir),
-        load_directory(args.users),
-        issuer,
-        audience=args.audience,
-        ttl_s=args.ttl,
+        KeyRing(data_dir), load_directory(users), issuer, audience=audience, ttl_s=args.ttl
     )
     client = args.client or DEFAULT_CLIENT
     if args.id_token:

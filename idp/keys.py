@@ -14,7 +14,9 @@ running server serves a key that ``python -m idp rotate`` added without a restar
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from joserfc import jwk
 from joserfc.jwk import ECKey, KeyParameters, KeySet, RSAKey
 
 from idp.state import file_lock, idp_dir, write_private_json
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_ALGS = ("RS256", "PS256", "ES256")
 DEFAULT_ALG = "RS256"
@@ -134,6 +138,10 @@ class KeyRing:
 
     def _read(self, now: float) -> KeySnapshot:
         try:
+            if stat.S_IMODE(os.stat(self.path).st_mode) & 0o077:
+                # Copied or restored with a loose umask: private keys are for our eyes only.
+                log.warning("tightening permissions of %s to 0600", self.path)
+                os.chmod(self.path, 0o600)
             doc = json.loads(self.path.read_text())
             return _snapshot(doc, now)
         except OSError as exc:

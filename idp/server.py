@@ -296,5 +296,5 @@ async def start_server(
         await runner.cleanup()
         sock.close()
         raise
-    write_state(data_dir, issuer=issuer, pid=os.getpid())
+    write_state(data_dir, issuer=issuer, pid=os.getpid(), users=users, audience=audience)
     return IdpServer(issuer=issuer, tokens=tokens, opaque=opaque, runner=runner)

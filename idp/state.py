@@ -2,8 +2,9 @@
 
 Layout under the data directory (default ``.regogate`` in the current directory, or
 ``$REGOGATE_DATA_DIR``): ``idp/keys.json`` (private signing keys, mode 0600) and
-``idp/state.json`` (the issuer the server last started with, so ``python -m idp token``
-mints tokens that the running server's discovery document vouches for).
+``idp/state.json`` (issuer, users file and default audience the server last started with, so
+``python -m idp token`` mints tokens that the running server's discovery document vouches
+for, for the same users).
 """
 
 from __future__ import annotations
@@ -96,10 +97,29 @@ def read_state(data_dir: Path) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def write_state(data_dir: Path, *, issuer: str, pid: int) -> None:
-    write_private_json(idp_dir(data_dir) / "state.json", {"issuer": issuer, "pid": pid}, 0o644)
+def write_state(
+    data_dir: Path, *, issuer: str, pid: int, users: Path | None, audience: str
+) -> None:
+    state = {
+        "issuer": issuer,
+        "pid": pid,
+        "users": str(users.resolve()) if users else None,
+        "audience": audience,
+    }
+    write_private_json(idp_dir(data_dir) / "state.json", state, 0o644)
 
 
 def current_issuer(data_dir: Path) -> str:
     issuer = read_state(data_dir).get("issuer")
     return issuer if isinstance(issuer, str) and issuer else default_issuer()
+
+
+def current_users_file(data_dir: Path) -> Path | None:
+    """The users file the server was started with, so ``token`` knows the same users."""
+    users = read_state(data_dir).get("users")
+    return Path(users) if isinstance(users, str) and users else None
+
+
+def current_audience(data_dir: Path) -> str | None:
+    audience = read_state(data_dir).get("audience")
+    return audience if isinstance(audience, str) and audience else None

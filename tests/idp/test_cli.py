@@ -125,3 +125,20 @@ async def test_serve_subprocess_prints_the_banner_and_records_its_issuer(
         )
         assert claims["roles"] == ["admin"]
     assert "NOT FOR PRODUCTION" in proc.log_path.read_text()
+
+
+async def test_token_uses_the_users_file_and_audience_the_server_was_started_with(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text("users:\n  zoe: {groups: [ml-team]}\nclients:\n  dev-cli: {secret: s}\n")
+    data = tmp_path / "data"
+    with idp_subprocess(data, users=users, extra_args=("--audience", "gw-test")) as proc:
+        result = run_idp("token", "zoe", "--data-dir", str(data))
+        assert result.returncode == 0, result.stderr
+        claims = await verify_against_jwks(
+            http, proc.jwks_uri, result.stdout.strip(), issuer=proc.issuer, audience="gw-test"
+        )
+        assert claims["sub"] == "zoe"
+        proc.process.terminate()
+        assert proc.process.wait(timeout=10) == 0

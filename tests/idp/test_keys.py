@@ -109,3 +109,11 @@ async def test_rotation_can_switch_algorithm(tmp_path: Path, http: aiohttp.Clien
             http, idp.jwks_uri, token, issuer=idp.issuer, audience="regogate"
         )
         assert claims["sub"] == "bob"
+
+
+def test_a_key_file_readable_by_others_is_tightened_to_0600(tmp_path: Path) -> None:
+    ring = KeyRing(tmp_path)
+    ring.snapshot()
+    ring.path.chmod(0o644)
+    KeyRing(tmp_path).snapshot()
+    assert stat.S_IMODE(ring.path.stat().st_mode) == 0o600
