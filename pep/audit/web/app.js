@@ -1,0 +1,135 @@
+// regogate auditor view: plain JS, no build step. The token stays in this page's memory:
+// it is taken from the paste field or the URL fragment (#token=..., never sent to a server),
+// the fragment is then removed from the address bar, and every API call sends it only as
+// "Authorization: Bearer".
+"use strict";
+
+(function () {
+  let token = "";
+  const $ = (sel) => document.querySelector(sel);
+  const status = $("#status");
+
+  function takeFragmentToken() {
+    const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    const t = params.get("token");
+    if (t) {
+      token = t;
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+  }
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.className = isError ? "error" : "";
+  }
+
+  function filterQuery() {
+    const q = new URLSearchParams();
+    for (const el of $("#filters").elements) {
+      if (el.name && el.value.trim()) q.set(el.name, el.value.trim());
+    }
+    return q;
+  }
+
+  async function api(path, query) {
+    if (!token) throw new Error("paste an auditor's bearer token first");
+    const url = path + (query && [...query].length ? "?" + query.toString() : "");
+    const resp = await fetch(url, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+    if (!resp.ok) {
+      let msg = resp.status + " " + resp.statusText;
+      try { const body = await resp.json(); msg = resp.status + ": " + body.error.message; } catch (e) { /* not JSON */ }
+      const err = new Error(msg);
+      err.status = resp.status;
+      throw err;
+    }
+    return resp;
+  }
+
+  function cell(text) {
+    const td = document.createElement("td");
+    td.textContent = text == null ? "" : String(text);  // textContent: record data is never HTML
+    return td;
+  }
+
+  function render(records) {
+    const body = $("#timeline tbody");
+    body.replaceChildren();
+    for (const r of records) {
+      const who = r.who || {}, what = r.what || {}, out = r.outcome || {}, dec = r.decision;
+      const category = r.event === "auth.failure" ? "unauthenticated"
+        : (["policy.error", "upstream.error", "request.error"].includes(r.event) ? "error"
+        : (dec ? (dec.allow ? "allow" : "deny") : ""));
+      const tr = document.createElement("tr");
+      tr.className = category;
+      tr.dataset.requestId = r.request_id;
+      const tokens = out.tokens_in != null ? out.tokens_in + "/" + out.tokens_out : "";
+      const reasons = dec ? (dec.reasons || []).map((x) => x.code).join(", ") : "";
+      for (const v of [r.time, r.event, who.subject || who.email || "-", (who.teams || []).join(", "),
+        what.model_requested || "", category, reasons, out.status, tokens, r.request_id,
+        r.decision_id, r.chain ? r.chain.seq : ""]) {
+        tr.appendChild(cell(v));
+      }
+      body.appendChild(tr);
+    }
+  }
+
+  async function search() {
+    say("loading…");
+    try {
+      const resp = await api("/audit/v1/events", filterQuery());
+      const doc = await resp.json();
+      render(doc.data);
+      say(doc.count + " record(s)");
+    } catch (e) {
+      render([]);
+      say(e.message, true);
+    }
+  }
+
+  async function verify() {
+    const badge = $("#chain");
+    badge.dataset.state = "unknown";
+    badge.textContent = "chain: checking…";
+    try {
+      const q = new URLSearchParams();
+      const f = filterQuery();
+      for (const k of ["since", "until"]) if (f.get(k)) q.set(k, f.get(k));
+      const report = await (await api("/audit/v1/verify", q)).json();
+      badge.dataset.state = report.valid ? "valid" : "invalid";
+      badge.textContent = report.valid
+        ? "chain: valid (" + report.records + " records, " + report.checkpoints_verified + " checkpoints)"
+        : "chain: INVALID — " + report.error.kind + " at seq " + report.error.seq + ": " + report.error.message;
+    } catch (e) {
+      badge.textContent = "chain: " + e.message;
+    }
+  }
+
+  async function downloadCsv() {
+    try {
+      const q = filterQuery();
+      q.delete("limit");
+      const blob = await (await api("/audit/v1/export.csv", q)).blob();
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = "regogate-audit.csv";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+    } catch (e) {
+      say(e.message, true);
+    }
+  }
+
+  $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
+  $("#use-token").addEventListener("click", () => {
+    token = $("#token").value.trim();
+    $("#token").value = "";
+    search().then(verify);
+  });
+  $("#verify").addEventListener("click", verify);
+  $("#csv").addEventListener("click", downloadCsv);
+
+  takeFragmentToken();
+  if (token) search().then(verify);
+})();
