@@ -49,6 +49,7 @@ max_tokens := min(caps) if {
 	caps := {n |
 		some c in effective
 		c.metric in {"tokens", "completion_tokens"}
+		c.shrink
 		n := floor(c.max - _used(c) - _prompt_share(c))
 		n >= 1
 	}
@@ -121,6 +122,7 @@ _candidate(r, subject, max_value, code) := {
 	"max": max_value,
 	"code": code,
 	"rank": object.get(r, "priority", _rank(r)),
+	"shrink": object.get(r, "shrink", true),
 }
 
 _default_code(r) := object.get(r, "code", sprintf("quota_%s_per_%s", [r.metric, r.window]))
@@ -181,6 +183,10 @@ else := "set exactly one of max and share_of_team" if {
 
 else := "max must be a non-negative number" if {
 	not is_number(object.get(r, "max", 0))
+}
+
+else := "shrink must be true or false" if {
+	not is_boolean(object.get(r, "shrink", true))
 }
 
 else := "share_of_team must be a number between 0 and 1, with scope user" if {

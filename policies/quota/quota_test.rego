@@ -50,6 +50,14 @@ test_max_tokens_shrinks_to_what_is_left_of_the_day if {
 	quota.max_tokens == 400 with input as {"user": contractor, "request": req(100), "usage": day_tokens(49500)}
 }
 
+test_rule_with_shrink_false_sets_no_max_tokens_but_still_denies if {
+	rules := [{"who": {}, "scope": "user", "metric": "tokens", "window": "day", "max": 100, "shrink": false}]
+	not quota.max_tokens with input as {"user": outsider, "request": req(10), "usage": day_tokens(50)}
+		with data.quota.limits.rules as rules
+	"quota_tokens_per_day" in codes(quota.deny) with input as {"user": outsider, "request": req(10), "usage": day_tokens(100)}
+		with data.quota.limits.rules as rules
+}
+
 test_max_tokens_is_undefined_without_a_token_limit if {
 	not quota.max_tokens with input as {"user": researcher, "request": req(100), "usage": day_tokens(49500)}
 }
@@ -194,6 +202,12 @@ test_rule_with_unknown_metric_denies_everyone if {
 
 test_rule_with_unknown_who_key_denies_everyone if {
 	rules := [{"name": "typo", "who": {"groups": "x"}, "scope": "user", "metric": "tokens", "window": "day", "max": 10}]
+	"quota_rule_invalid" in codes(quota.deny) with input as {"user": outsider, "request": req(1), "usage": {}}
+		with data.quota.limits.rules as rules
+}
+
+test_non_boolean_shrink_is_invalid if {
+	rules := [{"name": "bad", "who": {}, "scope": "user", "metric": "tokens", "window": "day", "max": 5, "shrink": "no"}]
 	"quota_rule_invalid" in codes(quota.deny) with input as {"user": outsider, "request": req(1), "usage": {}}
 		with data.quota.limits.rules as rules
 }
