@@ -24,7 +24,7 @@ from pep.audit.checkpoints import (
 )
 from pep.audit.events import AuditUnavailable
 from pep.audit.export import REPORT_GROUPS, build_report, csv_header, csv_line, ocsf_event
-from pep.audit.factory import StoreURLError, store_url
+from pep.audit.factory import StoreURLError, sqlite_path, store_url
 from pep.audit.query import DECISIONS, AuditQuery, QueryError
 from pep.audit.reader import AuditReader, open_reader
 from pep.audit.settings import AuditSettings
@@ -94,7 +94,8 @@ def data_dir_default() -> Path:
 
 
 def resolve(args: argparse.Namespace) -> tuple[AuditReader, AuditSettings, Path]:
-    """Reader plus the settings and data dir used to find default keys."""
+    """Reader plus the settings and the data dir where default keys are looked for (for a
+    ``--store sqlite:///...`` URL: the database's directory, where the gateway puts them)."""
     settings, data_dir = AuditSettings(), data_dir_default()
     if args.config is not None:
         from pep.config import ConfigError, load_settings
@@ -105,6 +106,11 @@ def resolve(args: argparse.Namespace) -> tuple[AuditReader, AuditSettings, Path]
             raise AuditCliError(str(exc)) from exc
         settings, data_dir = full.audit, full.server.data_dir
     url = args.store or store_url(settings, data_dir)
+    if args.store and url.startswith("sqlite:"):
+        try:
+            data_dir = sqlite_path(url).parent
+        except StoreURLError as exc:
+            raise AuditCliError(str(exc)) from exc
     try:
         reader = open_reader(url, pg_schema=args.pg_schema or settings.pg_schema)
     except (StoreURLError, ValueError) as exc:
