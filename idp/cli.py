@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import signal
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote_plus, urlencode
 
-from idp.directory import DirectoryError, load_directory
+from idp.directory import CLIENT_CREDENTIALS, DEV_USER_GRANT, DirectoryError, load_directory
 from idp.keys import DEFAULT_ALG, DEFAULT_GRACE_S, SUPPORTED_ALGS, KeyFileError, KeyRing
 from idp.server import BANNER, NonLoopbackError, start_server
 from idp.state import (
@@ -41,6 +45,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be zero or more seconds")
     return value
 
 
@@ -95,13 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--id-token", action="store_true", help="mint an OIDC ID token instead")
     token.add_argument("--nonce", default=None, help="nonce for --id-token")
     token.add_argument("--issuer", default=None, help="override the issuer from state.json")
+    token.add_argument(
+        "--opaque",
+        action="store_true",
+        help="ask the running server for an opaque token (only it can introspect one)",
+    )
 
     rotate = sub.add_parser("rotate", help="add a new active signing key")
     _common(rotate, users=False)
     rotate.add_argument("--alg", choices=SUPPORTED_ALGS, default=DEFAULT_ALG)
     rotate.add_argument(
         "--grace",
-        type=int,
+        type=_non_negative,
         default=DEFAULT_GRACE_S,
         help="seconds the previous key stays published",
     )
@@ -161,7 +177,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
         KeyRing(data_dir), load_directory(users), issuer, audience=audience, ttl_s=args.ttl
     )
     client = args.client or DEFAULT_CLIENT
-    if args.id_token:
+    if args.opaque:
+        form = {"grant_type": DEV_USER_GRANT, "username": args.user} if args.user else {}
+        print(_opaque_from_server(tokens, client, form or {"grant_type": CLIENT_CREDENTIALS}))
+    elif args.id_token:
         if not args.user:
             raise SystemExit("error: --id-token needs a USER")
         print(tokens.id_token(args.user, client=client, nonce=args.nonce))
@@ -170,6 +189,31 @@ def _cmd_token(args: argparse.Namespace) -> int:
     else:
         print(tokens.service_token(client, scope=args.scope))
     return 0
+
+
+def _opaque_from_server(tokens: TokenIssuer, client_id: str, form: dict[str, str]) -> str:
+    client = tokens.client(client_id)
+    body = urlencode({**form, "token_format": "opaque", "audience": tokens.audience}).encode()
+    credentials = base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(client.secret)}".encode())
+    request = urllib.request.Request(
+        f"{tokens.issuer}/token",
+        data=body,
+        headers={
+            "Authorization": f"Basic {credentials.decode()}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return str(json.load(resp)["access_token"])
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise IdpUnavailableError(f"the dev IdP refused: {exc.code} {detail}") from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise IdpUnavailableError(
+            f"no dev IdP answering at {tokens.issuer} ({exc}); opaque tokens live in the "
+            "running server: start `python -m idp serve` first"
+        ) from exc
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
@@ -195,6 +239,10 @@ def _cmd_jwks(args: argparse.Namespace) -> int:
     return 0
 
 
+class IdpUnavailableError(Exception):
+    pass
+
+
 COMMANDS = {
     "serve": _cmd_serve,
     "token": _cmd_token,
@@ -214,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NonLoopbackError,
         UnknownUserError,
         UnknownClientError,
+        IdpUnavailableError,
         OSError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)

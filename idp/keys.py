@@ -185,7 +185,9 @@ class KeyRing:
         Returns the new key's ``kid``."""
         alg = alg or self._alg
         new = generate_key(alg)  # outside the lock: RSA generation takes a moment
-        with file_lock(self._lock_path), self._mutex:
+        # The file lock alone serialises writers (flock also excludes other fds of this
+        # process); taking the mutex here too would invert snapshot()'s lock order.
+        with file_lock(self._lock_path):
             doc = self._load_doc()
             now = time.time()
             kept: list[dict[str, Any]] = []
@@ -200,5 +202,6 @@ class KeyRing:
                         kept.append(entry)
             doc = {"version": 1, "active": new.kid, "keys": [self._entry(new), *kept]}
             write_private_json(self.path, doc)
+        with self._mutex:
             self._signature = None  # force a re-read even if mtime granularity hides it
         return str(new.kid)

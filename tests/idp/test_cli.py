@@ -12,7 +12,7 @@ import pytest
 
 from idp.server import NonLoopbackError, start_server
 from idp.testing import RunningIdp, idp_subprocess
-from tests.idp.conftest import header_of, verify_against_jwks
+from tests.idp.conftest import basic, header_of, verify_against_jwks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,3 +142,29 @@ async def test_token_uses_the_users_file_and_audience_the_server_was_started_wit
         assert claims["sub"] == "zoe"
         proc.process.terminate()
         assert proc.process.wait(timeout=10) == 0
+
+
+async def test_cli_opaque_token_comes_from_the_running_server_and_introspects_active(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with idp_subprocess(tmp_path) as proc:
+        result = run_idp("token", "erin", "--opaque", "--data-dir", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        token = result.stdout.strip()
+        assert token.count(".") == 0
+        async with http.post(
+            f"{proc.issuer}/introspect",
+            data={"token": token},
+            headers=basic("regogate-gateway", "regogate-gateway-secret"),
+        ) as resp:
+            body = await resp.json()
+    assert body["active"] is True
+    assert body["sub"] == "erin"
+
+
+def test_cli_opaque_token_without_a_running_server_says_so(tmp_path: Path) -> None:
+    result = run_idp(
+        "token", "alice", "--opaque", "--issuer", "http://127.0.0.1:9", "--data-dir", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "python -m idp serve" in result.stderr
