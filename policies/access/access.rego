@@ -22,11 +22,19 @@ model := data.gateway.models[requested_model]
 
 # METADATA
 # description: The user may use the requested model (group, team, or admin override).
-model_allowed if lib.in_any_group(input.user, object.get(model, "groups", []))
+model_allowed if "*" in model.groups
 
-model_allowed if lib.in_any_team(input.user, object.get(model, "teams", []))
+model_allowed if {
+	some g in model.groups
+	g in input.user.groups
+}
 
-model_allowed if lib.is_admin(input.user)
+model_allowed if {
+	some t in model.teams
+	t in input.user.teams
+}
+
+model_allowed if lib.admin
 
 api_allowed if lib.in_any_group(input.user, data.gateway.apis[input.request.api].groups)
 
@@ -35,7 +43,7 @@ api_allowed if lib.in_any_group(input.user, data.gateway.apis[input.request.api]
 deny contains {"code": "model_unknown", "message": sprintf("model %q is not in the policy catalog", [requested_model])} if {
 	input.request.api in model_apis
 	not data.gateway.models[requested_model]
-	not lib.is_admin(input.user)
+	not lib.admin
 }
 
 deny contains {"code": "model_not_allowed", "message": sprintf("%s may not use model %q", [lib.subject, requested_model])} if {
@@ -52,7 +60,8 @@ deny contains {"code": "model_wrong_api", "message": sprintf("model %q does not 
 
 deny contains {"code": "model_wrong_api", "message": sprintf("model %q does not serve embeddings", [requested_model])} if {
 	input.request.api == "embeddings"
-	object.get(model, "kind", "chat") != "embeddings"
+	model
+	not model.kind == "embeddings"
 }
 
 deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s", [lib.subject, input.request.api])} if {
@@ -67,14 +76,14 @@ deny contains {"code": "api_unknown", "message": sprintf("unknown api %q", [obje
 
 # METADATA
 # description: Output-token cap for chat requests; the PEP takes the minimum over all caps.
-max_tokens := object.get(model, "max_tokens", data.gateway.default_max_tokens) if {
-	input.request.api in {"chat.completions", "messages"}
-}
+max_tokens := model.max_tokens if chat_api
 
 max_tokens := data.gateway.default_max_tokens if {
-	input.request.api in {"chat.completions", "messages"}
-	not model
+	chat_api
+	not model.max_tokens
 }
+
+chat_api if input.request.api in {"chat.completions", "messages"}
 
 # METADATA
 # description: A model whose catalog entry says reroute_to is served by that model instead.

@@ -17,3 +17,7 @@ test_group_membership if lib.in_any_group({"groups": ["a", "b"]}, ["b"])
 test_no_group_membership if not lib.in_any_group({"groups": ["a"]}, ["b"])
 
 test_team_membership if lib.in_any_team({"teams": ["research"]}, ["research"])
+
+test_admin_rule_reads_input if lib.admin with input as {"user": {"groups": ["admins"]}}
+
+test_admin_rule_false_for_others if not lib.admin with input as {"user": {"groups": ["ml-team"]}}

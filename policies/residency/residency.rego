@@ -14,7 +14,9 @@ import data.regogate.lib
 residency := data.gateway.residency
 
 # A model without a region counts as outside: fail closed.
-model_region := object.get(data.gateway.models, [input.request.model, "region"], "unknown")
+default model_region := "unknown"
+
+model_region := data.gateway.models[input.request.model].region
 
 personal_data contains t if {
 	some t in input.content.types
