@@ -56,7 +56,7 @@ def _string_or_list(value: Any, name: str) -> tuple[str, ...]:
 
 def normalise_typ(typ: str) -> str:
     typ = typ.lower()
-    return typ[len("application/"):] if typ.startswith("application/") else typ
+    return typ.removeprefix("application/")
 
 
 def check_times(claims: dict[str, Any], leeway: float, now: float) -> float:

@@ -9,7 +9,6 @@ Errors are ``FetchError`` with a message safe to log (no secrets, no response bo
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -110,7 +109,7 @@ async def fetch_json(
                 break
         else:
             raise FetchError(f"too many redirects from {origin.host}")
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise FetchError(f"cannot reach {target.host}: {type(exc).__name__}") from exc
     try:
         doc = json.loads(body)

@@ -203,10 +203,10 @@ class IssuerKeys:
                     raise FetchError("discovery document has no jwks_uri")
                 jwks_uri = found
             endpoint = doc.get("introspection_endpoint")
-            if self.issuer.introspection and not self.issuer.introspection.endpoint:
-                if isinstance(endpoint, str):
-                    check_url(endpoint, self._policy)
-                    self.introspection_endpoint = endpoint
+            wants_endpoint = self.issuer.introspection and not self.issuer.introspection.endpoint
+            if wants_endpoint and isinstance(endpoint, str):
+                check_url(endpoint, self._policy)
+                self.introspection_endpoint = endpoint
         if jwks_uri is None:
             self._fetched_at = self._clock()
             return

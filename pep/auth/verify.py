@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from pep.auth.claims import ClaimMapper, check_audience, check_times, looks_like_id_token, normalise_typ
+from pep.auth.claims import (
+    ClaimMapper,
+    check_audience,
+    check_times,
+    looks_like_id_token,
+    normalise_typ,
+)
 from pep.auth.jws import parse_compact
 from pep.auth.keys import IssuerKeys, VerifyKey
 from pep.auth.settings import ASYMMETRIC_ALGORITHMS

@@ -27,7 +27,6 @@ from tests.auth.fakeidp import (
     SigningKey,
     b64json,
     b64url,
-    raw_token,
     serve,
     sign_raw,
 )
@@ -134,7 +133,7 @@ async def test_embedded_jwk_is_not_honoured(auth: Authenticator, idp: FakeIdp, r
 async def test_embedded_x5c_is_not_honoured(auth: Authenticator, idp: FakeIdp, rsa_keys: list[SigningKey]) -> None:
     attacker = rsa_keys[2]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(attacker.public).serial_number(1)
@@ -281,7 +280,7 @@ async def test_json_serialization_is_rejected(auth: Authenticator, idp: FakeIdp)
 
 
 async def test_oversized_token_is_rejected_fast_with_flat_memory(auth: Authenticator, idp: FakeIdp) -> None:
-    head, body, sig = idp.token().split(".")
+    head, _, sig = idp.token().split(".")
     token = f"{head}.{'A' * (4 * 1024 * 1024)}.{sig}"
     headers = bearer(token)
     tracemalloc.start()

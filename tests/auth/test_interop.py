@@ -78,14 +78,11 @@ async def op_auth(provider: str) -> AsyncIterator[Authenticator]:
 
 
 async def _client_credentials(issuer: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{issuer}/token",
-            data={"grant_type": "client_credentials", "scope": "api:read", "resource": "urn:regogate:api"},
-            headers={"Authorization": aiohttp.encode_basic_auth("batch", "batch-secret")},
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-            return str((await resp.json())["access_token"])
+    form = {"grant_type": "client_credentials", "scope": "api:read", "resource": "urn:regogate:api"}
+    basic = {"Authorization": aiohttp.encode_basic_auth("batch", "batch-secret")}
+    async with aiohttp.ClientSession() as http, http.post(f"{issuer}/token", data=form, headers=basic) as resp:
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["access_token"])
 
 
 async def _authorization_code(issuer: str, user: str) -> dict[str, str]:
