@@ -1,0 +1,200 @@
+"""ContentInspector: findings for input.content, and the masking behind the redact obligation.
+
+Build one per process (``ContentInspector(settings.content)``): every pattern is compiled in
+the constructor and nothing is set up per call. All methods are safe to call concurrently.
+
+Offsets in findings are in the *normalised* text of a message (``normalise``). Redaction
+therefore forwards the normalised text of a message in which it masked something: masking
+spans of the normalised form inside the original would be wrong, and forwarding the original
+around the masks would let obfuscated content (zero-width characters, fullwidth digits)
+reach the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pep.content.detectors import FINDING_TYPES, PRIORITY, Detector, Span, build_detectors
+from pep.content.normalise import Normaliser
+from pep.content.output import OutputScanner
+from pep.content.settings import ContentSettings
+from pep.errors import Unavailable
+from pep.policy.contract import ContentInput, Finding
+
+# Content parts whose "text" is forwarded to the model (OpenAI "text", Responses-style
+# "input_text"/"output_text"; Anthropic "text"). Everything else (images, audio, files) is
+# left untouched; Anthropic tool_result blocks are searched for nested text blocks.
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentScan:
+    """One inspection: the normalised texts the offsets refer to, and the findings."""
+
+    texts: list[str]
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def types(self) -> list[str]:
+        return sorted({f.type for f in self.findings})
+
+    def to_input(self) -> ContentInput:
+        return ContentInput(findings=self.findings, types=self.types)
+
+
+class ContentInspector:
+    def __init__(self, settings: ContentSettings) -> None:
+        self._settings = settings
+        self._normaliser = Normaliser()
+        self._detectors = build_detectors()
+        wanted = set(settings.types) if settings.enabled else set()
+        self._reported = tuple(d for d in self._detectors if d.type in wanted)
+        self._masks = {t: settings.mask.format(TYPE=t.upper(), type=t) for t in FINDING_TYPES}
+        # Detector subsets per redact type set; at most 2**8 keys, filled on first use.
+        self._subsets: dict[frozenset[str], tuple[Detector, ...]] = {}
+
+    @property
+    def known_types(self) -> frozenset[str]:
+        return FINDING_TYPES
+
+    def normalise(self, text: str) -> str:
+        return self._normaliser.normalise(text)
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def inspect(self, texts: list[str]) -> list[Finding]:
+        """Findings over message texts (in order); offsets are in each normalised text."""
+        return self.scan(texts).findings
+
+    def scan(self, texts: list[str]) -> ContentScan:
+        """Like ``inspect``, also returning the normalised texts (what the policy should see
+        as request.messages[i].text so that offsets line up)."""
+        normalised = [self.normalise(t) for t in texts]
+        findings: list[Finding] = []
+        if self._reported:
+            for index, text in enumerate(normalised):
+                for span in self._spans(text, self._reported):
+                    findings.append(_finding(span, index))
+        return ContentScan(normalised, findings)
+
+    def spans(self, normalised_text: str, types: Iterable[str] | None = None) -> list[Span]:
+        """Raw spans over an already normalised text (all known types when ``types`` is None)."""
+        detectors = self._detectors if types is None else self._for_types(types)
+        return self._spans(normalised_text, detectors)
+
+    def _spans(self, text: str, detectors: tuple[Detector, ...]) -> list[Span]:
+        if not text:
+            return []
+        # One C-level pass; every number detector's gate is a comparison against it.
+        digits = len(text) - len(text.translate(_DROP_DIGITS))
+        spans: list[Span] = []
+        for detector in detectors:
+            spans.extend(detector.find(text, digits))
+        return _resolve_overlaps(spans) if len(spans) > 1 else spans
+
+    def _for_types(self, types: Iterable[str]) -> tuple[Detector, ...]:
+        key = frozenset(types)
+        found = self._subsets.get(key)
+        if found is None:
+            unknown = key - FINDING_TYPES
+            if unknown:
+                # A policy believing it masks something the PEP cannot find must not pass
+                # silently (like an unknown obligation): fail closed.
+                raise Unavailable(
+                    f"redact obligation names unknown finding types: {sorted(unknown)}",
+                    code="unknown_obligation",
+                )
+            found = tuple(d for d in self._detectors if d.type in key)
+            self._subsets[key] = found
+        return found
+
+    # --- redaction -----------------------------------------------------------------------
+
+    def redact(self, text: str, types: set[str] | frozenset[str]) -> tuple[str, int]:
+        """Mask every finding of ``types``. Returns (text, count); when count > 0 the text is
+        the normalised form with masks, otherwise the original text unchanged."""
+        detectors = self._for_types(types)
+        if not detectors or not text:
+            return text, 0
+        normalised = self.normalise(text)
+        spans = self._spans(normalised, detectors)
+        if not spans:
+            return text, 0
+        out: list[str] = []
+        pos = 0
+        for span in spans:
+            out.append(normalised[pos : span.start])
+            out.append(self._masks[span.type])
+            pos = span.end
+        out.append(normalised[pos:])
+        return "".join(out), len(spans)
+
+    def redact_messages(
+        self, messages: list[dict[str, Any]], types: set[str] | frozenset[str]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Redact OpenAI/Anthropic-style messages (content as a string or a list of parts).
+        The input is not modified; unchanged messages are returned as the same objects."""
+        self._for_types(types)  # unknown types fail even when there is nothing to mask
+        total = 0
+        result: list[dict[str, Any]] = []
+        for message in messages:
+            content = message.get("content")
+            new_content, count = self._redact_content(content, types)
+            total += count
+            result.append({**message, "content": new_content} if count else message)
+        return result, total
+
+    def _redact_content(self, content: Any, types: set[str] | frozenset[str]) -> tuple[Any, int]:
+        if isinstance(content, str):
+            return self.redact(content, types)
+        if not isinstance(content, list):
+            return content, 0
+        total = 0
+        parts: list[Any] = []
+        for part in content:
+            count = 0
+            if isinstance(part, dict):
+                kind = part.get("type")
+                if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
+                    text, count = self.redact(part["text"], types)
+                    if count:
+                        part = {**part, "text": text}
+                elif kind == "tool_result" and "content" in part:
+                    nested, count = self._redact_content(part["content"], types)
+                    if count:
+                        part = {**part, "content": nested}
+            total += count
+            parts.append(part)
+        return (parts, total) if total else (content, 0)
+
+    # --- model output --------------------------------------------------------------------
+
+    def output_scanner(self, check_every_chars: int) -> OutputScanner:
+        """Per-request accumulator for the output decision (see pep.content.output)."""
+        return OutputScanner(self, check_every_chars)
+
+
+def _finding(span: Span, index: int) -> Finding:
+    # model_construct: the values come from our own detectors, already of the right types;
+    # validation would only add per-finding cost.
+    return Finding.model_construct(
+        type=span.type,
+        message_index=index,
+        start=span.start,
+        end=span.end,
+        detector=f"builtin:{span.detector}",
+    )
+
+
+def _resolve_overlaps(spans: list[Span]) -> list[Span]:
+    """Keep the highest-priority (then longest, then first) of overlapping spans, in order."""
+    ranked = sorted(spans, key=lambda s: (-PRIORITY[s.type], s.start - s.end, s.start))
+    kept: list[Span] = []
+    for span in ranked:
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    kept.sort()
+    return kept

@@ -1,0 +1,94 @@
+"""Text normalisation run before every detector, so trivial obfuscation does not hide content.
+
+Steps (docs/content-inspection.md explains each):
+1. remove invisible characters: every format character (Unicode category Cf: zero-width
+   space/joiners, bidi embeddings/overrides/isolates, soft hyphen, word joiner, BOM, tag
+   characters used for "ASCII smuggling"), Hangul fillers, variation selectors (used to
+   smuggle bytes after an emoji), and C0/C1 control characters except tab, LF and CR;
+2. map every Unicode hyphen/dash/minus to "-" and every non-ASCII decimal digit (Arabic-Indic,
+   Devanagari, ...) to its ASCII digit, so "٤١١١" is the number 4111 to the detectors too;
+3. NFKC (fullwidth "４１１１＠ｅｘａｍｐｌｅ．ｃｏｍ", ligatures, compatibility spaces);
+4. remove combining marks left on ASCII characters after composition ("a̲l̲i̲c̲e̲").
+
+Pure ASCII text without control characters is returned as is (the same object): NFKC is the
+identity on ASCII, and that is the common case, so it costs one ``isascii`` and one search.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Unicode 14 Cf, listed rather than computed so nothing is scanned at start-up; plus the
+# invisible non-Cf characters attackers use (Hangul fillers, Khmer inherent vowels,
+# combining grapheme joiner, variation selectors).
+_INVISIBLE = (
+    "\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u17b4\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f"
+    "\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+)
+_ASCII_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_CONTROLS = _ASCII_CONTROLS + "\x80-\x9f"
+_DASHES = "\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
+_COMBINING = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+
+
+# The zero of every non-ASCII run of decimal digits (Unicode 14 category Nd; each run is the
+# ten digits 0-9 in order). Listed so the table is built without scanning the code space.
+_DIGIT_ZEROS = (
+    0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6,
+    0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0,
+    0xFF10, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0,
+    0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0,
+    0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+)  # fmt: skip
+
+
+def _expand(ranges: str) -> list[int]:
+    """Code points of a character-class body such as "\u200b-\u200f\u2060"."""
+    points: list[int] = []
+    i = 0
+    while i < len(ranges):
+        if i + 2 < len(ranges) and ranges[i + 1] == "-":
+            points.extend(range(ord(ranges[i]), ord(ranges[i + 2]) + 1))
+            i += 3
+        else:
+            points.append(ord(ranges[i]))
+            i += 1
+    return points
+
+
+class Normaliser:
+    """Precompiled; ``normalise`` is safe to call concurrently (no mutable state)."""
+
+    def __init__(self) -> None:
+        table: dict[int, str | None] = dict.fromkeys(_expand(_INVISIBLE + _CONTROLS))
+        table.update(dict.fromkeys(_expand(_DASHES), "-"))
+        for zero in _DIGIT_ZEROS:
+            table.update({zero + d: str(d) for d in range(10)})
+        self._table = table
+        digit_class = "".join(f"{chr(z)}-{chr(z + 9)}" for z in _DIGIT_ZEROS)
+        # Single character classes: the regex engine skips non-matching text at C speed, so
+        # the common case (nothing to fix) costs one scan.
+        self._needs_fix = re.compile(f"[{_INVISIBLE}{_CONTROLS}{_DASHES}{digit_class}]")
+        self._ascii_controls = re.compile(f"[{_ASCII_CONTROLS}]")
+        self._any_mark = re.compile(f"[{_COMBINING}]")
+        self._marks = re.compile(f"(?<=[\\x21-\\x7e])[{_COMBINING}]+")
+
+    def normalise(self, text: str) -> str:
+        if text.isascii():
+            if self._ascii_controls.search(text) is None:
+                return text
+            return self._ascii_controls.sub("", text)
+        if self._needs_fix.search(text) is not None:
+            text = text.translate(self._table)
+        if not unicodedata.is_normalized("NFKC", text):
+            # NFKC can produce characters the table maps (e.g. U+2011 -> U+2010).
+            text = unicodedata.normalize("NFKC", text)
+            if self._needs_fix.search(text) is not None:
+                text = text.translate(self._table)
+        if self._any_mark.search(text) is not None:
+            text = self._marks.sub("", text)
+        return text
