@@ -22,10 +22,10 @@ from urllib.parse import quote_plus, urlencode
 
 from idp.directory import CLIENT_CREDENTIALS, DEV_USER_GRANT, DirectoryError, load_directory
 from idp.keys import DEFAULT_ALG, DEFAULT_GRACE_S, SUPPORTED_ALGS, KeyFileError, KeyRing
-from idp.server import BANNER, NonLoopbackError, start_server
 from idp.state import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    NonLoopbackError,
     current_audience,
     current_issuer,
     current_users_file,
@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here: aiohttp doubles start-up time, and `token` (run per test, per demo
+    # command) never needs it.
+    from idp.server import BANNER, start_server
+
     data_dir = resolve_data_dir(args.data_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     print(f"*** {BANNER} ***", file=sys.stderr, flush=True)

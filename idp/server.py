@@ -26,13 +26,15 @@ from aiohttp import web
 from idp.directory import CLIENT_CREDENTIALS, GRANT_TYPES, Client, load_directory
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
-from idp.state import is_loopback, issuer_for, write_state
+from idp.state import NonLoopbackError, is_loopback, issuer_for, write_state
 from idp.tokens import (
     DEFAULT_AUDIENCE,
     DEFAULT_TTL_S,
     TokenIssuer,
     UnknownUserError,
 )
+
+__all__ = ["IdpServer", "NonLoopbackError", "create_idp_app", "start_server"]
 
 TOKENS = web.AppKey("tokens", TokenIssuer)
 OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
@@ -48,10 +50,6 @@ BANNER = (
     "regogate dev IdP: FOR DEVELOPMENT ONLY, NOT FOR PRODUCTION. "
     "Anyone who can reach it can mint tokens for any listed user."
 )
-
-
-class NonLoopbackError(ValueError):
-    """Refusal to bind an address other machines could reach."""
 
 
 class OAuthError(Exception):

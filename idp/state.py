@@ -35,6 +35,10 @@ def idp_dir(data_dir: Path) -> Path:
     return path
 
 
+class NonLoopbackError(ValueError):
+    """Refusal to bind an address other machines could reach."""
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -168,3 +169,18 @@ def test_cli_opaque_token_without_a_running_server_says_so(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert "python -m idp serve" in result.stderr
+
+
+def test_cli_jwks_prints_public_keys_only(tmp_path: Path) -> None:
+    result = run_idp("jwks", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    keys = json.loads(result.stdout)["keys"]
+    assert len(keys) == 1
+    assert "d" not in keys[0]
+    assert keys[0]["use"] == "sig"
+
+
+def test_cli_rotate_refuses_a_negative_grace(tmp_path: Path) -> None:
+    result = run_idp("rotate", "--grace", "-5", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "zero or more" in result.stderr

@@ -6,6 +6,7 @@ import asyncio
 import json
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -117,3 +118,10 @@ def test_a_key_file_readable_by_others_is_tightened_to_0600(tmp_path: Path) -> N
     ring.path.chmod(0o644)
     KeyRing(tmp_path).snapshot()
     assert stat.S_IMODE(ring.path.stat().st_mode) == 0o600
+
+
+def test_concurrent_first_use_creates_exactly_one_key(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        kids = set(pool.map(lambda _: KeyRing(tmp_path).snapshot().active.kid, range(4)))
+    assert len(kids) == 1
+    assert len(json.loads(KeyRing(tmp_path).path.read_text())["keys"]) == 1
