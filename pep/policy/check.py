@@ -51,7 +51,7 @@ class BuiltinProbe:
                 engine.add_policy("probe.rego", f"package regogate_probe\nx := {name}({args})\n")
                 engine.eval_rule_as_json("data.regogate_probe.x")
                 known = True
-            except Exception as exc:  # a type error on null args still proves it exists
+            except RuntimeError as exc:  # a type error on null args still proves it exists
                 known = "could not find function" not in clean_error(exc)
             self._known[key] = known
         return self._known[key]
@@ -96,7 +96,9 @@ def check(root: Path, decision: str = "regogate/decision") -> CheckReport:
         for call in info.calls:
             where = f"{info.file}:{call.line}"
             if call.name in builtins.REFUSED:
-                report.errors.append(f"{where}: {call.name} is refused: {builtins.REFUSED[call.name]}")
+                report.errors.append(
+                    f"{where}: {call.name} is refused: {builtins.REFUSED[call.name]}"
+                )
             elif _resolve(call.name, info, functions) or call.name in builtins.EXTENSIONS:
                 continue
             elif not probe.has(call.name, 1):

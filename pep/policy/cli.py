@@ -26,14 +26,12 @@ def _default_users_file() -> Path:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from pep.policy import testing
+    from pep.policy.bundle import BundleError
     from pep.policy.engine import PolicyError
 
     try:
         runner, results = testing.run(Path(args.dir), engine=args.engine)
-    except (RuntimeError, PolicyError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # bundle errors
+    except (BundleError, PolicyError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.verbose:
@@ -101,9 +99,14 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
     principal = Principal(issuer="regogate-cli", client_id="regogate-cli", **attrs)
     inspector = ContentInspector(ContentSettings())
     if args.api == "embeddings":
-        req = normalize_embeddings({"model": args.model, "input": args.prompt}, normalise_text=inspector.normalise)
+        req = normalize_embeddings(
+            {"model": args.model, "input": args.prompt}, normalise_text=inspector.normalise
+        )
     else:
-        body: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
+        body: dict[str, Any] = {
+            "model": args.model,
+            "messages": [{"role": "user", "content": args.prompt}],
+        }
         if args.max_tokens is not None:
             body["max_tokens"] = args.max_tokens
         req = normalize_chat(body, normalise_text=inspector.normalise, api=args.api)
@@ -147,14 +150,18 @@ async def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print("input:")
         print(orjson.dumps(policy_input, option=dump).decode())
-        print(f"\ndecision: {'ALLOW' if decision.allow else 'DENY'}  (revision {decision.policy_revision})")
+        print(
+            f"\ndecision: {'ALLOW' if decision.allow else 'DENY'}  (revision {decision.policy_revision})"
+        )
         print("reasons:")
         for r in decision.reasons:
             print(f"  - {r.code}: {r.message}")
         if not decision.reasons:
             print("  (none)")
         print("obligations:")
-        print(orjson.dumps(decision.obligations.model_dump(exclude_none=True), option=dump).decode())
+        print(
+            orjson.dumps(decision.obligations.model_dump(exclude_none=True), option=dump).decode()
+        )
     return 0 if decision.allow else 1
 
 
@@ -162,21 +169,35 @@ def register(subparsers: Any) -> None:
     policy = subparsers.add_parser("policy", help="policy tooling: test, eval, check, schema")
     sub = policy.add_subparsers(dest="policy_command", required=True)
 
-    test = sub.add_parser("test", help="run every *_test.rego (opa test if available, else embedded)")
+    test = sub.add_parser(
+        "test", help="run every *_test.rego (opa test if available, else embedded)"
+    )
     test.add_argument("dir", nargs="?", default=str(DEFAULT_BUNDLE))
     test.add_argument("--engine", choices=["auto", "embedded", "opa"], default="auto")
     test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
     test.set_defaults(func=cmd_test)
 
     ev = sub.add_parser("eval", help="build a PolicyInput and print the decision")
-    ev.add_argument("--user", required=True, help="user name (attributes from the dev IdP users file)")
+    ev.add_argument(
+        "--user", required=True, help="user name (attributes from the dev IdP users file)"
+    )
     ev.add_argument("--groups", help="comma-separated groups (overrides the users file)")
     ev.add_argument("--teams", help="comma-separated teams (overrides the users file)")
     ev.add_argument("--users-file", help="default: idp/users.yaml")
     ev.add_argument("--model", required=True)
     ev.add_argument("--prompt", default="")
-    ev.add_argument("--api", default="chat.completions",
-                    choices=["chat.completions", "messages", "embeddings", "models.list", "audit.read", "usage.read"])
+    ev.add_argument(
+        "--api",
+        default="chat.completions",
+        choices=[
+            "chat.completions",
+            "messages",
+            "embeddings",
+            "models.list",
+            "audit.read",
+            "usage.read",
+        ],
+    )
     ev.add_argument("--max-tokens", type=int)
     ev.add_argument("--dir", default=str(DEFAULT_BUNDLE), help="policy bundle (embedded engine)")
     ev.add_argument("--opa-url", help="ask an OPA sidecar instead of the embedded engine")

@@ -99,7 +99,9 @@ class CompiledPolicy:
         except Exception as exc:
             # Conflicts ("rule conflicts with ..."), division by zero (OPA: undefined; here an
             # error -- documented), extension errors: the policy is broken for this input.
-            raise PolicyError(f"policy evaluation failed: {clean_error(exc)}", "policy_invalid") from exc
+            raise PolicyError(
+                f"policy evaluation failed: {clean_error(exc)}", "policy_invalid"
+            ) from exc
         return orjson.loads(out)
 
     def evaluate(self, policy_input: dict[str, Any]) -> Any:

@@ -69,7 +69,9 @@ def parse_decision(raw: Any, *, revision: str | None, decision_id: str | None) -
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise PolicyError(f"ill-typed policy decision at {loc}: {first['msg']}", "policy_invalid") from exc
+        raise PolicyError(
+            f"ill-typed policy decision at {loc}: {first['msg']}", "policy_invalid"
+        ) from exc
     return decision.model_copy(
         update={
             "policy_revision": decision.policy_revision or revision,

@@ -9,7 +9,9 @@ from pep.policy.engine import PolicyEngine
 from pep.policy.settings import PolicySettings
 
 
-def create_engine(settings: PolicySettings, session: aiohttp.ClientSession | None = None) -> PolicyEngine:
+def create_engine(
+    settings: PolicySettings, session: aiohttp.ClientSession | None = None
+) -> PolicyEngine:
     """Embedded (regorus) or OPA sidecar. Call ``await engine.start()`` before use.
 
     ``session`` is accepted for interface stability; the OPA engine keeps its own pooled

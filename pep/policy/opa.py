@@ -32,7 +32,9 @@ UNKNOWN_REVISION = "opa:unknown"
 def _endpoint(url: str) -> tuple[str, int, bool]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PolicyError(f"policy.opa_url must be http(s)://host[:port], got {url!r}", "policy_unavailable")
+        raise PolicyError(
+            f"policy.opa_url must be http(s)://host[:port], got {url!r}", "policy_unavailable"
+        )
     if parts.path not in ("", "/"):
         raise PolicyError("policy.opa_url must not have a path", "policy_unavailable")
     ssl = parts.scheme == "https"
@@ -71,7 +73,9 @@ def _revision_from_bundles(doc: Any) -> str | None:
 class OpaEngine:
     name = "opa"
 
-    def __init__(self, url: str, decision: str = "regogate/decision", *, timeout_s: float = 0.5) -> None:
+    def __init__(
+        self, url: str, decision: str = "regogate/decision", *, timeout_s: float = 0.5
+    ) -> None:
         self._url = url
         self._decision = decision.strip("/").replace(".", "/")
         self._timeout = timeout_s
@@ -107,7 +111,8 @@ class OpaEngine:
             try:
                 async with asyncio.timeout(self._timeout):
                     rev = extract(await fetch())
-            except Exception:  # optional APIs: the status plugin may be off
+            except Exception as exc:  # noqa: BLE001 - optional APIs (status plugin may be off)
+                log.debug("OPA revision source unavailable: %s", type(exc).__name__)
                 continue
             if rev:
                 self._revision = rev
@@ -121,21 +126,27 @@ class OpaEngine:
             async with asyncio.timeout(self._timeout):
                 answer = await client.query_rule(policy_input, self._decision)
         except TimeoutError as exc:
-            raise PolicyError(f"OPA did not answer within {self._timeout}s", "policy_timeout") from exc
+            raise PolicyError(
+                f"OPA did not answer within {self._timeout}s", "policy_timeout"
+            ) from exc
         except aiohttp.ClientResponseError as exc:
             # OPA answers 500 for evaluation errors (conflicts, builtin errors) and 400 for
             # a request it cannot parse; either way this input cannot be decided.
             code = "policy_invalid" if exc.status in (400, 500) else "policy_unavailable"
             raise PolicyError(f"OPA answered HTTP {exc.status}", code) from exc
         except (aiohttp.ClientError, ValueError, OSError) as exc:
-            raise PolicyError(f"OPA unreachable: {type(exc).__name__}", "policy_unavailable") from exc
+            raise PolicyError(
+                f"OPA unreachable: {type(exc).__name__}", "policy_unavailable"
+            ) from exc
         if not isinstance(answer, dict):
             raise PolicyError("OPA returned a non-object response", "policy_invalid")
         request = policy_input.get("request")
         request_id = request.get("id") if isinstance(request, dict) else None
         decision_id = answer.get("decision_id") or request_id
         # {"result": ...} absent means the decision is undefined.
-        return parse_decision(answer.get("result"), revision=self._revision, decision_id=decision_id)
+        return parse_decision(
+            answer.get("result"), revision=self._revision, decision_id=decision_id
+        )
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {"engine": self.name, "url": self._url}

@@ -18,7 +18,10 @@ SCHEMAS: dict[str, type[Any]] = {
 def render() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name, model in SCHEMAS.items():
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **model.model_json_schema()}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            **model.model_json_schema(),
+        }
         out[name] = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     return out
 

@@ -33,9 +33,14 @@ def _summary(decision: Decision) -> tuple[bool, list[str], dict[str, Any]]:
 
 
 class ShadowEvaluator:
-    def __init__(self, settings: ShadowSettings, *, hot_reload: bool = True, reload_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, settings: ShadowSettings, *, hot_reload: bool = True, reload_interval_s: float = 1.0
+    ) -> None:
         self._candidate = EmbeddedEngine(
-            settings.bundle, settings.decision, hot_reload=hot_reload, reload_interval_s=reload_interval_s
+            settings.bundle,
+            settings.decision,
+            hot_reload=hot_reload,
+            reload_interval_s=reload_interval_s,
         )
         self.evaluations = 0
         self.divergences = 0
@@ -55,10 +60,14 @@ class ShadowEvaluator:
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         ok, detail = await self._candidate.ready()
-        detail.update(evaluations=self.evaluations, divergences=self.divergences, errors=self.errors)
+        detail.update(
+            evaluations=self.evaluations, divergences=self.divergences, errors=self.errors
+        )
         return ok, detail
 
-    async def compare(self, policy_input: dict[str, Any], enforced: Decision) -> dict[str, Any] | None:
+    async def compare(
+        self, policy_input: dict[str, Any], enforced: Decision
+    ) -> dict[str, Any] | None:
         """None when the candidate agrees; otherwise the divergence record (for audit)."""
         self.evaluations += 1
         try:
@@ -76,7 +85,11 @@ class ShadowEvaluator:
         c_allow, c_codes, c_obl = _summary(candidate)
         differs = [
             name
-            for name, a, b in (("allow", e_allow, c_allow), ("reasons", e_codes, c_codes), ("obligations", e_obl, c_obl))
+            for name, a, b in (
+                ("allow", e_allow, c_allow),
+                ("reasons", e_codes, c_codes),
+                ("obligations", e_obl, c_obl),
+            )
             if a != b
         ]
         if not differs:
@@ -86,13 +99,23 @@ class ShadowEvaluator:
         return self._record(enforced, candidate, differs)
 
     def _record(
-        self, enforced: Decision, candidate: Decision | None, differs: list[str], *, error: str | None = None
+        self,
+        enforced: Decision,
+        candidate: Decision | None,
+        differs: list[str],
+        *,
+        error: str | None = None,
     ) -> dict[str, Any]:
         e_allow, e_codes, e_obl = _summary(enforced)
         record: dict[str, Any] = {
             "shadow": {
                 "differs": differs,
-                "enforced": {"revision": enforced.policy_revision, "allow": e_allow, "reasons": e_codes, "obligations": e_obl},
+                "enforced": {
+                    "revision": enforced.policy_revision,
+                    "allow": e_allow,
+                    "reasons": e_codes,
+                    "obligations": e_obl,
+                },
                 "candidate": {"revision": self.revision, "error": error},
             }
         }
@@ -102,10 +125,14 @@ class ShadowEvaluator:
         return record
 
 
-def create_shadow(settings: PolicySettings, session: aiohttp.ClientSession | None = None) -> ShadowEvaluator:
+def create_shadow(
+    settings: PolicySettings, session: aiohttp.ClientSession | None = None
+) -> ShadowEvaluator:
     """The composition root's entry point (``settings.shadow`` must be set)."""
     if settings.shadow is None:
         raise ValueError("policy.shadow is not configured")
     return ShadowEvaluator(
-        settings.shadow, hot_reload=settings.hot_reload, reload_interval_s=settings.reload_interval_s
+        settings.shadow,
+        hot_reload=settings.hot_reload,
+        reload_interval_s=settings.reload_interval_s,
     )

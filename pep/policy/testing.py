@@ -78,7 +78,7 @@ def _run_one(engine: object, file: str, package: str, name: str) -> TestResult:
     start = time.perf_counter_ns()
     try:
         value = engine.eval_rule(path)  # type: ignore[attr-defined]
-    except Exception as exc:
+    except RuntimeError as exc:
         took = time.perf_counter_ns() - start
         return TestResult(file, package, name, "ERROR", took, clean_error(exc))
     took = time.perf_counter_ns() - start
@@ -115,14 +115,18 @@ def run_opa(root: Path, opa: str) -> list[TestResult]:
             outcome = "FAIL"
         pkg = str(item.get("package", "")).removeprefix("data.")
         results.append(
-            TestResult(file, pkg, str(item.get("name")), outcome, int(item.get("duration", 0)), message)
+            TestResult(
+                file, pkg, str(item.get("name")), outcome, int(item.get("duration", 0)), message
+            )
         )
     if not results and proc.returncode != 0:
         raise RuntimeError(f"opa test failed: {proc.stderr.strip()}")
     return results
 
 
-def run(root: Path, *, engine: Literal["auto", "embedded", "opa"] = "auto") -> tuple[str, list[TestResult]]:
+def run(
+    root: Path, *, engine: Literal["auto", "embedded", "opa"] = "auto"
+) -> tuple[str, list[TestResult]]:
     """Returns (runner name, results)."""
     opa = find_opa() if engine in ("auto", "opa") else None
     if engine == "opa" and opa is None:

@@ -44,7 +44,9 @@ class OpaDouble:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_status:
-            return web.json_response({"code": "internal_error", "message": "injected"}, status=self.fail_status)
+            return web.json_response(
+                {"code": "internal_error", "message": "injected"}, status=self.fail_status
+            )
         try:
             body = orjson.loads(await request.read() or b"{}")
         except orjson.JSONDecodeError:
@@ -52,8 +54,10 @@ class OpaDouble:
         path = "data." + request.match_info["path"].strip("/").replace("/", ".")
         try:
             defined, value = self._eval(path, body.get("input"))
-        except Exception as exc:  # as OPA: evaluation errors are HTTP 500
-            return web.json_response({"code": "internal_error", "message": clean_error(exc)}, status=500)
+        except RuntimeError as exc:  # as OPA: evaluation errors are HTTP 500
+            return web.json_response(
+                {"code": "internal_error", "message": clean_error(exc)}, status=500
+            )
         answer: dict[str, Any] = {}
         if defined:
             answer["result"] = value
@@ -66,7 +70,9 @@ class OpaDouble:
 
     async def _status(self, request: web.Request) -> web.Response:
         if not self.status_plugin:
-            return web.json_response({"code": "internal_error", "message": "status plugin not enabled"}, status=500)
+            return web.json_response(
+                {"code": "internal_error", "message": "status plugin not enabled"}, status=500
+            )
         bundles = {"policies": {"name": "policies", "active_revision": self.bundle.revision}}
         return web.json_response({"result": {"bundles": bundles}})
 

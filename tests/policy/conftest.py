@@ -47,21 +47,57 @@ def write_bundle(root: Path, modules: dict[str, str], data: dict[str, Any] | Non
     return root
 
 
-def policy_input(sub: str = "alice", groups: tuple[str, ...] = ("ml-team",), *, model: str = "mock-gpt",
-                 api: str = "chat.completions", types: tuple[str, ...] = (), teams: tuple[str, ...] = ("research",),
-                 request_id: str = "req-1", **extra: Any) -> dict[str, Any]:
+def policy_input(
+    sub: str = "alice",
+    groups: tuple[str, ...] = ("ml-team",),
+    *,
+    model: str = "mock-gpt",
+    api: str = "chat.completions",
+    types: tuple[str, ...] = (),
+    teams: tuple[str, ...] = ("research",),
+    request_id: str = "req-1",
+    **extra: Any,
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "version": "v1",
-        "user": {"sub": sub, "issuer": "https://idp.test", "kind": "user", "groups": list(groups),
-                 "teams": list(teams), "team": teams[0] if teams else None, "roles": [], "claims": {}},
+        "user": {
+            "sub": sub,
+            "issuer": "https://idp.test",
+            "kind": "user",
+            "groups": list(groups),
+            "teams": list(teams),
+            "team": teams[0] if teams else None,
+            "roles": [],
+            "claims": {},
+        },
         "client": {"id": "dev-cli"},
         "actor": None,
-        "request": {"id": request_id, "api": api, "model": model, "stream": False, "max_tokens": None,
-                    "params": {}, "tools": [], "messages": [], "text": "", "estimated_tokens": 10},
-        "content": {"findings": [{"type": t, "message_index": 0, "start": 0, "end": 1, "detector": "builtin"}
-                                 for t in types], "types": sorted(set(types))},
+        "request": {
+            "id": request_id,
+            "api": api,
+            "model": model,
+            "stream": False,
+            "max_tokens": None,
+            "params": {},
+            "tools": [],
+            "messages": [],
+            "text": "",
+            "estimated_tokens": 10,
+        },
+        "content": {
+            "findings": [
+                {"type": t, "message_index": 0, "start": 0, "end": 1, "detector": "builtin"}
+                for t in types
+            ],
+            "types": sorted(set(types)),
+        },
         "usage": {},
-        "time": {"now_ns": 1767323045000000000, "rfc3339": "2026-01-02T03:04:05Z", "weekday": "Friday", "hour": 3},
+        "time": {
+            "now_ns": 1767323045000000000,
+            "rfc3339": "2026-01-02T03:04:05Z",
+            "weekday": "Friday",
+            "hour": 3,
+        },
     }
     doc.update(extra)
     return doc
@@ -70,17 +106,29 @@ def policy_input(sub: str = "alice", groups: tuple[str, ...] = ("ml-team",), *, 
 class _RealOpa:
     def __init__(self, binary: str, bundle: Path) -> None:
         self.binary, self.bundle = binary, bundle
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
     async def start(self) -> str:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [self.binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
-             "--set", "decision_logs.console=true", "--bundle", str(self.bundle)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        self.proc = await asyncio.create_subprocess_exec(
+            *[
+                self.binary,
+                "run",
+                "--server",
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "error",
+                "--set",
+                "decision_logs.console=true",
+                "--bundle",
+                str(self.bundle),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
@@ -97,7 +145,7 @@ class _RealOpa:
     async def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=5)
+            await asyncio.wait_for(self.proc.wait(), timeout=5)
 
 
 EngineMaker = Callable[..., Awaitable[PolicyEngine]]
@@ -115,12 +163,18 @@ async def make_engine(engine_kind: str) -> AsyncIterator[EngineMaker]:
     """``await make_engine(bundle_dir, decision="regogate/decision")`` -> started engine."""
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
-    async def make(bundle: Path, decision: str = "regogate/decision", timeout_s: float = 2.0) -> PolicyEngine:
+    async def make(
+        bundle: Path, decision: str = "regogate/decision", timeout_s: float = 2.0
+    ) -> PolicyEngine:
         engine: PolicyEngine
         if engine_kind == "embedded":
             engine = EmbeddedEngine(bundle, decision, hot_reload=False)
         else:
-            server: Any = OpaDouble(bundle) if engine_kind == "opa_double" else _RealOpa(opa_binary() or "", bundle)
+            server: Any = (
+                OpaDouble(bundle)
+                if engine_kind == "opa_double"
+                else _RealOpa(opa_binary() or "", bundle)
+            )
             url = await server.start()
             cleanups.append(server.stop)
             engine = OpaEngine(url, decision, timeout_s=timeout_s)

@@ -16,7 +16,10 @@ def _eval(expr: str) -> Any:
 
 
 def test_sha256_matches_opa() -> None:
-    assert _eval('crypto.sha256("abc")') == (True, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert _eval('crypto.sha256("abc")') == (
+        True,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    )
 
 
 def test_hmac_sha256_matches_rfc4231() -> None:
@@ -27,7 +30,9 @@ def test_hmac_sha256_matches_rfc4231() -> None:
 
 def test_jwt_decode_matches_opa() -> None:
     assert _eval('io.jwt.decode("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln")') == (
-        True, [{"alg": "HS256"}, {"sub": "alice"}, "736967"])
+        True,
+        [{"alg": "HS256"}, {"sub": "alice"}, "736967"],
+    )
 
 
 def test_jwt_decode_of_garbage_is_an_error() -> None:

@@ -9,7 +9,7 @@ import pytest
 from pep.policy import bundle
 from tests.policy.conftest import write_bundle
 
-MOD = "package regogate\nimport rego.v1\ndecision := {\"allow\": true}\n"
+MOD = 'package regogate\nimport rego.v1\ndecision := {"allow": true}\n'
 
 
 def test_nested_data_file_is_mounted_at_its_directory_path(tmp_path: Path) -> None:
@@ -50,7 +50,9 @@ def test_revision_changes_with_content_but_not_with_tests(tmp_path: Path) -> Non
 
 
 def test_hidden_files_are_ignored(tmp_path: Path) -> None:
-    root = write_bundle(tmp_path / "b", {"p.rego": MOD, ".git/x.rego": "garbage", ".#p.rego": "garbage"})
+    root = write_bundle(
+        tmp_path / "b", {"p.rego": MOD, ".git/x.rego": "garbage", ".#p.rego": "garbage"}
+    )
     assert list(bundle.load(root).modules) == ["p.rego"]
 
 

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from pep.policy.compiled import eval_rule, load_modules, new_engine
+from pep.policy.engine import PolicyError
 from tests.conftest import services_required
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +48,10 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, list):
-        return sorted((_canonical(v) for v in value), key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+        return sorted(
+            (_canonical(v) for v in value),
+            key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS),
+        )
     return value
 
 
@@ -58,7 +62,7 @@ def _run(case: dict[str, Any]) -> tuple[str, Any]:
         if case.get("input") is not None:
             engine.set_input_json(orjson.dumps(case["input"]).decode())
         defined, value = eval_rule(engine, case["query"])
-    except Exception as exc:  # compile or evaluation error
+    except (PolicyError, RuntimeError) as exc:  # compile or evaluation error
         return "error", str(exc)
     return ("value", value) if defined else ("undefined", None)
 

@@ -105,13 +105,17 @@ async def test_background_watcher_swaps_the_policy(tmp_path: Path) -> None:
 
 
 async def test_broken_bundle_at_start_is_fatal(tmp_path: Path) -> None:
-    engine = EmbeddedEngine(write_bundle(tmp_path / "b", {"p.rego": HEAD + "x := \n"}), hot_reload=False)
+    engine = EmbeddedEngine(
+        write_bundle(tmp_path / "b", {"p.rego": HEAD + "x := \n"}), hot_reload=False
+    )
     with pytest.raises(PolicyError) as info:
         await engine.start()
     assert "p.rego" in str(info.value)
 
 
 async def test_bundle_without_decision_rule_is_fatal(tmp_path: Path) -> None:
-    engine = EmbeddedEngine(write_bundle(tmp_path / "b", {"p.rego": HEAD + "x := 1\n"}), hot_reload=False)
+    engine = EmbeddedEngine(
+        write_bundle(tmp_path / "b", {"p.rego": HEAD + "x := 1\n"}), hot_reload=False
+    )
     with pytest.raises(PolicyError, match="data.regogate.decision"):
         await engine.start()

@@ -61,7 +61,9 @@ async def test_dead_opa_is_unavailable_and_not_ready() -> None:
         await engine.close()
 
 
-async def test_decision_id_comes_from_opa_decision_logging(double: OpaDouble, engine: OpaEngine) -> None:
+async def test_decision_id_comes_from_opa_decision_logging(
+    double: OpaDouble, engine: OpaEngine
+) -> None:
     decision = await engine.evaluate(policy_input(request_id="req-7"))
     assert decision.decision_id and decision.decision_id != "req-7"
 

@@ -33,7 +33,9 @@ async def test_parity_corpus_is_decided_identically(make_engine: EngineMaker) ->
         expected = await reference.evaluate(case["input"])
         got = await engine.evaluate(case["input"])
         assert got.allow is case["expect"]["allow"], case["name"]
-        assert sorted(r.code for r in got.reasons) == sorted(case["expect"]["reasons"]), case["name"]
+        assert sorted(r.code for r in got.reasons) == sorted(case["expect"]["reasons"]), case[
+            "name"
+        ]
         assert _comparable(got) == _comparable(expected), case["name"]
 
 

@@ -21,7 +21,12 @@ async def _shadow(tmp_path: Path, body: str) -> ShadowEvaluator:
 
 def _enforced(allow: bool = True, **obligations: object) -> Decision:
     return Decision.model_validate(
-        {"allow": allow, "obligations": obligations, "policy_revision": "sha256:old", "decision_id": "r1"}
+        {
+            "allow": allow,
+            "obligations": obligations,
+            "policy_revision": "sha256:old",
+            "decision_id": "r1",
+        }
     )
 
 
@@ -32,7 +37,9 @@ async def test_agreeing_candidate_reports_nothing(tmp_path: Path) -> None:
 
 
 async def test_allow_divergence_is_reported_and_counted(tmp_path: Path) -> None:
-    shadow = await _shadow(tmp_path, 'decision := {"allow": false, "reasons": [{"code": "new_rule"}]}\n')
+    shadow = await _shadow(
+        tmp_path, 'decision := {"allow": false, "reasons": [{"code": "new_rule"}]}\n'
+    )
     record = await shadow.compare(policy_input(), _enforced())
     assert record is not None
     assert record["shadow"]["differs"] == ["allow", "reasons"]
@@ -43,13 +50,17 @@ async def test_allow_divergence_is_reported_and_counted(tmp_path: Path) -> None:
 
 
 async def test_obligation_divergence_is_reported(tmp_path: Path) -> None:
-    shadow = await _shadow(tmp_path, 'decision := {"allow": true, "obligations": {"max_tokens": 10}}\n')
+    shadow = await _shadow(
+        tmp_path, 'decision := {"allow": true, "obligations": {"max_tokens": 10}}\n'
+    )
     record = await shadow.compare(policy_input(), _enforced(max_tokens=100))
     assert record is not None and record["shadow"]["differs"] == ["obligations"]
 
 
 async def test_candidate_error_never_raises_and_is_recorded(tmp_path: Path) -> None:
-    shadow = await _shadow(tmp_path, 'decision := {"allow": true, "obligations": {"teleport": 1}}\n')
+    shadow = await _shadow(
+        tmp_path, 'decision := {"allow": true, "obligations": {"teleport": 1}}\n'
+    )
     record = await shadow.compare(policy_input(), _enforced())
     assert record is not None
     assert record["shadow"]["candidate"]["error"] == "unknown_obligation"
