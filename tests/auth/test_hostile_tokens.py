@@ -327,6 +327,8 @@ async def test_token_issued_in_the_future_is_rejected(auth: Authenticator, idp: 
         {"iat": ...},
         {"iat": "now"},
         {"nbf": "0"},
+        {"nbf": True},
+        {"iat": False},
         {"sub": ...},
         {"sub": 42},
         {"sub": ""},
