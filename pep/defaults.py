@@ -34,7 +34,7 @@ def embedded_mapping(
                 {
                     "issuer": issuer,
                     "audiences": [DEV_AUDIENCE],
-                    "algorithms": ["RS256", "ES256"],
+                    "algorithms": ["RS256", "PS256", "ES256"],
                     "required_typ": "at+jwt",
                 }
             ]
