@@ -33,6 +33,10 @@ def _card(m: re.Match[str], text: str) -> Hit:
     sep = m.group("sep")
     if sep is None:
         return (m.start(), m.end(), "luhn") if payment_card_ok(m.group()) else None
+    # "DE89 3704 0044 ...": a group glued to more digits on the left is part of a longer
+    # number (an IBAN, a phone number), not a card.
+    if m.start() >= 2 and text[m.start() - 1] == sep and text[m.start() - 2].isdigit():
+        return None
     groups = m.group().split(sep)
     while len(groups) >= 3:
         if payment_card_ok("".join(groups)):
