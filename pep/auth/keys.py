@@ -185,6 +185,11 @@ class IssuerKeys:
             self._last_error = str(exc)
             log.warning("issuer %s: key refresh failed: %s", self.issuer.issuer, exc)
             return False
+        except Exception as exc:  # noqa: BLE001 -- a broken IdP document must not kill start()
+            self._failures += 1
+            self._last_error = f"unusable response ({type(exc).__name__})"
+            log.warning("issuer %s: key refresh failed: %s", self.issuer.issuer, type(exc).__name__)
+            return False
         self._failures = 0
         self._last_error = None
         return True

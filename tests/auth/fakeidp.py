@@ -88,6 +88,7 @@ class FakeIdp:
     active_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     extra_jwks: list[dict[str, Any]] = field(default_factory=list)
+    issuer_jwks_override: str | None = None  # a broken jwks_uri in discovery
 
     # -- minting -------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class FakeIdp:
             return web.Response(status=503)
         return web.json_response({
             "issuer": self.discovery_issuer or self.issuer,
-            "jwks_uri": f"{self.issuer}/jwks",
+            "jwks_uri": self.issuer_jwks_override or f"{self.issuer}/jwks",
             "introspection_endpoint": f"{self.issuer}/introspect",
         })
 

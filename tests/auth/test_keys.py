@@ -275,3 +275,12 @@ async def test_duplicate_kid_in_jwks_is_unusable(make_auth: MakeAuth, idp: FakeI
     err = await rejected(auth, idp.token())
     assert err.status == 401
     assert issuer_conf(idp)["issuer"] == idp.issuer
+
+
+async def test_garbage_jwks_uri_in_discovery_marks_the_issuer_not_ready(
+    make_auth: MakeAuth, idp: FakeIdp
+) -> None:
+    idp.issuer_jwks_override = "http://[::1"
+    auth = await make_auth()
+    assert auth.ready()[0] is False
+    assert (await rejected(auth, idp.token())).status == 503
