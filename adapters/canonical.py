@@ -119,3 +119,19 @@ def encode_embeddings_base64(doc: dict[str, Any]) -> None:
         vec = item.get("embedding")
         if isinstance(vec, list):
             item["embedding"] = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+
+
+def check_tools(body: dict[str, Any]) -> None:
+    """Tools must be function tools with a name (and an object schema when given)."""
+    tools = body.get("tools")
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be an array", param="tools")
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if (not isinstance(fn, dict) or tool.get("type", "function") != "function"
+                or not isinstance(fn.get("name"), str) or not fn["name"]
+                or not isinstance(fn.get("parameters", {}), dict)):
+            raise BadRequest(f"tools[{i}] must be a function tool with a name and an object "
+                             "'parameters' schema", param="tools")

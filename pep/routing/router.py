@@ -30,6 +30,7 @@ from yarl import URL
 
 from adapters import provider_errors, registry
 from adapters.canonical import (
+    check_tools,
     content_text,
     encode_embeddings_base64,
     estimate_prompt_tokens,
@@ -185,6 +186,7 @@ class Router:
     ) -> Completion | ChunkStream:
         reject_forbidden(body)
         require_messages(body)
+        check_tools(body)
         m = self._lookup(model)
         if m.settings.embeddings:
             raise BadRequest(f"model {model!r} serves embeddings only", param="model")
@@ -272,6 +274,17 @@ class Router:
         return min(ps.max_retry_wait_s, ps.retry_backoff_s * (2**retry)) * self._rng.random()
 
     def _build(self, dep: _Deployment, body: dict[str, Any], op: str) -> UpstreamRequest:
+        try:
+            return self._translate(dep, body, op)
+        except GatewayError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            # A malformed field deep in the request (e.g. a tool without a name) must be a
+            # 400, not a 500 from inside a translation function.
+            raise BadRequest(f"malformed request for the {dep.target.settings.kind} provider: "
+                             f"{type(exc).__name__}", code="invalid_request") from exc
+
+    def _translate(self, dep: _Deployment, body: dict[str, Any], op: str) -> UpstreamRequest:
         if op == "chat":
             return dep.adapter.to_provider(body, dep.target)  # type: ignore[no-any-return]
         fn = getattr(dep.adapter, "embeddings_to_provider", None)
@@ -283,7 +296,11 @@ class Router:
     async def _send(self, dep: _Deployment, req: UpstreamRequest) -> _Response:
         respond = getattr(dep.adapter, "respond", None)
         if respond is not None:
-            status, headers, data = respond(req)
+            try:
+                status, headers, data = respond(req)
+            except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+                raise _Failed(BadRequest("malformed request for the mock provider"),
+                              retry=False, status=400) from exc
             return _Response(status, headers, lambda: _one(data), lambda: None)
         try:
             async with asyncio.timeout(dep.target.settings.first_byte_timeout_s):

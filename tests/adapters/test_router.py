@@ -224,3 +224,16 @@ async def test_rejected_gateway_credentials_do_not_echo_provider_text(
             await Router(*two_deployments(a.url, b.url), session).chat(chat(), "gpt",
                                                                         request_id="r")
     assert "sk-" not in e.value.message and e.value.code == "upstream_auth"
+
+
+@pytest.mark.parametrize("tools", [[{"type": "function"}], [{"function": {"parameters": 5}}],
+                                   "not-a-list"])
+async def test_malformed_tools_are_a_400_not_a_crash(session: aiohttp.ClientSession,
+                                                     tools: Any) -> None:
+    router = Router({"a": ProviderSettings(kind="anthropic", api_key="k-123456"),
+                     "m": ProviderSettings(kind="mock")},
+                    {"claude": ModelSettings(provider="a", model="c"),
+                     "mock-gpt": ModelSettings(provider="m", model="m")}, session)
+    for model in ("claude", "mock-gpt"):
+        with pytest.raises(BadRequest):
+            await router.chat(chat(model=model, tools=tools), model, request_id="r")
