@@ -79,11 +79,11 @@ def _parse(params: dict[str, str], **defaults: Any) -> AuditQuery:
 async def _authorize_and_record(request: web.Request, endpoint: str, params: dict[str, str]) -> None:
     authorize = request.app.get(AUTHORIZE)
     if authorize is None:
-        from pep.access import authorize  # noqa: PLC0415 -- the lead's module
+        from pep.access import authorize
 
     await authorize(request, api="audit.read", params={"endpoint": endpoint, **params})
-    from pep.auditing import event  # noqa: PLC0415 -- the lead's modules; keep import light
-    from pep.pipeline import audit, exchange_for  # noqa: PLC0415
+    from pep.auditing import event
+    from pep.pipeline import audit, exchange_for
 
     x = exchange_for(request)
     await audit(request, event("audit.read", x, status=200,

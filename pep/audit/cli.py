@@ -9,6 +9,7 @@ Exit codes: 0 ok / trail valid, 1 trail invalid, 2 usage or store error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -233,8 +234,11 @@ def render_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 async def cmd_export(args: argparse.Namespace) -> int:
     async def body(reader: AuditReader, _s: AuditSettings, _d: Path) -> int:
-        out: TextIO = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-        try:
+        with contextlib.ExitStack() as stack:
+            out: TextIO = sys.stdout
+            if args.output:
+                # A one-shot CLI process: a blocking open here stalls nothing else.
+                out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))  # noqa: ASYNC230
             if args.format == "csv":
                 out.write(csv_header())
             async for rec in reader.matching(_query(args)):
@@ -244,9 +248,6 @@ async def cmd_export(args: argparse.Namespace) -> int:
                     out.write(orjson.dumps(ocsf_event(rec)).decode() + "\n")
                 else:
                     out.write(orjson.dumps(rec.export()).decode() + "\n")
-        finally:
-            if args.output:
-                out.close()
         return 0
 
     return await _run(args, body)

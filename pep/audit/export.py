@@ -80,7 +80,7 @@ def _safe_cell(value: Any) -> Any:
 
 def _epoch_ms(rfc3339: str) -> int | None:
     try:
-        return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+        return int(datetime.fromisoformat(rfc3339).timestamp() * 1000)
     except ValueError:
         return None
 

@@ -75,7 +75,7 @@ class PostgresAuditStore:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"regogate-audit:{self._schema}")
                 for stmt in ddl(self._schema):
                     await conn.execute(stmt)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
@@ -92,7 +92,7 @@ class PostgresAuditStore:
             await self._writer
         try:
             await asyncio.wait_for(self._checkpoint("close"), self._timeout)
-        except (AuditUnavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, AuditUnavailable) as exc:
             log.error("final audit checkpoint failed: %s", exc)
         if self._pool is not None:
             await self._pool.close()
@@ -106,7 +106,7 @@ class PostgresAuditStore:
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(fut), self._timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise AuditUnavailable(f"audit record not durable within {self._timeout}s") from exc
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
@@ -116,7 +116,7 @@ class PostgresAuditStore:
         try:
             async with self._pool.acquire(timeout=self._timeout) as conn:
                 seq = await conn.fetchval(f"SELECT seq FROM {self._s}.audit_head WHERE id = 1")
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             return False, {**detail, "error": f"database not reachable: {exc}"}
         return True, {**detail, "seq": seq}
 
@@ -130,7 +130,7 @@ class PostgresAuditStore:
             if not self._pending:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._cp_every_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await self._periodic_checkpoint()
                     continue
                 self._wake.clear()
@@ -185,7 +185,7 @@ class PostgresAuditStore:
                     "last_checkpoint = $4 WHERE id = 1",
                     records[-1].seq, records[-1].hash, since, last_cp,
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             self.stats.failures += 1
             self._last_error = str(exc)
             log.error("audit batch of %d records failed: %s", len(batch), exc)
@@ -230,7 +230,7 @@ class PostgresAuditStore:
                     f"UPDATE {self._s}.audit_head SET since_checkpoint = 0, last_checkpoint = $1 "
                     "WHERE id = 1", cp.hash,
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise AuditUnavailable(f"checkpoint failed: {exc}") from exc
         self._copy_out(cp)
 

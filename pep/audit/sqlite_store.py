@@ -337,4 +337,4 @@ def _cp_row(cp: Checkpoint) -> tuple[Any, ...]:
             cp.signature, cp.hash)
 
 
-__all__ = ["SqliteAuditStore", "WriterStats", "ALL_COLUMNS", "StoredRecord"]
+__all__ = ["ALL_COLUMNS", "SqliteAuditStore", "StoredRecord", "WriterStats"]

@@ -16,7 +16,6 @@ Records are streamed; memory is O(number of subjects) for the per-user chain.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,7 +151,7 @@ async def verify_trail(
         if prev1 is None:
             if from_genesis and rec.prev_hash != GENESIS:
                 return _fail(report, Break(
-                    "deleted", "global", 1 if rec.seq > 1 else rec.seq,
+                    "deleted", "global", min(rec.seq, 1),
                     f"the trail does not start at the genesis record (first stored seq {rec.seq})",
                 ))
         elif rec.prev_hash != prev1.hash:
