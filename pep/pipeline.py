@@ -196,7 +196,11 @@ async def admit(
     """Inspect, snapshot usage, decide; raise on deny. Shared by every model-calling API."""
     app = request.app
     inspector = app[appkeys.CONTENT]
-    x.findings = inspector.inspect(req.texts) if inspector is not None else []
+    if inspector is not None:
+        # One pass: normalise (NFKC, invisible characters stripped) and detect. The policy
+        # sees the normalised texts, so finding offsets line up with request.messages[i].text.
+        scan = inspector.scan(req.texts)
+        req.texts, x.findings = scan.texts, scan.findings
     usage = await usage_snapshot(request, principal)
     policy_input = build_policy_input(
         principal,
@@ -225,12 +229,11 @@ async def forward(request: web.Request, dialect: Dialect, api: str) -> web.Strea
     principal = await authenticate(request, x)
     body = await read_json(request)
     inspector = app[appkeys.CONTENT]
-    normalise = inspector.normalise if inspector is not None else _identity
     if api == "embeddings":
-        req = normalize_embeddings(body, normalise_text=normalise)
+        req = normalize_embeddings(body, normalise_text=_identity)
     else:
         canonical = dialect.to_canonical(body)
-        req = normalize_chat(canonical, normalise_text=normalise, inbound_format=dialect.name,
+        req = normalize_chat(canonical, normalise_text=_identity, inbound_format=dialect.name,
                              api=api)
     x.req = req
     router = app[appkeys.ROUTER]
