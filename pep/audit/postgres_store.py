@@ -57,7 +57,7 @@ class PostgresAuditStore:
         self._max_batch = max_batch
         self._timeout = write_timeout_s
         self._pool: asyncpg.Pool | None = None
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._pending: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._running = False
@@ -102,7 +102,8 @@ class PostgresAuditStore:
         if not self._running:
             raise AuditUnavailable("audit store is not running")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event_body(event), fut))
+        body, doc = event_body(event)
+        self._pending.append((body, doc, fut))
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(fut), self._timeout)
@@ -145,7 +146,7 @@ class PostgresAuditStore:
         except AuditUnavailable as exc:
             log.error("periodic audit checkpoint failed: %s", exc)
 
-    async def _write(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+    async def _write(self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]) -> None:
         assert self._pool is not None
         cp: Checkpoint | None = None
         try:
@@ -155,14 +156,14 @@ class PostgresAuditStore:
                     "WHERE id = 1 FOR UPDATE"
                 )
                 head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
-                keys = sorted({k for k in (_user_key(b) for b, _ in batch) if k})
+                keys = sorted({k for k in (user_key_of(d) for _, d, _ in batch) if k})
                 if keys:
                     rows = await conn.fetch(
                         f"SELECT user_key, hash FROM {self._s}.audit_user_heads WHERE user_key = ANY($1)",
                         keys,
                     )
                     head.user_heads = {r["user_key"]: r["hash"] for r in rows}
-                records, updates = head.link_batch([b for b, _ in batch], lambda _k: None)
+                records, updates = head.link_batch([(b, d) for b, d, _ in batch], lambda _k: None)
                 await conn.copy_records_to_table(
                     "audit_records", records=[r.row() for r in records],
                     columns=list(ALL_COLUMNS), schema_name=self._schema,
@@ -190,7 +191,7 @@ class PostgresAuditStore:
             self._last_error = str(exc)
             log.error("audit batch of %d records failed: %s", len(batch), exc)
             err = AuditUnavailable(f"audit write failed: {exc}")
-            for _, fut in batch:
+            for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(err)
             return
@@ -198,7 +199,7 @@ class PostgresAuditStore:
         self.stats.transactions += 1
         self.stats.records += len(records)
         self.stats.largest_batch = max(self.stats.largest_batch, len(records))
-        for _, fut in batch:
+        for _, _, fut in batch:
             if not fut.done():
                 fut.set_result(None)
         if cp is not None:
@@ -242,9 +243,6 @@ class PostgresAuditStore:
         except OSError as exc:
             log.error("cannot write checkpoint to %s: %s", self._cp_dir, exc)
 
-
-def _user_key(body: bytes) -> str | None:
-    return user_key_of(orjson.loads(body))
 
 
 __all__ = ["PostgresAuditStore", "StoredRecord"]

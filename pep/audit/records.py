@@ -64,8 +64,10 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def event_body(event: AuditEvent) -> bytes:
-    return canonical_json(event.model_dump(mode="json", exclude_none=True))
+def event_body(event: AuditEvent) -> tuple[bytes, dict[str, Any]]:
+    """The canonical body and the document it encodes (kept to avoid parsing it back)."""
+    doc = event.model_dump(mode="json", exclude_none=True)
+    return canonical_json(doc), doc
 
 
 def user_key_of(doc: dict[str, Any]) -> str | None:
@@ -183,15 +185,14 @@ class ChainHead:
         self.user_heads: dict[str, str] = {}
 
     def link_batch(
-        self, bodies: list[bytes], user_head: Any
+        self, bodies: list[tuple[bytes, dict[str, Any]]], user_head: Any
     ) -> tuple[list[StoredRecord], dict[str, str]]:
-        """Chain ``bodies`` after the head. ``user_head(key)`` returns a subject's last hash
-        from the store when this head has not seen the subject yet."""
+        """Chain ``bodies`` (canonical body, its document) after the head. ``user_head(key)``
+        returns a subject's last hash from the store when this head has not seen it yet."""
         records: list[StoredRecord] = []
         seq, prev = self.seq, self.head
         pending: dict[str, str] = {}
-        for body in bodies:
-            doc = orjson.loads(body)
+        for body, doc in bodies:
             ukey = user_key_of(doc)
             uprev: str | None = None
             if ukey is not None:

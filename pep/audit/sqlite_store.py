@@ -18,6 +18,7 @@ gateway on the same file fail at start instead of forking the chain.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import logging
 import os
@@ -80,6 +81,10 @@ class SqliteAuditStore:
         self._last_cp: Checkpoint | None = None
         self._last_error: str | None = None
         self._lock_fd: int | None = None
+        # (deadline, future) in enqueue order; one watchdog task fails the overdue ones, which
+        # is far cheaper than a timer per append (wait_for) on the request path.
+        self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
+        self._watchdog: asyncio.Task[None] | None = None
         self.stats = WriterStats()
 
     # -- event-loop side ---------------------------------------------------------------
@@ -93,6 +98,19 @@ class SqliteAuditStore:
         self._thread.start()
         await ready
         self._running = True
+        self._watchdog = asyncio.create_task(self._watch(), name="regogate-audit-watchdog")
+
+    async def _watch(self) -> None:
+        period = min(1.0, self._timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            dq = self._deadlines
+            while dq and (dq[0][1].done() or dq[0][0] <= now):
+                _, fut = dq.popleft()
+                if not fut.done():
+                    fut.set_exception(
+                        AuditUnavailable(f"audit record not durable within {self._timeout}s"))
 
     async def close(self) -> None:
         if not self._running or self._loop is None:
@@ -101,20 +119,20 @@ class SqliteAuditStore:
         done: asyncio.Future[None] = self._loop.create_future()
         self._queue.put((_CLOSE, done))
         await done
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
     async def append(self, event: AuditEvent) -> None:
         if not self._running or self._loop is None:
             raise AuditUnavailable("audit store is not running")
-        body = event_body(event)
+        body, doc = event_body(event)
         fut: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put((body, fut))
-        try:
-            # shield: a timeout must not cancel the future the writer will resolve.
-            await asyncio.wait_for(asyncio.shield(fut), self._timeout)
-        except TimeoutError as exc:
-            raise AuditUnavailable(f"audit record not durable within {self._timeout}s") from exc
+        self._deadlines.append((time.monotonic() + self._timeout, fut))
+        self._queue.put((body, doc, fut))
+        # shield: a cancelled request must not cancel the future the writer resolves.
+        await asyncio.shield(fut)
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {"store": "sqlite", "path": str(self.path)}
@@ -139,13 +157,19 @@ class SqliteAuditStore:
     # -- writer thread -----------------------------------------------------------------
 
     def _resolve(self, fut: asyncio.Future[None], exc: BaseException | None) -> None:
+        self._resolve_all([fut], exc)
+
+    def _resolve_all(self, futs: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+        """One wake-up of the event loop per batch, not per record."""
+
         def apply() -> None:
-            if fut.done():
-                return
-            if exc is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(exc)
+            for fut in futs:
+                if fut.done():
+                    continue
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
 
         assert self._loop is not None
         self._loop.call_soon_threadsafe(apply)
@@ -190,8 +214,8 @@ class SqliteAuditStore:
             self._fail_pending()
             raise
 
-    def _drain(self, first: Any) -> tuple[list[tuple[bytes, asyncio.Future[None]]], list[Any]]:
-        batch: list[tuple[bytes, asyncio.Future[None]]] = []
+    def _drain(self, first: Any) -> tuple[list[Any], list[Any]]:
+        batch: list[Any] = []
         controls: list[Any] = []
         item = first
         while True:
@@ -215,7 +239,7 @@ class SqliteAuditStore:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            self._resolve(item[1], AuditUnavailable("audit store is shutting down"))
+            self._resolve(item[-1], AuditUnavailable("audit store is shutting down"))
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,11 +279,13 @@ class SqliteAuditStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """``batch``: (body, doc, future) triples, in arrival order."""
         cp: Checkpoint | None = None
+        futs = [item[2] for item in batch]
         try:
             records, updates = self._head.link_batch(
-                [b for b, _ in batch], lambda k: self._user_head(conn, k)
+                [(item[0], item[1]) for item in batch], lambda k: self._user_head(conn, k)
             )
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(insert_record_sql(), [r.row() for r in records])
@@ -272,9 +298,7 @@ class SqliteAuditStore:
             self.stats.failures += 1
             self._last_error = str(exc)
             log.error("audit batch of %d records failed: %s", len(batch), exc)
-            err = AuditUnavailable(f"audit write failed: {exc}")
-            for _, fut in batch:
-                self._resolve(fut, err)
+            self._resolve_all(futs, AuditUnavailable(f"audit write failed: {exc}"))
             return
         self._last_error = None
         self._head.advance(records, updates)
@@ -282,8 +306,7 @@ class SqliteAuditStore:
         self.stats.records += len(records)
         self.stats.largest_batch = max(self.stats.largest_batch, len(records))
         self._since_cp += len(records)
-        for _, fut in batch:
-            self._resolve(fut, None)
+        self._resolve_all(futs, None)
         if cp is not None:
             self._sealed(cp)
 
