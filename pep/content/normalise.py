@@ -22,15 +22,20 @@ import unicodedata
 # Unicode 14 Cf, listed rather than computed so nothing is scanned at start-up; plus the
 # invisible non-Cf characters attackers use (Hangul fillers, Khmer inherent vowels,
 # combining grapheme joiner, variation selectors).
-_INVISIBLE = (
+_INVISIBLE_BMP = (
     "\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u17b4\u17b5"
     "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f"
-    "\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
-    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+    "\ufeff\uffa0\ufff9-\ufffb"
 )
+_INVISIBLE_ASTRAL = (
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+)
+_INVISIBLE = _INVISIBLE_BMP + _INVISIBLE_ASTRAL
 _ASCII_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 _CONTROLS = _ASCII_CONTROLS + "\x80-\x9f"
-_DASHES = "\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
+# Hyphen-like characters (not the em dash of prose): what a number can be written with.
+_DASHES = "\u2010-\u2013\u2212\ufe63\uff0d"
 _COMBINING = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 
 
@@ -69,10 +74,15 @@ class Normaliser:
         for zero in _DIGIT_ZEROS:
             table.update({zero + d: str(d) for d in range(10)})
         self._table = table
-        digit_class = "".join(f"{chr(z)}-{chr(z + 9)}" for z in _DIGIT_ZEROS)
-        # Single character classes: the regex engine skips non-matching text at C speed, so
-        # the common case (nothing to fix) costs one scan.
-        self._needs_fix = re.compile(f"[{_INVISIBLE}{_CONTROLS}{_DASHES}{digit_class}]")
+        bmp_digits = "".join(f"{chr(z)}-{chr(z + 9)}" for z in _DIGIT_ZEROS if z < 0x10000)
+        astral_digits = "".join(f"{chr(z)}-{chr(z + 9)}" for z in _DIGIT_ZEROS if z >= 0x10000)
+        # Single character classes, so the common case (nothing to fix) costs one scan. The
+        # BMP class compiles to a bitmap (constant time per character); ranges beyond U+FFFF
+        # are a list tested one by one, so that class only runs on text that has such
+        # characters at all (max() is one C pass).
+        self._fix_bmp = re.compile(f"[{_INVISIBLE_BMP}{_CONTROLS}{_DASHES}{bmp_digits}]+")
+        self._any_astral = re.compile("[\U00010000-\U0010ffff]")
+        self._fix_astral = re.compile(f"[{_INVISIBLE_ASTRAL}{astral_digits}]+")
         self._ascii_controls = re.compile(f"[{_ASCII_CONTROLS}]")
         self._any_mark = re.compile(f"[{_COMBINING}]")
         self._marks = re.compile(f"(?<=[\\x21-\\x7e])[{_COMBINING}]+")
@@ -82,13 +92,21 @@ class Normaliser:
             if self._ascii_controls.search(text) is None:
                 return text
             return self._ascii_controls.sub("", text)
-        if self._needs_fix.search(text) is not None:
-            text = text.translate(self._table)
+        text = self._fix(text)
         if not unicodedata.is_normalized("NFKC", text):
             # NFKC can produce characters the table maps (e.g. U+2011 -> U+2010).
-            text = unicodedata.normalize("NFKC", text)
-            if self._needs_fix.search(text) is not None:
-                text = text.translate(self._table)
+            text = self._fix(unicodedata.normalize("NFKC", text))
         if self._any_mark.search(text) is not None:
             text = self._marks.sub("", text)
         return text
+
+    def _fix(self, text: str) -> str:
+        # sub() only calls back for the (rare) runs it finds; translating the whole text
+        # through the dict table would cost a lookup per character.
+        text = self._fix_bmp.sub(self._translate_run, text)
+        if self._any_astral.search(text) is not None:
+            text = self._fix_astral.sub(self._translate_run, text)
+        return text
+
+    def _translate_run(self, m: re.Match[str]) -> str:
+        return m.group().translate(self._table)

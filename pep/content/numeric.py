@@ -11,7 +11,7 @@ import ipaddress
 import re
 
 from pep.content.checksums import IBAN_LENGTHS, iban_ok, payment_card_ok, us_ssn_ok
-from pep.content.detectors import Detector, RegexDetector, min_digits, word_char_before
+from pep.content.detectors import Detector, Gate, RegexDetector, min_digits, word_char_before
 
 Hit = tuple[int, int, str] | None
 
@@ -146,9 +146,16 @@ _IPV6 = (
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _ipv6_gate(text: str, _digits: int) -> int | None:
-    # Every IPv6 text form has "::" or seven colons.
-    return 0 if "::" in text or text.count(":") >= 7 else None
+def _ipv6_gate_factory() -> Gate:
+    # Every IPv6 text form has "::" or a hex group between two colons; code and prose with
+    # many colons rarely do. An address starts at most 39 characters before that point.
+    hint = re.compile(r":[0-9A-Fa-f]{0,4}:")
+
+    def gate(text: str, _digits: int) -> int | None:
+        m = hint.search(text)
+        return None if m is None else max(0, m.start() - 39)
+
+    return gate
 
 
 def _ipv6(m: re.Match[str], text: str) -> Hit:
@@ -208,6 +215,6 @@ def numeric_detectors() -> tuple[Detector, ...]:
         RegexDetector("us_ssn", re.compile(_SSN), min_digits(9), _ssn),
         RegexDetector("us_ssn", re.compile(_SSN_CONTEXT), _ssn_context_gate, _ssn_context),
         RegexDetector("ip_address", re.compile(_IPV4), _ipv4_gate, _ipv4),
-        RegexDetector("ip_address", re.compile(_IPV6), _ipv6_gate, _ipv6),
+        RegexDetector("ip_address", re.compile(_IPV6), _ipv6_gate_factory(), _ipv6),
         RegexDetector("phone", re.compile(_PHONE), min_digits(8), _phone),
     )
