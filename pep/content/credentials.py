@@ -31,8 +31,8 @@ _API_KEY = (
     r"|(?P<jwt>eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)"
     r")(?![A-Za-z0-9_-])"
 )
-_HAS_DIGIT = re.compile(r"[0-9]")
-_HAS_ALPHA = re.compile(r"[A-Za-z]")
+_DIGIT = r"[0-9]"
+_ALPHA = r"[A-Za-z]"
 
 
 def _key_gate_factory() -> Gate:
@@ -48,7 +48,7 @@ def _key_gate_factory() -> Gate:
 def _api_key(m: re.Match[str], _text: str) -> Hit:
     kind = m.lastgroup or "api_key"
     # Prose such as "sk-learn-is-a-library-for-machine-learning" has no digit; real keys do.
-    if kind in ("openai", "anthropic", "slack") and _HAS_DIGIT.search(m.group()) is None:
+    if kind in ("openai", "anthropic", "slack") and re.search(_DIGIT, m.group()) is None:
         return None
     return m.start(), m.end(), kind
 
@@ -68,7 +68,7 @@ def _bearer(m: re.Match[str], text: str) -> Hit:
     if m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_"):
         return None
     token = m.group("token")
-    if _HAS_DIGIT.search(token) is None or _HAS_ALPHA.search(token) is None:
+    if re.search(_DIGIT, token) is None or re.search(_ALPHA, token) is None:
         return None
     return m.start("token"), m.end("token"), "bearer"
 

@@ -110,7 +110,7 @@ def _iban(m: re.Match[str], text: str) -> Hit:
 
 _ASCII_DIGITS = frozenset("0123456789")
 _IPV4 = r"[0-9][0-9]{0,2}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![\w]|\.[0-9])"
-_VERSION_BEFORE = re.compile(r"(?:version|ver\.?|release|build|firmware|v)\s*:?\s*$", re.I)
+_VERSION_BEFORE = r"(?i:version|ver\.?|release|build|firmware|v)\s*:?\s*$"
 
 
 def _ipv4_gate(text: str, digits: int) -> int | None:
@@ -134,7 +134,8 @@ def _ipv4(m: re.Match[str], text: str) -> Hit:
         if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
             return None
     # "version 1.2.3.4" / "build 10.0.0.1" are version numbers, not hosts.
-    if _VERSION_BEFORE.search(text, max(0, m.start() - 16), m.start()):
+    # (Only candidates get here; re's own cache keeps the pattern compiled.)
+    if re.search(_VERSION_BEFORE, text[max(0, m.start() - 16) : m.start()]):
         return None
     return m.start(), m.end(), "ipv4"
 

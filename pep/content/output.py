@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class OutputScanner:
-    __slots__ = ("_inspector", "_every", "_parts", "_since", "_raw", "_normalised")
+    __slots__ = ("_every", "_inspector", "_normalised", "_parts", "_raw", "_since")
 
     def __init__(self, inspector: ContentInspector, check_every_chars: int) -> None:
         self._inspector = inspector

@@ -112,7 +112,9 @@ def test_truncated_private_key_without_end_line_is_covered_to_the_end_of_its_bod
     assert found(inspector, f"{body}\n\nwhat is this?") == [("private_key", body)]
 
 
-def test_public_key_and_certificate_blocks_are_not_private_keys(inspector: ContentInspector) -> None:
+def test_public_key_and_certificate_blocks_are_not_private_keys(
+    inspector: ContentInspector,
+) -> None:
     text = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----"
     assert found(inspector, text) == []
 
@@ -187,7 +189,10 @@ def test_findings_carry_message_index_and_offsets_into_each_normalised_text(
     findings = inspector.inspect(texts)
     assert [(f.message_index, f.start, f.end) for f in findings] == [(1, 2, 17), (1, 22, 39)]
     normalised = inspector.normalise(texts[1])
-    assert [normalised[f.start : f.end] for f in findings] == ["bob@example.org", "alice@example.com"]
+    assert [normalised[f.start : f.end] for f in findings] == [
+        "bob@example.org",
+        "alice@example.com",
+    ]
 
 
 def test_overlapping_findings_keep_the_more_specific_type(inspector: ContentInspector) -> None:

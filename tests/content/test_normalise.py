@@ -11,7 +11,10 @@ def test_ascii_text_is_returned_unchanged_as_the_same_object(inspector: ContentI
 
 
 def test_zero_width_characters_are_removed(inspector: ContentInspector) -> None:
-    assert inspector.normalise("al\u200bi\u200cc\u200de\u2060@\ufeffexample.com") == "alice@example.com"
+    assert (
+        inspector.normalise("al\u200bi\u200cc\u200de\u2060@\ufeffexample.com")
+        == "alice@example.com"
+    )
 
 
 def test_bidi_controls_are_removed(inspector: ContentInspector) -> None:

@@ -103,7 +103,10 @@ def test_list_content_text_parts_are_redacted_and_images_untouched(
 
 
 def test_anthropic_image_blocks_and_tool_results_are_handled(inspector: ContentInspector) -> None:
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "eA=="}}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "eA=="},
+    }
     messages: list[dict[str, Any]] = [
         {
             "role": "user",

@@ -31,7 +31,9 @@ def test_mask_with_unknown_placeholder_or_detectable_text_is_rejected(mask: str)
 
 
 def test_content_slice_validates_from_yaml_shaped_data() -> None:
-    settings = ContentSettings.model_validate({"types": ["email", "api_key"], "mask": "***{TYPE}***"})
+    settings = ContentSettings.model_validate(
+        {"types": ["email", "api_key"], "mask": "***{TYPE}***"}
+    )
     assert settings.types == ("email", "api_key")
     inspector = ContentInspector(settings)
     assert inspector.redact("a@b.io", {"email"}) == ("***EMAIL***", 1)
