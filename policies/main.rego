@@ -40,7 +40,6 @@ deny contains r if {
 	some r in data.regogate.quota.deny
 }
 
-deny contains r if some r in data.regogate.output.deny
 
 # The cap is the minimum over every module's max_tokens (each optional).
 caps contains c if c := data.regogate.access.max_tokens
@@ -50,14 +49,10 @@ caps contains c if {
 	c := data.regogate.quota.max_tokens
 }
 
-# With input.output present the redact list applies to the answer, otherwise to the prompt.
 redact contains t if {
-	not input.output
 	input.request.api in generation_apis
 	some t in data.regogate.content.redact
 }
-
-redact contains t if some t in data.regogate.output.redact
 
 system_prompts contains p if {
 	some g in input.user.groups
@@ -79,8 +74,23 @@ obligations["audit_content"] := object.get(data.gateway.audit_content, "default"
 
 # METADATA
 # description: The decision document (Decision v1 minus the ids the PEP fills in).
+#
+# Two phases share this entry point. Without input.output it is the request decision (every
+# module). With input.output (the PEP's output decision on the model's answer) only the
+# output module is consulted: the request itself was already decided, and re-running access,
+# quota and residency on every answer would double the cost of each request for nothing.
 decision := {
 	"allow": allow,
 	"reasons": [r | some r in deny],
 	"obligations": obligations,
-}
+} if not input.output
+
+decision := {
+	"allow": count(data.regogate.output.deny) == 0,
+	"reasons": [r | some r in data.regogate.output.deny],
+	"obligations": output_obligations,
+} if input.output
+
+output_obligations["redact"] := sort(data.regogate.output.redact) if count(data.regogate.output.redact) > 0
+
+output_obligations["audit_content"] := object.get(data.gateway.audit_content, "default", "digest")
