@@ -12,6 +12,7 @@ reach the provider.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from pep.content.detectors import FINDING_TYPES, PRIORITY, Detector, Span, build
 from pep.content.normalise import Normaliser
 from pep.content.output import OutputScanner
 from pep.content.settings import ContentSettings
-from pep.errors import Unavailable
+from pep.errors import PayloadTooLarge, Unavailable
 from pep.policy.contract import ContentInput, Finding
 
 # Content parts whose "text" is forwarded to the model (OpenAI "text", Responses-style
@@ -72,6 +73,12 @@ class ContentInspector:
     def scan(self, texts: list[str]) -> ContentScan:
         """Like ``inspect``, also returning the normalised texts (what the policy should see
         as request.messages[i].text so that offsets line up)."""
+        if sum(map(len, texts)) > self._settings.max_chars:
+            raise PayloadTooLarge(
+                f"message text exceeds {self._settings.max_chars} characters, the most this "
+                "gateway inspects per request",
+                code="content_too_large",
+            )
         normalised = [self.normalise(t) for t in texts]
         findings: list[Finding] = []
         if self._reported:
@@ -193,11 +200,16 @@ def _finding(span: Span, index: int) -> Finding:
 
 
 def _resolve_overlaps(spans: list[Span]) -> list[Span]:
-    """Keep the highest-priority (then longest, then first) of overlapping spans, in order."""
+    """Keep the highest-priority (then longest, then first) of overlapping spans, in order.
+    O(k log k): kept spans never overlap, so only the two neighbours of the insertion point
+    can conflict (a text with thousands of findings must not cost k**2)."""
     ranked = sorted(spans, key=lambda s: (-PRIORITY[s.type], s.start - s.end, s.start))
-    kept: list[Span] = []
+    kept: list[Span] = []  # sorted by start, pairwise disjoint
     for span in ranked:
-        if all(span.end <= k.start or span.start >= k.end for k in kept):
-            kept.append(span)
-    kept.sort()
+        at = bisect.bisect_left(kept, span)
+        if at > 0 and kept[at - 1].end > span.start:
+            continue
+        if at < len(kept) and kept[at].start < span.end:
+            continue
+        kept.insert(at, span)
     return kept

@@ -36,6 +36,10 @@ class ContentSettings(Frozen):
         "api_key",
         "private_key",
     )
+    # Upper bound on the message text inspected per request (characters, all messages).
+    # Inspection is linear but not free (about 1 us per character on digit-only text), so a
+    # larger request is refused (413) rather than scanned partially: fail closed.
+    max_chars: int = Field(1_000_000, gt=0)
     # What a masked span becomes. {TYPE} is the upper-case type, {type} the type as is.
     mask: str = Field("[REDACTED:{TYPE}]", min_length=1, max_length=64)
 

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from pep.content import ContentInspector, ContentSettings
+from pep.errors import PayloadTooLarge
 
 
 def test_only_configured_types_are_reported() -> None:
@@ -49,3 +50,11 @@ def test_scan_returns_normalised_texts_and_a_content_input() -> None:
     assert content.model_dump()["findings"][0] == {
         "type": "email", "message_index": 1, "start": 5, "end": 20, "detector": "builtin:email",
     }  # fmt: skip
+
+
+def test_text_beyond_the_inspection_limit_is_refused_not_skipped() -> None:
+    inspector = ContentInspector(ContentSettings(max_chars=20))
+    assert inspector.inspect(["0123456789", "a@b.io"]) != []
+    with pytest.raises(PayloadTooLarge) as err:
+        inspector.inspect(["0123456789", "alice@example.com"])
+    assert err.value.status == 413
