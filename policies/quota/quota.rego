@@ -1,45 +1,30 @@
 # METADATA
 # title: Quotas and rate limits
 # description: |
-#   Limits from data.quota.limits.rules applied to the counters in input.usage.
-#   deny is a set of reasons {code, message, quota: {scope, window, metric}} (the PEP
-#   answers 429 with a Retry-After for that window); max_tokens, when defined, is the
-#   largest output that still fits every token limit in effect. See docs/usage.md.
+#   Limits from data.quota.limits (policies/quota/limits/data.yaml) applied to the counters
+#   in input.usage. deny is a set of reasons {code, message, quota: {scope, window, metric}}
+#   (the PEP answers 429 with a Retry-After for that window); max_tokens, when defined, is
+#   the largest output that still fits every token limit in effect. See docs/usage.md.
+#
+#   This runs on every model call, so it is written for the embedded engine's cost model
+#   (each function call or rule indirection costs microseconds): limits are looked up by the
+#   caller's sub, groups, roles, teams, client and kind, never scanned; precedence is three
+#   set lookups; counters are read once per limit. Validation of the limits is not repeated
+#   per request: config_errors lists broken limits for `regogate policy test` and the
+#   bundle loader (a limit with a typo must fail the bundle, not be silently ignored).
 package regogate.quota
 
 import rego.v1
 
-rules := object.get(data, ["quota", "limits", "rules"], [])
-
-_scopes := {"user", "team", "client"}
-
-_metrics := {"requests", "prompt_tokens", "completion_tokens", "tokens", "cost_usd"}
-
-_windows := {"minute", "hour", "day", "month"}
-
-# Specificity of each matcher key: the most specific matching rule wins per counter.
-_weights := {"user": 3, "group": 2, "role": 2, "client": 2, "kind": 2, "team": 1}
-
 # METADATA
 # description: Reasons to refuse the request because a quota is used up.
 deny contains reason if {
-	some c in effective
-	used := _used(c)
-	_exhausted(c, used)
+	some [key, r, max_value, used] in effective
+	_exhausted(key[2], used, max_value)
 	reason := {
-		"code": c.code,
-		"message": sprintf("quota %q reached: %v of %v %s per %s (%s)", [c.name, used, c.max, c.metric, c.window, c.scope]),
-		"quota": {"scope": c.scope, "window": c.window, "metric": c.metric},
-	}
-}
-
-# A rule the PEP cannot apply must not silently stop limiting anyone (fail closed).
-deny contains reason if {
-	some r in rules
-	problem := _problem(r)
-	reason := {
-		"code": "quota_rule_invalid",
-		"message": sprintf("quota rule %q is invalid: %s", [object.get(r, "name", "(unnamed)"), problem]),
+		"code": _code(r),
+		"message": sprintf("quota %q reached: %v of %v %s per %s (%s)", [object.get(r, "name", key[0]), used, max_value, key[2], key[3], key[0]]),
+		"quota": {"scope": key[0], "window": key[3], "metric": key[2]},
 	}
 }
 
@@ -47,156 +32,161 @@ deny contains reason if {
 # description: Output-token cap that fits what is left of every token limit in effect.
 max_tokens := min(caps) if {
 	caps := {n |
-		some c in effective
-		c.metric in {"tokens", "completion_tokens"}
-		c.shrink
-		n := floor(c.max - _used(c) - _prompt_share(c))
+		some [key, r, max_value, used] in effective
+		key[2] in {"tokens", "completion_tokens"}
+		object.get(r, "shrink", true)
+		n := floor((max_value - used) - _prompt_share(key[2]))
 		n >= 1
 	}
 	count(caps) > 0
 }
 
-# Counter exhausted, or (token limits) this request's estimated prompt alone would
-# overshoot what is left.
-_exhausted(c, used) if used >= c.max
+_exhausted(_, used, max_value) if used >= max_value
 
-_exhausted(c, used) if {
-	c.metric in {"tokens", "prompt_tokens"}
-	used + object.get(input.request, "estimated_tokens", 0) > c.max
+# Token limits: this request's estimated prompt alone would overshoot what is left.
+_exhausted(metric, used, max_value) if {
+	metric in {"tokens", "prompt_tokens"}
+	used + input.request.estimated_tokens > max_value
 }
 
-_prompt_share(c) := object.get(input.request, "estimated_tokens", 0) if c.metric == "tokens"
+_prompt_share("tokens") := input.request.estimated_tokens
 
-else := 0
+_prompt_share(metric) := 0 if metric != "tokens"
 
-_used(c) := object.get(_counter(c.scope, c.subject), [c.window, c.metric], 0)
+_code(r) := r.code if is_string(r.code)
 
-_counter("user", _) := object.get(input.usage, "user", {})
+else := "quota_team_share" if r.share_of_team
 
-_counter("client", _) := object.get(input.usage, "client", {})
+else := sprintf("quota_%s_per_%s", [r.metric, r.window])
 
-_counter("team", team) := object.get(input.usage, ["teams", team], {})
+# [rank, limit, team named by the section] for every limit naming this caller. Rank is the
+# section's specificity: users 3 > groups, roles, clients, kinds 2 > teams 1 > everyone 0.
+_matched contains [0, r, null] if some r in data.quota.limits.everyone
+
+_matched contains [1, r, t] if {
+	some t in input.user.teams
+	some r in data.quota.limits.teams[t]
+}
+
+_matched contains [2, r, null] if {
+	some g in input.user.groups
+	some r in data.quota.limits.groups[g]
+}
+
+_matched contains [2, r, null] if {
+	some x in input.user.roles
+	some r in data.quota.limits.roles[x]
+}
+
+_matched contains [2, r, null] if some r in data.quota.limits.kinds[input.user.kind]
+
+_matched contains [2, r, null] if some r in data.quota.limits.clients[input.client.id]
+
+_matched contains [3, r, null] if some r in data.quota.limits.users[input.user.sub]
+
+# [key, rank, limit] for each counter a matched limit applies to; key is
+# [scope, subject, metric, window]. A team limit applies to the team whose section named
+# it, or else to each of the caller's teams; share_of_team limits are on the user counter.
+_entries contains [[r.scope, input.user.sub, r.metric, r.window], rank, r] if {
+	some [rank, r, _] in _matched
+	r.scope == "user"
+}
+
+_entries contains [[r.scope, input.client.id, r.metric, r.window], rank, r] if {
+	some [rank, r, _] in _matched
+	r.scope == "client"
+	is_string(input.client.id)
+}
+
+_entries contains [[r.scope, team, r.metric, r.window], rank, r] if {
+	some [rank, r, team] in _matched
+	r.scope == "team"
+	team != null
+}
+
+_entries contains [[r.scope, team, r.metric, r.window], rank, r] if {
+	some [rank, r, null] in _matched
+	r.scope == "team"
+	some team in input.user.teams
+}
+
+_ranked contains [key, rank] if some [key, rank, _] in _entries
+
+# Precedence: only the most specific limits on a counter apply (ties all apply).
+_in_effect contains [key, r] if {
+	some [key, rank, r] in _entries
+	not [key, rank + 1] in _ranked
+	not [key, rank + 2] in _ranked
+	not [key, rank + 3] in _ranked
+}
 
 # METADATA
-# description: The limits in effect for this caller, after precedence.
-effective := _top(_fixed_candidates | _share_candidates)
+# description: "[[scope, subject, metric, window], limit, max, used] for each limit in effect"
+effective := _team_effective | _user_effective
 
-# Within each counter (scope, subject, metric, window) keep only the highest-ranked rules.
-_top(cands) := {c |
-	some c in cands
-	c.rank == max({x.rank | some x in cands; _group(x) == _group(c)})
+_team_effective contains [key, r, r.max, used] if {
+	some [key, r] in _in_effect
+	key[0] == "team"
+	used := object.get(input.usage, ["teams", key[1], key[3], key[2]], 0)
 }
 
-_group(c) := [c.scope, c.subject, c.metric, c.window]
-
-# One candidate per (matching rule, subject counter) with a fixed max.
-_fixed_candidates contains c if {
-	some r in _valid_rules
+_user_effective contains [key, r, r.max, used] if {
+	some [key, r] in _in_effect
+	key[0] != "team"
 	not r.share_of_team
-	some subject in _subjects(r)
-	c := _candidate(r, subject, r.max, _default_code(r))
+	used := object.get(input.usage, [key[0], key[3], key[2]], 0)
 }
 
-# Share-of-team rules: the max is a fraction of the team's limit in effect for the same
-# metric and window (no team limit: the share rule does not apply).
-_share_candidates contains c if {
-	some r in _valid_rules
+# share_of_team: a fraction of the team's limit in effect for the same metric and window
+# (the smallest, for a user in several teams); no team limit, no share limit.
+_user_effective contains [key, r, r.share_of_team * team_max, used] if {
+	some [key, r] in _in_effect
 	r.share_of_team
-	some team in _rule_teams(r)
-	team_max := min({t.max |
-		some t in _top(_fixed_candidates)
-		t.scope == "team"
-		t.subject == team
-		t.metric == r.metric
-		t.window == r.window
-	})
-	c := _candidate(r, input.user.sub, r.share_of_team * team_max, object.get(r, "code", "quota_team_share"))
+	team_max := min({m | some [k, _, m, _] in _team_effective; k[2] == key[2]; k[3] == key[3]})
+	used := object.get(input.usage, [key[0], key[3], key[2]], 0)
 }
 
-_candidate(r, subject, max_value, code) := {
-	"name": object.get(r, "name", "(unnamed)"),
-	"scope": r.scope,
-	"subject": subject,
-	"metric": r.metric,
-	"window": r.window,
-	"max": max_value,
-	"code": code,
-	"rank": object.get(r, "priority", _rank(r)),
-	"shrink": object.get(r, "shrink", true),
+# Structural validity of one limit: a max limit on any scope, or a share_of_team limit on
+# the user scope.
+_ok(r) if {
+	r.metric in {"requests", "prompt_tokens", "completion_tokens", "tokens", "cost_usd"}
+	r.window in {"minute", "hour", "day", "month"}
+	is_boolean(object.get(r, "shrink", true))
+	_limit_ok(r)
 }
 
-_default_code(r) := object.get(r, "code", sprintf("quota_%s_per_%s", [r.metric, r.window]))
-
-_valid_rules contains r if {
-	some r in rules
-	not _problem(r)
-	_matches(object.get(r, "who", {}))
+_limit_ok(r) if {
+	r.scope in {"user", "team", "client"}
+	is_number(r.max)
+	r.max >= 0
+	not r.share_of_team
 }
 
-_subjects(r) := {input.user.sub} if r.scope == "user"
-
-_subjects(r) := {input.client.id} if {
-	r.scope == "client"
-	input.client.id
-}
-
-_subjects(r) := _rule_teams(r) if r.scope == "team"
-
-_rule_teams(r) := {r.who.team} if r.who.team
-
-else := {t | some t in object.get(input.user, "teams", [])}
-
-_rank(r) := max({w | some k, _ in object.get(r, "who", {}); w := _weights[k]} | {0})
-
-_matches(who) if {
-	every k, v in who {
-		_match(k, v)
-	}
-}
-
-_match("user", v) if input.user.sub == v
-
-_match("group", v) if v in object.get(input.user, "groups", [])
-
-_match("role", v) if v in object.get(input.user, "roles", [])
-
-_match("team", v) if v in object.get(input.user, "teams", [])
-
-_match("client", v) if input.client.id == v
-
-_match("kind", v) if input.user.kind == v
-
-_problem(r) := "scope must be user, team or client" if not r.scope in _scopes
-
-else := "metric must be requests, prompt_tokens, completion_tokens, tokens or cost_usd" if not r.metric in _metrics
-
-else := "window must be minute, hour, day or month" if not r.window in _windows
-
-else := "who has an unknown key" if {
-	some k, _ in object.get(r, "who", {})
-	not _weights[k]
-}
-
-else := "set exactly one of max and share_of_team" if {
-	count({k | some k in ["max", "share_of_team"]; _ = r[k]}) != 1
-}
-
-else := "max must be a non-negative number" if {
-	not is_number(object.get(r, "max", 0))
-}
-
-else := "shrink must be true or false" if {
-	not is_boolean(object.get(r, "shrink", true))
-}
-
-else := "share_of_team must be a number between 0 and 1, with scope user" if {
-	r.share_of_team
-	not _share_ok(r)
-}
-
-_share_ok(r) if {
+_limit_ok(r) if {
+	r.scope == "user"
 	is_number(r.share_of_team)
 	r.share_of_team >= 0
 	r.share_of_team <= 1
-	r.scope == "user"
+	not r.max
+}
+
+_sections := {"everyone", "users", "groups", "roles", "teams", "clients", "kinds"}
+
+# METADATA
+# description: Every invalid limit in data.quota.limits, e.g. "groups.contractors[1]".
+config_errors contains sprintf("everyone[%d] %q", [i, object.get(r, "name", "")]) if {
+	some i, r in object.get(data.quota.limits, "everyone", [])
+	not _ok(r)
+}
+
+config_errors contains sprintf("%s.%s[%d] %q", [section, key, i, object.get(r, "name", "")]) if {
+	some section in _sections - {"everyone"}
+	some key, list in object.get(data.quota.limits, section, {})
+	some i, r in list
+	not _ok(r)
+}
+
+config_errors contains sprintf("unknown section %q", [k]) if {
+	some k, _ in data.quota.limits
+	not k in _sections
 }

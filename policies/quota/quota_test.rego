@@ -6,11 +6,11 @@ import data.regogate.quota
 
 # Callers ------------------------------------------------------------------------------
 
-contractor := {"sub": "carol", "kind": "user", "groups": ["contractors"], "teams": ["research"]}
+contractor := {"sub": "carol", "kind": "user", "groups": ["contractors"], "roles": [], "teams": ["research"]}
 
-researcher := {"sub": "rita", "kind": "user", "groups": ["staff"], "teams": ["research"]}
+researcher := {"sub": "rita", "kind": "user", "groups": ["staff"], "roles": [], "teams": ["research"]}
 
-outsider := {"sub": "olga", "kind": "user", "groups": ["staff"], "teams": []}
+outsider := {"sub": "olga", "kind": "user", "groups": ["staff"], "roles": [], "teams": []}
 
 req(n) := {"estimated_tokens": n}
 
@@ -18,12 +18,14 @@ day_tokens(n) := {"user": {"day": {"tokens": n}}}
 
 codes(reasons) := {r.code | some r in reasons}
 
-# Rules used by the precedence tests, independent of the shipped data.
-precedence_rules := [
-	{"name": "contractors", "who": {"group": "contractors"}, "scope": "user", "metric": "tokens", "window": "day", "max": 1000},
-	{"name": "carol override", "who": {"user": "carol"}, "scope": "user", "metric": "tokens", "window": "day", "max": 5000},
-	{"name": "research budget", "who": {"team": "research"}, "scope": "team", "metric": "tokens", "window": "day", "max": 8000},
-]
+limit(scope, metric, window, max_value) := {"scope": scope, "metric": metric, "window": window, "max": max_value}
+
+# Limits used by the precedence tests, independent of the shipped data.
+precedence := {
+	"groups": {"contractors": [limit("user", "tokens", "day", 1000)]},
+	"users": {"carol": [limit("user", "tokens", "day", 5000)]},
+	"teams": {"research": [limit("team", "tokens", "day", 8000)]},
+}
 
 # Shipped data: contractors 50k tokens per day ------------------------------------------
 
@@ -36,6 +38,7 @@ test_contractor_at_daily_tokens_is_denied_with_quota_window if {
 	some r in reasons
 	r.code == "quota_tokens_per_day"
 	r.quota == {"scope": "user", "window": "day", "metric": "tokens"}
+	contains(r.message, "contractors daily tokens")
 }
 
 test_prompt_that_would_overshoot_daily_tokens_is_denied if {
@@ -50,16 +53,16 @@ test_max_tokens_shrinks_to_what_is_left_of_the_day if {
 	quota.max_tokens == 400 with input as {"user": contractor, "request": req(100), "usage": day_tokens(49500)}
 }
 
-test_rule_with_shrink_false_sets_no_max_tokens_but_still_denies if {
-	rules := [{"who": {}, "scope": "user", "metric": "tokens", "window": "day", "max": 100, "shrink": false}]
-	not quota.max_tokens with input as {"user": outsider, "request": req(10), "usage": day_tokens(50)}
-		with data.quota.limits.rules as rules
-	"quota_tokens_per_day" in codes(quota.deny) with input as {"user": outsider, "request": req(10), "usage": day_tokens(100)}
-		with data.quota.limits.rules as rules
-}
-
 test_max_tokens_is_undefined_without_a_token_limit if {
 	not quota.max_tokens with input as {"user": researcher, "request": req(100), "usage": day_tokens(49500)}
+}
+
+test_limit_with_shrink_false_sets_no_max_tokens_but_still_denies if {
+	limits := {"everyone": [object.union(limit("user", "tokens", "day", 100), {"shrink": false})]}
+	not quota.max_tokens with input as {"user": outsider, "request": req(10), "usage": day_tokens(50)}
+		with data.quota.limits as limits
+	"quota_tokens_per_day" in codes(quota.deny) with input as {"user": outsider, "request": req(10), "usage": day_tokens(100)}
+		with data.quota.limits as limits
 }
 
 # Shipped data: requests per minute ---------------------------------------------------
@@ -108,116 +111,154 @@ test_member_below_a_fifth_of_the_team_budget_is_allowed if {
 	count(quota.deny) == 0 with input as {"user": researcher, "request": req(1), "usage": usage}
 }
 
+test_share_follows_the_team_limit_in_effect if {
+	limits := {"teams": {"research": [
+		limit("team", "tokens", "day", 1000),
+		{"scope": "user", "metric": "tokens", "window": "day", "share_of_team": 0.5},
+	]}}
+	"quota_team_share" in codes(quota.deny) with input as {"user": researcher, "request": req(0), "usage": day_tokens(500)}
+		with data.quota.limits as limits
+	quota.max_tokens == 499 with input as {"user": researcher, "request": req(0), "usage": day_tokens(1)}
+		with data.quota.limits as limits
+}
+
+test_share_without_a_team_limit_does_not_apply if {
+	limits := {"teams": {"research": [{"scope": "user", "metric": "tokens", "window": "day", "share_of_team": 0.5}]}}
+	count(quota.deny) == 0 with input as {"user": researcher, "request": req(0), "usage": day_tokens(100000)}
+		with data.quota.limits as limits
+}
+
 # Precedence: user within group within team -------------------------------------------
 
-test_user_rule_replaces_group_rule_for_that_user if {
+test_user_limit_replaces_group_limit_for_that_user if {
 	count(quota.deny) == 0 with input as {"user": contractor, "request": req(1), "usage": day_tokens(3000)}
-		with data.quota.limits.rules as precedence_rules
+		with data.quota.limits as precedence
 }
 
-test_user_rule_is_still_enforced if {
+test_user_limit_is_still_enforced if {
 	"quota_tokens_per_day" in codes(quota.deny) with input as {"user": contractor, "request": req(1), "usage": day_tokens(5000)}
-		with data.quota.limits.rules as precedence_rules
+		with data.quota.limits as precedence
 }
 
-test_group_rule_still_binds_other_group_members if {
+test_group_limit_still_binds_other_group_members if {
 	other := object.union(contractor, {"sub": "cody"})
 	"quota_tokens_per_day" in codes(quota.deny) with input as {"user": other, "request": req(1), "usage": day_tokens(3000)}
-		with data.quota.limits.rules as precedence_rules
+		with data.quota.limits as precedence
 }
 
-test_user_rule_does_not_lift_the_team_budget if {
+test_user_limit_does_not_lift_the_team_budget if {
 	usage := {"user": {"day": {"tokens": 3000}}, "teams": {"research": {"day": {"tokens": 8000}}}}
 	reasons := quota.deny with input as {"user": contractor, "request": req(1), "usage": usage}
-		with data.quota.limits.rules as precedence_rules
-	some r in reasons
-	r.quota.scope == "team"
-	not "user" in {x.quota.scope | some x in reasons}
+		with data.quota.limits as precedence
+	{r.quota.scope | some r in reasons} == {"team"}
 }
 
 test_max_tokens_is_the_strictest_of_user_and_team_limits if {
 	usage := {"user": {"day": {"tokens": 1000}}, "teams": {"research": {"day": {"tokens": 7500}}}}
 	quota.max_tokens == 400 with input as {"user": contractor, "request": req(100), "usage": usage}
-		with data.quota.limits.rules as precedence_rules
+		with data.quota.limits as precedence
 }
 
-test_priority_overrides_specificity if {
-	rules := [
-		{"who": {"group": "contractors"}, "scope": "user", "metric": "requests", "window": "hour", "max": 10},
-		{"who": {}, "scope": "user", "metric": "requests", "window": "hour", "max": 5, "priority": 9},
-	]
-	"quota_requests_per_hour" in codes(quota.deny) with input as {"user": contractor, "request": req(1), "usage": {"user": {"hour": {"requests": 5}}}}
-		with data.quota.limits.rules as rules
+test_group_limit_replaces_team_and_everyone_limits_on_the_same_counter if {
+	limits := {
+		"everyone": [limit("user", "requests", "hour", 1)],
+		"teams": {"research": [limit("user", "requests", "hour", 2)]},
+		"groups": {"contractors": [limit("user", "requests", "hour", 10)]},
+	}
+	count(quota.deny) == 0 with input as {"user": contractor, "request": req(1), "usage": {"user": {"hour": {"requests": 5}}}}
+		with data.quota.limits as limits
+	"quota_requests_per_hour" in codes(quota.deny) with input as {"user": researcher, "request": req(1), "usage": {"user": {"hour": {"requests": 2}}}}
+		with data.quota.limits as limits
 }
 
-test_equally_specific_rules_all_apply_so_the_strictest_wins if {
-	rules := [
-		{"who": {"group": "contractors"}, "scope": "user", "metric": "requests", "window": "hour", "max": 10},
-		{"who": {"team": "research"}, "scope": "user", "metric": "requests", "window": "hour", "max": 50},
-		{"who": {"group": "staff"}, "scope": "user", "metric": "requests", "window": "hour", "max": 3},
-	]
-	caller := object.union(contractor, {"groups": ["contractors", "staff"]})
+test_equally_specific_limits_all_apply_so_the_strictest_wins if {
+	limits := {
+		"groups": {"contractors": [limit("user", "requests", "hour", 10)], "staff": [limit("user", "requests", "hour", 3)]},
+		"roles": {"intern": [limit("user", "requests", "hour", 50)]},
+	}
+	caller := object.union(contractor, {"groups": ["contractors", "staff"], "roles": ["intern"]})
 	"quota_requests_per_hour" in codes(quota.deny) with input as {"user": caller, "request": req(1), "usage": {"user": {"hour": {"requests": 3}}}}
-		with data.quota.limits.rules as rules
+		with data.quota.limits as limits
 }
 
-# Team rules without a named team apply to each of the caller's teams -----------------
+# Team limits outside a team's own section apply to each of the caller's teams ----------
 
-test_team_rule_for_everyone_applies_to_each_team if {
-	rules := [{"who": {}, "scope": "team", "metric": "requests", "window": "day", "max": 100}]
+test_team_limit_for_everyone_applies_to_each_team if {
+	limits := {"everyone": [limit("team", "requests", "day", 100)]}
 	caller := object.union(researcher, {"teams": ["research", "ml"]})
 	usage := {"teams": {"research": {"day": {"requests": 1}}, "ml": {"day": {"requests": 100}}}}
 	reasons := quota.deny with input as {"user": caller, "request": req(1), "usage": usage}
-		with data.quota.limits.rules as rules
+		with data.quota.limits as limits
 	count(reasons) == 1
 }
 
-# Calling app (client) limits -----------------------------------------------------------
+test_team_section_limit_is_on_that_team_only if {
+	limits := {"teams": {"research": [limit("team", "requests", "day", 100)]}}
+	caller := object.union(researcher, {"teams": ["research", "ml"]})
+	usage := {"teams": {"research": {"day": {"requests": 1}}, "ml": {"day": {"requests": 100}}}}
+	count(quota.deny) == 0 with input as {"user": caller, "request": req(1), "usage": usage}
+		with data.quota.limits as limits
+}
+
+# Calling app, role and kind sections ------------------------------------------------
 
 test_client_limit_applies_to_that_app if {
-	rules := [{"who": {"client": "batch"}, "scope": "client", "metric": "tokens", "window": "hour", "max": 10}]
+	limits := {"clients": {"batch": [limit("client", "tokens", "hour", 10)]}}
 	reasons := quota.deny with input as {"user": outsider, "client": {"id": "batch"}, "request": req(1), "usage": {"client": {"hour": {"tokens": 10}}}}
-		with data.quota.limits.rules as rules
+		with data.quota.limits as limits
 	some r in reasons
 	r.quota == {"scope": "client", "window": "hour", "metric": "tokens"}
 }
 
 test_client_limit_ignores_other_apps if {
-	rules := [{"who": {"client": "batch"}, "scope": "client", "metric": "tokens", "window": "hour", "max": 10}]
+	limits := {"clients": {"batch": [limit("client", "tokens", "hour", 10)]}}
 	count(quota.deny) == 0 with input as {"user": outsider, "client": {"id": "chat"}, "request": req(1), "usage": {"client": {"hour": {"tokens": 10}}}}
-		with data.quota.limits.rules as rules
+		with data.quota.limits as limits
 }
 
-# Store unavailable (usage.on_store_error: allow) and bad rules ----------------------
+test_kind_limit_applies_to_service_callers if {
+	limits := {"kinds": {"service": [limit("user", "requests", "minute", 5)]}}
+	service := object.union(outsider, {"kind": "service"})
+	"quota_requests_per_minute" in codes(quota.deny) with input as {"user": service, "request": req(1), "usage": {"user": {"minute": {"requests": 5}}}}
+		with data.quota.limits as limits
+	count(quota.deny) == 0 with input as {"user": outsider, "request": req(1), "usage": {"user": {"minute": {"requests": 5}}}}
+		with data.quota.limits as limits
+}
+
+test_custom_code_is_used if {
+	limits := {"everyone": [object.union(limit("user", "requests", "day", 1), {"code": "daily_cap"})]}
+	codes(quota.deny) == {"daily_cap"} with input as {"user": outsider, "request": req(1), "usage": {"user": {"day": {"requests": 1}}}}
+		with data.quota.limits as limits
+}
+
+# Store unavailable (usage.on_store_error: allow) and broken limits -------------------
 
 test_unavailable_counters_deny_nothing if {
 	count(quota.deny) == 0 with input as {"user": contractor, "request": req(1), "usage": {"unavailable": true}}
 }
 
-test_rule_with_unknown_metric_denies_everyone if {
-	rules := [{"name": "typo", "who": {}, "scope": "user", "metric": "tokenz", "window": "day", "max": 10}]
-	"quota_rule_invalid" in codes(quota.deny) with input as {"user": outsider, "request": req(1), "usage": {}}
-		with data.quota.limits.rules as rules
+test_shipped_limits_are_valid if {
+	count(quota.config_errors) == 0
 }
 
-test_rule_with_unknown_who_key_denies_everyone if {
-	rules := [{"name": "typo", "who": {"groups": "x"}, "scope": "user", "metric": "tokens", "window": "day", "max": 10}]
-	"quota_rule_invalid" in codes(quota.deny) with input as {"user": outsider, "request": req(1), "usage": {}}
-		with data.quota.limits.rules as rules
-}
-
-test_non_boolean_shrink_is_invalid if {
-	rules := [{"name": "bad", "who": {}, "scope": "user", "metric": "tokens", "window": "day", "max": 5, "shrink": "no"}]
-	"quota_rule_invalid" in codes(quota.deny) with input as {"user": outsider, "request": req(1), "usage": {}}
-		with data.quota.limits.rules as rules
-}
-
-test_share_rule_on_team_scope_is_invalid if {
-	rules := [{"name": "bad", "who": {}, "scope": "team", "metric": "tokens", "window": "day", "share_of_team": 0.5}]
-	"quota_rule_invalid" in codes(quota.deny) with input as {"user": outsider, "request": req(1), "usage": {}}
-		with data.quota.limits.rules as rules
-}
-
-test_shipped_rules_are_all_valid if {
-	count({r | some r in data.quota.limits.rules; quota._problem(r)}) == 0
+test_config_errors_name_each_broken_limit if {
+	limits := {
+		"everyone": [limit("user", "tokenz", "day", 1)],
+		"groups": {"g": [
+			limit("user", "tokens", "week", 1),
+			limit("org", "tokens", "day", 1),
+			limit("user", "tokens", "day", "1000"),
+			{"scope": "team", "metric": "tokens", "window": "day", "share_of_team": 0.5},
+			{"scope": "user", "metric": "tokens", "window": "day", "share_of_team": 0.5, "max": 3},
+			object.union(limit("user", "tokens", "day", 1), {"shrink": "no"}),
+			limit("user", "tokens", "day", 1),
+		]},
+		"group": {},
+	}
+	quota.config_errors == {
+		"everyone[0] \"\"",
+		"groups.g[0] \"\"", "groups.g[1] \"\"", "groups.g[2] \"\"", "groups.g[3] \"\"",
+		"groups.g[4] \"\"", "groups.g[5] \"\"",
+		"unknown section \"group\"",
+	} with data.quota.limits as limits
 }

@@ -26,17 +26,18 @@ LONG = [{"role": "user", "content": " ".join(f"word{i}" for i in range(15))}]
 HELLO = [{"role": "user", "content": "Hello"}]
 
 
-def quota_bundle(tmp_path: Path, rules: list[dict[str, Any]]) -> Path:
+def quota_bundle(tmp_path: Path, limits: dict[str, Any]) -> Path:
     """The shipped policy library with policies/quota/limits/data.yaml replaced."""
     root = tmp_path / "policies"
     shutil.copytree(repo_policies_dir(), root)
-    (root / "quota" / "limits" / "data.yaml").write_text(yaml.safe_dump({"rules": rules}))
+    (root / "quota" / "limits" / "data.yaml").write_text(yaml.safe_dump(limits))
     return root
 
 
-def contractors(metric: str, window: str, limit: int, **extra: Any) -> list[dict[str, Any]]:
-    return [{"name": f"contractors {metric} per {window}", "who": {"group": "contractors"},
-             "scope": "user", "metric": metric, "window": window, "max": limit, **extra}]
+def contractors(metric: str, window: str, limit: int, **extra: Any) -> dict[str, Any]:
+    return {"groups": {"contractors": [{"name": f"contractors {metric} per {window}",
+                                        "scope": "user", "metric": metric, "window": window,
+                                        "max": limit, **extra}]}}
 
 
 async def counters(gw: Gateway, user: str, **query: str) -> list[dict[str, Any]]:
@@ -104,13 +105,11 @@ async def test_token_limit_shrinks_the_answer_to_what_is_left_then_refuses(
 
 
 async def test_team_budget_binds_a_member_with_a_larger_personal_limit(tmp_path: Path) -> None:
-    rules = [
-        {"name": "alice", "who": {"user": "alice"}, "scope": "user", "metric": "requests",
-         "window": "day", "max": 100},
-        {"name": "research", "who": {"team": "research"}, "scope": "team", "metric": "requests",
-         "window": "day", "max": 2},
-    ]
-    bundle = quota_bundle(tmp_path, rules)
+    limits = {
+        "users": {"alice": [{"scope": "user", "metric": "requests", "window": "day", "max": 100}]},
+        "teams": {"research": [{"scope": "team", "metric": "requests", "window": "day", "max": 2}]},
+    }
+    bundle = quota_bundle(tmp_path, limits)
     async with running_gateway(tmp_path, config={"policy": {"bundle": str(bundle)}}) as gw:
         alice = gw.openai("alice")
         for _ in range(2):

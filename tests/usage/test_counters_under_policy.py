@@ -15,14 +15,11 @@ from tests.usage.conftest import TrackerFactory
 
 QUOTA = Path(__file__).resolve().parents[2] / "policies" / "quota" / "quota.rego"
 
-LIMITS = [
-    {"name": "contractors", "who": {"group": "contractors"}, "scope": "user",
-     "metric": "tokens", "window": "day", "max": 1000},
-    {"name": "carol", "who": {"user": "carol"}, "scope": "user",
-     "metric": "tokens", "window": "day", "max": 5000},
-    {"name": "research", "who": {"team": "research"}, "scope": "team",
-     "metric": "tokens", "window": "day", "max": 4000},
-]
+LIMITS = {
+    "groups": {"contractors": [{"scope": "user", "metric": "tokens", "window": "day", "max": 1000}]},
+    "users": {"carol": [{"scope": "user", "metric": "tokens", "window": "day", "max": 5000}]},
+    "teams": {"research": [{"scope": "team", "metric": "tokens", "window": "day", "max": 4000}]},
+}
 
 CAROL = Principal(sub="carol", issuer="https://idp", groups=("contractors",), teams=("research",))
 CODY = Principal(sub="cody", issuer="https://idp", groups=("contractors",), teams=("research",))
@@ -31,10 +28,10 @@ CODY = Principal(sub="cody", issuer="https://idp", groups=("contractors",), team
 def _decide(usage: dict[str, Any], who: Principal) -> tuple[list[dict[str, Any]], Any]:
     engine = regorus.Engine()
     engine.add_policy_from_file(str(QUOTA))
-    engine.add_data({"quota": {"limits": {"rules": LIMITS}}})
+    engine.add_data({"quota": {"limits": LIMITS}})
     engine.set_input({
         "user": {"sub": who.sub, "kind": who.kind, "groups": list(who.groups),
-                 "teams": list(who.teams)},
+                 "roles": list(who.roles), "teams": list(who.teams)},
         "request": {"estimated_tokens": 0},
         "usage": usage,
     })

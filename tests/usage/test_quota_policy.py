@@ -49,7 +49,8 @@ def test_deny_reasons_validate_as_contract_reasons(engine: Any) -> None:
     from pep.policy.contract import Reason
 
     engine.set_input({
-        "user": {"sub": "carol", "kind": "user", "groups": ["contractors"], "teams": []},
+        "user": {"sub": "carol", "kind": "user", "groups": ["contractors"], "roles": [],
+                 "teams": []},
         "request": {"estimated_tokens": 1},
         "usage": {"user": {"day": {"tokens": 50000}, "minute": {"requests": 60}}},
     })
@@ -64,7 +65,8 @@ def test_max_tokens_is_a_positive_integer_the_obligation_accepts(engine: Any) ->
     from pep.policy.contract import Obligations
 
     engine.set_input({
-        "user": {"sub": "carol", "kind": "user", "groups": ["contractors"], "teams": []},
+        "user": {"sub": "carol", "kind": "user", "groups": ["contractors"], "roles": [],
+                 "teams": []},
         "request": {"estimated_tokens": 10},
         "usage": {"user": {"day": {"tokens": 49989.0}}},
     })
