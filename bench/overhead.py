@@ -36,6 +36,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOG_DIR = Path(tempfile.mkdtemp(prefix="regogate-bench-logs-"))
 BODY = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
 
 
@@ -51,8 +52,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def spawn(args: list[str], cpus: set[int], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    # Children log to a file: an unread pipe would fill and stall them mid-benchmark.
+    log = open(LOG_DIR / f"{Path(args[2]).name}-{len(list(LOG_DIR.iterdir()))}.log", "wb")
     proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     try:
         os.sched_setaffinity(proc.pid, cpus)
     except (AttributeError, OSError):
@@ -71,7 +74,7 @@ async def wait_http(url: str, timeout: float = 30) -> None:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
+    raise SystemExit(f"{url} did not come up; logs in {LOG_DIR}")
 
 
 async def load(url: str, headers: dict[str, str], body: bytes, n: int, conc: int,

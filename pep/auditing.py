@@ -1,5 +1,10 @@
 """Turn an Exchange into audit events (schema v1, pep/audit/events.py).
 
+Events are built as plain dicts in the JSON form the store hashes (None values omitted):
+this runs twice per request, and constructing and dumping the pydantic ``AuditEvent`` cost
+more than the rest of the audit path. ``AuditEvent`` stays the schema; the tests in
+tests/e2e/test_audit_events.py validate every kind of event this module builds against it.
+
 Content is recorded as the ``audit_content`` obligation says: ``none`` (nothing), ``digest``
 (sha256 of the canonical JSON, the default), ``redacted`` (after redaction obligations), or
 ``full``. Tokens, provider keys and headers are never recorded.
@@ -13,17 +18,11 @@ from typing import Any
 
 import orjson
 
-from pep.audit.events import (
-    AuditEvent,
-    ContentRecord,
-    DecisionRecord,
-    EventType,
-    Outcome,
-    What,
-    Who,
-)
+from pep.audit.events import AUDIT_SCHEMA_VERSION, EventType
 from pep.errors import GatewayError
 from pep.exchange import Exchange
+
+Event = dict[str, Any]
 
 
 def now_rfc3339() -> str:
@@ -34,51 +33,55 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _who(x: Exchange) -> Who:
+def _compact(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _who(x: Exchange) -> dict[str, Any]:
     p = x.principal
     if p is None:
-        return Who(source_ip=x.source_ip)
-    return Who(
-        subject=p.sub,
-        issuer=p.issuer,
-        email=p.email,
-        name=p.name,
-        kind=p.kind,
-        groups=list(p.groups),
-        teams=list(p.teams),
-        client_id=p.client_id,
-        actor=p.actor,
-        source_ip=x.source_ip,
-    )
+        return _compact({"source_ip": x.source_ip, "groups": [], "teams": []})
+    return _compact({
+        "subject": p.sub,
+        "issuer": p.issuer,
+        "email": p.email,
+        "name": p.name,
+        "kind": p.kind,
+        "groups": list(p.groups),
+        "teams": list(p.teams),
+        "client_id": p.client_id,
+        "actor": p.actor,
+        "source_ip": x.source_ip,
+    })
 
 
-def _what(x: Exchange) -> What:
+def _what(x: Exchange) -> dict[str, Any]:
     r = x.req
     served = x.served
-    return What(
-        api=r.api if r else None,
-        method=x.method,
-        path=x.path,
-        model_requested=r.model if r else None,
-        model_served=x.model_served,
-        provider=served.provider if served else None,
-        deployment=f"{served.provider}/{served.model}" if served else None,
-        stream=r.stream if r else None,
-        params_digest=sha256_json(r.params) if r else None,
-    )
+    return _compact({
+        "api": r.api if r else None,
+        "method": x.method,
+        "path": x.path,
+        "model_requested": r.model if r else None,
+        "model_served": x.model_served,
+        "provider": served.provider if served else None,
+        "deployment": f"{served.provider}/{served.model}" if served else None,
+        "stream": r.stream if r else None,
+        "params_digest": sha256_json(r.params) if r else None,
+    })
 
 
-def _decision(x: Exchange) -> DecisionRecord | None:
+def _decision(x: Exchange) -> dict[str, Any] | None:
     d = x.decision
     if d is None:
         return None
-    return DecisionRecord(
-        allow=d.allow,
-        reasons=[r.model_dump(exclude_none=True) for r in d.reasons],
-        obligations=d.obligations.model_dump(exclude_none=True),
-        policy_revision=d.policy_revision,
-        engine=x.engine,
-    )
+    return _compact({
+        "allow": d.allow,
+        "reasons": [r.model_dump(exclude_none=True) for r in d.reasons],
+        "obligations": d.obligations.model_dump(exclude_none=True),
+        "policy_revision": d.policy_revision,
+        "engine": x.engine,
+    })
 
 
 def content_mode(x: Exchange) -> str:
@@ -87,19 +90,33 @@ def content_mode(x: Exchange) -> str:
     return mode or "digest"
 
 
-def content_record(x: Exchange, response: Any = None) -> ContentRecord | None:
+def content_record(x: Exchange, response: Any = None) -> dict[str, Any] | None:
     mode = content_mode(x)
     if x.prompt_audit is None and response is None:
         return None
     if mode == "none":
-        return ContentRecord(mode="none")
+        return {"mode": "none"}
     if mode == "digest":
-        return ContentRecord(
-            mode="digest",
-            prompt_sha256=sha256_json(x.prompt_audit) if x.prompt_audit is not None else None,
-            response_sha256=sha256_json(response) if response is not None else None,
-        )
-    return ContentRecord(mode=mode, prompt=x.prompt_audit, response=response)  # type: ignore[arg-type]
+        return _compact({
+            "mode": "digest",
+            "prompt_sha256": sha256_json(x.prompt_audit) if x.prompt_audit is not None else None,
+            "response_sha256": sha256_json(response) if response is not None else None,
+        })
+    return _compact({"mode": mode, "prompt": x.prompt_audit, "response": response})
+
+
+def _outcome(x: Exchange, status: int | None, error: GatewayError | None) -> dict[str, Any]:
+    u = x.usage
+    return _compact({
+        "status": status if status is not None else (error.status if error else None),
+        "error_code": error.code if error else None,
+        "error_message": error.message if error else None,
+        "tokens_in": u.prompt_tokens if u else None,
+        "tokens_out": u.completion_tokens if u else None,
+        "tokens_estimated": u.estimated if u else None,
+        "cost_usd": x.cost_usd,
+        "latency_ms": x.latency_ms(),
+    })
 
 
 def event(
@@ -110,29 +127,23 @@ def event(
     error: GatewayError | None = None,
     response_content: Any = None,
     extra: dict[str, Any] | None = None,
-) -> AuditEvent:
-    outcome = None
+) -> Event:
+    doc: Event = {
+        "schema_version": AUDIT_SCHEMA_VERSION,
+        "event": kind,
+        "time": now_rfc3339(),
+        "request_id": x.request_id,
+        "who": _who(x),
+        "what": _what(x),
+        "extra": extra or {},
+    }
+    if x.decision is not None:
+        doc["decision_id"] = x.decision.decision_id
+        doc["decision"] = _decision(x)
     if status is not None or error is not None:
-        u = x.usage
-        outcome = Outcome(
-            status=status if status is not None else (error.status if error else None),
-            error_code=error.code if error else None,
-            error_message=error.message if error else None,
-            tokens_in=u.prompt_tokens if u else None,
-            tokens_out=u.completion_tokens if u else None,
-            tokens_estimated=u.estimated if u else None,
-            cost_usd=x.cost_usd,
-            latency_ms=x.latency_ms(),
-        )
-    return AuditEvent(
-        event=kind,
-        time=now_rfc3339(),
-        request_id=x.request_id,
-        decision_id=x.decision.decision_id if x.decision else None,
-        who=_who(x),
-        what=_what(x),
-        decision=_decision(x),
-        outcome=outcome,
-        content=content_record(x, response_content) if kind != "auth.failure" else None,
-        extra=extra or {},
-    )
+        doc["outcome"] = _outcome(x, status, error)
+    if kind != "auth.failure":
+        content = content_record(x, response_content)
+        if content is not None:
+            doc["content"] = content
+    return doc

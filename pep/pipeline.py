@@ -75,7 +75,7 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
         await request.app[appkeys.AUDIT].append(ev)
     except AuditUnavailable as exc:
         metrics.inc("audit_write_failures_total")
-        log.error("audit store could not record %s for %s: %s", ev.event, ev.request_id, exc)
+        log.error("audit store could not record %s for %s: %s", ev["event"], ev["request_id"], exc)
         if required:
             raise Unavailable(
                 "the audit store cannot record this request; nothing was forwarded",

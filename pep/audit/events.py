@@ -108,7 +108,7 @@ class AuditStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def append(self, event: AuditEvent) -> None:
+    async def append(self, event: AuditEvent | dict[str, Any]) -> None:
         """Return only once the event is durable; raise AuditUnavailable otherwise."""
         ...
 

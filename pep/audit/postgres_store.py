@@ -98,7 +98,7 @@ class PostgresAuditStore:
             await self._pool.close()
             self._pool = None
 
-    async def append(self, event: AuditEvent) -> None:
+    async def append(self, event: AuditEvent | dict[str, Any]) -> None:
         if not self._running:
             raise AuditUnavailable("audit store is not running")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

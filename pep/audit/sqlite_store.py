@@ -124,7 +124,7 @@ class SqliteAuditStore:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    async def append(self, event: AuditEvent) -> None:
+    async def append(self, event: AuditEvent | dict[str, Any]) -> None:
         if not self._running or self._loop is None:
             raise AuditUnavailable("audit store is not running")
         body, doc = event_body(event)

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from pep import appkeys
-from pep.audit.events import AuditEvent, AuditUnavailable
+from pep.audit.events import AuditUnavailable
 from tests.e2e.conftest import upstream_config
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, running_gateway
@@ -121,13 +121,13 @@ class FailingAuditStore:
     """Implements the AuditStore interface and can never make a record durable."""
 
     def __init__(self) -> None:
-        self.attempts: list[AuditEvent] = []
+        self.attempts: list[dict[str, Any]] = []
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def append(self, event: AuditEvent) -> None:
+    async def append(self, event: dict[str, Any]) -> None:
         self.attempts.append(event)
         raise AuditUnavailable("disk full")
 
@@ -147,7 +147,7 @@ async def test_audit_store_failure_refuses_the_request_and_forwards_nothing(
             ready = r.status
     assert info.value.status_code == 503 and info.value.body["code"] == "audit_unavailable"
     assert upstream.requests == []
-    assert [e.event for e in store.attempts] == ["request.intent"]
+    assert [e["event"] for e in store.attempts] == ["request.intent"]
     assert ready == 503
 
 
