@@ -168,16 +168,17 @@ async def test_two_gateways_sharing_redis_enforce_one_combined_limit(
 ) -> None:
     bundle = quota_bundle(tmp_path, contractors("requests", "day", 3))
     config = {"policy": {"bundle": str(bundle)}, "usage": shared_redis}
-    async with running_idp(tmp_path / "idp") as idp:
-        async with running_gateway(tmp_path / "a", config=config, idp=idp) as a, \
-                running_gateway(tmp_path / "b", config=config, idp=idp) as b:
-            for gw in (a, b, a):
+    async with (
+        running_idp(tmp_path / "idp") as idp,
+        running_gateway(tmp_path / "a", config=config, idp=idp) as a,
+        running_gateway(tmp_path / "b", config=config, idp=idp) as b,
+    ):
+        for gw in (a, b, a):
+            await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
+        for gw in (b, a):
+            with pytest.raises(openai.RateLimitError) as info:
                 await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
-            for gw in (b, a):
-                with pytest.raises(openai.RateLimitError) as info:
-                    await gw.openai("bob").chat.completions.create(
-                        model="mock-gpt", messages=HELLO)
-                assert info.value.body["code"] == "quota_requests_per_day"
-            for gw in (a, b):
-                [row] = await counters(gw, "erin", scope="user", id="bob", window="day")
-                assert row["requests"] == 3
+            assert info.value.body["code"] == "quota_requests_per_day"
+        for gw in (a, b):
+            [row] = await counters(gw, "erin", scope="user", id="bob", window="day")
+            assert row["requests"] == 3
