@@ -71,7 +71,21 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[appkeys.METRICS].render(),
+    app = request.app
+    lines = [app[appkeys.METRICS].render().rstrip("\n")]
+    engine = app[appkeys.POLICY]
+    # Component-owned counters, read at scrape time rather than mirrored on every event.
+    for attr, name in (("reloads", "policy_reloads_total"),
+                       ("reload_errors", "policy_reload_errors_total")):
+        if hasattr(engine, attr):
+            lines.append(f"regogate_{name} {getattr(engine, attr)}")
+    lines.append(f'regogate_policy_revision_info{{engine="{engine.name}",'
+                 f'revision="{engine.revision}"}} 1')
+    stats = getattr(app[appkeys.AUDIT], "stats", None)
+    for field in ("transactions", "records", "failures"):
+        if stats is not None and hasattr(stats, field):
+            lines.append(f"regogate_audit_{field}_total {getattr(stats, field)}")
+    return web.Response(text="\n".join(l for l in lines if l) + "\n",
                         content_type="text/plain", charset="utf-8")
 
 
