@@ -41,6 +41,14 @@ def embedded_mapping(
         },
         "policy": {"engine": "embedded", "bundle": str(repo_policies_dir())},
         "audit": {"store": f"sqlite:///{(data_dir / 'audit.db').resolve()}"},
+        # Illustrative prices so the demo's cost figures (usage, audit report, budgets) are
+        # not all zero; the mock provider itself is free.
+        "usage": {"prices": {
+            "mock-gpt": {"input_per_1m": 0.15, "output_per_1m": 0.60},
+            "mock-gpt-eu": {"input_per_1m": 0.15, "output_per_1m": 0.60},
+            "mock-gpt-admin": {"input_per_1m": 2.50, "output_per_1m": 10.00},
+            "mock-embed": {"input_per_1m": 0.02, "output_per_1m": 0.0},
+        }},
         "providers": {"mock": {"kind": "mock"}},
         "models": {
             "mock-gpt": {"provider": "mock", "model": "mock-gpt",

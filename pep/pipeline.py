@@ -306,6 +306,8 @@ async def record_usage(request: web.Request, x: Exchange) -> None:
             estimated=u.estimated,
         )
     except UsageUnavailable as exc:
+        # The answer was already served; keep its cost in the audit record even so.
+        x.cost_usd = getattr(exc, "cost_usd", None)
         request.app[appkeys.METRICS].inc("usage_store_failures_total")
         log.error("could not record usage for %s: %s", x.request_id, exc)
 

@@ -56,7 +56,10 @@ async def make_redis_tracker(
     made: list[CounterTracker] = []
 
     async def make(**overrides: Any) -> CounterTracker:
-        settings = UsageSettings(store=redis_url, key_prefix=redis_prefix, **{**PRICES, **overrides})
+        # These tests are about atomicity and sharing, not latency: a generous timeout keeps
+        # them deterministic on a loaded 2-core CI machine (production default is 0.25 s).
+        settings = UsageSettings(store=redis_url, key_prefix=redis_prefix,
+                                 **{"timeout_s": 5.0, **PRICES, **overrides})
         tracker = open_tracker(settings, clock=clock)
         assert isinstance(tracker, CounterTracker)
         await tracker.start()
