@@ -257,3 +257,28 @@ async def _until(check: Any, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("condition not reached in time")
+
+
+async def test_a_shadow_policy_is_never_enforced_but_its_divergences_are_audited(
+    tmp_path: Path,
+) -> None:
+    candidate = tmp_path / "candidate"
+    shutil.copytree(repo_policies_dir(), candidate)
+    # The candidate would stop contractors from using mock-gpt altogether.
+    data = (candidate / "data.yaml").read_text()
+    (candidate / "data.yaml").write_text(
+        data.replace("mock-gpt:\n      kind: chat\n      groups: [\"*\"]",
+                     "mock-gpt:\n      kind: chat\n      groups: [ml-team, admins]", 1))
+    config = {"policy": {"shadow": {"bundle": str(candidate)}}}
+    async with running_gateway(tmp_path, config=config) as gw:
+        served = await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
+        same = await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
+        events = await _events(gw)
+        async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+            metrics = await r.text()
+    assert served.choices[0].message.content and same.choices[0].message.content
+    divergences = [e for e in events if e["event"] == "shadow.divergence"]
+    assert [d["who"]["subject"] for d in divergences] == ["bob"]
+    shadow = divergences[0]["extra"]["shadow"]
+    assert shadow["enforced"]["allow"] is True and shadow["candidate"]["allow"] is False
+    assert "regogate_shadow_divergences_total 1" in metrics
