@@ -8,6 +8,7 @@ object implementing the same interface.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.CATALOG] = Catalog(settings.models, settings.providers)
     app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
     app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
+    app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
 
     async def http_session(_: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30)

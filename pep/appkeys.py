@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -26,3 +27,4 @@ METRICS: web.AppKey[Any] = web.AppKey("metrics")
 CONTENT: web.AppKey[Any] = web.AppKey("content")
 CATALOG: web.AppKey[Any] = web.AppKey("catalog")
 DIALECTS: web.AppKey[dict[str, Any]] = web.AppKey("dialects")
+STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)

@@ -34,14 +34,16 @@ class ConfigError(Exception):
 
 
 class LimitsSettings(Frozen):
+    # Counted on the decompressed body (aiohttp applies client_max_size to what it has
+    # inflated), so a gzip bomb stops here too.
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
-    max_decompressed_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # Large enough for real-world tokens with many group claims; beyond it aiohttp's parser
     # refuses the request (plain-text 400) before any of our work happens.
     max_header_bytes: int = Field(32 * 1024, gt=0)
     max_line_size: int = Field(16 * 1024, gt=0)
+    # Streams held open at once; beyond it new streaming requests get 503 + Retry-After.
+    # (Upstream deadlines -- connect, first byte, idle -- are per provider: providers.*.)
     max_concurrent_streams: int = Field(256, gt=0)
-    request_timeout_s: float = Field(300.0, gt=0)
 
 
 class ServerSettings(Frozen):

@@ -228,7 +228,6 @@ async def forward(request: web.Request, dialect: Dialect, api: str) -> web.Strea
     x = exchange_for(request)
     principal = await authenticate(request, x)
     body = await read_json(request)
-    inspector = app[appkeys.CONTENT]
     if api == "embeddings":
         req = normalize_embeddings(body, normalise_text=_identity)
     else:
@@ -236,6 +235,24 @@ async def forward(request: web.Request, dialect: Dialect, api: str) -> web.Strea
         req = normalize_chat(canonical, normalise_text=_identity, inbound_format=dialect.name,
                              api=api)
     x.req = req
+    if not req.stream:
+        return await _forward_admitted(request, dialect, api, principal, req)
+    slots = app[appkeys.STREAM_SLOTS]
+    if slots.locked():
+        err = Unavailable("too many concurrent streams; retry shortly", code="too_many_streams")
+        app[appkeys.METRICS].inc("stream_limit_rejections_total")
+        await audit(request, event("request.error", x, error=err), required=False)
+        raise err
+    async with slots:
+        return await _forward_admitted(request, dialect, api, principal, req)
+
+
+async def _forward_admitted(
+    request: web.Request, dialect: Dialect, api: str, principal: Principal, req: NormalizedRequest
+) -> web.StreamResponse:
+    app = request.app
+    x = exchange_for(request)
+    inspector = app[appkeys.CONTENT]
     router = app[appkeys.ROUTER]
     catalog = app[appkeys.CATALOG]
     catalog.check(req.model, embeddings=api == "embeddings")

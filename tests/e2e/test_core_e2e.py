@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import openai
 import pytest
 
@@ -239,3 +240,71 @@ async def test_health_and_readiness_report_each_component(tmp_path: Path) -> Non
     assert r.status == 200
     assert set(doc["checks"]) == {"identity", "policy", "audit", "usage"}
     assert all(c["ok"] for c in doc["checks"].values())
+
+
+async def test_a_gzip_bomb_is_refused_by_its_decompressed_size(tmp_path: Path) -> None:
+    import gzip
+
+    bomb = gzip.compress(b'{"model":"mock-gpt","pad":"' + b"0" * (6 * 1024 * 1024) + b'"}')
+    assert len(bomb) < 64 * 1024
+    async with running_gateway(tmp_path) as gw, aiohttp.ClientSession() as s:
+        async with s.post(gw.url + "/v1/chat/completions", data=bomb, headers={
+            "Authorization": f"Bearer {gw.token('alice')}", "Content-Type": "application/json",
+            "Content-Encoding": "gzip"}) as r:
+            assert r.status == 413
+            assert (await r.json())["error"]["code"] == "payload_too_large"
+
+
+async def test_streams_beyond_the_concurrency_limit_get_503_and_are_audited(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from tests.fakes.openai_wire import stream_reply
+
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_upstream(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        arrived.set()
+        await release.wait()
+        for chunk in stream_reply(["hi"]).chunks or []:
+            await resp.write(chunk)
+        return resp
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/v1/chat/completions", slow_upstream)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    upstream_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    config = deep_merge(
+        {"providers": {"up": {"kind": "openai", "base_url": upstream_url, "api_key": "sk-test"}},
+         "models": {"mock-gpt": {"provider": "up", "model": "m"}}},
+        {"server": {"limits": {"max_concurrent_streams": 1}}})
+    try:
+        async with running_gateway(tmp_path, config=config) as gw:
+            client = gw.openai("alice")
+
+            async def first_stream() -> None:
+                await _drain(await client.chat.completions.create(
+                    model="mock-gpt", messages=HELLO, stream=True))
+
+            first = asyncio.create_task(first_stream())
+            await asyncio.wait_for(arrived.wait(), 10)  # the first stream holds the only slot
+            with pytest.raises(openai.InternalServerError) as info:
+                await client.chat.completions.create(model="mock-gpt", messages=HELLO, stream=True)
+            release.set()
+            await first
+            events = await _events(gw)
+    finally:
+        await runner.cleanup()
+    assert info.value.status_code == 503 and info.value.body["code"] == "too_many_streams"
+    assert "request.error" in [e["event"] for e in events]
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
