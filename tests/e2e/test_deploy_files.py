@@ -1,0 +1,43 @@
+"""Docker does not run on the development machines, so the production topology is kept
+correct by reading: the compose file's wiring and the gateway config it mounts are checked
+here (the config must validate exactly as `regogate serve --config` would load it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pep.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_production_example_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGOGATE_OIDC_ISSUER", "https://idp.example.com/realms/corp")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "example-not-a-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example-not-a-key")
+    settings = load_settings(ROOT / "docs" / "examples" / "production.yaml")
+    assert settings.policy.engine == "opa"
+    assert settings.policy.opa_url == "http://opa:8181"
+    assert settings.audit.store and settings.audit.store.startswith("postgresql://")
+    assert settings.usage.store.startswith("redis://")
+    assert settings.providers["openai"].api_key is not None
+    assert "sk-example" not in repr(settings)  # secrets print as ***
+
+
+def test_compose_wires_the_gateway_to_an_opa_sidecar_serving_policies_as_its_bundle() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"gateway", "opa", "postgres", "redis"}
+    opa = services["opa"]
+    assert opa["image"].startswith("openpolicyagent/opa:")
+    assert "./policies:/policies:ro" in opa["volumes"]
+    assert "--bundle" in opa["command"] and "/policies" in opa["command"]
+    gateway = services["gateway"]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in gateway["volumes"]}
+    assert mounted["./docs/examples/production.yaml"] == "/etc/regogate/regogate.yaml"
+    assert (ROOT / "docs" / "examples" / "production.yaml").exists()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"--config", "/etc/regogate/regogate.yaml"' in dockerfile
