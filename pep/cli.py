@@ -97,7 +97,7 @@ def _banner(settings: Settings, *, embedded: bool, issuer: str | None) -> str:
         "       -d '{\"model\": \"mock-gpt\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
         "",
         "or with the official openai SDK (pip install openai):",
-        f"  from openai import OpenAI",
+        "  from openai import OpenAI",
         f"  client = OpenAI(base_url=\"{url}/v1\", api_key=TOKEN)   # the user's token",
         "  client.chat.completions.create(model=\"mock-gpt\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}])",
         "",

@@ -28,7 +28,7 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
     if exc.status == 404:
         return NotFound("no such endpoint", code="unknown_endpoint")
     if exc.status == 405:
-        return MethodNotAllowed(f"method not allowed on this endpoint")
+        return MethodNotAllowed("method not allowed on this endpoint")
     if exc.status == 413:
         return PayloadTooLarge("request body too large")
     err = GatewayError(exc.reason or "error", code=f"http_{exc.status}")

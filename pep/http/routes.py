@@ -85,7 +85,7 @@ async def metrics(request: web.Request) -> web.Response:
     for field in ("transactions", "records", "failures"):
         if stats is not None and hasattr(stats, field):
             lines.append(f"regogate_audit_{field}_total {getattr(stats, field)}")
-    return web.Response(text="\n".join(l for l in lines if l) + "\n",
+    return web.Response(text="\n".join(line for line in lines if line) + "\n",
                         content_type="text/plain", charset="utf-8")
 
 

@@ -8,9 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 import pytest

@@ -17,7 +17,7 @@ from pep.defaults import repo_policies_dir
 from tests.e2e.conftest import upstream_config, write_bundle
 from tests.e2e.test_core_e2e import _events
 from tests.fakes.openai_wire import reply, stream_reply
-from tests.fakes.server import FakeServer, Recorded, Reply
+from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, running_gateway
 from tests.opa_double.server import OpaDouble
 
