@@ -202,9 +202,7 @@ def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | 
                      "finish_reason": FINISH.get(doc.get("stop_reason") or "", "stop")}],
     }
     if usage is not None:
-        out["usage"] = {"prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+        out["usage"] = usage.to_openai()
     return out, usage
 
 
@@ -263,9 +261,7 @@ class StreamTranslator:
             u = self.usage
             return [self._chunk({}, FINISH.get(stop or "", "stop")),
                     {**self._chunk({}), "choices": [],
-                     "usage": {"prompt_tokens": u.prompt_tokens,
-                               "completion_tokens": u.completion_tokens,
-                               "total_tokens": u.prompt_tokens + u.completion_tokens}}]
+                     "usage": u.to_openai()}]
         if kind == "error":
             err = doc.get("error") or {}
             status = 429 if err.get("type") == "rate_limit_error" else 529

@@ -198,9 +198,7 @@ def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | 
                                         "finish_reason": FINISH.get(doc.get("stopReason", ""),
                                                                     "stop")}]}
     if usage:
-        out["usage"] = {"prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+        out["usage"] = usage.to_openai()
     return out, usage
 
 
@@ -262,9 +260,7 @@ class StreamTranslator:
             self.usage = _usage(doc.get("usage"))
             if self.usage:
                 u = self.usage
-                return [{**self._chunk({}), "choices": [], "usage": {
-                    "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                    "total_tokens": u.prompt_tokens + u.completion_tokens}}]
+                return [{**self._chunk({}), "choices": [], "usage": u.to_openai()}]
         return []
 
 

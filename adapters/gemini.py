@@ -234,9 +234,7 @@ def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | 
                            "object": "chat.completion", "created": 0,
                            "model": target.client_model, "choices": choices}
     if usage:
-        out["usage"] = {"prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+        out["usage"] = usage.to_openai()
     return out, usage
 
 
@@ -256,9 +254,7 @@ class StreamTranslator:
         if self.usage is not None:
             u = self.usage
             out.append({**self._chunk({}, None), "choices": [],
-                        "usage": {"prompt_tokens": u.prompt_tokens,
-                                  "completion_tokens": u.completion_tokens,
-                                  "total_tokens": u.prompt_tokens + u.completion_tokens}})
+                        "usage": u.to_openai()})
         return out
 
     def _chunk(self, delta: dict[str, Any], finish: str | None, index: int = 0) -> dict[str, Any]:

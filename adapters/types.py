@@ -18,6 +18,11 @@ class Usage:
     completion_tokens: int = 0
     estimated: bool = False
 
+    def to_openai(self) -> dict[str, int]:
+        """The OpenAI ``usage`` object every adapter reports in the canonical response."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
 
 @dataclass(slots=True)
 class UpstreamRequest:
