@@ -10,6 +10,9 @@ package regogate
 
 import rego.v1
 
+# Literal sets below rather than references to this rule: on the embedded engine a literal
+# costs a fraction of a microsecond, each rule reference about three (the decision is
+# evaluated on every request; see docs/policies.md "Performance").
 generation_apis := {"chat.completions", "messages", "embeddings"}
 
 default allow := false
@@ -22,36 +25,13 @@ allow if {
 
 deny contains r if some r in data.regogate.access.deny
 
-# Prompt-side rules only where there is a prompt.
+# Prompt-side rules (content, residency) only where there is a prompt. Quotas (written by
+# the usage team in policies/quota/) govern model calls only, so a user over budget can
+# still list models and read their own usage. One rule for the three modules; a new
+# prompt-side module joins the union (or gets a deny rule of its own, at a few microseconds).
 deny contains r if {
-	input.request.api in generation_apis
-	some r in data.regogate.content.deny
-}
-
-deny contains r if {
-	input.request.api in generation_apis
-	some r in data.regogate.residency.deny
-}
-
-# Quotas (written by the usage team in policies/quota/) govern model calls only, so a user
-# over budget can still list models and read their own usage.
-deny contains r if {
-	input.request.api in generation_apis
-	some r in data.regogate.quota.deny
-}
-
-
-# The cap is the minimum over every module's max_tokens (each optional).
-caps contains c if c := data.regogate.access.max_tokens
-
-caps contains c if {
-	input.request.api in generation_apis
-	c := data.regogate.quota.max_tokens
-}
-
-redact contains t if {
-	input.request.api in generation_apis
-	some t in data.regogate.content.redact
+	input.request.api in {"chat.completions", "messages", "embeddings"}
+	some r in ((data.regogate.content.deny | data.regogate.residency.deny) | data.regogate.quota.deny)
 }
 
 system_prompts contains p if {
@@ -59,38 +39,59 @@ system_prompts contains p if {
 	p := data.gateway.system_prompts[g]
 }
 
-obligations["max_tokens"] := min(caps) if count(caps) > 0
-
-obligations["redact"] := sort(redact) if count(redact) > 0
-
-obligations["model"] := data.regogate.access.reroute if input.request.api in generation_apis
-
-obligations["system_prompt"] := concat("\n\n", sort(system_prompts)) if {
-	input.request.api in {"chat.completions", "messages"}
-	count(system_prompts) > 0
-}
-
-obligations["audit_content"] := object.get(data.gateway.audit_content, "default", "digest")
+# METADATA
+# description: >-
+#   Obligations of the request decision: max_tokens (the minimum over every module's
+#   max_tokens, each optional), redact, model (reroute), system_prompt, audit_content.
+#   Built in one rule from comprehensions, which cost the embedded engine far less than a
+#   rule per obligation; model-call obligations only for model calls.
+obligations := object.union(
+	{k: v |
+		caps := {c | c := data.regogate.access.max_tokens} | {c | c := data.regogate.quota.max_tokens}
+		redact := data.regogate.content.redact
+		prompts := {p | some g in input.user.groups; p := data.gateway.system_prompts[g]}
+		some [k, v] in array.concat(
+			array.concat([["max_tokens", min(caps)] | count(caps) > 0], [["redact", sort(redact)] | count(redact) > 0]),
+			array.concat(
+				[["model", m] | m := data.regogate.access.reroute],
+				[["system_prompt", concat("\n\n", sort(prompts))] |
+					input.request.api in {"chat.completions", "messages"}
+					count(prompts) > 0
+				],
+			),
+		)
+	},
+	{"audit_content": object.get(data.gateway.audit_content, "default", "digest")},
+) if {
+	input.request.api in {"chat.completions", "messages", "embeddings"}
+} else := object.union(
+	{"max_tokens": c | c := data.regogate.access.max_tokens},
+	{"audit_content": object.get(data.gateway.audit_content, "default", "digest")},
+)
 
 # METADATA
 # description: The decision document (Decision v1 minus the ids the PEP fills in).
 #
-# Two phases share this entry point. Without input.output it is the request decision (every
-# module). With input.output (the PEP's output decision on the model's answer) only the
-# output module is consulted: the request itself was already decided, and re-running access,
-# quota and residency on every answer would double the cost of each request for nothing.
+# Two phases share this entry point. With input.output (the PEP's output decision on the
+# model's answer) only the output module is consulted: the request itself was already
+# decided, and re-running access, quota and residency on every answer would double the cost
+# of each request for nothing. Without it, it is the request decision (every module).
 decision := {
-	"allow": allow,
-	"reasons": [r | some r in deny],
+	"allow": count(output_deny) == 0,
+	"reasons": [r | some r in output_deny],
+	"obligations": object.union(
+		{"redact": sort(output_redact) | count(output_redact) > 0},
+		{"audit_content": object.get(data.gateway.audit_content, "default", "digest")},
+	),
+} if {
+	input.output
+	output_deny := data.regogate.output.deny
+	output_redact := data.regogate.output.redact
+} else := {
+	"allow": count([1 | is_string(input.request.api); count(reasons) == 0]) == 1,
+	"reasons": reasons,
 	"obligations": obligations,
-} if not input.output
-
-decision := {
-	"allow": count(data.regogate.output.deny) == 0,
-	"reasons": [r | some r in data.regogate.output.deny],
-	"obligations": output_obligations,
-} if input.output
-
-output_obligations["redact"] := sort(data.regogate.output.redact) if count(data.regogate.output.redact) > 0
-
-output_obligations["audit_content"] := object.get(data.gateway.audit_content, "default", "digest")
+} if {
+	# allow, inline: a comprehension is cheaper than a reference to the allow rule.
+	reasons := [r | some r in deny]
+}

@@ -22,46 +22,29 @@ model := data.gateway.models[requested_model]
 
 # METADATA
 # description: The user may use the requested model (group, team, or admin override).
-model_allowed if "*" in model.groups
-
+#
+# One else-chain rather than four rules: the engine stops at the first grant that holds,
+# and "*" (the common case) is tried first.
 model_allowed if {
+	"*" in model.groups
+} else := true if {
 	some g in model.groups
 	g in input.user.groups
-}
-
-model_allowed if {
+} else := true if {
 	some t in model.teams
 	t in input.user.teams
+} else := true if {
+	lib.admin
 }
-
-model_allowed if lib.admin
 
 api_allowed if lib.in_any_group(input.user, data.gateway.apis[input.request.api].groups)
 
-# A model the policy does not know is refused, except for admins: fail closed for everyone
-# else when a model is configured in the gateway but nobody wrote policy for it yet.
-deny contains {"code": "model_unknown", "message": sprintf("model %q is not in the policy catalog", [requested_model])} if {
+# Reasons to refuse. The API classes (model, gateway, unknown) exclude each other, so each
+# is one rule whose reasons are comprehensions: a comprehension whose conditions fail costs
+# far less on the embedded engine than a rule, and messages are only rendered for a deny.
+deny contains reason if {
 	input.request.api in model_apis
-	not data.gateway.models[requested_model]
-	not lib.admin
-}
-
-deny contains {"code": "model_not_allowed", "message": sprintf("%s may not use model %q", [lib.subject, requested_model])} if {
-	input.request.api in model_apis
-	model
-	not model_allowed
-}
-
-# An embeddings model cannot serve chat and vice versa; models.list shows both kinds.
-deny contains {"code": "model_wrong_api", "message": sprintf("model %q does not serve %s", [requested_model, input.request.api])} if {
-	input.request.api in {"chat.completions", "messages"}
-	model.kind == "embeddings"
-}
-
-deny contains {"code": "model_wrong_api", "message": sprintf("model %q does not serve embeddings", [requested_model])} if {
-	input.request.api == "embeddings"
-	model
-	not model.kind == "embeddings"
+	some reason in _model_denials
 }
 
 deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s", [lib.subject, input.request.api])} if {
@@ -74,13 +57,33 @@ deny contains {"code": "api_unknown", "message": sprintf("unknown api %q", [obje
 	not input.request.api in gateway_apis
 }
 
+_model_denials := {r |
+	# A model the policy does not know is refused, except for admins: fail closed for
+	# everyone else when a model is configured in the gateway but nobody wrote policy for it.
+	not lib.admin
+	r := {"code": "model_unknown", "message": sprintf("model %q is not in the policy catalog", [requested_model])}
+} if not model
+
+_model_denials := {r |
+	not model_allowed
+	r := {"code": "model_not_allowed", "message": sprintf("%s may not use model %q", [lib.subject, requested_model])}
+} | {r |
+	# An embeddings model cannot serve chat and vice versa; models.list shows both kinds.
+	input.request.api in {"chat.completions", "messages"}
+	model.kind == "embeddings"
+	r := {"code": "model_wrong_api", "message": sprintf("model %q does not serve %s", [requested_model, input.request.api])}
+} | {r |
+	input.request.api == "embeddings"
+	not model.kind == "embeddings"
+	r := {"code": "model_wrong_api", "message": sprintf("model %q does not serve embeddings", [requested_model])}
+} if model
+
 # METADATA
 # description: Output-token cap for chat requests; the PEP takes the minimum over all caps.
-max_tokens := model.max_tokens if chat_api
-
-max_tokens := data.gateway.default_max_tokens if {
-	chat_api
-	not model.max_tokens
+max_tokens := model.max_tokens if {
+	input.request.api in {"chat.completions", "messages"}
+} else := data.gateway.default_max_tokens if {
+	input.request.api in {"chat.completions", "messages"}
 }
 
 chat_api if input.request.api in {"chat.completions", "messages"}
