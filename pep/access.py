@@ -11,7 +11,7 @@ from aiohttp import web
 from pep import appkeys
 from pep.auditing import event
 from pep.exchange import Exchange
-from pep.pipeline import audit, authenticate, decide, denial, exchange_for
+from pep.steps import audit, authenticate, decide, denial, exchange_for
 from pep.policy.input import build_policy_input
 from pep.principal import Principal
 from pep.request import NormalizedRequest

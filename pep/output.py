@@ -19,6 +19,7 @@ from pep.errors import PolicyDenied
 from pep.exchange import Exchange
 from pep.policy.contract import Decision
 from pep.policy.input import finding_docs
+from pep.steps import POLICY_INPUT, audit, decide
 
 
 def output_enabled(request: web.Request) -> bool:
@@ -29,8 +30,6 @@ def output_enabled(request: web.Request) -> bool:
 async def evaluate_output(
     request: web.Request, x: Exchange, text: str, findings: list[Any], *, final: bool
 ) -> Decision:
-    from pep.pipeline import POLICY_INPUT, decide
-
     docs, types = finding_docs(findings)
     policy_input = dict(request[POLICY_INPUT])
     policy_input["output"] = {"text": text, "findings": docs, "types": types, "final": final}
@@ -65,8 +64,6 @@ async def check_output_plain(request: web.Request, x: Exchange, body: dict[str, 
     findings = inspector.inspect([text])
     decision = await evaluate_output(request, x, text, findings, final=True)
     if not decision.allow:
-        from pep.pipeline import audit
-
         err = output_denial(request, decision)
         await audit(request, event("policy.deny", x, error=err, extra={"phase": "output"}),
                     required=False)

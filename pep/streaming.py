@@ -20,6 +20,7 @@ from pep.errors import GatewayError
 from pep.exchange import Exchange
 from pep.inbound import Dialect
 from pep.output import evaluate_output, output_enabled
+from pep.steps import audit, record_usage
 
 log = logging.getLogger("regogate.streaming")
 
@@ -118,8 +119,6 @@ async def _finish(
     error: GatewayError | None,
     cut_by: Any,
 ) -> None:
-    from pep.pipeline import audit, record_usage
-
     try:
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome

@@ -83,7 +83,7 @@ async def _authorize_and_record(request: web.Request, endpoint: str, params: dic
 
     await authorize(request, api="audit.read", params={"endpoint": endpoint, **params})
     from pep.auditing import event
-    from pep.pipeline import audit, exchange_for
+    from pep.steps import audit, exchange_for
 
     x = exchange_for(request)
     await audit(request, event("audit.read", x, status=200,

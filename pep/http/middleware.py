@@ -16,7 +16,7 @@ from pep.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from pep.pipeline import exchange_for
+from pep.steps import exchange_for
 
 log = logging.getLogger("regogate.http")
 

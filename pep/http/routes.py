@@ -11,7 +11,8 @@ from aiohttp import web
 from pep import appkeys
 from pep.access import allowed_models
 from pep.errors import NotFound
-from pep.pipeline import authenticate, exchange_for, forward
+from pep.pipeline import forward
+from pep.steps import authenticate, exchange_for
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
