@@ -95,3 +95,11 @@ decision := {
 	# allow, inline: a comprehension is cheaper than a reference to the allow rule.
 	reasons := [r | some r in deny]
 }
+
+# METADATA
+# description: >-
+#   Every problem the modules find in their data (e.g. a quota limit with a typo), as
+#   messages. Depends on data only: the embedded engine's bundle loader evaluates it once
+#   per bundle revision and refuses the bundle when it is not empty (pep/policy/compiled.py),
+#   so the checks cost nothing per request.
+config_errors contains sprintf("quota: %s", [e]) if some e in data.regogate.quota.config_errors

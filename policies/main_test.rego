@@ -94,3 +94,10 @@ test_output_private_key_cuts_answer if {
 	not d.allow
 	[r.code | some r in d.reasons] == ["secret_in_output"]
 }
+
+test_shipped_data_has_no_config_errors if count(regogate.config_errors) == 0
+
+test_broken_quota_limit_is_a_config_error if {
+	limits := {"everyone": [{"name": "typo", "scope": "user", "metric": "tokens", "window": "week", "max": 1}]}
+	regogate.config_errors == {`quota: everyone[0] "typo"`} with data.quota.limits as limits
+}

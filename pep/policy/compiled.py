@@ -86,6 +86,25 @@ class CompiledPolicy:
                     f"policy bundle {bundle.root} does not define {self.rule}", "policy_invalid"
                 ) from exc
             # Other errors depend on the input (e.g. a conflict only some inputs trigger).
+        self._check_config(bundle)
+
+    def _check_config(self, bundle: Bundle) -> None:
+        """Refuse a bundle whose data the policy itself finds broken.
+
+        ``config_errors`` beside the decision rule (a set of messages that depends only on
+        data, e.g. a quota limit with a typo) is evaluated once per bundle revision here
+        rather than on every request; non-empty fails start-up, and a hot reload keeps the
+        previous policy. Bundles without the rule are not checked."""
+        path = self.rule.rsplit(".", 1)[0] + ".config_errors"
+        try:
+            defined, errors = eval_rule(self._engine, path)
+        except Exception as exc:
+            raise PolicyError(f"{path}: {clean_error(exc)}", "policy_invalid") from exc
+        if defined and errors:
+            listed = "; ".join(sorted(str(e) for e in errors)) if isinstance(errors, list) else str(errors)
+            raise PolicyError(
+                f"policy bundle {bundle.root}: {path} is not empty: {listed}", "policy_invalid"
+            )
 
     def evaluate_json(self, input_json: str) -> Any:
         """Raw decision value for an input already serialised as JSON; None if undefined."""
