@@ -23,15 +23,16 @@ allow if {
 	count(deny) == 0
 }
 
-deny contains r if some r in data.regogate.access.deny
-
-# Prompt-side rules (content, residency) only where there is a prompt. Quotas (written by
-# the usage team in policies/quota/) govern model calls only, so a user over budget can
-# still list models and read their own usage. One rule for the three modules; a new
-# prompt-side module joins the union (or gets a deny rule of its own, at a few microseconds).
+# Access rules apply to every API. Prompt-side rules (content, residency) only where there is
+# a prompt; quotas (written by the usage team in policies/quota/) govern model calls only,
+# so a user over budget can still list models and read their own usage. One rule, not one
+# per module: each rule costs the embedded engine microseconds on every request. A new
+# module joins the union (or gets a deny rule of its own).
 deny contains r if {
-	input.request.api in {"chat.completions", "messages", "embeddings"}
-	some r in ((data.regogate.content.deny | data.regogate.residency.deny) | data.regogate.quota.deny)
+	some r in data.regogate.access.deny | {x |
+		input.request.api in {"chat.completions", "messages", "embeddings"}
+		some x in ((data.regogate.content.deny | data.regogate.residency.deny) | data.regogate.quota.deny)
+	}
 }
 
 system_prompts contains p if {
@@ -42,32 +43,27 @@ system_prompts contains p if {
 # METADATA
 # description: >-
 #   Obligations of the request decision: max_tokens (the minimum over every module's
-#   max_tokens, each optional), redact, model (reroute), system_prompt, audit_content.
-#   Built in one rule from comprehensions, which cost the embedded engine far less than a
-#   rule per obligation; model-call obligations only for model calls.
-obligations := object.union(
-	{k: v |
-		caps := {c | c := data.regogate.access.max_tokens} | {c | c := data.regogate.quota.max_tokens}
+#   max_tokens, each optional), and for model calls redact, model (reroute) and
+#   system_prompt (chat); audit_content always. Pairs from comprehensions, in one rule:
+#   cheaper on the embedded engine than a rule per obligation.
+obligations := {k: v |
+	caps := {c | c := data.regogate.access.max_tokens} | {c |
+		input.request.api in {"chat.completions", "messages", "embeddings"}
+		c := data.regogate.quota.max_tokens
+	}
+	some [k, v] in ((({["max_tokens", min(caps)] | count(caps) > 0} | {["redact", sort(redact)] |
+		input.request.api in {"chat.completions", "messages", "embeddings"}
 		redact := data.regogate.content.redact
+		count(redact) > 0
+	}) | ({["model", m] |
+		input.request.api in {"chat.completions", "messages", "embeddings"}
+		m := data.regogate.access.reroute
+	} | {["system_prompt", concat("\n\n", sort(prompts))] |
+		input.request.api in {"chat.completions", "messages"}
 		prompts := {p | some g in input.user.groups; p := data.gateway.system_prompts[g]}
-		some [k, v] in array.concat(
-			array.concat([["max_tokens", min(caps)] | count(caps) > 0], [["redact", sort(redact)] | count(redact) > 0]),
-			array.concat(
-				[["model", m] | m := data.regogate.access.reroute],
-				[["system_prompt", concat("\n\n", sort(prompts))] |
-					input.request.api in {"chat.completions", "messages"}
-					count(prompts) > 0
-				],
-			),
-		)
-	},
-	{"audit_content": object.get(data.gateway.audit_content, "default", "digest")},
-) if {
-	input.request.api in {"chat.completions", "messages", "embeddings"}
-} else := object.union(
-	{"max_tokens": c | c := data.regogate.access.max_tokens},
-	{"audit_content": object.get(data.gateway.audit_content, "default", "digest")},
-)
+		count(prompts) > 0
+	})) | {["audit_content", object.get(data.gateway.audit_content, "default", "digest")]})
+}
 
 # METADATA
 # description: The decision document (Decision v1 minus the ids the PEP fills in).
