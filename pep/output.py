@@ -31,8 +31,10 @@ async def evaluate_output(
     request: web.Request, x: Exchange, text: str, findings: list[Any], *, final: bool
 ) -> Decision:
     docs, types = finding_docs(findings)
-    policy_input = dict(request[POLICY_INPUT])
-    policy_input["output"] = {"text": text, "findings": docs, "types": types, "final": final}
+    # The request's input with the answer added; usage counters are left out (they are about
+    # admitting the request, and cost ~30 us of JSON per evaluation): docs/policy-contract.md.
+    policy_input = {**request[POLICY_INPUT], "usage": {},
+                    "output": {"text": text, "findings": docs, "types": types, "final": final}}
     enforced = x.decision
     decision = await decide(request, x, policy_input)
     # The request-phase decision stays the one the audit trail refers to.
