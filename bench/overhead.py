@@ -149,17 +149,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plain = json.dumps(BODY).encode()
         streamed = json.dumps({**BODY, "stream": True}).encode()
         results: dict[str, list[float]] = {k: [] for k in (
-            "cpu_ms", "direct_p50", "direct_p99", "gw_p50", "gw_p99", "ttfb_direct", "ttfb_gw")}
+            "cpu_ms", "direct_p50", "direct_p99", "gw_p50", "gw_p99", "ttfb_direct", "ttfb_gw",
+            "c1_direct_p50", "c1_direct_p99", "c1_gw_p50", "c1_gw_p99", "rps_gw")}
         for _ in range(args.repeats):
             await load(gateway + "/v1/chat/completions", auth, plain, args.warmup, args.concurrency)
             await load(mock + "/v1/chat/completions", direct_h, plain, args.warmup, args.concurrency)
             direct = await load(mock + "/v1/chat/completions", direct_h, plain, args.requests,
                                 args.concurrency)
-            cpu0 = cpu_seconds(gw.pid)
+            cpu0, t0 = cpu_seconds(gw.pid), time.perf_counter()
             via = await load(gateway + "/v1/chat/completions", auth, plain, args.requests,
                              args.concurrency)
-            cpu1 = cpu_seconds(gw.pid)
+            cpu1, t1 = cpu_seconds(gw.pid), time.perf_counter()
             results["cpu_ms"].append((cpu1 - cpu0) / args.requests * 1000)
+            results["rps_gw"].append(args.requests / (t1 - t0))
+            # Unloaded: one request at a time, so latency is overhead, not queueing.
+            n1 = max(100, args.requests // 4)
+            d1 = await load(mock + "/v1/chat/completions", direct_h, plain, n1, 1)
+            g1 = await load(gateway + "/v1/chat/completions", auth, plain, n1, 1)
+            results["c1_direct_p50"].append(pct(d1, 0.5))
+            results["c1_direct_p99"].append(pct(d1, 0.99))
+            results["c1_gw_p50"].append(pct(g1, 0.5))
+            results["c1_gw_p99"].append(pct(g1, 0.99))
             results["direct_p50"].append(pct(direct, 0.5))
             results["direct_p99"].append(pct(direct, 0.99))
             results["gw_p50"].append(pct(via, 0.5))
@@ -173,6 +183,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         med["added_p50_ms"] = round(med["gw_p50"] - med["direct_p50"], 3)
         med["added_p99_ms"] = round(med["gw_p99"] - med["direct_p99"], 3)
         med["added_ttfb_ms"] = round(med["ttfb_gw"] - med["ttfb_direct"], 3)
+        med["c1_added_p50_ms"] = round(med["c1_gw_p50"] - med["c1_direct_p50"], 3)
+        med["c1_added_p99_ms"] = round(med["c1_gw_p99"] - med["c1_direct_p99"], 3)
         med.update(requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
                    cpus=ncpu)
         return med
@@ -200,11 +212,15 @@ def main() -> None:
         return
     print(f"regogate overhead ({r['requests']} requests x {r['repeats']} repeats, concurrency "
           f"{r['concurrency']}, medians; gateway pinned to CPU 0 of {r['cpus']})")
-    print(f"  gateway CPU per request        {r['cpu_ms']:.3f} ms")
-    print(f"  latency p50 direct / gateway   {r['direct_p50']:.3f} / {r['gw_p50']:.3f} ms "
-          f"(added {r['added_p50_ms']:.3f} ms)")
-    print(f"  latency p99 direct / gateway   {r['direct_p99']:.3f} / {r['gw_p99']:.3f} ms "
-          f"(added {r['added_p99_ms']:.3f} ms)")
+    print(f"  gateway CPU per request        {r['cpu_ms']:.3f} ms "
+          f"({r['rps_gw']:.0f} requests/s on one core)")
+    print(f"  unloaded p50 direct / gateway  {r['c1_direct_p50']:.3f} / {r['c1_gw_p50']:.3f} ms "
+          f"(added {r['c1_added_p50_ms']:.3f} ms)")
+    print(f"  unloaded p99 direct / gateway  {r['c1_direct_p99']:.3f} / {r['c1_gw_p99']:.3f} ms "
+          f"(added {r['c1_added_p99_ms']:.3f} ms)")
+    print(f"  at concurrency {r['concurrency']}: p50 direct / gateway {r['direct_p50']:.3f} / "
+          f"{r['gw_p50']:.3f} ms, p99 {r['direct_p99']:.3f} / {r['gw_p99']:.3f} ms (queueing "
+          "on the gateway's single core)")
     print(f"  stream TTFB direct / gateway   {r['ttfb_direct']:.3f} / {r['ttfb_gw']:.3f} ms "
           f"(added {r['added_ttfb_ms']:.3f} ms)")
 
