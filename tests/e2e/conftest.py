@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,25 +12,24 @@ from pep.defaults import repo_policies_dir
 from tests.fakes.openai_wire import reply
 from tests.fakes.server import FakeServer, Recorded, Reply
 from tests.opa_double.server import OpaDouble
-
-
-def real_opa_binary() -> str | None:
-    return os.environ.get("OPA_BIN") or shutil.which("opa")
+from tests.policy.conftest import _RealOpa, opa_binary
 
 
 @pytest.fixture(params=["embedded", "opa"])
 async def engine_config(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    """Policy config for each engine. 'opa' runs against the OPA-REST test double (backed by
-    the embedded engine) -- tests/policy runs the real binary when one is installed."""
+    """Policy config for each engine. 'opa' is a real `opa run --server` on the shipped
+    policies when a binary is on PATH or in OPA_BIN, otherwise the OPA-REST test double
+    (tests/opa_double, backed by the embedded engine)."""
     if request.param == "embedded":
         yield {}
         return
-    double = OpaDouble(repo_policies_dir())
-    url = await double.start()
+    binary = opa_binary()
+    server: Any = _RealOpa(binary, repo_policies_dir()) if binary else OpaDouble(repo_policies_dir())
+    url = await server.start()
     try:
         yield {"policy": {"engine": "opa", "opa_url": url}}
     finally:
-        await double.stop()
+        await server.stop()
 
 
 @pytest.fixture
