@@ -71,6 +71,9 @@ class EmbeddedEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # regorus engines are thread-bound ("unsendable"): release ours here, on the event
+        # loop's thread, rather than whenever the cyclic GC happens to run on some other one.
+        self._policy = None
 
     async def _watch(self) -> None:
         while True:

@@ -93,3 +93,4 @@ class OpaDouble:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._engine = None  # regorus engines must be dropped on the thread that made them
