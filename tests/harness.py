@@ -67,6 +67,17 @@ class Gateway:
     def component(self, key: web.AppKey[Any]) -> Any:
         return self.app[key]
 
+    async def audit_records(self) -> list[dict[str, Any]]:
+        """The trail so far, read with the audit package's own reader (as auditors do)."""
+        from pep.audit.factory import store_url
+        from pep.audit.reader import open_reader
+
+        reader = open_reader(store_url(self.settings.audit, self.settings.server.data_dir))
+        try:
+            return [r.doc() async for r in reader.records()]
+        finally:
+            await reader.close()
+
 
 @asynccontextmanager
 async def running_gateway(

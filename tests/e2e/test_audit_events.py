@@ -15,7 +15,6 @@ from pep.exchange import Exchange
 from pep.policy.contract import Decision, Obligations, Reason
 from pep.principal import Principal
 from pep.request import NormalizedRequest
-from tests.e2e.test_core_e2e import _events
 from tests.harness import running_gateway
 
 
@@ -64,7 +63,7 @@ async def test_every_record_a_gateway_writes_validates_as_audit_event_v1(tmp_pat
         with pytest.raises(openai.AuthenticationError):
             await gw.openai(token="x.y.z").chat.completions.create(
                 model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
-        records = await _events(gw)
+        records = await gw.audit_records()
     assert {r["event"] for r in records} >= {"request.intent", "request.completion",
                                                "policy.deny", "auth.failure"}
     for record in records:

@@ -82,25 +82,13 @@ async def test_each_request_is_audited_as_intent_and_completion_with_the_decisio
         resp = await gw.openai("alice").chat.completions.with_raw_response.create(
             model="mock-gpt", messages=HELLO)
         rid = resp.headers["x-request-id"]
-        events = [e for e in await _events(gw) if e["request_id"] == rid]
+        events = [e for e in await gw.audit_records() if e["request_id"] == rid]
     kinds = [e["event"] for e in events]
     assert kinds == ["request.intent", "request.completion"]
     assert all(e["decision_id"] == rid for e in events)
     assert events[0]["who"]["subject"] == "alice" and events[0]["who"]["teams"] == ["research"]
     assert events[1]["outcome"]["status"] == 200 and events[1]["outcome"]["tokens_out"] > 0
     assert events[0]["decision"]["policy_revision"].startswith("sha256:")
-
-
-async def _events(gw: Any) -> list[dict[str, Any]]:
-    """The trail as an auditor's tools read it."""
-    from pep.audit.factory import store_url
-    from pep.audit.reader import open_reader
-
-    reader = open_reader(store_url(gw.settings.audit, gw.settings.server.data_dir))
-    try:
-        return [r.doc() async for r in reader.records()]
-    finally:
-        await reader.close()
 
 
 async def test_dead_opa_sidecar_gives_503_forwards_nothing_and_is_audited(
@@ -110,7 +98,7 @@ async def test_dead_opa_sidecar_gives_503_forwards_nothing_and_is_audited(
     async with running_gateway(tmp_path, config=deep_merge(upstream_config(upstream), dead)) as gw:
         with pytest.raises(openai.InternalServerError) as info:
             await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
-        events = await _events(gw)
+        events = await gw.audit_records()
     assert info.value.status_code == 503
     assert info.value.body["code"] == "policy_unavailable"
     assert upstream.requests == []
@@ -298,7 +286,7 @@ async def test_streams_beyond_the_concurrency_limit_get_503_and_are_audited(
                 await client.chat.completions.create(model="mock-gpt", messages=HELLO, stream=True)
             release.set()
             await first
-            events = await _events(gw)
+            events = await gw.audit_records()
     finally:
         await runner.cleanup()
     assert info.value.status_code == 503 and info.value.body["code"] == "too_many_streams"

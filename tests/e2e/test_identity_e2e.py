@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import upstream_config
-from tests.e2e.test_core_e2e import _events
 from tests.fakes.server import FakeServer
 from tests.harness import Gateway, running_gateway
 
@@ -75,7 +74,7 @@ async def test_hostile_token_is_refused_audited_without_token_bytes_and_never_fo
                 status, doc = r.status, await r.json()
             valid = await gw.openai("alice").chat.completions.create(
                 model="mock-gpt", messages=[{"role": "user", "content": "still fine?"}])
-        events = await _events(gw)
+        events = await gw.audit_records()
     assert status in (400, 401), doc
     assert doc["error"]["type"] in ("authentication_error", "invalid_request_error")
     failures = [e for e in events if e["event"] == "auth.failure"]
@@ -115,7 +114,7 @@ async def test_a_service_token_is_attributed_to_the_calling_app(tmp_path: Path) 
                 model="mock-gpt", messages=[{"role": "user", "content": "batch job"}])
         except Exception:  # noqa: BLE001 - the policy may deny services; attribution is the point
             pass
-        events = await _events(gw)
+        events = await gw.audit_records()
     who = events[0]["who"]
     assert who["kind"] == "service" and who["client_id"] == "batch-service"
 

@@ -15,7 +15,6 @@ import pytest
 
 from pep.defaults import repo_policies_dir
 from tests.e2e.conftest import upstream_config, write_bundle
-from tests.e2e.test_core_e2e import _events
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, running_gateway
@@ -62,7 +61,7 @@ async def test_a_policy_that_cannot_decide_gives_503_forwards_nothing_and_is_aud
     async with running_gateway(tmp_path, config=deep_merge(upstream_config(upstream), config)) as gw:
         with pytest.raises(openai.InternalServerError) as info:
             await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
-        events = await _events(gw)
+        events = await gw.audit_records()
     assert info.value.status_code == 503
     assert info.value.body["code"] == "policy_unavailable"
     if cause:
@@ -82,7 +81,7 @@ async def test_opa_timeout_gives_503_and_forwards_nothing(
         async with running_gateway(tmp_path, config=deep_merge(upstream_config(upstream), config)) as gw:
             with pytest.raises(openai.InternalServerError) as info:
                 await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
-            events = await _events(gw)
+            events = await gw.audit_records()
     finally:
         await double.stop()
     assert info.value.status_code == 503 and info.value.body["code"] == "policy_unavailable"
@@ -99,7 +98,7 @@ async def test_reroute_cap_and_system_prompt_obligations_are_enforced_upstream(
         resp = await gw.openai("alice").chat.completions.with_raw_response.create(
             model="mock-gpt", messages=HELLO, max_tokens=500)
         rid = resp.headers["x-request-id"]
-        events = [e for e in await _events(gw) if e["request_id"] == rid]
+        events = [e for e in await gw.audit_records() if e["request_id"] == rid]
     body = sent_json(upstream)
     assert body["model"] == "gpt-upstream-eu"
     assert body["max_tokens"] == 7
@@ -115,7 +114,7 @@ async def test_pii_is_masked_before_the_provider_sees_it_and_audit_keeps_only_a_
     async with running_gateway(tmp_path, config=upstream_config(upstream)) as gw:
         await gw.openai("alice").chat.completions.create(
             model="mock-gpt", messages=[{"role": "user", "content": prompt}])
-        events = await _events(gw)
+        events = await gw.audit_records()
     forwarded = sent_json(upstream)["messages"][-1]["content"]
     assert "jane.doe@example.com" not in forwarded and "4111 1111 1111 1111" not in forwarded
     assert "[REDACTED:EMAIL]" in forwarded
@@ -136,7 +135,7 @@ async def test_audit_content_redacted_stores_the_masked_prompt(
     async with running_gateway(tmp_path, config=config) as gw:
         await gw.openai("alice").chat.completions.create(
             model="mock-gpt", messages=[{"role": "user", "content": "I am jane.doe@example.com"}])
-        events = await _events(gw)
+        events = await gw.audit_records()
     stored = json.dumps(events[0]["content"]["prompt"])
     assert events[0]["content"]["mode"] == "redacted"
     assert "[REDACTED:EMAIL]" in stored and "jane.doe@example.com" not in stored
@@ -175,7 +174,7 @@ async def test_output_decision_withholds_a_plain_answer_containing_a_private_key
         async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
             with pytest.raises(openai.PermissionDeniedError) as info:
                 await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
-            events = await _events(gw)
+            events = await gw.audit_records()
     assert info.value.body["phase"] == "output"
     assert "BEGIN OPENSSH" not in json.dumps(info.value.body)
     assert events[-1]["event"] == "policy.deny"
@@ -203,7 +202,7 @@ async def test_output_decision_cuts_a_stream_that_starts_leaking_a_private_key(
                 if chunk.choices:
                     text += chunk.choices[0].delta.content or ""
                     finish = chunk.choices[0].finish_reason or finish
-            events = await _events(gw)
+            events = await gw.audit_records()
     assert finish == "content_filter"
     assert "END OPENSSH PRIVATE KEY" not in text
     assert events[-1]["event"] == "request.completion"
@@ -273,7 +272,7 @@ async def test_a_shadow_policy_is_never_enforced_but_its_divergences_are_audited
     async with running_gateway(tmp_path, config=config) as gw:
         served = await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
         same = await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
-        events = await _events(gw)
+        events = await gw.audit_records()
         async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
             metrics = await r.text()
     assert served.choices[0].message.content and same.choices[0].message.content

@@ -126,9 +126,8 @@ async def test_second_deployment_serves_and_the_audit_names_it(failure: Reply,
                 model="mock-gpt", messages=[{"role": "user", "content": QUESTION}])
             assert resp.parse().choices[0].message.content == "It is 18°C in Paris."
             rid = resp.headers["x-request-id"]
-            from tests.e2e.test_core_e2e import _events
-
-            events = [e for e in await _events(gw) if e["request_id"] == rid]
+            
+            events = [e for e in await gw.audit_records() if e["request_id"] == rid]
     completion = next(e for e in events if e["event"] == "request.completion")
     assert "backup/claude-3-5-haiku-20241022" in orjson.dumps(completion).decode()
     assert len(first.requests) == 1 and len(second.requests) == 1

@@ -128,7 +128,7 @@ async def test_usage_counters_agree_with_the_audit_cost_and_need_usage_read(
         await alice.chat.completions.create(model="mock-gpt", messages=LONG)
         await stream_text(alice, HELLO)
         [row] = await counters(gw, "erin", scope="user", id="alice", window="month")
-        costs = [e["outcome"]["cost_usd"] for e in await _audit(gw)
+        costs = [e["outcome"]["cost_usd"] for e in await gw.audit_records()
                  if e["event"] == "request.completion" and e["who"]["subject"] == "alice"]
         assert len(costs) == 2 and row["requests"] == 2
         assert row["cost_usd"] == pytest.approx(sum(costs), abs=1e-9)
@@ -137,17 +137,6 @@ async def test_usage_counters_agree_with_the_audit_cost_and_need_usage_read(
             f"{gw.url}/usage/v1/counters", headers={"Authorization": f"Bearer {gw.token('bob')}"}
         ) as r:
             assert r.status == 403
-
-
-async def _audit(gw: Gateway) -> list[dict[str, Any]]:
-    from pep.audit.factory import store_url
-    from pep.audit.reader import open_reader
-
-    reader = open_reader(store_url(gw.settings.audit, gw.settings.server.data_dir))
-    try:
-        return [r.doc() async for r in reader.records()]
-    finally:
-        await reader.close()
 
 
 @pytest.fixture
