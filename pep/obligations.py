@@ -34,7 +34,7 @@ def apply_obligations(
     ob = decision.obligations
     body = dict(req.body)
     key = "input" if req.api == "embeddings" else "messages"
-    original = body.get(key)
+    original: Any = body.get(key)  # validated by pep.request: a list (or str for embeddings)
     model = req.model
     if ob.model is not None and ob.model != model:
         if ob.model not in configured_models:

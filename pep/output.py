@@ -33,7 +33,8 @@ async def evaluate_output(
     docs, types = finding_docs(findings)
     # The request's input with the answer added; usage counters are left out (they are about
     # admitting the request, and cost ~30 us of JSON per evaluation): docs/policy-contract.md.
-    policy_input = {**request[POLICY_INPUT], "usage": {},
+    base: dict[str, Any] = request[POLICY_INPUT]
+    policy_input = {**base, "usage": {},
                     "output": {"text": text, "findings": docs, "types": types, "final": final}}
     enforced = x.decision
     decision = await decide(request, x, policy_input)

@@ -33,7 +33,7 @@ from pep.principal import Principal
 from pep.usage.tracker import UsageUnavailable
 
 log = logging.getLogger("regogate.pipeline")
-POLICY_INPUT = web.RequestKey("policy_input", dict)
+POLICY_INPUT: web.RequestKey[dict[str, Any]] = web.RequestKey("policy_input", dict)
 
 EXCHANGE = web.RequestKey("exchange", Exchange)
 

@@ -77,10 +77,9 @@ def _parse(params: dict[str, str], **defaults: Any) -> AuditQuery:
 
 
 async def _authorize_and_record(request: web.Request, endpoint: str, params: dict[str, str]) -> None:
-    authorize = request.app.get(AUTHORIZE)
-    if authorize is None:
-        from pep.access import authorize
+    from pep.access import authorize as default_authorize
 
+    authorize = request.app.get(AUTHORIZE) or default_authorize
     await authorize(request, api="audit.read", params={"endpoint": endpoint, **params})
     from pep.auditing import event
     from pep.steps import audit, exchange_for

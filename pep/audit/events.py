@@ -10,11 +10,11 @@ Never put bearer tokens, provider keys or other secrets in an event.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AUDIT_SCHEMA_VERSION = "v1"
+AUDIT_SCHEMA_VERSION: Final = "v1"
 
 EventType = Literal[
     "auth.failure",

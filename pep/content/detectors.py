@@ -46,7 +46,8 @@ Validate = Callable[[re.Match[str], str], "tuple[int, int, str] | None"]
 
 
 class Detector(Protocol):
-    type: str
+    @property
+    def type(self) -> str: ...  # read-only: detectors are frozen dataclasses
 
     def find(self, text: str, digits: int) -> Iterator[Span]: ...
 

@@ -59,7 +59,7 @@ async def readyz(request: web.Request) -> web.Response:
                       ("audit", appkeys.AUDIT), ("usage", appkeys.USAGE)):
         component = app[key]
         try:
-            result = component.ready()
+            result: Any = component.ready()
             if asyncio.iscoroutine(result):
                 result = await asyncio.wait_for(result, timeout=2.0)
             c_ok, detail = result

@@ -12,11 +12,11 @@ the PEP silently ignores.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-POLICY_INPUT_VERSION = "v1"
+POLICY_INPUT_VERSION: Final = "v1"
 
 
 class _Model(BaseModel):

@@ -271,7 +271,8 @@ class Router:
         if wait_s is not None and wait_s <= ps.max_retry_wait_s:
             return wait_s
         # Exponential with full jitter (AWS architecture blog), capped by max_retry_wait_s.
-        return min(ps.max_retry_wait_s, ps.retry_backoff_s * (2**retry)) * self._rng.random()
+        jitter = float(self._rng.random())
+        return min(ps.max_retry_wait_s, ps.retry_backoff_s * 2.0**retry) * jitter
 
     def _build(self, dep: _Deployment, body: dict[str, Any], op: str) -> UpstreamRequest:
         try:
