@@ -5,6 +5,13 @@ whole ``GenerateContentResponse``), ``:batchEmbedContents``; key in ``x-goog-api
 Function calls arrive whole (not streamed as argument fragments) and carry no id: the
 translator names them ``call_<n>``; tool results are matched back to the function name
 through the assistant message that made the call.
+
+Thinking models put a ``thoughtSignature`` on the part of a function call, and Gemini 3
+refuses (4xx) a history whose function calls lost it
+(https://ai.google.dev/gemini-api/docs/thought-signatures). The gateway keeps no state, so
+the signature travels inside the tool call id the client echoes back:
+``call_<n>__ts__<signature as unpadded base64url>`` (base64url so the id stays within the
+``[A-Za-z0-9_-]`` alphabet other providers accept for ids).
 """
 
 from __future__ import annotations
@@ -27,9 +34,14 @@ SUPPORTED = BASE | {
     "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice",
 }
 EMBEDDINGS_SUPPORTED = frozenset({"model", "input", "encoding_format", "dimensions"})
+# Candidate.FinishReason (https://ai.google.dev/api/generate-content#FinishReason); the
+# rest (OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL, UNEXPECTED_TOOL_CALL, ...) -> "stop".
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
           "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
-          "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
+          "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
+          "IMAGE_SAFETY": "content_filter", "IMAGE_PROHIBITED_CONTENT": "content_filter",
+          "IMAGE_RECITATION": "content_filter"}
+_SIG = "__ts__"  # separates our call id from the carried thought signature
 _GEN = {"temperature": "temperature", "top_p": "topP", "n": "candidateCount", "seed": "seed",
         "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty"}
 
@@ -37,6 +49,20 @@ _GEN = {"temperature": "temperature", "top_p": "topP", "n": "candidateCount", "s
 def validate(settings: Any) -> None:
     if settings.api_key is None:
         raise ValueError("gemini needs api_key")
+
+
+def _call_id(n: int, signature: Any) -> str:
+    if not isinstance(signature, str) or not signature:
+        return f"call_{n}"
+    return f"call_{n}{_SIG}" + signature.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def _signature(call_id: str) -> str | None:
+    _, sep, sig = call_id.partition(_SIG)
+    if not sep or not sig:
+        return None
+    std = sig.replace("-", "+").replace("_", "/")
+    return std + "=" * (-len(std) % 4)
 
 
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
@@ -87,7 +113,11 @@ def _contents(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
                 except orjson.JSONDecodeError as exc:
                     raise BadRequest("tool call arguments must be JSON",
                                      param="messages") from exc
-                parts.append({"functionCall": {"name": fn.get("name"), "args": args}})
+                part: dict[str, Any] = {"functionCall": {"name": fn.get("name"), "args": args}}
+                sig = _signature(str(call.get("id") or ""))
+                if sig:
+                    part["thoughtSignature"] = sig  # back exactly where Gemini put it
+                parts.append(part)
             add("model", parts)
         elif role == "tool":
             name = call_names.get(str(m.get("tool_call_id")))
@@ -181,8 +211,11 @@ def _usage(doc: Mapping[str, Any]) -> Usage | None:
     u = doc.get("usageMetadata")
     if not isinstance(u, dict) or "promptTokenCount" not in u:
         return None
+    # UsageMetadata: promptTokenCount already includes cachedContentTokenCount; tool-use
+    # prompt tokens and thinking tokens are counted apart from prompt/candidates.
+    prompt = int(u["promptTokenCount"] or 0) + int(u.get("toolUsePromptTokenCount") or 0)
     completion = int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0)
-    return Usage(int(u["promptTokenCount"]), completion)
+    return Usage(prompt, completion)
 
 
 def _load(data: bytes | str) -> dict[str, Any]:
@@ -204,7 +237,8 @@ def _split(parts: list[dict[str, Any]], start: int) -> tuple[str, list[dict[str,
             text += p["text"]
         elif "functionCall" in p:
             fc = p["functionCall"]
-            calls.append({"id": f"call_{start + len(calls)}", "type": "function", "function": {
+            calls.append({"id": _call_id(start + len(calls), p.get("thoughtSignature")),
+                          "type": "function", "function": {
                 "name": fc.get("name"), "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
     return text, calls
 
