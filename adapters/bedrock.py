@@ -28,9 +28,11 @@ from pep.errors import BadRequest, GatewayError, UpstreamError
 
 SUPPORTED = BASE | {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
                     "tools", "tool_choice"}
+# StopReason (API_runtime_MessageStopEvent / API_runtime_Converse); the malformed_* values
+# fall back to "stop".
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
           "tool_use": "tool_calls", "guardrail_intervened": "content_filter",
-          "content_filtered": "content_filter"}
+          "content_filtered": "content_filter", "model_context_window_exceeded": "length"}
 # Exception event types -> HTTP status the same failure has on the non-stream API.
 _EXCEPTION_STATUS = {"throttlingException": 429, "validationException": 400,
                      "modelTimeoutException": 408, "serviceUnavailableException": 503,
@@ -170,7 +172,11 @@ def sign(target: Target, url: str, headers: dict[str, str], payload: bytes) -> d
 def _usage(u: Any) -> Usage | None:
     if not isinstance(u, dict):
         return None
-    return Usage(int(u.get("inputTokens") or 0), int(u.get("outputTokens") or 0))
+    # TokenUsage (API_runtime_TokenUsage): with prompt caching, the tokens read from and
+    # written to the cache are reported apart from inputTokens; all of them were prompt.
+    prompt = sum(int(u.get(k) or 0) for k in
+                 ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"))
+    return Usage(prompt, int(u.get("outputTokens") or 0))
 
 
 def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
