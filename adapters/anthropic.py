@@ -118,7 +118,8 @@ def _tool_choice(body: dict[str, Any]) -> dict[str, Any] | None:
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
         raise BadRequest("unsupported tool_choice", param="tool_choice")
-    if out is not None and body.get("parallel_tool_calls") is False:
+    # disable_parallel_tool_use exists on auto/any/tool only; {"type": "none"} has no fields.
+    if out is not None and out["type"] != "none" and body.get("parallel_tool_calls") is False:
         out["disable_parallel_tool_use"] = True
     return out
 
