@@ -56,7 +56,7 @@ def prepare(settings: Any) -> Credentials:
     if creds is None:
         raise ValueError("bedrock: no AWS credentials (set aws_access_key_id and "
                          "aws_secret_access_key, or configure the default AWS chain)")
-    return creds  # type: ignore[no-any-return]
+    return creds
 
 
 def _content(content: Any, where: str) -> list[dict[str, Any]]:

@@ -231,7 +231,8 @@ def _load(data: bytes | str) -> dict[str, Any]:
 
 
 def _split(parts: list[dict[str, Any]], start: int) -> tuple[str, list[dict[str, Any]]]:
-    text, calls = "", []
+    text = ""
+    calls: list[dict[str, Any]] = []
     for p in parts:
         if "text" in p and not p.get("thought"):
             text += p["text"]

@@ -88,14 +88,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args(argv)
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 
-        loop_factory = uvloop.new_event_loop
+        loop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - optional speed-up
-        loop_factory = asyncio.new_event_loop
+        loop = asyncio.new_event_loop()
     web.run_app(make_app(), host=args.host, port=args.port, access_log=None,
-                print=lambda *_: None, loop=loop_factory())
+                print=lambda *_: None, loop=loop)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The code base stays free of the errors pyflakes finds (unused imports, undefined names,
-shadowing...), with the rule set in pyproject.toml [tool.ruff.lint]."""
+shadowing...), with the rule set in pyproject.toml [tool.ruff.lint], and type-checks under
+``mypy --strict`` (pyproject.toml [tool.mypy])."""
 
 from __future__ import annotations
 
@@ -19,4 +20,10 @@ def test_ruff_finds_no_errors() -> None:
         pytest.fail("ruff is not installed (it is in the [test] extras)")
     out = subprocess.run([ruff, "check", "--no-cache", "pep", "adapters", "idp", "tests",
                           "bench", "scripts"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_strict_finds_no_errors(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path),
+                          "pep", "adapters", "idp"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -246,7 +246,7 @@ class AnthropicStreamEncoder:
 
     def _start(self, chunk_id: Any) -> bytes:
         self._started = True
-        message = {"id": _message_id(chunk_id), "type": "message", "role": "assistant",
+        message: dict[str, Any] = {"id": _message_id(chunk_id), "type": "message", "role": "assistant",
                    "model": self._model, "content": [], "stop_reason": None,
                    "stop_sequence": None, "usage": dict(self._usage)}
         return _event("message_start", {"type": "message_start", "message": message}) + \
