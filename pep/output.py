@@ -17,7 +17,7 @@ from pep import appkeys
 from pep.auditing import event
 from pep.errors import PolicyDenied
 from pep.exchange import Exchange
-from pep.policy.contract import Decision
+from pep.policy.contract import MAX_POLICY_FINDINGS, Decision
 from pep.policy.input import finding_docs
 from pep.steps import POLICY_INPUT, audit, decide
 
@@ -35,7 +35,8 @@ async def evaluate_output(
     # admitting the request, and cost ~30 us of JSON per evaluation): docs/policy-contract.md.
     base: dict[str, Any] = request[POLICY_INPUT]
     policy_input = {**base, "usage": {},
-                    "output": {"text": text, "findings": docs, "types": types, "final": final}}
+                    "output": {"text": text, "findings": docs, "types": types, "final": final,
+                               "truncated": len(findings) > MAX_POLICY_FINDINGS}}
     enforced = x.decision
     decision = await decide(request, x, policy_input)
     # The request-phase decision stays the one the audit trail refers to.

@@ -11,6 +11,7 @@ called unless the intent record is durable (GUIDE.md 3.8). The individual steps 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -42,6 +43,8 @@ from pep.steps import (
 )
 from pep.streaming import relay_stream
 
+INLINE_SCAN_CHARS = 32_768  # below this, scanning costs less than a thread hand-off
+
 
 async def admit(
     request: web.Request, x: Exchange, req: NormalizedRequest, principal: Principal
@@ -52,7 +55,12 @@ async def admit(
     if inspector is not None:
         # One pass: normalise (NFKC, invisible characters stripped) and detect. The policy
         # sees the normalised texts, so finding offsets line up with request.messages[i].text.
-        scan = inspector.scan(req.texts)
+        # Large inputs are scanned on a worker thread: the regexes still hold the GIL, but only
+        # a switch interval at a time, so one huge prompt cannot stall every other request.
+        if sum(len(t) for t in req.texts) > INLINE_SCAN_CHARS:
+            scan = await asyncio.to_thread(inspector.scan, req.texts)
+        else:
+            scan = inspector.scan(req.texts)
         req.texts, x.findings = scan.texts, scan.findings
     usage = await usage_snapshot(request, principal)
     policy_input = build_policy_input(

@@ -77,8 +77,15 @@ class Finding(_Model):
 
 
 class ContentInput(_Model):
-    findings: list[Finding] = Field(default_factory=list)
-    types: list[str] = Field(default_factory=list, description="Distinct finding types")
+    findings: list[Finding] = Field(
+        default_factory=list, description="The first MAX_POLICY_FINDINGS findings, in order")
+    types: list[str] = Field(default_factory=list, description="Distinct types of ALL findings")
+    truncated: bool = Field(False, description="True when findings were cut to the limit")
+
+
+# A prompt can carry tens of thousands of findings (a pasted CSV of phone numbers); the
+# policy sees the first ones and every type, so its input stays bounded.
+MAX_POLICY_FINDINGS = 1000
 
 
 class TimeInput(_Model):
@@ -92,8 +99,9 @@ class OutputInput(_Model):
     """Present only for the optional output decision (evaluated on the model's answer)."""
 
     text: str = Field(description="Answer text so far (whole answer when final)")
-    findings: list[Finding] = Field(default_factory=list)
-    types: list[str] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list, description="At most MAX_POLICY_FINDINGS")
+    types: list[str] = Field(default_factory=list, description="Distinct types of all findings")
+    truncated: bool = False
     final: bool = Field(True, description="False for a mid-stream check")
 
 

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from pep.policy.contract import POLICY_INPUT_VERSION
+from pep.policy.contract import MAX_POLICY_FINDINGS, POLICY_INPUT_VERSION
 from pep.principal import Principal
 from pep.request import NormalizedRequest
 
@@ -45,6 +45,7 @@ def time_doc(now_ns: int | None = None) -> dict[str, Any]:
 
 
 def finding_docs(findings: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Finding documents (at most MAX_POLICY_FINDINGS) and the distinct types of all."""
     docs = [
         {
             "type": f.type,
@@ -53,7 +54,7 @@ def finding_docs(findings: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
             "end": f.end,
             "detector": f.detector,
         }
-        for f in findings
+        for f in findings[:MAX_POLICY_FINDINGS]
     ]
     return docs, sorted({f.type for f in findings})
 
@@ -95,7 +96,8 @@ def build_policy_input(
             "estimated_tokens": req.estimated_tokens,
             "source_ip": source_ip,
         },
-        "content": {"findings": content_findings, "types": types},
+        "content": {"findings": content_findings, "types": types,
+                    "truncated": len(findings) > MAX_POLICY_FINDINGS},
         "usage": usage or {},
         "time": time_doc(now_ns),
     }

@@ -281,3 +281,17 @@ async def test_a_shadow_policy_is_never_enforced_but_its_divergences_are_audited
     shadow = divergences[0]["extra"]["shadow"]
     assert shadow["enforced"]["allow"] is True and shadow["candidate"]["allow"] is False
     assert "regogate_shadow_divergences_total 1" in metrics
+
+
+async def test_a_huge_prompt_full_of_pii_is_scanned_and_every_item_masked(
+    tmp_path: Path, upstream: FakeServer
+) -> None:
+    """3,000 pasted e-mail addresses (~57k characters, so scanned off the event loop): every
+    one is masked before the provider sees the prompt."""
+    prompt = " ".join(f"user{i}@example.com" for i in range(3000))
+    async with running_gateway(tmp_path, config=upstream_config(upstream)) as gw:
+        await gw.openai("alice").chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": prompt}])
+    forwarded = sent_json(upstream)["messages"][-1]["content"]
+    assert "@example.com" not in forwarded
+    assert forwarded.count("[REDACTED:EMAIL]") == 3000
