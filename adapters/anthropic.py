@@ -14,7 +14,16 @@ from typing import Any
 import orjson
 
 from adapters import provider_errors
-from adapters.canonical import BASE, check_supported, max_tokens, require_messages, stop_list
+from adapters.canonical import (
+    BASE,
+    append_turn,
+    check_supported,
+    data_url,
+    map_parts,
+    max_tokens,
+    require_messages,
+    stop_list,
+)
 from adapters.sse import SSEParser
 from adapters.types import Target, UpstreamRequest, Usage
 from pep.errors import BadRequest, GatewayError, UpstreamError
@@ -34,32 +43,18 @@ def validate(settings: Any) -> None:
         raise ValueError("anthropic needs api_key")
 
 
-def _image(part: dict[str, Any]) -> dict[str, Any]:
-    url = str((part.get("image_url") or {}).get("url", ""))
-    if url.startswith("data:"):
-        head, _, data = url.partition(",")
-        media = head[5:].split(";")[0]
+def _image(url: str) -> dict[str, Any]:
+    inline = data_url(url)
+    if inline is not None:
+        media, data = inline
         return {"type": "image", "source": {"type": "base64", "media_type": media,
                                             "data": data}}
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if content is None:
-        return []
-    out = []
-    for part in content if isinstance(content, list) else ():
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            out.append({"type": "text", "text": part.get("text", "")})
-        elif kind == "image_url":
-            out.append(_image(part))
-        else:
-            raise BadRequest(f"{where}: content part {kind!r} is not supported by anthropic",
-                             param="messages")
-    return out
+    return map_parts(content, where, "anthropic",
+                     text=lambda t: {"type": "text", "text": t}, image=_image)
 
 
 def _tool_input(arguments: Any) -> Any:
@@ -74,11 +69,7 @@ def _messages(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        # Anthropic wants alternating turns; all tool results of one turn in one message.
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
+        append_turn(out, role, blocks)  # all tool results of one turn in one message
 
     for i, m in enumerate(require_messages(body)):
         role, where = m["role"], f"messages[{i}]"

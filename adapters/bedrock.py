@@ -22,7 +22,16 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamError
 
 from adapters import provider_errors
-from adapters.canonical import BASE, check_supported, max_tokens, require_messages, stop_list
+from adapters.canonical import (
+    BASE,
+    append_turn,
+    check_supported,
+    data_url,
+    map_parts,
+    max_tokens,
+    require_messages,
+    stop_list,
+)
 from adapters.types import Target, UpstreamRequest, Usage
 from pep.errors import BadRequest, GatewayError, UpstreamError
 
@@ -60,25 +69,16 @@ def prepare(settings: Any) -> Credentials:
 
 
 def _content(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    out: list[dict[str, Any]] = []
-    for part in content or ():
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            out.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            if not url.startswith("data:image/"):
-                raise BadRequest(f"{where}: bedrock accepts images only as data: URLs",
-                                 param="messages")
-            head, _, data = url.partition(",")
-            fmt = head[len("data:image/"):].split(";")[0].replace("jpg", "jpeg")
-            out.append({"image": {"format": fmt, "source": {"bytes": data}}})
-        else:
-            raise BadRequest(f"{where}: content part {kind!r} is not supported by bedrock",
+    def image(url: str) -> dict[str, Any]:
+        inline = data_url(url)
+        if inline is None or not inline[0].startswith("image/"):
+            raise BadRequest(f"{where}: bedrock accepts images only as data: URLs",
                              param="messages")
-    return out
+        media, data = inline
+        fmt = media[len("image/"):].replace("jpg", "jpeg")
+        return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+    return map_parts(content, where, "bedrock", text=lambda t: {"text": t}, image=image)
 
 
 def request_body(body: dict[str, Any], target: Target) -> dict[str, Any]:
@@ -87,10 +87,7 @@ def request_body(body: dict[str, Any], target: Target) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
+        append_turn(messages, role, blocks)
 
     for i, m in enumerate(require_messages(body)):
         role, where = m["role"], f"messages[{i}]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from pep.errors import BadRequest
@@ -135,3 +136,47 @@ def check_tools(body: dict[str, Any]) -> None:
                 or not isinstance(fn.get("parameters", {}), dict)):
             raise BadRequest(f"tools[{i}] must be a function tool with a name and an object "
                              "'parameters' schema", param="tools")
+
+
+def map_parts(
+    content: Any,
+    where: str,
+    provider: str,
+    *,
+    text: Callable[[str], dict[str, Any]],
+    image: Callable[[str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Translate OpenAI message content (a string or text/image_url parts) into a provider's
+    blocks: ``text`` shapes a text block, ``image`` an image from its URL. Any other part type
+    is a 400 -- never silently dropped."""
+    if isinstance(content, str):
+        return [text(content)] if content else []
+    out: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else ():
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            out.append(text(part.get("text", "")))
+        elif kind == "image_url":
+            out.append(image(str((part.get("image_url") or {}).get("url", ""))))
+        else:
+            raise BadRequest(f"{where}: content part {kind!r} is not supported by {provider}",
+                             param="messages")
+    return out
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a ``data:`` URL, else None."""
+    if not url.startswith("data:"):
+        return None
+    head, _, data = url.partition(",")
+    return head[5:].split(";")[0], data
+
+
+def append_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]],
+                key: str = "content") -> None:
+    """Providers that want strictly alternating roles get consecutive same-role messages
+    (e.g. several tool results) merged into one turn."""
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})

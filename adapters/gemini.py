@@ -23,7 +23,16 @@ from urllib.parse import quote
 import orjson
 
 from adapters import provider_errors
-from adapters.canonical import BASE, check_supported, max_tokens, require_messages, stop_list
+from adapters.canonical import (
+    BASE,
+    append_turn,
+    check_supported,
+    data_url,
+    map_parts,
+    max_tokens,
+    require_messages,
+    stop_list,
+)
 from adapters.sse import SSEParser
 from adapters.types import Target, UpstreamRequest, Usage
 from pep.errors import BadRequest, GatewayError, UpstreamError
@@ -66,24 +75,14 @@ def _signature(call_id: str) -> str | None:
 
 
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    out = []
-    for part in content or ():
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            out.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            if not url.startswith("data:"):
-                raise BadRequest(f"{where}: gemini accepts images only as data: URLs",
-                                 param="messages")
-            head, _, data = url.partition(",")
-            out.append({"inlineData": {"mimeType": head[5:].split(";")[0], "data": data}})
-        else:
-            raise BadRequest(f"{where}: content part {kind!r} is not supported by gemini",
+    def image(url: str) -> dict[str, Any]:
+        inline = data_url(url)
+        if inline is None:
+            raise BadRequest(f"{where}: gemini accepts images only as data: URLs",
                              param="messages")
-    return out
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+
+    return map_parts(content, where, "gemini", text=lambda t: {"text": t}, image=image)
 
 
 def _contents(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -92,10 +91,7 @@ def _contents(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     call_names: dict[str, str] = {}
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        append_turn(contents, role, parts, key="parts")
 
     for i, m in enumerate(require_messages(body)):
         role, where = m["role"], f"messages[{i}]"
