@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -26,16 +26,7 @@ class ContentSettings(Frozen):
     enabled: bool = True
     # Which finding types ``inspect`` reports into input.content. Fewer types = less CPU and
     # less noise; it does not limit what a ``redact`` obligation can mask.
-    types: tuple[FindingType, ...] = (
-        "email",
-        "phone",
-        "payment_card",
-        "us_ssn",
-        "iban",
-        "ip_address",
-        "api_key",
-        "private_key",
-    )
+    types: tuple[FindingType, ...] = get_args(FindingType)  # all of them
     # Upper bound on the message text inspected per request (characters, all messages).
     # Inspection is linear but not free (about 1 us per character on digit-only text), so a
     # larger request is refused (413) rather than scanned partially: fail closed.
