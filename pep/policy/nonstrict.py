@@ -1,0 +1,167 @@
+"""OPA's default (non-strict) builtin-error semantics for the embedded engine.
+
+In OPA a builtin that fails (type mismatch, invalid regex, base64, JSON, division by zero)
+makes only *its expression* undefined; ``default``, ``else``, ``not`` and the other rules still
+decide. regorus fails the whole evaluation instead. A deny rule that errors is a 503 on the
+embedded engine and a decision on the sidecar: the same policy would decide differently.
+
+regorus cannot return "undefined" from an extension, so the non-strict variant of a bundle is
+a *rewritten copy* of its sources: every builtin call ``f(a, b)`` becomes
+``__ns.f(a, b)[0]`` and every arithmetic ``a / b`` becomes ``__ns.div(a, b)[0]``. The
+``__ns.*`` extensions run the real builtin (native, through a one-rule helper engine, or our
+Python override) and return ``[value]``, or ``[]`` on error: indexing an empty array is
+undefined, exactly OPA's rule. The rewrite is driven by regorus' own AST spans.
+
+Cost: none on the hot path. The fast, unmodified engine evaluates every request; only when it
+raises does ``Program`` re-evaluate that one request on the non-strict copy. An evaluation
+that raises nothing has, by definition, hit no builtin error, so both variants agree on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import regorus
+
+from pep.policy import builtins
+
+PREFIX = "__ns."
+# Arithmetic operators -> (helper expression, extension name).
+_ARITH = {"Div": "/", "Mod": "%", "Add": "+", "Sub": "-", "Mul": "*"}
+# Not wrapped: print has no value; our own wrappers; calls OPA itself never makes undefined.
+_NOT_WRAPPED = {"print"}
+
+
+class _Edits:
+    def __init__(self) -> None:
+        self.items: list[tuple[int, int, int, str]] = []  # (start, end, order, text)
+
+    def replace(self, start: int, end: int, text: str) -> None:
+        self.items.append((start, end, 0, text))
+
+    def insert(self, pos: int, text: str, order: int) -> None:
+        self.items.append((pos, pos, order, text))
+
+    def apply(self, source: bytes) -> bytes:
+        out = source
+        # Apply right to left; at one position, higher ``order`` goes first (ends up right).
+        for start, end, _order, text in sorted(
+            self.items, key=lambda e: (e[0], e[1], e[2]), reverse=True
+        ):
+            out = out[:start] + text.encode() + out[end:]
+        return out
+
+
+def _span(node: dict[str, Any]) -> tuple[int, int]:
+    body = next(iter(node.values()))
+    span = body["span"]
+    return int(span["start"]), int(span["end"])
+
+
+def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if len(node) == 1:
+            kind, body = next(iter(node.items()))
+            if isinstance(body, dict) and "span" in body:
+                yield kind, body
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def rewrite(
+    source: str, ast: dict[str, Any], is_builtin: Callable[[str], int | None]
+) -> tuple[str, set[tuple[str, int]]]:
+    """The non-strict copy of one module and the (builtin, arity) pairs it now calls."""
+    from pep.policy.rego_ast import ref_name
+
+    raw = source.encode()
+    edits = _Edits()
+    wrapped: set[tuple[str, int]] = set()
+    # ``with f as ...`` targets a builtin by name: leave those modules' calls alone.
+    for kind, body in _nodes(ast.get("rules", [])):
+        if kind == "Call":
+            name = ref_name(body["fcn"])
+            if name is None or name in _NOT_WRAPPED or name.startswith(PREFIX):
+                continue
+            if is_builtin(name) != len(body.get("params", [])):
+                continue  # a policy function, or a native builtin in relation form
+            f_start, f_end = _span(body["fcn"])
+            _, c_end = int(body["span"]["start"]), int(body["span"]["end"])
+            edits.replace(f_start, f_end, PREFIX + name)
+            edits.insert(c_end, "[0]", order=-f_start)
+            wrapped.add((name, len(body.get("params", []))))
+        elif kind == "ArithExpr" and body.get("op") in _ARITH:
+            op = body["op"]
+            l_start, l_end = _span(body["lhs"])
+            r_start, _ = _span(body["rhs"])
+            gap = raw[l_end:r_start]
+            sym = _ARITH[op].encode()
+            at = gap.find(sym)
+            if at < 0:
+                continue
+            start, end = int(body["span"]["start"]), int(body["span"]["end"])
+            start = min(start, l_start)
+            edits.insert(start, f"{PREFIX}arith_{op.lower()}(", order=-end)
+            edits.replace(l_end + at, l_end + at + 1, ",")
+            edits.insert(end, ")[0]", order=-start)
+            wrapped.add((f"arith_{op.lower()}", 2))
+    return edits.apply(raw).decode(), wrapped
+
+
+class SafeBuiltins:
+    """The ``__ns.*`` extensions of one non-strict engine: each returns [value] or []."""
+
+    def __init__(self) -> None:
+        self._helpers: dict[tuple[str, int], Any] = {}
+
+    def _helper(self, name: str, nargs: int) -> Any:
+        key = (name, nargs)
+        helper = self._helpers.get(key)
+        if helper is None:
+            helper = regorus.Engine()
+            builtins.register(helper)
+            args = [f"input[{i}]" for i in range(nargs)]
+            if name.startswith("arith_"):
+                expr = f" {_ARITH[name[6:].capitalize()]} ".join(args)
+            else:
+                expr = f"{name}({', '.join(args)})"
+            helper.add_policy("ns.rego", f"package __ns_helper\nx := {expr}\n")
+            self._helpers[key] = helper
+        return helper
+
+    def function(self, name: str, nargs: int) -> Callable[..., Any]:
+        override = builtins.EXTENSIONS.get(name)
+
+        def run(*args: Any) -> list[Any]:
+            try:
+                if override is not None and override[0] == nargs:
+                    return [override[1](*args)]
+                helper = self._helper(name, nargs)
+                helper.set_input(list(args))
+                value = helper.eval_rule("data.__ns_helper.x")
+            except Exception:  # noqa: BLE001 - any builtin error is "undefined" in OPA
+                return []
+            except BaseException as exc:  # a Rust panic: drop the helper, stay undefined
+                if type(exc).__name__ != "PanicException":
+                    raise
+                self._helpers.pop((name, nargs), None)
+                return []
+            return [] if value is None else [value]
+
+        return run
+
+    def register(self, engine: Any, wrapped: set[tuple[str, int]]) -> None:
+        for name, nargs in sorted(wrapped):
+            engine.add_extension(PREFIX + name, nargs, self.function(name, nargs))
+
+
+def ast_modules(engine: Any) -> dict[str, dict[str, Any]]:
+    """file name -> AST of every module loaded in ``engine``."""
+    return {
+        entry["source"]["file"]: entry["ast"] for entry in orjson.loads(engine.get_ast_as_json())
+    }

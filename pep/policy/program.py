@@ -1,0 +1,184 @@
+"""A bundle's modules and data compiled for the embedded engine, as the gateway runs them.
+
+``Program`` is the one place that turns Rego source into something regorus evaluates:
+
+1. ``support.check_modules`` refuses, at load, every construct the embedded engine would
+   decide differently from OPA (naming construct, file and line);
+2. builtins called in relation form ``f(x, out)`` are rewritten to ``out = f(x)``;
+3. modules are compiled once into a *template* engine that is never evaluated; the live
+   engine is a clone of it (a clone costs under a microsecond);
+4. every evaluation runs on the live engine. If it raises, the live engine is discarded and
+   re-cloned from the template (so an engine left broken -- a Rust panic leaves regorus
+   answering "recursion detected" forever -- never serves a second request), and the one
+   request is re-evaluated on the non-strict copy (``nonstrict``): OPA's semantics for
+   builtin errors. A panic is never retried: it fails that request closed (``EngineFailure``).
+
+Thread-bound: regorus engines are ``unsendable``; create and use a Program on one thread.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import regorus
+
+from pep.policy import builtins, nonstrict, support
+from pep.policy.engine import PolicyError
+
+# OPA has no line-length limit; regorus' default (1,024 columns) refuses generated
+# allow-lists and long regexes that OPA accepts.
+_MAX_COL = 1 << 20
+_MAX_FILE_BYTES = 64 << 20
+_MAX_LINES = 1 << 20
+
+
+# eval_rule_as_json renders both "undefined" and the string "<undefined>" this way.
+_UNDEFINED_JSON = '"<undefined>"'
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # beyond 64-bit integers or orjson's depth: stay exact
+        return json.loads(text)
+
+
+class EngineFailure(PolicyError):
+    """The engine itself failed (a Rust panic): not the policy's fault, not the input's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "engine_failure")
+
+
+def clean_error(exc: BaseException) -> str:
+    """regorus messages may carry a Rust backtrace; keep the part a human needs."""
+    text = str(exc).split("Stack backtrace:", 1)[0].strip()
+    return text or type(exc).__name__
+
+
+def is_panic(exc: BaseException) -> bool:
+    return type(exc).__name__ == "PanicException"
+
+
+def new_engine() -> Any:
+    engine = regorus.Engine()
+    engine.set_policy_length_config(
+        max_col=_MAX_COL, max_file_bytes=_MAX_FILE_BYTES, max_lines=_MAX_LINES
+    )
+    builtins.register(engine)
+    return engine
+
+
+def _add_modules(engine: Any, modules: dict[str, str]) -> None:
+    for name, src in modules.items():
+        try:
+            engine.add_policy(name, src)
+        except Exception as exc:  # regorus raises RuntimeError with a located message
+            raise PolicyError(f"{name}: {clean_error(exc)}", "policy_invalid") from exc
+
+
+class Program:
+    """Compiled modules + data; ``evaluate`` answers one path for one input."""
+
+    __slots__ = ("_data", "_engine", "_safe", "_sources", "_template", "rule_paths",
+                 "failures", "fallbacks")
+
+    def __init__(self, modules: dict[str, str], data: dict[str, Any]) -> None:
+        parsed = new_engine()
+        _add_modules(parsed, modules)
+        asts = nonstrict.ast_modules(parsed)
+        analysis = support.analyse(modules, asts)
+        if analysis.refusals:
+            raise PolicyError(
+                "policy uses what the embedded engine cannot run exactly as OPA: "
+                + "; ".join(analysis.refusals),
+                "policy_refused",
+            )
+        self._sources = analysis.sources  # relation-form calls rewritten
+        self.rule_paths = analysis.rule_paths
+        self._data = orjson.dumps(data).decode() if data else ""
+        self._template = self._build(self._sources)
+        self._engine = self._template.clone()
+        self._safe: Any = None
+        self.failures = 0  # panics: requests failed closed and engine rebuilt
+        self.fallbacks = 0  # evaluations answered by the non-strict copy
+
+    def _build(self, sources: dict[str, str]) -> Any:
+        engine = new_engine()
+        _add_modules(engine, sources)
+        if self._data:
+            engine.add_data_json(self._data)
+        return engine
+
+    def _safe_engine(self) -> Any:
+        if self._safe is None:
+            asts = nonstrict.ast_modules(self._template)
+            is_builtin = support.builtin_predicate(self._sources, asts)
+            sources: dict[str, str] = {}
+            wrapped: set[tuple[str, int]] = set()
+            for name, src in self._sources.items():
+                sources[name], used = nonstrict.rewrite(src, asts[name], is_builtin)
+                wrapped |= used
+            engine = new_engine()
+            nonstrict.SafeBuiltins().register(engine, wrapped)
+            _add_modules(engine, sources)
+            if self._data:
+                engine.add_data_json(self._data)
+            self._safe = engine
+        return self._safe.clone()
+
+    def _run(self, engine: Any, path: str, input_json: str | None) -> tuple[bool, Any]:
+        if input_json is not None:
+            try:
+                engine.set_input_json(input_json)
+            except RuntimeError:
+                # serde_json stops at 128 levels; OPA has no such limit.
+                engine.set_input(_loads(input_json))
+        if path in self.rule_paths:
+            out = engine.eval_rule_as_json(path)
+            if out != _UNDEFINED_JSON:
+                return True, _loads(out)
+            # Ambiguous: undefined, or a rule whose value is that very string.
+        rows = _loads(engine.eval_query_as_json(path)).get("result")
+        return (True, rows[0]["expressions"][0]["value"]) if rows else (False, None)
+
+    def evaluate(self, path: str, input_json: str | None) -> tuple[bool, Any]:
+        """(defined, JSON value of ``path``: sets as arrays). Raises
+        PolicyError (EngineFailure for a panic); never leaves the live engine broken."""
+        try:
+            return self._run(self._engine, path, input_json)
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) or is_panic(exc)):
+                raise
+            self._engine = self._template.clone()
+            if is_panic(exc):
+                self.failures += 1
+                raise EngineFailure(f"policy engine failure: {clean_error(exc)}") from None
+            first = exc
+        self.fallbacks += 1
+        try:
+            return self._run(self._safe_engine(), path, input_json)
+        except BaseException as exc:
+            if is_panic(exc):
+                self.failures += 1
+                self._safe = None
+                raise EngineFailure(f"policy engine failure: {clean_error(exc)}") from None
+            if not isinstance(exc, Exception):
+                raise
+            raise PolicyError(
+                f"policy evaluation failed: {clean_error(exc)}", "policy_invalid"
+            ) from first
+
+    def healthy(self) -> bool:
+        """Can a fresh clone of the template still evaluate? (readiness)"""
+        try:
+            probe = self._template.clone()
+            probe.set_input_json("{}")
+            probe.eval_query("true")
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) or is_panic(exc)):
+                raise
+            return False
+        return True

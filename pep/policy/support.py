@@ -1,0 +1,276 @@
+"""What the embedded engine runs exactly as OPA does, and what it refuses at load.
+
+One source of truth for three consumers: bundle load (``Program`` refuses), ``regogate
+policy check`` (reports), and ``docs/policies.md`` (``scripts/gen_policy_docs.py`` renders
+``REFUSED_BUILTINS`` and ``REFUSED_CONSTRUCTS``; a test keeps the page current).
+
+The checker walks regorus' own AST (``Engine.get_ast_as_json``), so a refusal names the
+construct, the file and the line. Anything not refused must agree with OPA v1.9.0 on the
+conformance corpus (tests/policy/conformance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import regorus
+
+from pep.policy import builtins
+from pep.policy.rego_ast import ref_name
+
+# Builtins refused wherever they appear, with the reason shown to the policy author.
+REFUSED_BUILTINS: dict[str, str] = {
+    **builtins.REFUSED,
+}
+
+# Constructs refused wherever they appear (key -> what and why), checked on the AST.
+REFUSED_CONSTRUCTS: dict[str, str] = {
+    "walk_assignment": (
+        "`[path, value] := walk(x)` (assignment form) yields nothing on the embedded engine; "
+        "write the relation form `walk(x, [path, value])`"
+    ),
+    "with_extension": (
+        "`with f as ...` where f is implemented in Python by regogate cannot be replaced on "
+        "the embedded engine; use a policy function and replace that"
+    ),
+    "with_builtin_by_builtin": (
+        "`with f as g` where g is a builtin does not resolve on the embedded engine; wrap g "
+        "in a policy function"
+    ),
+    "import_keyword": (
+        "an import path ending in a Rego keyword (e.g. `import data.lib.contains`) is an "
+        "error in OPA"
+    ),
+    "integral_float_in_set": (
+        "a set literal containing an integral float such as `1.0`: OPA 1.9 and later "
+        "releases disagree on its membership (`1 in {1.0}`); write `1`"
+    ),
+    "missing_builtin": "a function that is neither a policy function nor an available builtin",
+}
+
+KEYWORDS = frozenset({"as", "contains", "default", "else", "every", "false", "if", "import",
+                      "in", "not", "null", "package", "some", "true", "with"})
+
+
+@dataclass
+class Analysis:
+    refusals: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    rule_paths: frozenset[str] = frozenset()
+
+
+_ARITY: dict[str, int | None] = {}
+
+
+def native_arity(name: str) -> int | None:
+    """Arity of a regorus builtin (None if regorus lacks it), asked once per process."""
+    if name not in _ARITY:
+        engine = regorus.Engine()
+        try:
+            engine.add_policy("probe.rego", f"package regogate_probe\nx := {name}(null)\n")
+            engine.eval_rule("data.regogate_probe.x")
+            arity: int | None = 1
+        except Exception as exc:  # noqa: BLE001 - the message is the answer
+            text = str(exc)
+            arity = 1
+            if "could not find function" in text:
+                arity = None
+            else:
+                marker = "expects "
+                at = text.find(marker)
+                if at >= 0:
+                    words = text[at + len(marker):].split()
+                    if words and words[0].isdigit() and "argument" in text:
+                        arity = int(words[0])
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":
+                raise
+            arity = 1
+        _ARITY[name] = arity
+    return _ARITY[name]
+
+
+def builtin_arity(name: str) -> int | None:
+    ext = builtins.EXTENSIONS.get(name)
+    return ext[0] if ext is not None else native_arity(name)
+
+
+def _span(node: Any) -> tuple[int, int, int]:
+    body = next(iter(node.values()))
+    span = body["span"]
+    return int(span["start"]), int(span["end"]), int(span["line"])
+
+
+def _walk(node: Any, parent: Any = None) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(kind, body, parent body) for every spanned AST node."""
+    if isinstance(node, dict):
+        here = parent
+        if len(node) == 1:
+            kind, body = next(iter(node.items()))
+            if isinstance(body, dict) and "span" in body:
+                yield kind, body, parent
+                here = body
+        for value in node.values():
+            yield from _walk(value, here)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value, parent)
+
+
+def _static_head(refr: Any) -> str | None:
+    """``limits.team[t]`` -> ``limits.team``: the static prefix of a rule head."""
+    name = ref_name(refr)
+    if name is not None:
+        return name
+    if isinstance(refr, dict) and len(refr) == 1:
+        kind, body = next(iter(refr.items()))
+        if kind == "RefBrack":
+            return _static_head(body["refr"])
+    return None
+
+
+class _Module:
+    def __init__(self, file: str, source: str, ast: dict[str, Any]) -> None:
+        self.file = file
+        self.source = source
+        self.raw = source.encode()
+        self.ast = ast
+        self.package = ref_name(ast["package"]["refr"]) or ""
+        self.imports: dict[str, str] = {}
+        for imp in ast.get("imports", []):
+            target = ref_name(imp.get("refr"))
+            if target is None or not target.startswith("data."):
+                continue
+            alias = imp.get("as")
+            alias_name = None
+            if isinstance(alias, dict) and "start" in alias and "end" in alias:
+                alias_name = self.raw[alias["start"]:alias["end"]].decode(errors="replace")
+            self.imports[alias_name or target.rsplit(".", 1)[-1]] = target
+        self.rules: list[tuple[str, str]] = []  # (full path, kind)
+        for rule in ast.get("rules", []):
+            spec = rule.get("Spec")
+            if not isinstance(spec, dict):
+                continue
+            head_kind, head = next(iter(spec["head"].items()))
+            name = _static_head(head.get("refr"))
+            if name is not None:
+                self.rules.append((f"data.{self.package}.{name}", head_kind))
+
+    def text(self, node: Any) -> str:
+        start, end, _ = _span(node)
+        return self.raw[start:end].decode()
+
+    def resolve(self, name: str) -> list[str]:
+        head, _, rest = name.partition(".")
+        out = [f"data.{self.package}.{name}"]
+        if name.startswith("data."):
+            out.append(name)
+        if head in self.imports and rest:
+            out.append(f"{self.imports[head]}.{rest}")
+        return out
+
+
+def _modules(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> list[_Module]:
+    return [_Module(f, sources[f], asts[f]) for f in sources if f in asts]
+
+
+def builtin_predicate(
+    sources: dict[str, str], asts: dict[str, dict[str, Any]]
+) -> Callable[[str], int | None]:
+    """Arity of a call name if it is a builtin (not a policy function), else None."""
+    mods = _modules(sources, asts)
+    functions = {path for m in mods for path, kind in m.rules if kind == "Func"}
+    with_targets = {
+        name for m in mods for kind, body, _ in _walk(m.ast.get("rules", []))
+        if kind != "Call" for mod in body.get("with_mods", []) or []
+        if (name := ref_name(mod.get("refr"))) is not None
+    }
+    # Resolution needs the calling module; a name that is a policy function anywhere in the
+    # bundle under any of its spellings is treated as one (conservative: not wrapped).
+    short = {p.rsplit(".", 1)[-1] for p in functions}
+
+    def is_builtin(name: str) -> int | None:
+        if name in with_targets or name.split(".")[-1] in short:
+            return None
+        return builtin_arity(name)
+
+    return is_builtin
+
+
+def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysis:
+    mods = _modules(sources, asts)
+    functions = {path for m in mods for path, kind in m.rules if kind == "Func"}
+    out = Analysis(rule_paths=frozenset(p for m in mods for p, _ in m.rules))
+
+    def refuse(m: _Module, line: int, key: str, detail: str = "") -> None:
+        what = REFUSED_CONSTRUCTS.get(key, key)
+        out.refusals.append(f"{m.file}:{line}: {detail + ': ' if detail else ''}{what}")
+
+    for m in mods:
+        for imp in m.ast.get("imports", []):
+            target = ref_name(imp.get("refr"))
+            if target and target.rsplit(".", 1)[-1] in KEYWORDS and target.startswith("data."):
+                refuse(m, _span(imp["refr"])[2], "import_keyword", f"import {target}")
+        edits: list[tuple[int, int, str]] = []
+        for kind, body, parent in _walk(m.ast.get("rules", [])):
+            for mod in body.get("with_mods", []) or []:
+                target = ref_name(mod.get("refr"))
+                if target is None or target.split(".")[0] in ("input", "data"):
+                    continue
+                if any(c in functions for c in m.resolve(target)):
+                    continue
+                line = _span(mod["refr"])[2]
+                if target in builtins.EXTENSIONS:
+                    refuse(m, line, "with_extension", f"with {target}")
+                value = ref_name(mod.get("as"))
+                if value and builtin_arity(value) is not None and not any(
+                    c in functions for c in m.resolve(value)
+                ):
+                    refuse(m, line, "with_builtin_by_builtin", f"with {target} as {value}")
+            if kind == "Set":
+                for item in body.get("items", []):
+                    if "Number" in item and "." in m.text(item):
+                        value = item["Number"]["value"]
+                        if isinstance(value, (int, float)) and float(value).is_integer():
+                            refuse(m, _span(item)[2], "integral_float_in_set", m.text(item))
+            if kind == "AssignExpr" or (kind == "BoolExpr" and body.get("op") == "Eq"):
+                rhs, lhs = body.get("rhs"), body.get("lhs")
+                for a, b in ((lhs, rhs), (rhs, lhs)):
+                    if (isinstance(b, dict) and "Call" in b
+                            and ref_name(b["Call"]["fcn"]) == "walk" and "Var" not in a):
+                        refuse(m, body["span"]["line"], "walk_assignment")
+            if kind != "Call":
+                continue
+            name = ref_name(body["fcn"])
+            if name is None:
+                continue
+            line = int(body["span"]["line"])
+            if any(c in functions for c in m.resolve(name)):
+                continue
+            if name in REFUSED_BUILTINS:
+                out.refusals.append(f"{m.file}:{line}: {name} is refused: {REFUSED_BUILTINS[name]}")
+                continue
+            arity = builtin_arity(name)
+            if arity is None:
+                refuse(m, line, "missing_builtin", name)
+                continue
+            params = body.get("params", [])
+            statement = isinstance(parent, dict) and "expr" in parent and parent["expr"].get(
+                "Call"
+            ) is body
+            # regorus supports the relation form of its native builtins (and only its
+            # assignment form of walk is broken); our Python extensions need the rewrite.
+            if len(params) == arity + 1 and statement and name in builtins.EXTENSIONS:
+                start, end = int(body["span"]["start"]), int(body["span"]["end"])
+                head = m.raw[_span(body["fcn"])[0]:_span(params[-2])[1]].decode() + ")" \
+                    if arity else m.text(body["fcn"]) + "()"
+                edits.append((start, end, f"{m.text(params[-1])} = {head}"))
+        src = m.raw
+        for start, end, text in sorted(edits, reverse=True):
+            src = src[:start] + text.encode() + src[end:]
+        out.sources[m.file] = src.decode()
+    for f, s in sources.items():
+        out.sources.setdefault(f, s)
+    return out
