@@ -16,9 +16,14 @@ from typing import Any
 
 import orjson
 
+from pep.policy.builtins_text import ARITH, TEXT_EXTENSIONS
 
-class _BuiltinError(ValueError):
-    """Raised inside an extension; regorus turns it into an evaluation error, as OPA does."""
+
+from pep.policy.builtins_text import BuiltinError as _BuiltinError
+
+# The arithmetic operators, routed to exact decimal arithmetic (nonstrict.rewrite_arith).
+ARITH_OPS = {"Add": ("+", "add"), "Sub": ("-", "sub"), "Mul": ("*", "mul"),
+             "Div": ("/", "div"), "Mod": ("%", "rem")}
 
 
 def _text(value: Any, fn: str) -> bytes:
@@ -84,6 +89,8 @@ EXTENSIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "crypto.hmac.sha512": (2, _hmac("sha512")),
     "crypto.hmac.equal": (2, _hmac_equal),
     "io.jwt.decode": (1, _jwt_decode),
+    **TEXT_EXTENSIONS,
+    **{f"__arith.{name}": (2, ARITH[op]) for op, (_, name) in ARITH_OPS.items()},
 }
 
 # Builtins regorus *has* but which do not behave as in OPA, or which a gateway policy must

@@ -99,5 +99,16 @@ class CompiledPolicy:
         defined, value = self.program.evaluate(self.rule, input_json)
         return value if defined else None
 
+    def probe(self) -> str | None:
+        """None if a fresh engine evaluates the decision rule (on an empty input) without
+        failing; else why not. An input-dependent policy error is not an engine problem."""
+        try:
+            self.program.evaluate(self.rule, "{}", fresh=True)
+        except EngineFailure as exc:
+            return str(exc)
+        except PolicyError:
+            return None
+        return None
+
     def evaluate(self, policy_input: dict[str, Any]) -> Any:
         return self.evaluate_json(orjson.dumps(policy_input).decode())

@@ -4,6 +4,12 @@ Hot reload polls the bundle's file mtimes (one ``os.walk`` + ``stat`` per interv
 thread); on a change it reads the bundle, compiles a *fresh* engine on the loop thread and
 swaps one reference. A request always sees one whole compiled bundle. On a compile error the
 old policy keeps serving; the error is logged, counted and shown in ``ready()``.
+
+Engine failures are contained per request (GUIDE.md 3.15): a Rust panic inside regorus (a
+``BaseException``) or any other error fails that one request closed and the live engine is
+re-cloned from the compiled bundle before the next one (``Program``); panics are counted in
+``engine_failures`` (``regogate_policy_engine_failures_total``). ``ready()`` probes a fresh
+engine, so a bundle that cannot evaluate at all is not ready.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import orjson
 
 from pep.policy import bundle as bundle_mod
-from pep.policy.compiled import CompiledPolicy
+from pep.policy.compiled import CompiledPolicy, EngineFailure
 from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError, parse_decision
 
@@ -45,6 +51,7 @@ class EmbeddedEngine:
         self.reloads = 0
         self.reload_errors = 0
         self.last_reload_error: str | None = None
+        self.engine_failures = 0
 
     @property
     def revision(self) -> str:
@@ -111,7 +118,13 @@ class EmbeddedEngine:
         policy = self._policy
         if policy is None:
             raise PolicyError("policy engine not started", "policy_unavailable")
-        return policy.evaluate_json(input_json)
+        try:
+            return policy.evaluate_json(input_json)
+        except EngineFailure:
+            self.engine_failures += 1
+            log.error("policy engine failure contained; engine rebuilt from revision %s",
+                      policy.revision)
+            raise
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         return self.decide(orjson.dumps(policy_input).decode(), policy_input)
@@ -121,7 +134,7 @@ class EmbeddedEngine:
         policy = self._policy
         if policy is None:
             raise PolicyError("policy engine not started", "policy_unavailable")
-        raw = policy.evaluate_json(input_json)
+        raw = self.evaluate_raw(input_json)
         request = policy_input.get("request")
         request_id = request.get("id") if isinstance(request, dict) else None
         # One request = one decision id (GUIDE.md section 1): the request id.
@@ -133,7 +146,14 @@ class EmbeddedEngine:
             "revision": self.revision,
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
+            "engine_failures": self.engine_failures,
         }
         if self.last_reload_error:
             detail["last_reload_error"] = self.last_reload_error
-        return self._policy is not None, detail
+        policy = self._policy
+        if policy is None:
+            return False, detail
+        problem = policy.probe()
+        if problem:
+            detail["engine_error"] = problem
+        return problem is None, detail

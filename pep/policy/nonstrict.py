@@ -7,7 +7,7 @@ embedded engine and a decision on the sidecar: the same policy would decide diff
 
 regorus cannot return "undefined" from an extension, so the non-strict variant of a bundle is
 a *rewritten copy* of its sources: every builtin call ``f(a, b)`` becomes
-``__ns.f(a, b)[0]`` and every arithmetic ``a / b`` becomes ``__ns.div(a, b)[0]``. The
+``__ns.f(a, b)[0]`` (arithmetic is already ``__arith.div(a, b)``, see ``rewrite_arith``). The
 ``__ns.*`` extensions run the real builtin (native, through a one-rule helper engine, or our
 Python override) and return ``[value]``, or ``[]`` on error: indexing an empty array is
 undefined, exactly OPA's rule. The rewrite is driven by regorus' own AST spans.
@@ -26,10 +26,9 @@ import orjson
 import regorus
 
 from pep.policy import builtins
+from pep.policy.builtins import ARITH_OPS
 
 PREFIX = "__ns."
-# Arithmetic operators -> (helper expression, extension name).
-_ARITH = {"Div": "/", "Mod": "%", "Add": "+", "Sub": "-", "Mul": "*"}
 # Not wrapped: print has no value; our own wrappers; calls OPA itself never makes undefined.
 _NOT_WRAPPED = {"print"}
 
@@ -73,6 +72,27 @@ def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _nodes(value)
 
 
+def rewrite_arith(source: str, ast: dict[str, Any]) -> str:
+    """``a + b`` -> ``__arith.add(a, b)`` (and - * / %): OPA computes on exact decimals
+    (``0.1 + 0.2 == 0.3``), regorus on binary floats. Applied to the fast copy too."""
+    raw = source.encode()
+    edits = _Edits()
+    for kind, body in _nodes(ast.get("rules", [])):
+        if kind != "ArithExpr" or body.get("op") not in ARITH_OPS:
+            continue
+        op = body["op"]
+        l_start, l_end = _span(body["lhs"])
+        r_start, _ = _span(body["rhs"])
+        at = raw[l_end:r_start].find(ARITH_OPS[op][0].encode())
+        if at < 0:
+            raise ValueError(f"operator {op} not found at byte {l_end}")
+        start, end = min(int(body["span"]["start"]), l_start), int(body["span"]["end"])
+        edits.insert(start, f"__arith.{ARITH_OPS[op][1]}(", order=-end)
+        edits.replace(l_end + at, l_end + at + 1, ",")
+        edits.insert(end, ")", order=-start)
+    return edits.apply(raw).decode()
+
+
 def rewrite(
     source: str, ast: dict[str, Any], is_builtin: Callable[[str], int | None]
 ) -> tuple[str, set[tuple[str, int]]]:
@@ -82,34 +102,18 @@ def rewrite(
     raw = source.encode()
     edits = _Edits()
     wrapped: set[tuple[str, int]] = set()
-    # ``with f as ...`` targets a builtin by name: leave those modules' calls alone.
     for kind, body in _nodes(ast.get("rules", [])):
-        if kind == "Call":
-            name = ref_name(body["fcn"])
-            if name is None or name in _NOT_WRAPPED or name.startswith(PREFIX):
-                continue
-            if is_builtin(name) != len(body.get("params", [])):
-                continue  # a policy function, or a native builtin in relation form
-            f_start, f_end = _span(body["fcn"])
-            _, c_end = int(body["span"]["start"]), int(body["span"]["end"])
-            edits.replace(f_start, f_end, PREFIX + name)
-            edits.insert(c_end, "[0]", order=-f_start)
-            wrapped.add((name, len(body.get("params", []))))
-        elif kind == "ArithExpr" and body.get("op") in _ARITH:
-            op = body["op"]
-            l_start, l_end = _span(body["lhs"])
-            r_start, _ = _span(body["rhs"])
-            gap = raw[l_end:r_start]
-            sym = _ARITH[op].encode()
-            at = gap.find(sym)
-            if at < 0:
-                continue
-            start, end = int(body["span"]["start"]), int(body["span"]["end"])
-            start = min(start, l_start)
-            edits.insert(start, f"{PREFIX}arith_{op.lower()}(", order=-end)
-            edits.replace(l_end + at, l_end + at + 1, ",")
-            edits.insert(end, ")[0]", order=-start)
-            wrapped.add((f"arith_{op.lower()}", 2))
+        if kind != "Call":
+            continue
+        name = ref_name(body["fcn"])
+        if name is None or name in _NOT_WRAPPED or name.startswith(PREFIX):
+            continue
+        if is_builtin(name) != len(body.get("params", [])):
+            continue  # a policy function, or a native builtin in relation form
+        f_start, f_end = _span(body["fcn"])
+        edits.replace(f_start, f_end, PREFIX + name)
+        edits.insert(int(body["span"]["end"]), "[0]", order=-f_start)
+        wrapped.add((name, len(body.get("params", []))))
     return edits.apply(raw).decode(), wrapped
 
 
@@ -125,11 +129,7 @@ class SafeBuiltins:
         if helper is None:
             helper = regorus.Engine()
             builtins.register(helper)
-            args = [f"input[{i}]" for i in range(nargs)]
-            if name.startswith("arith_"):
-                expr = f" {_ARITH[name[6:].capitalize()]} ".join(args)
-            else:
-                expr = f"{name}({', '.join(args)})"
+            expr = f"{name}({', '.join(f'input[{i}]' for i in range(nargs))})"
             helper.add_policy("ns.rego", f"package __ns_helper\nx := {expr}\n")
             self._helpers[key] = helper
         return helper

@@ -96,7 +96,14 @@ class Program:
                 + "; ".join(analysis.refusals),
                 "policy_refused",
             )
-        self._sources = analysis.sources  # relation-form calls rewritten
+        # Relation-form calls rewritten, then arithmetic routed to exact decimals.
+        reparsed = new_engine()
+        _add_modules(reparsed, analysis.sources)
+        asts = nonstrict.ast_modules(reparsed)
+        self._sources = {
+            name: nonstrict.rewrite_arith(src, asts[name]) if name in asts else src
+            for name, src in analysis.sources.items()
+        }
         self.rule_paths = analysis.rule_paths
         self._data = orjson.dumps(data).decode() if data else ""
         self._template = self._build(self._sources)
@@ -144,11 +151,14 @@ class Program:
         rows = _loads(engine.eval_query_as_json(path)).get("result")
         return (True, rows[0]["expressions"][0]["value"]) if rows else (False, None)
 
-    def evaluate(self, path: str, input_json: str | None) -> tuple[bool, Any]:
-        """(defined, JSON value of ``path``: sets as arrays). Raises
-        PolicyError (EngineFailure for a panic); never leaves the live engine broken."""
+    def evaluate(
+        self, path: str, input_json: str | None, *, fresh: bool = False
+    ) -> tuple[bool, Any]:
+        """(defined, JSON value of ``path``: sets as arrays). Raises PolicyError
+        (EngineFailure for a panic); never leaves the live engine broken. ``fresh`` runs on
+        a new clone of the template (readiness probes), leaving the live engine alone."""
         try:
-            return self._run(self._engine, path, input_json)
+            return self._run(self._template.clone() if fresh else self._engine, path, input_json)
         except BaseException as exc:
             if not (isinstance(exc, Exception) or is_panic(exc)):
                 raise
@@ -170,15 +180,3 @@ class Program:
             raise PolicyError(
                 f"policy evaluation failed: {clean_error(exc)}", "policy_invalid"
             ) from first
-
-    def healthy(self) -> bool:
-        """Can a fresh clone of the template still evaluate? (readiness)"""
-        try:
-            probe = self._template.clone()
-            probe.set_input_json("{}")
-            probe.eval_query("true")
-        except BaseException as exc:
-            if not (isinstance(exc, Exception) or is_panic(exc)):
-                raise
-            return False
-        return True

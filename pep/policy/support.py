@@ -43,9 +43,18 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
         "an import path ending in a Rego keyword (e.g. `import data.lib.contains`) is an "
         "error in OPA"
     ),
-    "integral_float_in_set": (
-        "a set literal containing an integral float such as `1.0`: OPA 1.9 and later "
-        "releases disagree on its membership (`1 in {1.0}`); write `1`"
+    "float_trailing_zero": (
+        "a number literal with trailing zeros after the point (`1.0`, `2.50`): OPA keeps "
+        "the literal's text (`json.marshal`, `sprintf`, set membership), the embedded "
+        "engine only its value; write `1` or `2.5`"
+    ),
+    "number_range": (
+        "a number literal of magnitude 2^64 or more: the embedded engine cannot compute "
+        "with it exactly"
+    ),
+    "ill_typed_call": (
+        "a builtin called with constant arguments of the wrong type: OPA's type checker "
+        "rejects the policy"
     ),
     "missing_builtin": "a function that is neither a policy function nor an available builtin",
 }
@@ -117,6 +126,61 @@ def _walk(node: Any, parent: Any = None) -> Iterator[tuple[str, dict[str, Any], 
     elif isinstance(node, list):
         for value in node:
             yield from _walk(value, parent)
+
+
+def _dicts(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _dicts(value)
+
+
+_CONSTANT = frozenset({"Number", "String", "RawString", "Bool", "Null", "Array", "Set",
+                       "Object"})
+
+
+def _constant(node: Any) -> bool:
+    """A literal made only of literals (no variables, refs or calls)."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    kind, body = next(iter(node.items()))
+    if kind not in _CONSTANT:
+        return False
+    if kind in ("Array", "Set"):
+        return all(_constant(i) for i in body.get("items", []))
+    if kind == "Object":
+        return all(
+            _constant(f[1]) and _constant(f[2]) if isinstance(f, list) and len(f) == 3
+            else False
+            for f in body.get("fields", [])
+        )
+    return True
+
+
+_TYPE_ERROR = ("expects string argument", "expects object argument", "expects number",
+               "expects array", "expects set", "expects string collection",
+               "requires array/object/set/string", "expects boolean", "operand must be",
+               "argument must be", "invalid argument")
+
+
+def _type_error(call_text: str) -> str | None:
+    """Evaluate a constant call once: a type error is what OPA's checker refuses."""
+    from pep.policy.program import clean_error, new_engine
+
+    engine = new_engine()
+    try:
+        engine.add_policy("t.rego", f"package regogate_typecheck\nx := {call_text}\n")
+        engine.eval_rule("data.regogate_typecheck.x")
+    except Exception as exc:  # noqa: BLE001 - only the message matters
+        msg = clean_error(exc).splitlines()[-1]
+        return msg if any(t in msg for t in _TYPE_ERROR) else None
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+    return None
 
 
 def _static_head(refr: Any) -> str | None:
@@ -214,8 +278,8 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
             if target and target.rsplit(".", 1)[-1] in KEYWORDS and target.startswith("data."):
                 refuse(m, _span(imp["refr"])[2], "import_keyword", f"import {target}")
         edits: list[tuple[int, int, str]] = []
-        for kind, body, parent in _walk(m.ast.get("rules", [])):
-            for mod in body.get("with_mods", []) or []:
+        for stmt in _dicts(m.ast.get("rules", [])):
+            for mod in stmt.get("with_mods", []) or []:
                 target = ref_name(mod.get("refr"))
                 if target is None or target.split(".")[0] in ("input", "data"):
                     continue
@@ -229,12 +293,15 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                     c in functions for c in m.resolve(value)
                 ):
                     refuse(m, line, "with_builtin_by_builtin", f"with {target} as {value}")
-            if kind == "Set":
-                for item in body.get("items", []):
-                    if "Number" in item and "." in m.text(item):
-                        value = item["Number"]["value"]
-                        if isinstance(value, (int, float)) and float(value).is_integer():
-                            refuse(m, _span(item)[2], "integral_float_in_set", m.text(item))
+        for kind, body, parent in _walk(m.ast.get("rules", [])):
+            if kind == "Number":
+                literal = m.text({kind: body})
+                value = body.get("value")
+                mantissa = literal.lower().split("e")[0]
+                if "." in mantissa and mantissa.endswith("0"):
+                    refuse(m, int(body["span"]["line"]), "float_trailing_zero", literal)
+                elif isinstance(value, (int, float)) and abs(value) >= 2**64:
+                    refuse(m, int(body["span"]["line"]), "number_range", literal)
             if kind == "AssignExpr" or (kind == "BoolExpr" and body.get("op") == "Eq"):
                 rhs, lhs = body.get("rhs"), body.get("lhs")
                 for a, b in ((lhs, rhs), (rhs, lhs)):
@@ -257,6 +324,11 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                 refuse(m, line, "missing_builtin", name)
                 continue
             params = body.get("params", [])
+            if len(params) == arity and params and all(_constant(p) for p in params):
+                problem = _type_error(m.text({kind: body}))
+                if problem:
+                    refuse(m, line, "ill_typed_call", f"{name}: {problem}")
+                    continue
             statement = isinstance(parent, dict) and "expr" in parent and parent["expr"].get(
                 "Call"
             ) is body
