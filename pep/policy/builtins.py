@@ -16,7 +16,10 @@ from typing import Any
 
 import orjson
 
+from pep.policy.builtins_jwt import JWT_EXTENSIONS
+from pep.policy.builtins_net import NET_EXTENSIONS
 from pep.policy.builtins_text import ARITH, TEXT_EXTENSIONS
+from pep.policy.builtins_time import TIME_EXTENSIONS
 
 
 from pep.policy.builtins_text import BuiltinError as _BuiltinError
@@ -90,6 +93,9 @@ EXTENSIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "crypto.hmac.equal": (2, _hmac_equal),
     "io.jwt.decode": (1, _jwt_decode),
     **TEXT_EXTENSIONS,
+    **NET_EXTENSIONS,
+    **TIME_EXTENSIONS,
+    **JWT_EXTENSIONS,
     **{f"__arith.{name}": (2, ARITH[op]) for op, (_, name) in ARITH_OPS.items()},
 }
 
@@ -100,6 +106,11 @@ REFUSED: dict[str, str] = {
     "http.send": "network calls from policy are not allowed (regorus returns undefined)",
     "net.lookup_ip_addr": "DNS lookups from policy are not allowed",
     "opa.runtime": "differs between the embedded engine and OPA",
+    "json.match_schema": "its result shape differs from OPA's on the embedded engine",
+    "graph.reachable_paths": (
+        "differs on cyclic graphs between the embedded engine and OPA (and between OPA "
+        "releases)"
+    ),
 }
 
 

@@ -56,6 +56,10 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
         "a builtin called with constant arguments of the wrong type: OPA's type checker "
         "rejects the policy"
     ),
+    "time_format_zone_name": (
+        "`time.format` with a layout naming the zone (`MST`): the embedded engine prints "
+        "the offset, OPA the abbreviation"
+    ),
     "missing_builtin": "a function that is neither a policy function nor an available builtin",
 }
 
@@ -324,6 +328,10 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                 refuse(m, line, "missing_builtin", name)
                 continue
             params = body.get("params", [])
+            if name == "time.format" and params and "Array" in params[0]:
+                items = params[0]["Array"].get("items", [])
+                if len(items) == 3 and "MST" in m.text(items[2]):
+                    refuse(m, line, "time_format_zone_name")
             if len(params) == arity and params and all(_constant(p) for p in params):
                 problem = _type_error(m.text({kind: body}))
                 if problem:
