@@ -136,28 +136,36 @@ def cidr_contains_matches(cidrs: Any, addrs: Any) -> set[tuple[Any, Any]] | list
     ) else unique
 
 
+_CLASS_BITS = ((128, 8), (192, 16), (224, 24))  # Go's IP.DefaultMask (classful)
+
+
 def cidr_merge(addrs: Any) -> set[str]:
     fn = "net.cidr_merge"
     if not isinstance(addrs, (list, set, frozenset)):
         raise BuiltinError(f"{fn}: operand must be an array or set")
-    v4: list[ipaddress.IPv4Network] = []
-    v6: list[ipaddress.IPv6Network] = []
+    nets: list[Any] = []
+    written: dict[Any, str] = {}  # a bare address keeps its text, as OPA prints it
     for item in addrs:
         s = text(item, fn)
         try:
             if "/" in s:
                 net = ipaddress.ip_network(s, strict=False)
             else:
-                # OPA: a bare address becomes a network with the class default (/32, /128)
-                # ... except it reports the address with a /24? No: keep Go's parse.
                 addr = ipaddress.ip_address(s)
-                net = ipaddress.ip_network(f"{addr}/{'24' if addr.version == 4 else '64'}",
-                                           strict=False)
+                if addr.version != 4:
+                    raise BuiltinError(f"{fn}: {s!r} has no default mask")
+                bits = next((b for top, b in _CLASS_BITS if addr.packed[0] < top), None)
+                if bits is None:
+                    raise BuiltinError(f"{fn}: {s!r} has no default mask")
+                net = ipaddress.ip_network(f"{addr}/{bits}", strict=False)
+                written[net] = f"{addr}/{bits}"
         except ValueError as exc:
             raise BuiltinError(f"{fn}: invalid address {s!r}") from exc
-        (v4 if net.version == 4 else v6).append(net)  # type: ignore[arg-type]
+        nets.append(net)
+    v4 = [n for n in nets if n.version == 4]
+    v6 = [n for n in nets if n.version == 6]
     merged = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
-    return {str(n) for n in merged}
+    return {written.get(n, str(n)) for n in merged}
 
 
 def cidr_expand(cidr: Any) -> set[str]:

@@ -14,6 +14,7 @@ import binascii
 import json
 import math
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
@@ -47,6 +48,13 @@ def strings_count(s: Any, sub: Any) -> int:
     return text(s, "strings.count").count(text(sub, "strings.count"))
 
 
+def count(x: Any) -> int:
+    # regorus counts UTF-16 units of a string (an emoji is 2); OPA counts code points.
+    if isinstance(x, (str, list, dict, set, frozenset)):
+        return len(x)
+    raise BuiltinError("count: operand must be an array, object, set or string")
+
+
 def indexof(s: Any, sub: Any) -> int:
     s, sub = text(s, "indexof"), text(sub, "indexof")
     if not sub:
@@ -68,20 +76,20 @@ def replace_n(patterns: Any, s: Any) -> str:
     ):
         raise BuiltinError("strings.replace_n: patterns must map strings to strings")
     s = text(s, "strings.replace_n")
-    olds = sorted(patterns)
-    if any(not k for k in olds):
-        raise BuiltinError("strings.replace_n: empty pattern")
+    olds = sorted(patterns)  # argument order = priority (Go's genericReplacer)
     out: list[str] = []
-    i = 0
-    while i < len(s):
-        for old in olds:
-            if s.startswith(old, i):
-                out.append(patterns[old])
-                i += len(old)
-                break
-        else:
+    i, prev_empty = 0, False
+    while i <= len(s):
+        # An empty pattern matches once per position, never twice in a row.
+        match = next((o for o in olds if (o or not prev_empty) and s.startswith(o, i)), None)
+        prev_empty = match == ""
+        if match is not None:
+            out.append(patterns[match])
+            i += len(match)
+            continue
+        if i < len(s):
             out.append(s[i])
-            i += 1
+        i += 1
     return "".join(out)
 
 
@@ -342,12 +350,21 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+# Go's decoder nests up to 10,000 levels; serde_json (regorus) stops at 128. Python's
+# recursion limit is raised for the call so documents a few thousand levels deep decode.
+_JSON_DEPTH = 5000
+
+
 def json_unmarshal(s: Any) -> Any:
+    doc = text(s, "json.unmarshal")
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, _JSON_DEPTH))
     try:
-        value = json.loads(text(s, "json.unmarshal"), parse_constant=_no_constant)
+        return _scrub(json.loads(doc, parse_constant=_no_constant))
     except (ValueError, RecursionError) as exc:
         raise BuiltinError("json.unmarshal: invalid JSON") from exc
-    return _scrub(value)
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _no_constant(name: str) -> Any:
@@ -419,6 +436,9 @@ ARITH: dict[str, Callable[[Any, Any], Any]] = {
 
 
 TEXT_EXTENSIONS: dict[str, tuple[int, Callable[..., Any]]] = {
+    # Only for strings and input values (support.py routes those calls here): regorus cannot
+    # hand Python a set of arrays or objects, which policies build and count.
+    "__exact.count": (1, count),
     "strings.count": (2, strings_count),
     "indexof": (2, indexof),
     "indexof_n": (2, indexof_n),

@@ -72,6 +72,18 @@ def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _nodes(value)
 
 
+def _numeric(node: dict[str, Any]) -> bool:
+    """Statically a number (or an input value, which is never a set)."""
+    kind, body = next(iter(node.items()))
+    if kind in ("Number", "ArithExpr"):
+        return True
+    if kind == "UnaryExpr":
+        return True
+    while kind in ("RefDot", "RefBrack"):
+        kind, body = next(iter(body["refr"].items()))
+    return kind == "Var" and body.get("value") == "input"
+
+
 def rewrite_arith(source: str, ast: dict[str, Any]) -> str:
     """``a + b`` -> ``__arith.add(a, b)`` (and - * / %): OPA computes on exact decimals
     (``0.1 + 0.2 == 0.3``), regorus on binary floats. Applied to the fast copy too."""
@@ -81,6 +93,8 @@ def rewrite_arith(source: str, ast: dict[str, Any]) -> str:
         if kind != "ArithExpr" or body.get("op") not in ARITH_OPS:
             continue
         op = body["op"]
+        if op == "Sub" and not (_numeric(body["lhs"]) and _numeric(body["rhs"])):
+            continue  # may be set difference: regorus cannot hand Python a set of arrays
         l_start, l_end = _span(body["lhs"])
         r_start, _ = _span(body["rhs"])
         at = raw[l_end:r_start].find(ARITH_OPS[op][0].encode())

@@ -187,6 +187,18 @@ def _type_error(call_text: str) -> str | None:
     return None
 
 
+def _string_or_input(node: Any) -> bool:
+    """A string literal or a reference into ``input`` (JSON: never a set)."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    kind, body = next(iter(node.items()))
+    if kind in ("String", "RawString"):
+        return True
+    while kind in ("RefDot", "RefBrack"):
+        kind, body = next(iter(body["refr"].items()))
+    return kind == "Var" and body.get("value") == "input"
+
+
 def _static_head(refr: Any) -> str | None:
     """``limits.team[t]`` -> ``limits.team``: the static prefix of a rule head."""
     name = ref_name(refr)
@@ -337,6 +349,9 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                 if problem:
                     refuse(m, line, "ill_typed_call", f"{name}: {problem}")
                     continue
+            if name == "count" and len(params) == 1 and _string_or_input(params[0]):
+                f_start, f_end, _ = _span(body["fcn"])
+                edits.append((f_start, f_end, "__exact.count"))
             statement = isinstance(parent, dict) and "expr" in parent and parent["expr"].get(
                 "Call"
             ) is body
