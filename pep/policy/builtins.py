@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from pep.policy.builtins_fmt import FMT_EXTENSIONS
 from pep.policy.builtins_jwt import JWT_EXTENSIONS
 from pep.policy.builtins_net import NET_EXTENSIONS
 from pep.policy.builtins_text import ARITH, TEXT_EXTENSIONS
@@ -96,6 +97,7 @@ EXTENSIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     **NET_EXTENSIONS,
     **TIME_EXTENSIONS,
     **JWT_EXTENSIONS,
+    **FMT_EXTENSIONS,
     **{f"__arith.{name}": (2, ARITH[op]) for op, (_, name) in ARITH_OPS.items()},
 }
 

@@ -107,6 +107,30 @@ def rewrite_arith(source: str, ast: dict[str, Any]) -> str:
     return edits.apply(raw).decode()
 
 
+def _queries(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "stmts" in node and "span" in node:
+            yield node
+        for value in node.values():
+            yield from _queries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _queries(value)
+
+
+def _calls(node: Any) -> Iterator[dict[str, Any]]:
+    """Outermost Call nodes inside ``node``."""
+    if isinstance(node, dict):
+        if len(node) == 1 and "Call" in node:
+            yield node["Call"]
+            return
+        for value in node.values():
+            yield from _calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _calls(value)
+
+
 def rewrite(
     source: str, ast: dict[str, Any], is_builtin: Callable[[str], int | None]
 ) -> tuple[str, set[tuple[str, int]]]:
@@ -128,7 +152,49 @@ def rewrite(
         edits.replace(f_start, f_end, PREFIX + name)
         edits.insert(int(body["span"]["end"]), "[0]", order=-f_start)
         wrapped.add((name, len(body.get("params", []))))
+    _hoist_out_of_not(raw, ast, edits)
     return edits.apply(raw).decode(), wrapped
+
+
+def _hoist_out_of_not(raw: bytes, ast: dict[str, Any], edits: _Edits) -> None:
+    """OPA compiles ``not f(g(x))`` as ``v := g(x); not f(v)``: a failing nested call
+    fails the body instead of making the negation true. Do the same (non-strict copy only).
+    """
+    counter = 0
+    for query in _queries(ast.get("rules", [])):
+        hoists: list[tuple[int, str]] = []
+        for stmt in query["stmts"]:
+            literal = stmt.get("literal", {})
+            negated = literal.get("NotExpr") if isinstance(literal, dict) else None
+            if negated is None or stmt.get("with_mods"):
+                continue
+            expr = negated["expr"]
+            top = expr.get("Call")
+            inner = top.get("params", []) if top is not None else expr
+            for call in _calls(inner):
+                c_start, c_end = int(call["span"]["start"]), int(call["span"]["end"])
+                mine = [e for e in edits.items if c_start <= e[0] and e[1] <= c_end]
+                if not mine:
+                    continue  # not a wrapped builtin
+                sub = _Edits()
+                sub.items = [(a - c_start, b - c_start, o, t) for a, b, o, t in mine]
+                text = sub.apply(raw[c_start:c_end]).decode()
+                edits.items = [e for e in edits.items if e not in mine]
+                var = f"__nsh{counter}"
+                counter += 1
+                edits.replace(c_start, c_end, var)
+                hoists.append((int(negated["span"]["start"]), f"{var} := {text}; "))
+        if not hoists:
+            continue
+        q_start, q_end = int(query["span"]["start"]), int(query["span"]["end"])
+        before = raw[:q_start].rstrip()
+        # Only a rule body written without braces (`allow if not ...`) needs them;
+        # comprehension and braced bodies already take `;`-separated statements.
+        if raw[q_start:q_start + 1] != b"{" and (before.endswith(b" if") or before == b"if"):
+            edits.insert(q_start, "{ ", order=-(1 << 30))
+            edits.insert(q_end, " }", order=1 << 30)
+        for i, (pos, text) in enumerate(hoists):
+            edits.insert(pos, text, order=-(1 << 20) + i)
 
 
 class SafeBuiltins:

@@ -19,6 +19,7 @@ Thread-bound: regorus engines are ``unsendable``; create and use a Program on on
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import orjson
@@ -26,6 +27,8 @@ import regorus
 
 from pep.policy import builtins, nonstrict, support
 from pep.policy.engine import PolicyError
+
+log = logging.getLogger("regogate.policy")
 
 # OPA has no line-length limit; regorus' default (1,024 columns) refuses generated
 # allow-lists and long regexes that OPA accepts.
@@ -108,7 +111,8 @@ class Program:
         self._data = orjson.dumps(data).decode() if data else ""
         self._template = self._build(self._sources)
         self._engine = self._template.clone()
-        self._safe: Any = None
+        # Built now, on the loading thread, so a request that needs it pays no compile.
+        self._safe: Any = self._build_safe()
         self.failures = 0  # panics: requests failed closed and engine rebuilt
         self.fallbacks = 0  # evaluations answered by the non-strict copy
 
@@ -119,8 +123,8 @@ class Program:
             engine.add_data_json(self._data)
         return engine
 
-    def _safe_engine(self) -> Any:
-        if self._safe is None:
+    def _build_safe(self) -> Any:
+        try:
             asts = nonstrict.ast_modules(self._template)
             is_builtin = support.builtin_predicate(self._sources, asts)
             sources: dict[str, str] = {}
@@ -133,7 +137,14 @@ class Program:
             _add_modules(engine, sources)
             if self._data:
                 engine.add_data_json(self._data)
-            self._safe = engine
+        except Exception:  # a rewrite bug must not break loading: errors stay errors
+            log.exception("non-strict copy of the policy could not be built")
+            return None
+        return engine
+
+    def _safe_engine(self) -> Any:
+        if self._safe is None:
+            raise RuntimeError("no non-strict copy of this policy")
         return self._safe.clone()
 
     def _run(self, engine: Any, path: str, input_json: str | None) -> tuple[bool, Any]:
@@ -173,7 +184,6 @@ class Program:
         except BaseException as exc:
             if is_panic(exc):
                 self.failures += 1
-                self._safe = None
                 raise EngineFailure(f"policy engine failure: {clean_error(exc)}") from None
             if not isinstance(exc, Exception):
                 raise
