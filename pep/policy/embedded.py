@@ -9,7 +9,9 @@ Engine failures are contained per request (GUIDE.md 3.15): a Rust panic inside r
 ``BaseException``) or any other error fails that one request closed and the live engine is
 re-cloned from the compiled bundle before the next one (``Program``); panics are counted in
 ``engine_failures`` (``regogate_policy_engine_failures_total``). ``ready()`` probes a fresh
-engine, so a bundle that cannot evaluate at all is not ready.
+engine on an empty input and is false after ``FAILURE_STREAK_NOT_READY`` consecutive engine
+failures with no successful decision in between (a bundle that cannot evaluate at all); one
+panicking request does not take the replica out of rotation.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError, parse_decision
 
 log = logging.getLogger("regogate.policy")
+
+# One panicking input must not take a replica out of rotation (that would let any client
+# do it); a run of failures with no successful decision in between means it cannot decide.
+FAILURE_STREAK_NOT_READY = 3
 
 
 class EmbeddedEngine:
@@ -52,6 +58,10 @@ class EmbeddedEngine:
         self.reload_errors = 0
         self.last_reload_error: str | None = None
         self.engine_failures = 0
+        # Consecutive engine failures with no successful decision in between: the engine
+        # cannot evaluate what it is being asked (see ready()).
+        self._failure_streak = 0
+        self._last_failure: str | None = None
 
     @property
     def revision(self) -> str:
@@ -109,6 +119,7 @@ class EmbeddedEngine:
             return False
         old = self.revision
         self._policy = fresh
+        self._failure_streak = 0
         self.reloads += 1
         self.last_reload_error = None
         log.info("policy reloaded: revision %s -> %s", old, fresh.revision)
@@ -119,12 +130,16 @@ class EmbeddedEngine:
         if policy is None:
             raise PolicyError("policy engine not started", "policy_unavailable")
         try:
-            return policy.evaluate_json(input_json)
-        except EngineFailure:
+            raw = policy.evaluate_json(input_json)
+        except EngineFailure as exc:
             self.engine_failures += 1
+            self._failure_streak += 1
+            self._last_failure = str(exc)
             log.error("policy engine failure contained; engine rebuilt from revision %s",
                       policy.revision)
             raise
+        self._failure_streak = 0
+        return raw
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         return self.decide(orjson.dumps(policy_input).decode(), policy_input)
@@ -154,6 +169,8 @@ class EmbeddedEngine:
         if policy is None:
             return False, detail
         problem = policy.probe()
+        if problem is None and self._failure_streak >= FAILURE_STREAK_NOT_READY:
+            problem = f"{self._failure_streak} consecutive engine failures: {self._last_failure}"
         if problem:
             detail["engine_error"] = problem
         return problem is None, detail

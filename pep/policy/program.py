@@ -142,11 +142,6 @@ class Program:
             return None
         return engine
 
-    def _safe_engine(self) -> Any:
-        if self._safe is None:
-            raise RuntimeError("no non-strict copy of this policy")
-        return self._safe.clone()
-
     def _run(self, engine: Any, path: str, input_json: str | None) -> tuple[bool, Any]:
         if input_json is not None:
             try:
@@ -167,26 +162,37 @@ class Program:
     ) -> tuple[bool, Any]:
         """(defined, JSON value of ``path``: sets as arrays). Raises PolicyError
         (EngineFailure for a panic); never leaves the live engine broken. ``fresh`` runs on
-        a new clone of the template (readiness probes), leaving the live engine alone."""
-        try:
-            return self._run(self._template.clone() if fresh else self._engine, path, input_json)
-        except BaseException as exc:
-            if not (isinstance(exc, Exception) or is_panic(exc)):
-                raise
-            self._engine = self._template.clone()
-            if is_panic(exc):
-                self.failures += 1
-                raise EngineFailure(f"policy engine failure: {clean_error(exc)}") from None
-            first = exc
+        a new clone of the template (readiness probes), leaving the live engine alone.
+
+        Errors are re-raised *outside* the ``except`` blocks and without a cause: a kept
+        traceback would hold the engine clone, which is thread-bound, and let the garbage
+        collector drop it on another thread."""
+        failure = self._attempt(self._template.clone() if fresh else self._engine, path,
+                                input_json)
+        if isinstance(failure, tuple):
+            return failure
+        self._engine = self._template.clone()
+        if failure.startswith("panic:"):
+            self.failures += 1
+            raise EngineFailure(f"policy engine failure: {failure[6:]}")
         self.fallbacks += 1
+        if self._safe is None:
+            raise PolicyError(f"policy evaluation failed: {failure}", "policy_invalid")
+        second = self._attempt(self._safe.clone(), path, input_json)
+        if isinstance(second, tuple):
+            return second
+        if second.startswith("panic:"):
+            self.failures += 1
+            raise EngineFailure(f"policy engine failure: {second[6:]}")
+        raise PolicyError(f"policy evaluation failed: {second}", "policy_invalid")
+
+    def _attempt(self, engine: Any, path: str, input_json: str | None) -> tuple[bool, Any] | str:
+        """The result, or the error message ("panic:..." for a Rust panic)."""
         try:
-            return self._run(self._safe_engine(), path, input_json)
+            return self._run(engine, path, input_json)
+        except Exception as exc:  # noqa: BLE001 - every engine error is contained
+            return clean_error(exc)
         except BaseException as exc:
-            if is_panic(exc):
-                self.failures += 1
-                raise EngineFailure(f"policy engine failure: {clean_error(exc)}") from None
-            if not isinstance(exc, Exception):
+            if not is_panic(exc):
                 raise
-            raise PolicyError(
-                f"policy evaluation failed: {clean_error(exc)}", "policy_invalid"
-            ) from first
+            return "panic:" + clean_error(exc)
