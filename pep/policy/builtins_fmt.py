@@ -112,7 +112,8 @@ def _one(verb: str, flags: str, prec: str | None, kind: str, value: Any) -> str 
         if kind == "int":
             return format(value, verb)
         if kind == "string":
-            return value.encode().hex() if verb == "x" else value.encode().hex().upper()
+            hexed = str(value).encode().hex()
+            return hexed if verb == "x" else hexed.upper()
         return None
     if verb in "feEgG":
         if kind != "float64" and kind != "int":

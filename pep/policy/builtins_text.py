@@ -56,17 +56,17 @@ def count(x: Any) -> int:
 
 
 def indexof(s: Any, sub: Any) -> int:
-    s, sub = text(s, "indexof"), text(sub, "indexof")
-    if not sub:
+    hay, needle = text(s, "indexof"), text(sub, "indexof")
+    if not needle:
         raise BuiltinError("indexof: empty search character")
-    return s.find(sub)
+    return hay.find(needle)
 
 
 def indexof_n(s: Any, sub: Any) -> list[int]:
-    s, sub = text(s, "indexof_n"), text(sub, "indexof_n")
-    if not sub:
+    hay, needle = text(s, "indexof_n"), text(sub, "indexof_n")
+    if not needle:
         raise BuiltinError("indexof_n: empty search character")
-    return [i for i in range(len(s)) if s.startswith(sub, i)]
+    return [i for i in range(len(hay)) if hay.startswith(needle, i)]
 
 
 def replace_n(patterns: Any, s: Any) -> str:

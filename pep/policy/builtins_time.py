@@ -30,7 +30,7 @@ def _int(value: Any, fn: str) -> int:
         if not value.is_integer():
             raise BuiltinError(f"{fn}: operand must be an integer")
         value = int(value)
-    return value
+    return int(value)
 
 
 def add_date(ns: Any, years: Any, months: Any, days: Any) -> int:
@@ -46,7 +46,7 @@ def add_date(ns: Any, years: Any, months: Any, days: Any) -> int:
     if not 1 <= year <= 9999:
         raise BuiltinError(f"{fn}: time outside of valid range")
     base = calendar.timegm((year, month, 1, t.hour, t.minute, t.second))
-    out = (base + (t.day - 1 + days) * 86400) * _NS + frac
+    out: int = (base + (t.day - 1 + days) * 86400) * _NS + frac
     if not _INT64[0] <= out <= _INT64[1]:
         raise BuiltinError(f"{fn}: time outside of valid range")
     return out

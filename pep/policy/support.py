@@ -196,7 +196,7 @@ def _string_or_input(node: Any) -> bool:
         return True
     while kind in ("RefDot", "RefBrack"):
         kind, body = next(iter(body["refr"].items()))
-    return kind == "Var" and body.get("value") == "input"
+    return kind == "Var" and bool(body.get("value") == "input")
 
 
 def _static_head(refr: Any) -> str | None:
@@ -322,7 +322,8 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                 rhs, lhs = body.get("rhs"), body.get("lhs")
                 for a, b in ((lhs, rhs), (rhs, lhs)):
                     if (isinstance(b, dict) and "Call" in b
-                            and ref_name(b["Call"]["fcn"]) == "walk" and "Var" not in a):
+                            and ref_name(b["Call"]["fcn"]) == "walk"
+                            and isinstance(a, dict) and "Var" not in a):
                         refuse(m, body["span"]["line"], "walk_assignment")
             if kind != "Call":
                 continue
