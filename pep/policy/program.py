@@ -86,7 +86,7 @@ class Program:
     """Compiled modules + data; ``evaluate`` answers one path for one input."""
 
     __slots__ = ("_data", "_engine", "_safe", "_sources", "_template", "rule_paths",
-                 "failures", "fallbacks")
+                 "failures", "fallbacks", "last_fallback_error")
 
     def __init__(self, modules: dict[str, str], data: dict[str, Any]) -> None:
         parsed = new_engine()
@@ -115,6 +115,7 @@ class Program:
         self._safe: Any = self._build_safe()
         self.failures = 0  # panics: requests failed closed and engine rebuilt
         self.fallbacks = 0  # evaluations answered by the non-strict copy
+        self.last_fallback_error = ""  # the builtin error that sent the last one there
 
     def _build(self, sources: dict[str, str]) -> Any:
         engine = new_engine()
@@ -176,6 +177,7 @@ class Program:
             self.failures += 1
             raise EngineFailure(f"policy engine failure: {failure[6:]}")
         self.fallbacks += 1
+        self.last_fallback_error = failure
         if self._safe is None:
             raise PolicyError(f"policy evaluation failed: {failure}", "policy_invalid")
         second = self._attempt(self._safe.clone(), path, input_json)

@@ -63,3 +63,16 @@ def test_a_refused_bundle_does_not_compile_for_the_gateway() -> None:
                     tests={}, data={}, revision="r1")
     with pytest.raises(PolicyError, match="p.rego:4"):
         CompiledPolicy(bundle, "regogate/decision")
+
+
+def test_policy_test_runs_the_tests_as_the_gateway_decides(tmp_path: Path) -> None:
+    from pep.policy.testing import run_embedded
+
+    (tmp_path / "p.rego").write_text(HEAD + "default x := 0\nx := input.a / input.b\n")
+    (tmp_path / "p_test.rego").write_text(
+        "package t_test\nimport rego.v1\n"
+        "test_decimal if 0.1 + 0.2 == 0.3\n"
+        "test_default_on_error if data.t.x == 0 with input as {\"a\": 1, \"b\": 0}\n"
+    )
+    results = {r.name: r.outcome for r in run_embedded(tmp_path)}
+    assert results == {"test_decimal": "PASS", "test_default_on_error": "PASS"}
