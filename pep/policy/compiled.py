@@ -17,6 +17,7 @@ from pep.policy.bundle import Bundle
 from pep.policy.engine import PolicyError
 from pep.policy.program import (
     EngineFailure,
+    Prepared,
     Program,
     clean_error,
     is_panic,
@@ -64,10 +65,10 @@ class CompiledPolicy:
 
     __slots__ = ("program", "revision", "rule")
 
-    def __init__(self, bundle: Bundle, decision: str) -> None:
+    def __init__(self, bundle: Bundle, decision: str, prepared: Prepared | None = None) -> None:
         self.rule = rule_path(decision)
         self.revision = bundle.revision
-        self.program = Program(bundle.modules, bundle.data)
+        self.program = Program(bundle.modules, bundle.data, prepared)
         # A missing decision rule is a broken bundle, found now rather than per request.
         if not any(p == self.rule or p.startswith(self.rule + ".") for p in
                    self.program.rule_paths):

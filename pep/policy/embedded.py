@@ -26,6 +26,7 @@ import orjson
 
 from pep.policy import bundle as bundle_mod
 from pep.policy.compiled import CompiledPolicy, EngineFailure
+from pep.policy.program import prepare
 from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError, parse_decision
 
@@ -110,8 +111,10 @@ class EmbeddedEngine:
             loaded = await asyncio.to_thread(bundle_mod.load, self._root)
             if self._policy is not None and loaded.revision == self._policy.revision:
                 return False  # touched, or only tests changed
-            # regorus engines are thread-bound: compile here, on the loop thread.
-            fresh = CompiledPolicy(loaded, self._decision)
+            # The source analysis runs in a worker thread; regorus engines that serve are
+            # thread-bound: compile those here, on the loop thread.
+            prepared = await asyncio.to_thread(prepare, loaded.modules)
+            fresh = CompiledPolicy(loaded, self._decision, prepared)
         except (bundle_mod.BundleError, PolicyError) as exc:
             self.reload_errors += 1
             self.last_reload_error = str(exc)
@@ -126,34 +129,46 @@ class EmbeddedEngine:
         return True
 
     def evaluate_raw(self, input_json: str) -> Any:
+        raw, revision = self._evaluate(input_json)
+        return raw
+
+    def _evaluate(self, input_json: str) -> tuple[Any, str]:
+        """(raw decision, revision). An error is raised from here with its traceback cut:
+        the frames below hold the compiled policy, whose regorus engines are thread-bound,
+        and an exception kept in a reference cycle would let the garbage collector free
+        them on whatever thread it runs (an audit writer's), which pyo3 refuses."""
         policy = self._policy
         if policy is None:
             raise PolicyError("policy engine not started", "policy_unavailable")
+        revision = policy.revision
+        error: PolicyError | None = None
+        raw: Any = None
         try:
             raw = policy.evaluate_json(input_json)
-        except EngineFailure as exc:
+        except PolicyError as exc:
+            error = exc.with_traceback(None)
+        del policy
+        if error is None:
+            self._failure_streak = 0
+            return raw, revision
+        if isinstance(error, EngineFailure):
             self.engine_failures += 1
             self._failure_streak += 1
-            self._last_failure = str(exc)
+            self._last_failure = str(error)
             log.error("policy engine failure contained; engine rebuilt from revision %s",
-                      policy.revision)
-            raise
-        self._failure_streak = 0
-        return raw
+                      revision)
+        raise error
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         return self.decide(orjson.dumps(policy_input).decode(), policy_input)
 
     def decide(self, input_json: str, policy_input: dict[str, Any]) -> Decision:
         """Synchronous core of ``evaluate`` (shadow mode reuses the serialised input)."""
-        policy = self._policy
-        if policy is None:
-            raise PolicyError("policy engine not started", "policy_unavailable")
-        raw = self.evaluate_raw(input_json)
+        raw, revision = self._evaluate(input_json)
         request = policy_input.get("request")
         request_id = request.get("id") if isinstance(request, dict) else None
         # One request = one decision id (GUIDE.md section 1): the request id.
-        return parse_decision(raw, revision=policy.revision, decision_id=request_id)
+        return parse_decision(raw, revision=revision, decision_id=request_id)
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -82,37 +83,84 @@ def _add_modules(engine: Any, modules: dict[str, str]) -> None:
             raise PolicyError(f"{name}: {clean_error(exc)}", "policy_invalid") from exc
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The source-level work of loading (AST analysis, refusals, rewrites): pure, and safe
+    to run in a worker thread -- its temporary regorus engines are created and dropped
+    there -- so a hot reload does not stall the event loop for it."""
+
+    sources: dict[str, str]  # what the fast engine runs
+    safe_sources: dict[str, str] | None  # the non-strict copy (None: could not be built)
+    wrapped: frozenset[tuple[str, int]]
+    rule_paths: frozenset[str]
+
+
+def _parse(sources: dict[str, str]) -> dict[str, dict[str, Any]] | PolicyError:
+    """ASTs of ``sources`` from a temporary engine, or the parse error *returned*: a raised
+    error's traceback would keep the thread-bound engine alive past this thread."""
+    engine = new_engine()
+    try:
+        _add_modules(engine, sources)
+        return nonstrict.ast_modules(engine)
+    except PolicyError as exc:
+        return PolicyError(str(exc), exc.code)
+    finally:
+        del engine
+
+
+def prepare(modules: dict[str, str]) -> Prepared:
+    """Refuse (PolicyError policy_refused) or rewrite a bundle's modules."""
+    asts = _parse(modules)
+    if isinstance(asts, PolicyError):
+        raise asts
+    analysis = support.analyse(modules, asts)
+    if analysis.refusals:
+        raise PolicyError(
+            "policy uses what the embedded engine cannot run exactly as OPA: "
+            + "; ".join(analysis.refusals),
+            "policy_refused",
+        )
+    # Relation-form calls rewritten, then arithmetic routed to exact decimals.
+    asts = _parse(analysis.sources)
+    if isinstance(asts, PolicyError):
+        raise asts
+    sources = {
+        name: nonstrict.rewrite_arith(src, asts[name]) if name in asts else src
+        for name, src in analysis.sources.items()
+    }
+    safe_sources: dict[str, str] | None = {}
+    wrapped: set[tuple[str, int]] = set()
+    final = _parse(sources)
+    try:
+        if isinstance(final, PolicyError):
+            raise final
+        is_builtin = support.builtin_predicate(sources, final)
+        for name, src in sources.items():
+            safe, used = nonstrict.rewrite(src, final[name], is_builtin)
+            safe_sources[name] = safe  # type: ignore[index]
+            wrapped |= used
+    except Exception:  # a rewrite bug must not break loading: errors stay errors
+        log.exception("non-strict copy of the policy could not be prepared")
+        safe_sources = None
+    return Prepared(sources, safe_sources, frozenset(wrapped), analysis.rule_paths)
+
+
 class Program:
     """Compiled modules + data; ``evaluate`` answers one path for one input."""
 
-    __slots__ = ("_data", "_engine", "_safe", "_sources", "_template", "rule_paths",
+    __slots__ = ("_data", "_engine", "_safe", "_template", "rule_paths",
                  "failures", "fallbacks", "last_fallback_error")
 
-    def __init__(self, modules: dict[str, str], data: dict[str, Any]) -> None:
-        parsed = new_engine()
-        _add_modules(parsed, modules)
-        asts = nonstrict.ast_modules(parsed)
-        analysis = support.analyse(modules, asts)
-        if analysis.refusals:
-            raise PolicyError(
-                "policy uses what the embedded engine cannot run exactly as OPA: "
-                + "; ".join(analysis.refusals),
-                "policy_refused",
-            )
-        # Relation-form calls rewritten, then arithmetic routed to exact decimals.
-        reparsed = new_engine()
-        _add_modules(reparsed, analysis.sources)
-        asts = nonstrict.ast_modules(reparsed)
-        self._sources = {
-            name: nonstrict.rewrite_arith(src, asts[name]) if name in asts else src
-            for name, src in analysis.sources.items()
-        }
-        self.rule_paths = analysis.rule_paths
+    def __init__(
+        self, modules: dict[str, str], data: dict[str, Any], prepared: Prepared | None = None
+    ) -> None:
+        prep = prepared if prepared is not None else prepare(modules)
+        self.rule_paths = prep.rule_paths
         self._data = orjson.dumps(data).decode() if data else ""
-        self._template = self._build(self._sources)
+        self._template = self._build(prep.sources)
         self._engine = self._template.clone()
         # Built now, on the loading thread, so a request that needs it pays no compile.
-        self._safe: Any = self._build_safe()
+        self._safe: Any = self._build_safe(prep)
         self.failures = 0  # panics: requests failed closed and engine rebuilt
         self.fallbacks = 0  # evaluations answered by the non-strict copy
         self.last_fallback_error = ""  # the builtin error that sent the last one there
@@ -124,18 +172,13 @@ class Program:
             engine.add_data_json(self._data)
         return engine
 
-    def _build_safe(self) -> Any:
+    def _build_safe(self, prep: Prepared) -> Any:
+        if prep.safe_sources is None:
+            return None
         try:
-            asts = nonstrict.ast_modules(self._template)
-            is_builtin = support.builtin_predicate(self._sources, asts)
-            sources: dict[str, str] = {}
-            wrapped: set[tuple[str, int]] = set()
-            for name, src in self._sources.items():
-                sources[name], used = nonstrict.rewrite(src, asts[name], is_builtin)
-                wrapped |= used
             engine = new_engine()
-            nonstrict.SafeBuiltins().register(engine, wrapped)
-            _add_modules(engine, sources)
+            nonstrict.SafeBuiltins().register(engine, set(prep.wrapped))
+            _add_modules(engine, prep.safe_sources)
             if self._data:
                 engine.add_data_json(self._data)
         except Exception:  # a rewrite bug must not break loading: errors stay errors
