@@ -69,13 +69,25 @@ class CompiledPolicy:
         self.rule = rule_path(decision)
         self.revision = bundle.revision
         self.program = Program(bundle.modules, bundle.data, prepared)
+        problem = self._problem(bundle)
+        if problem is not None:
+            # Drop the engines before raising: the traceback keeps this frame (and so this
+            # object) alive, and thread-bound engines must be freed here, on this thread.
+            del self.program
+            raise problem
+
+    def _problem(self, bundle: Bundle) -> PolicyError | None:
         # A missing decision rule is a broken bundle, found now rather than per request.
         if not any(p == self.rule or p.startswith(self.rule + ".") for p in
                    self.program.rule_paths):
-            raise PolicyError(
+            return PolicyError(
                 f"policy bundle {bundle.root} does not define {self.rule}", "policy_invalid"
             )
-        self._check_config(bundle)
+        try:
+            self._check_config(bundle)
+        except PolicyError as exc:
+            return PolicyError(str(exc), exc.code)
+        return None
 
     def _check_config(self, bundle: Bundle) -> None:
         """Refuse a bundle whose data the policy itself finds broken.

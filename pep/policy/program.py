@@ -85,9 +85,10 @@ def _add_modules(engine: Any, modules: dict[str, str]) -> None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The source-level work of loading (AST analysis, refusals, rewrites): pure, and safe
-    to run in a worker thread -- its temporary regorus engines are created and dropped
-    there -- so a hot reload does not stall the event loop for it."""
+    """The source-level work of loading (AST analysis, refusals, rewrites). It creates
+    and drops its own temporary engines; it runs on the loop thread like the compile (in
+    a worker thread, its allocations let the cyclic GC run there and meet engines of the
+    loop thread, which pyo3 refuses to free)."""
 
     sources: dict[str, str]  # what the fast engine runs
     safe_sources: dict[str, str] | None  # the non-strict copy (None: could not be built)
@@ -121,9 +122,10 @@ def prepare(modules: dict[str, str]) -> Prepared:
             "policy_refused",
         )
     # Relation-form calls rewritten, then arithmetic routed to exact decimals.
-    asts = _parse(analysis.sources)
-    if isinstance(asts, PolicyError):
-        raise asts
+    if analysis.sources != modules:
+        asts = _parse(analysis.sources)
+        if isinstance(asts, PolicyError):
+            raise asts
     sources = {
         name: nonstrict.rewrite_arith(src, asts[name]) if name in asts else src
         for name, src in analysis.sources.items()
@@ -157,7 +159,10 @@ class Program:
         prep = prepared if prepared is not None else prepare(modules)
         self.rule_paths = prep.rule_paths
         self._data = orjson.dumps(data).decode() if data else ""
-        self._template = self._build(prep.sources)
+        template = self._build(prep.sources)
+        if isinstance(template, PolicyError):
+            raise template
+        self._template = template
         self._engine = self._template.clone()
         # Built now, on the loading thread, so a request that needs it pays no compile.
         self._safe: Any = self._build_safe(prep)
@@ -166,10 +171,16 @@ class Program:
         self.last_fallback_error = ""  # the builtin error that sent the last one there
 
     def _build(self, sources: dict[str, str]) -> Any:
+        """A compiled engine, or the error *returned* (see ``_parse``)."""
         engine = new_engine()
-        _add_modules(engine, sources)
-        if self._data:
-            engine.add_data_json(self._data)
+        try:
+            _add_modules(engine, sources)
+            if self._data:
+                engine.add_data_json(self._data)
+        except PolicyError as exc:
+            return PolicyError(str(exc), exc.code)
+        except Exception as exc:  # noqa: BLE001 - e.g. data regorus cannot load
+            return PolicyError(f"policy data: {clean_error(exc)}", "policy_invalid")
         return engine
 
     def _build_safe(self, prep: Prepared) -> Any:
