@@ -1,8 +1,10 @@
-"""OPA builtins the embedded engine (regorus 0.13) lacks, registered as extensions.
+"""The registry of Python extensions of the embedded engine (regorus 0.13).
 
-Only builtins that are easy to implement *exactly* as OPA does are added here; anything else
-is refused by ``regogate policy check`` so a policy never behaves differently on the
-embedded engine and on the OPA sidecar. ``EXTENSIONS`` is the list ``check`` consults.
+``EXTENSIONS`` adds OPA builtins regorus lacks and *replaces* (an extension shadows a native
+builtin of the same name) those regorus computes differently from OPA; the implementations
+live in ``builtins_text/net/jwt/time/fmt.py``, each pinned by conformance cases. What cannot
+be made exact is refused at load (``REFUSED`` here, constructs in ``support.py``), so a
+policy never decides differently on the embedded engine and on the OPA sidecar.
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ from pep.policy.builtins_fmt import FMT_EXTENSIONS
 from pep.policy.builtins_jwt import JWT_EXTENSIONS
 from pep.policy.builtins_net import NET_EXTENSIONS
 from pep.policy.builtins_text import ARITH, TEXT_EXTENSIONS
-from pep.policy.builtins_time import TIME_EXTENSIONS
-
-
 from pep.policy.builtins_text import BuiltinError as _BuiltinError
+from pep.policy.builtins_time import TIME_EXTENSIONS
 
 # The arithmetic operators, routed to exact decimal arithmetic (nonstrict.rewrite_arith).
 ARITH_OPS = {"Add": ("+", "add"), "Sub": ("-", "sub"), "Mul": ("*", "mul"),

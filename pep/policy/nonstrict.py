@@ -60,16 +60,18 @@ def _span(node: dict[str, Any]) -> tuple[int, int]:
 
 
 def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    if isinstance(node, dict):
-        if len(node) == 1:
-            kind, body = next(iter(node.items()))
-            if isinstance(body, dict) and "span" in body:
-                yield kind, body
-        for value in node.values():
-            yield from _nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _nodes(value)
+    """(kind, body) of every spanned AST node, pre-order (iterative: ASTs are deep)."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            if len(cur) == 1:
+                kind, body = next(iter(cur.items()))
+                if isinstance(body, dict) and "span" in body:
+                    yield kind, body
+            stack.extend(reversed(cur.values()))
+        elif isinstance(cur, list):
+            stack.extend(reversed(cur))
 
 
 def _numeric(node: dict[str, Any]) -> bool:
@@ -108,14 +110,15 @@ def rewrite_arith(source: str, ast: dict[str, Any]) -> str:
 
 
 def _queries(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        if "stmts" in node and "span" in node:
-            yield node
-        for value in node.values():
-            yield from _queries(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _queries(value)
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            if "stmts" in cur and "span" in cur:
+                yield cur
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
 
 
 def _calls(node: Any) -> Iterator[dict[str, Any]]:

@@ -117,29 +117,31 @@ def _span(node: Any) -> tuple[int, int, int]:
 
 
 def _walk(node: Any, parent: Any = None) -> Iterator[tuple[str, dict[str, Any], Any]]:
-    """(kind, body, parent body) for every spanned AST node."""
-    if isinstance(node, dict):
-        here = parent
-        if len(node) == 1:
-            kind, body = next(iter(node.items()))
-            if isinstance(body, dict) and "span" in body:
-                yield kind, body, parent
-                here = body
-        for value in node.values():
-            yield from _walk(value, here)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value, parent)
+    """(kind, body, parent body) for every spanned AST node, pre-order (iterative)."""
+    stack: list[tuple[Any, Any]] = [(node, parent)]
+    while stack:
+        cur, up = stack.pop()
+        if isinstance(cur, dict):
+            here = up
+            if len(cur) == 1:
+                kind, body = next(iter(cur.items()))
+                if isinstance(body, dict) and "span" in body:
+                    yield kind, body, up
+                    here = body
+            stack.extend((v, here) for v in reversed(cur.values()))
+        elif isinstance(cur, list):
+            stack.extend((v, up) for v in reversed(cur))
 
 
 def _dicts(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _dicts(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _dicts(value)
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            yield cur
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
 
 
 _CONSTANT = frozenset({"Number", "String", "RawString", "Bool", "Null", "Array", "Set",
