@@ -68,6 +68,7 @@ def _what(x: Exchange) -> dict[str, Any]:
         "deployment": f"{served.provider}/{served.model}" if served else None,
         "stream": r.stream if r else None,
         "params_digest": sha256_json(r.params) if r else None,
+        "response_id": x.response_id,
     })
 
 

@@ -56,6 +56,7 @@ class What(_Model):
     deployment: str | None = None
     stream: bool | None = None
     params_digest: str | None = None
+    response_id: str | None = None  # Responses API: the stored response this request made
 
 
 class DecisionRecord(_Model):
