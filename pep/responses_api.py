@@ -219,7 +219,7 @@ async def count_tokens(request: web.Request) -> web.Response:
                          api="messages.count_tokens")
     req.max_tokens = None
     x.req = req
-    request.app[appkeys.CATALOG].check(req.model)
+    request.app[appkeys.CATALOG].check(req.model, embeddings=False)
     await admit(request, x, req, principal)
     return await _done(request, x, 200, {"input_tokens": req.estimated_tokens})
 
