@@ -363,3 +363,24 @@ async def test_malformed_input_items_are_400s_not_500s(tmp_path: Path) -> None:
             status, doc = await _gw_raw(gw, "/v1/responses", body)
             assert status == 400, (body, doc)
             assert doc["error"]["param"] == param, (body, doc)
+
+
+async def test_langchain_chat_openai_with_the_responses_api(tmp_path: Path) -> None:
+    from langchain_openai import ChatOpenAI
+
+    async with running_gateway(tmp_path) as gw:
+        llm = ChatOpenAI(model="mock-gpt", base_url=f"{gw.url}/v1", api_key=gw.token("alice"),
+                         use_responses_api=True, max_retries=0)
+        answer = await llm.ainvoke("Hello from LangChain")
+        assert answer.text == "This is the regogate mock provider. You said: Hello from LangChain"
+        assert answer.response_metadata["id"].startswith("resp_")
+        streamed = ""
+        async for chunk in llm.astream("stream from LangChain"):
+            streamed += chunk.text
+        assert streamed == "This is the regogate mock provider. You said: stream from LangChain"
+        with_tools = llm.bind_tools([WEATHER])
+        call = await with_tools.ainvoke("Weather in Oslo?")
+        assert call.tool_calls[0]["name"] == "get_weather"
+        assert call.tool_calls[0]["args"] == {"city": "Weather in Oslo?"}
+        records = await gw.audit_records()
+    assert len(intents(records)) == 3
