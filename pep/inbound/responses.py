@@ -280,29 +280,33 @@ def to_canonical(body: dict[str, Any], history: list[dict[str, Any]]) -> dict[st
 # -- response ------------------------------------------------------------------------------
 
 
-def output_items(message: dict[str, Any], status: str = "completed") -> list[dict[str, Any]]:
+def output_items(message: dict[str, Any], status: str = "completed",
+                 ids: Callable[[str], str] = new_id) -> list[dict[str, Any]]:
     """A canonical assistant message -> Responses output items."""
     items: list[dict[str, Any]] = []
     text = message.get("content")
     if isinstance(text, str) and text:
-        items.append(message_item(text, status))
+        items.append(message_item(text, status, ids("msg")))
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
-        items.append(function_item(str(call.get("id") or new_id("call")), str(fn.get("name")),
-                                   str(fn.get("arguments") or ""), status))
+        items.append(function_item(str(call.get("id") or ids("call")), str(fn.get("name")),
+                                   str(fn.get("arguments") or ""), status, ids("fc")))
     return items
 
 
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
 def message_item(text: str, status: str, item_id: str | None = None) -> dict[str, Any]:
-    return {"id": item_id or new_id("msg"), "type": "message", "status": status,
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {"id": item_id or new_id("msg"), "status": status, "type": "message",
+            "role": "assistant", "content": [text_part(text)]}
 
 
 def function_item(call_id: str, name: str, arguments: str, status: str,
                   item_id: str | None = None) -> dict[str, Any]:
-    return {"id": item_id or new_id("fc"), "type": "function_call", "status": status,
-            "arguments": arguments, "call_id": call_id, "name": name}
+    return {"id": item_id or new_id("fc"), "status": status, "type": "function_call",
+            "call_id": call_id, "name": name, "arguments": arguments}
 
 
 def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,6 +374,8 @@ class ResponseContext:
     response_id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     model: str = ""
+    new_id: Callable[[str], str] = new_id  # item ids (injectable for golden wire tests)
+    clock: Callable[[], float] = time.time
 
     def envelope(self, status: str, output: list[dict[str, Any]],
                  usage: dict[str, Any] | None, finish_reason: str | None = None,
@@ -380,16 +386,18 @@ class ResponseContext:
             status = "incomplete"
         text_cfg: dict[str, Any] = b["text"] if isinstance(b.get("text"), dict) else {}
         reasoning: dict[str, Any] = b["reasoning"] if isinstance(b.get("reasoning"), dict) else {}
+        done = status in ("completed", "incomplete")
         return {
             "id": self.response_id, "object": "response", "created_at": self.created_at,
-            "status": status, "error": error,
+            "status": status, "completed_at": int(self.clock()) if done else None,
+            "error": error,
             "incomplete_details": {"reason": reason} if status == "incomplete" else None,
             "instructions": b.get("instructions"), "max_output_tokens": b.get("max_output_tokens"),
             "model": self.model or b.get("model"), "output": output,
             "parallel_tool_calls": b.get("parallel_tool_calls", True),
             "previous_response_id": b.get("previous_response_id"),
             "reasoning": {"effort": reasoning.get("effort"), "summary": None},
-            "store": b.get("store", True), "temperature": b.get("temperature"),
+            "temperature": b.get("temperature"),
             "text": {"format": text_cfg.get("format") or {"type": "text"}},
             "tool_choice": b.get("tool_choice", "auto"), "tools": b.get("tools") or [],
             "top_p": b.get("top_p"), "truncation": "disabled", "usage": usage,
@@ -401,7 +409,7 @@ class ResponseContext:
         choice = (completion.get("choices") or [{}])[0]
         reason = choice.get("finish_reason")
         status = "incomplete" if reason in _INCOMPLETE else "completed"
-        items = output_items(choice.get("message") or {}, status)
+        items = output_items(choice.get("message") or {}, status, self.new_id)
         return self.envelope("completed", items, usage_doc(completion.get("usage")), reason)
 
 
@@ -425,7 +433,7 @@ class ResponsesStreamEncoder:
         self.final: dict[str, Any] | None = None  # the response as response.completed sent it
 
     def _emit(self, name: str, data: dict[str, Any]) -> bytes:
-        doc = {"type": name, "sequence_number": self._seq, **data}
+        doc = {"type": name, **data, "sequence_number": self._seq}
         self._seq += 1
         return _event(name, doc)
 
@@ -467,8 +475,7 @@ class ResponsesStreamEncoder:
         if item["type"] == "message":
             out += self._emit("response.content_part.added", {
                 "item_id": item["id"], "output_index": len(self.items) - 1,
-                "content_index": 0, "part": {"type": "output_text", "text": "",
-                                             "annotations": []}})
+                "content_index": 0, "part": text_part("")})
         return out
 
     def encode(self, chunk: dict[str, Any]) -> bytes:
@@ -482,7 +489,8 @@ class ResponsesStreamEncoder:
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if self._open_key != "text":
-                    out += self._open_item("text", message_item("", "in_progress"))
+                    out += self._open_item("text", message_item("", "in_progress",
+                                                                self._ctx.new_id("msg")))
                 assert self._open is not None
                 self._open["content"][0]["text"] += text
                 out += self._emit("response.output_text.delta", {
@@ -493,8 +501,8 @@ class ResponsesStreamEncoder:
                 fn = call.get("function") or {}
                 if self._open_key != key:
                     out += self._open_item(key, function_item(
-                        str(call.get("id") or new_id("call")), str(fn.get("name") or ""), "",
-                        "in_progress"))
+                        str(call.get("id") or self._ctx.new_id("call")),
+                        str(fn.get("name") or ""), "", "in_progress", self._ctx.new_id("fc")))
                 args = fn.get("arguments")
                 if isinstance(args, str) and args:
                     assert self._open is not None

@@ -146,7 +146,6 @@ async def test_store_false_keeps_nothing_to_fetch_or_continue(tmp_path: Path) ->
     async with running_gateway(tmp_path) as gw:
         client = gw.openai("alice")
         resp = await client.responses.create(model="mock-gpt", input="ephemeral", store=False)
-        assert resp.store is False
         with pytest.raises(openai.NotFoundError) as got:
             await client.responses.retrieve(resp.id)
         assert got.value.body["code"] == "response_not_found"
