@@ -1,7 +1,8 @@
 """Fixtures: policy bundles on disk and started engines of every kind.
 
-``engine_kind`` parametrises a test over the embedded engine, the OPA double (OPA's REST API
-backed by regorus) and, when an ``opa`` binary is on PATH or in OPA_BIN, real OPA.
+``engine_kind`` parametrises a test over the embedded engine, the OPA-REST test server backed
+by real OPA (``opa_oracle``: tests/opa_double, OPA's Go engine through opa-golib-python-bindings)
+and, when an ``opa`` binary is on PATH or in OPA_BIN, ``opa run --server`` itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from pep.policy.embedded import EmbeddedEngine
 from pep.policy.engine import PolicyEngine
 from pep.policy.opa import OpaEngine
-from tests.opa_double import OpaDouble
+from tests.opa_double import OpaDouble, require_oracle
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
@@ -103,6 +104,17 @@ def policy_input(
     return doc
 
 
+def build_bundle(root: Path) -> Path:
+    """``regogate policy build`` of ``root`` into a fresh temporary file (``.tar.gz``)."""
+    import tempfile
+
+    from pep.policy.build import build
+
+    out = Path(tempfile.mkdtemp(prefix="regogate-bundle-")) / "bundle.tar.gz"
+    build(root, out)
+    return out
+
+
 class _RealOpa:
     def __init__(self, binary: str, bundle: Path) -> None:
         self.binary, self.bundle = binary, bundle
@@ -151,10 +163,12 @@ class _RealOpa:
 EngineMaker = Callable[..., Awaitable[PolicyEngine]]
 
 
-@pytest.fixture(params=["embedded", "opa_double", "opa_real"])
+@pytest.fixture(params=["embedded", "opa_oracle", "opa_real"])
 def engine_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "opa_real" and opa_binary() is None:
         pytest.skip("no opa binary on PATH or in OPA_BIN")
+    if request.param == "opa_oracle":
+        require_oracle()
     return str(request.param)
 
 
@@ -170,10 +184,13 @@ async def make_engine(engine_kind: str) -> AsyncIterator[EngineMaker]:
         if engine_kind == "embedded":
             engine = EmbeddedEngine(bundle, decision, hot_reload=False)
         else:
+            # OPA serves what `regogate policy build` makes of the directory: the .manifest
+            # revision is the embedded engine's content hash, so both report one revision.
+            built = build_bundle(bundle)
             server: Any = (
-                OpaDouble(bundle)
-                if engine_kind == "opa_double"
-                else _RealOpa(opa_binary() or "", bundle)
+                OpaDouble(built)
+                if engine_kind == "opa_oracle"
+                else _RealOpa(opa_binary() or "", built)
             )
             url = await server.start()
             cleanups.append(server.stop)
