@@ -18,7 +18,7 @@ from tests.e2e.conftest import upstream_config, write_bundle
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, running_gateway
-from tests.opa_double.server import OpaDouble
+from tests.opa_double import OpaDouble, require_oracle
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -73,6 +73,7 @@ async def test_a_policy_that_cannot_decide_gives_503_forwards_nothing_and_is_aud
 async def test_opa_timeout_gives_503_and_forwards_nothing(
     tmp_path: Path, upstream: FakeServer
 ) -> None:
+    require_oracle()
     double = OpaDouble(repo_policies_dir())
     url = await double.start()
     double.delay_s = 2.0

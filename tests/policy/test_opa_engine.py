@@ -98,7 +98,11 @@ async def test_revision_is_the_one_opa_reports_for_the_decision(
     assert double.bundle.revision == expected
     decision = await engine.evaluate(policy_input())
     assert decision.policy_revision == expected
-    assert engine.revision == expected
+    # OPA activates a new bundle: the very next decision names it, no refresh needed.
+    double.bundle.manifest["revision"] = "sha256:reloaded"
+    decision = await engine.evaluate(policy_input())
+    assert decision.policy_revision == "sha256:reloaded"
+    assert engine.revision == "sha256:reloaded"
 
 
 async def test_revision_comes_from_opa_status_at_start(double: OpaDouble, engine: OpaEngine) -> None:
