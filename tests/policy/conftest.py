@@ -134,8 +134,9 @@ class _RealOpa:
                 f"127.0.0.1:{port}",
                 "--log-level",
                 "error",
-                "--set",
-                "decision_logs.console=true",
+                # The deployment's own OPA config (decision logs with the request id).
+                "--config-file",
+                str(REPO / "deploy" / "opa-config.yaml"),
                 "--bundle",
                 str(self.bundle),
             ],
