@@ -162,3 +162,17 @@ def test_cli_refuses_a_directory_without_modules(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert run_cli("policy", "build", str(tmp_path / "empty"), "-o",
                    str(tmp_path / "x.tar.gz")) == 2
+
+
+def test_the_sidecar_loads_a_signed_bundle_only_with_a_matching_signature(
+    tmp_path: Path, rsa_keys: tuple[bytes, bytes]
+) -> None:
+    require_oracle()
+    out = build(POLICIES, tmp_path / "s.tar.gz", signing_key=rsa_keys[0]).path
+    server = OpaDouble(out, verification_key=rsa_keys[1])  # as opa run --verification-key
+    assert server.bundle.revision == bundle_mod.load(POLICIES).revision
+    files = _members(out)
+    files["data.json"] = files["data.json"].replace(b'"gateway"', b'"gateway2"')
+    _rewrite(out, files)
+    with pytest.raises(signing.SignatureError, match="data.json"):
+        OpaDouble(out, verification_key=rsa_keys[1])
