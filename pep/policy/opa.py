@@ -210,7 +210,9 @@ class OpaEngine:
         if self._session is not None:
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._get_json("/health")
+                    # ?bundles: not ready until OPA has activated its bundles (a bundle
+                    # service may still be downloading), as OPA's own health check defines.
+                    await self._get_json("/health?bundles")
                 ok = True
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 detail["error"] = type(exc).__name__

@@ -16,7 +16,9 @@ from tests.policy.conftest import _RealOpa, build_bundle, opa_binary
 
 
 @pytest.fixture(params=["embedded", "opa"])
-async def engine_config(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+async def engine_config(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, Any]]:
     """Policy config for each engine. 'opa' serves the bundle `regogate policy build` makes of
     the shipped policies from a real `opa run --server` when a binary is on PATH or in
     OPA_BIN, otherwise from OPA's REST API with real OPA deciding (tests/opa_double)."""
@@ -26,7 +28,7 @@ async def engine_config(request: pytest.FixtureRequest) -> AsyncIterator[dict[st
     binary = opa_binary()
     if binary is None:
         require_oracle()
-    built = build_bundle(repo_policies_dir())
+    built = build_bundle(repo_policies_dir(), tmp_path_factory.mktemp("opa-bundle"))
     server: Any = _RealOpa(binary, built) if binary else OpaDouble(built)
     url = await server.start()
     try:

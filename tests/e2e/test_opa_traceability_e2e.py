@@ -24,9 +24,9 @@ HELLO = [{"role": "user", "content": "Hello"}]
 
 
 @pytest.fixture
-async def sidecar() -> AsyncIterator[OpaDouble]:
+async def sidecar(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpaDouble]:
     require_oracle()
-    server = OpaDouble(build_bundle(repo_policies_dir()))
+    server = OpaDouble(build_bundle(repo_policies_dir(), tmp_path_factory.mktemp("opa-bundle")))
     await server.start()
     yield server
     await server.stop()

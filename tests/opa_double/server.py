@@ -45,6 +45,7 @@ class OpaDouble:
         self.status_plugin = True
         self.requests = 0
         self.request_ids: list[str | None] = []
+        self.health_queries: list[str] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -101,7 +102,8 @@ class OpaDouble:
         return web.json_response({"result": value} if defined else {})
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({})
+        self.health_queries.append(request.query_string)
+        return web.json_response({})  # bundles are activated before the server starts
 
     async def _status(self, request: web.Request) -> web.Response:
         if not self.status_plugin:

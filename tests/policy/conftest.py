@@ -104,13 +104,12 @@ def policy_input(
     return doc
 
 
-def build_bundle(root: Path) -> Path:
-    """``regogate policy build`` of ``root`` into a fresh temporary file (``.tar.gz``)."""
-    import tempfile
-
+def build_bundle(root: Path, into: Path) -> Path:
+    """``regogate policy build`` of ``root`` into a fresh ``.tar.gz`` under ``into``."""
     from pep.policy.build import build
 
-    out = Path(tempfile.mkdtemp(prefix="regogate-bundle-")) / "bundle.tar.gz"
+    into.mkdir(parents=True, exist_ok=True)
+    out = into / f"bundle-{len(list(into.iterdir()))}.tar.gz"
     build(root, out)
     return out
 
@@ -174,7 +173,9 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_engine(engine_kind: str) -> AsyncIterator[EngineMaker]:
+async def make_engine(
+    engine_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[EngineMaker]:
     """``await make_engine(bundle_dir, decision="regogate/decision")`` -> started engine."""
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
@@ -187,7 +188,7 @@ async def make_engine(engine_kind: str) -> AsyncIterator[EngineMaker]:
         else:
             # OPA serves what `regogate policy build` makes of the directory: the .manifest
             # revision is the embedded engine's content hash, so both report one revision.
-            built = build_bundle(bundle)
+            built = build_bundle(bundle, tmp_path_factory.mktemp("opa-bundle"))
             server: Any = (
                 OpaDouble(built)
                 if engine_kind == "opa_oracle"

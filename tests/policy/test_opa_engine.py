@@ -18,9 +18,9 @@ from tests.policy.conftest import POLICIES, build_bundle, policy_input
 
 
 @pytest.fixture
-async def double() -> AsyncIterator[OpaDouble]:
+async def double(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpaDouble]:
     require_oracle()
-    server = OpaDouble(build_bundle(POLICIES))
+    server = OpaDouble(build_bundle(POLICIES, tmp_path_factory.mktemp("opa-bundle")))
     await server.start()
     yield server
     await server.stop()
@@ -142,3 +142,11 @@ async def test_opa_url_with_a_path_is_refused() -> None:
     engine = OpaEngine("http://127.0.0.1:8181/prefix")
     with pytest.raises(PolicyError):
         await engine.start()
+
+
+async def test_readiness_asks_opa_whether_its_bundles_are_active(
+    double: OpaDouble, engine: OpaEngine
+) -> None:
+    ok, detail = await engine.ready()
+    assert ok is True and detail["revision"] == double.bundle.revision
+    assert double.health_queries == ["bundles"]
