@@ -82,6 +82,7 @@ def _decision(x: Exchange) -> dict[str, Any] | None:
         "obligations": d.obligations.model_dump(exclude_none=True),
         "policy_revision": d.policy_revision,
         "engine": x.engine,
+        "engine_decision_id": d.engine_decision_id,
     })
 
 

@@ -66,12 +66,12 @@ obligations := {k: v |
 }
 
 # METADATA
-# description: The decision document (Decision v1 minus the ids the PEP fills in).
-#
-# Two phases share this entry point. With input.output (the PEP's output decision on the
-# model's answer) only the output module is consulted: the request itself was already
-# decided, and re-running access, quota and residency on every answer would double the cost
-# of each request for nothing. Without it, it is the request decision (every module).
+# description: >-
+#   The decision document (Decision v1 minus the ids the PEP fills in). Two phases share
+#   this entry point. With input.output (the PEP's output decision on the model's answer)
+#   only the output module is consulted: the request itself was already decided, and
+#   re-running access, quota and residency on every answer would double the cost of each
+#   request for nothing. Without it, it is the request decision (every module).
 decision := {
 	"allow": count(output_deny) == 0,
 	"reasons": [r | some r in output_deny],

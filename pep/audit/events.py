@@ -65,6 +65,9 @@ class DecisionRecord(_Model):
     obligations: dict[str, Any] = Field(default_factory=dict)
     policy_revision: str | None = None
     engine: str | None = None
+    engine_decision_id: str | None = Field(
+        None, description="OPA's decision_id: joins this record to OPA's decision log"
+    )
 
 
 class Outcome(_Model):

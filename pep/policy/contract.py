@@ -162,5 +162,10 @@ class Decision(_Model):
     allow: bool
     reasons: list[Reason] = Field(default_factory=list)
     obligations: Obligations = Obligations()
-    decision_id: str | None = Field(None, description="Filled by the PEP or OPA")
-    policy_revision: str | None = Field(None, description="Hash of the policy bundle")
+    decision_id: str | None = Field(None, description="Filled by the PEP: the request id")
+    engine_decision_id: str | None = Field(
+        None, description="Filled by the PEP: OPA's own decision_id (its decision log entry)"
+    )
+    policy_revision: str | None = Field(
+        None, description="Filled by the PEP: revision of the bundle that decided"
+    )
