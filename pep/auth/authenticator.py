@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -40,12 +40,14 @@ log = logging.getLogger("regogate.auth")
 
 
 class Authenticator:
-    def __init__(self, settings: IdentitySettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: IdentitySettings, session: aiohttp.ClientSession,
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._clock = clock  # wall clock: token exp/iat and cache lifetimes
         self._issuers: dict[str, tuple[IssuerKeys, ClaimMapper]] = {
             i.issuer: (IssuerKeys(i, settings, session), ClaimMapper(i)) for i in settings.issuers
         }
-        self._verifier = JwtVerifier(self._issuers)
+        self._verifier = JwtVerifier(self._issuers, clock)
         self._introspector = Introspector(
             list(self._issuers.values()), session, settings.http_timeout_s,
             settings.max_response_bytes, settings.max_concurrent_introspections,
@@ -94,7 +96,7 @@ class Authenticator:
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         token = extract_token(headers, self._settings.max_token_bytes)
         digest = hashlib.sha256(token.encode("ascii")).digest()
-        now = time.time()
+        now = self._clock()
         entry = self._cache.get(digest, now)
         if entry is not None:
             if entry.issuer_keys is None or entry.issuer_keys.is_current(entry.key):
