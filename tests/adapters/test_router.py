@@ -237,3 +237,16 @@ async def test_malformed_tools_are_a_400_not_a_crash(session: aiohttp.ClientSess
     for model in ("claude", "mock-gpt"):
         with pytest.raises(BadRequest):
             await router.chat(chat(model=model, tools=tools), model, request_id="r")
+
+
+def test_an_attempt_that_never_reached_the_provider_hands_back_the_trial_slot() -> None:
+    from pep.routing.breaker import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(1, 10, lambda: now[0])
+    breaker.failure()
+    assert not breaker.allow()
+    now[0] = 11.0
+    assert breaker.allow()  # the half-open trial ...
+    breaker.abandon()  # ... found no free connection: it proved nothing
+    assert breaker.allow() and breaker.is_open  # the next request may probe instead
