@@ -137,8 +137,7 @@ def from_status(kind: str, status: int, headers: Mapping[str, str], *,
     err.details["provider_status"] = status
     if code:
         err.details["provider_code"] = code
-    err.upstream = {"status": status, "provider_code": code,  # type: ignore[attr-defined]
-                    "body_bytes": body_bytes}
+    err.upstream = {"status": status, "provider_code": code, "body_bytes": body_bytes}
     return err
 
 

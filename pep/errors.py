@@ -46,6 +46,8 @@ class GatewayError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
         # Extra machine-readable fields for the body (e.g. policy reasons). Never secrets.
         self.details: dict[str, Any] = dict(details or {})
+        # For the audit only (upstream errors): provider status, allow-listed code, body size.
+        self.upstream: dict[str, Any] | None = None
 
 
 class BadRequest(GatewayError):

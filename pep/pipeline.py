@@ -141,9 +141,8 @@ async def _forward_admitted(
         x.served = getattr(err, "served", None)
         app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
         # Status, allow-listed provider code and body size only: never the provider's text.
-        upstream = getattr(err, "upstream", None)
         await audit(request, event("upstream.error", x, error=err,
-                                   extra={"upstream": upstream} if upstream else None),
+                                   extra={"upstream": err.upstream} if err.upstream else None),
                     required=False)
         raise
     x.served = result.served
