@@ -29,6 +29,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -393,6 +394,9 @@ class Router:
                     include_usage=include_usage, prompt_estimate=estimate_prompt_tokens(body),
                     label=dep.label(),
                 )
+                # Safety net: a stream dropped without aclose() (e.g. the client vanished
+                # before the response was prepared) still hands back its pool slot.
+                weakref.finalize(cs, resp.release)
                 try:
                     async with asyncio.timeout(t.settings.first_byte_timeout_s):
                         await cs.prime()
