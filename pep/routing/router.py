@@ -359,8 +359,11 @@ class Router:
         Returns an idempotent release (a stream and an error path may both call it)."""
         ps = dep.target.settings
         try:
-            async with asyncio.timeout(ps.pool_timeout_s):
-                await dep.pool.acquire()
+            if dep.pool.locked():
+                async with asyncio.timeout(ps.pool_timeout_s):
+                    await dep.pool.acquire()
+            else:
+                await dep.pool.acquire()  # a free slot: returns at once, no timer needed
         except asyncio.TimeoutError as exc:
             err = Unavailable(f"all {ps.max_connections} connections to {dep.label()} are busy; "
                               "retry shortly", code="upstream_pool_exhausted")
