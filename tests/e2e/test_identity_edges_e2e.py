@@ -62,7 +62,10 @@ async def test_broken_jwks_keeps_the_last_good_keys_and_is_counted(
         out = await gw.openai(token=fake_idp.token(good[0])).chat.completions.create(
             model="mock-gpt", messages=ASK)
         text = await metrics(gw)
+        events = await gw.audit_records()
     assert out.choices[0].message.content == "Hello from the fake upstream."
+    assert [e["event"] for e in events] == ["request.intent", "request.completion"]
+    assert events[0]["who"]["subject"] == "alice" and events[0]["who"]["issuer"] == fake_idp.issuer
     assert (f'regogate_jwks_refresh_failures_total{{cause="no_usable_keys",'
             f'issuer="{fake_idp.issuer}"}} 1') in text
     assert f'regogate_jwks_keys{{issuer="{fake_idp.issuer}"}} 1' in text
