@@ -6,7 +6,8 @@ Checks (errors make the command fail):
 - nothing the embedded engine would decide differently from OPA: ``pep.policy.support``
   (the list bundle load applies and docs/policies.md shows) -- missing builtins, builtins
   refused on purpose (network, runtime introspection), constructs regorus gets wrong --
-  each reported with file and line, in modules and tests alike.
+  each reported with file and line, in modules and tests alike;
+- every ``# METADATA`` block is a YAML mapping, as OPA requires (pep.policy.annotations).
 Warnings: a module without a ``_test.rego`` beside it.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from pep.policy import bundle as bundle_mod
 from pep.policy import nonstrict, support
+from pep.policy.annotations import metadata_errors
 from pep.policy.compiled import CompiledPolicy, load_modules, new_engine
 from pep.policy.engine import PolicyError
 
@@ -40,6 +42,8 @@ def check(root: Path, decision: str = "regogate/decision") -> CheckReport:
         report.errors.append(str(exc))
         return report
     report.revision = loaded.revision
+    for rel, src in {**loaded.modules, **loaded.tests}.items():
+        report.errors.extend(metadata_errors(rel, src))
     engine = new_engine()
     try:
         load_modules(engine, {**loaded.modules, **loaded.tests}, loaded.data)
