@@ -1,0 +1,233 @@
+"""Limits hold under concurrency: N concurrent requests against a limit of L get exactly L
+answers and N - L quota 429s, and only L reach the provider -- for requests, tokens and cost,
+in one gateway (memory store) and across two `regogate serve` processes sharing Redis.
+
+The fake provider holds every request it receives until the test lets go, so all admitted
+requests are in flight at once while the rest are being admitted: the case where every
+request passes the same usage snapshot unless admission reserves atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+import yaml
+
+from idp.testing import running_idp
+from pep.defaults import embedded_mapping
+from pep.usage.windows import seconds_until_reset
+from tests.audit.test_crash import env
+from tests.e2e.conftest import upstream_config
+from tests.e2e.test_quotas_e2e import contractors, counters, quota_bundle
+from tests.e2e.test_replicas import _write_signing_key, shared_services, start_replica  # noqa: F401
+from tests.fakes.openai_wire import reply
+from tests.fakes.server import FakeServer, Recorded, Reply
+from tests.harness import deep_merge, running_gateway
+from tests.opa_double.server import OpaDouble
+from tests.policy.conftest import _RealOpa, opa_binary
+
+HELLO = [{"role": "user", "content": "Hello"}]  # estimated at 5 prompt tokens
+MAX_TOKENS = 15  # so each admission reserves 5 + 15 = 20 tokens
+PRICES = {"prices": {"mock-gpt": {"input_per_1m": 1.0, "output_per_1m": 2.0}}}
+RESERVED_NANOS = 5 * 1000 + MAX_TOKENS * 2000  # the cost each admission reserves
+REAL_USAGE = (9, 3)  # what the fake provider reports
+
+
+@pytest.fixture
+async def held_upstream() -> AsyncIterator[FakeServer]:
+    def answer(rec: Recorded) -> Reply:
+        return reply("Hello from the fake upstream.", usage=REAL_USAGE)
+
+    async with FakeServer(answer) as server:
+        yield server
+
+
+Call = Callable[[], Awaitable[Any]]
+
+
+async def burst(upstream: FakeServer, calls: list[Call]) -> tuple[list[Any], list[Any]]:
+    """Start every call at once; let the provider answer only when each call has either been
+    refused or reached the provider. Returns (answers, quota refusals)."""
+    upstream.hold = asyncio.Event()
+    tasks = [asyncio.create_task(c()) for c in calls]
+    async with asyncio.timeout(300):  # a bound for a hung test, not a timing assertion
+        while sum(t.done() for t in tasks) + len(upstream.requests) < len(tasks):
+            await asyncio.sleep(0.02)
+        upstream.hold.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    answers = [r for r in results if not isinstance(r, BaseException)]
+    assert len(answers) + len(refused) == len(calls), [
+        r for r in results if isinstance(r, BaseException) and r not in refused]
+    return answers, refused
+
+
+def chat(client: Any) -> Call:
+    return lambda: client.chat.completions.create(model="mock-gpt", messages=HELLO,
+                                                  max_tokens=MAX_TOKENS)
+
+
+async def run_burst(tmp_path: Path, upstream: FakeServer, limits: dict[str, Any], n: int,
+                    engine: dict[str, Any] | None = None,
+                    ) -> tuple[Any, list[Any], list[Any], list[dict[str, Any]]]:
+    config = deep_merge(upstream_config(upstream),
+                        {"policy": {"bundle": str(quota_bundle(tmp_path, limits))},
+                         "usage": PRICES})
+    config = deep_merge(config, engine or {})
+    async with running_gateway(tmp_path, config=config) as gw:
+        bob = gw.openai("bob")
+        answers, refused = await burst(upstream, [chat(bob) for _ in range(n)])
+        [row] = await counters(gw, "erin", scope="user", id="bob", window="day")
+        records = [e for e in await gw.audit_records() if e["who"].get("subject") == "bob"]
+    return row, answers, refused, records
+
+
+def assert_audited(records: list[dict[str, Any]], allowed: int, refused: int, code: str) -> None:
+    kinds = [e["event"] for e in records]
+    assert kinds.count("request.intent") == allowed
+    assert kinds.count("request.completion") == allowed
+    denials = [e for e in records if e["event"] == "policy.deny"]
+    assert len(denials) == refused
+    assert {e["outcome"]["error_code"] for e in denials} == {code}
+    assert {e["outcome"]["status"] for e in denials} == {429}
+    assert all(not e["decision"]["allow"] for e in denials)
+
+
+@pytest.mark.parametrize("engine", ["embedded", "opa"])
+async def test_concurrent_requests_get_exactly_the_request_limit(
+    tmp_path: Path, held_upstream: FakeServer, engine: str
+) -> None:
+    # With OPA the decision is an HTTP call: other requests are admitted between a request's
+    # snapshot and its reservation, so only the atomic check holds the limit.
+    limits = contractors("requests", "day", 60)
+    if engine == "embedded":
+        row, answers, refused, records = await run_burst(tmp_path, held_upstream, limits, 200)
+    else:
+        binary = opa_binary()
+        bundle = quota_bundle(tmp_path / "opa", limits)
+        server: Any = _RealOpa(binary, bundle) if binary else OpaDouble(bundle)
+        url = await server.start()
+        try:
+            # 200 decisions at once on a loaded 2-core machine: a deadline that cannot fire.
+            row, answers, refused, records = await run_burst(
+                tmp_path, held_upstream, limits, 200,
+                {"policy": {"engine": "opa", "opa_url": url, "timeout_s": 60}})
+        finally:
+            await server.stop()
+    assert (len(answers), len(refused)) == (60, 140)
+    assert len(held_upstream.requests) == 60
+    assert {e.body["code"] for e in refused} == {"quota_requests_per_day"}
+    retry = {int(e.response.headers["Retry-After"]) for e in refused}
+    assert all(1 <= r <= seconds_until_reset("day", 0) for r in retry)
+    assert row["requests"] == 60
+    assert row["tokens"] == 60 * sum(REAL_USAGE)  # reservations settled to the real usage
+    assert_audited(records, 60, 140, "quota_requests_per_day")
+
+
+async def test_concurrent_requests_get_exactly_the_token_limit(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    row, answers, refused, records = await run_burst(
+        tmp_path, held_upstream, contractors("tokens", "day", 10 * (5 + MAX_TOKENS)), 40)
+    assert (len(answers), len(refused)) == (10, 30)
+    assert len(held_upstream.requests) == 10
+    assert {e.body["code"] for e in refused} == {"quota_tokens_per_day"}
+    # Every admitted request was forwarded with its full max_tokens: the limit divides exactly.
+    assert {orjson.loads(r.body)["max_tokens"] for r in held_upstream.requests} == {MAX_TOKENS}
+    assert (row["requests"], row["tokens"]) == (10, 10 * sum(REAL_USAGE))
+    assert_audited(records, 10, 30, "quota_tokens_per_day")
+
+
+async def test_concurrent_requests_get_exactly_the_cost_limit(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    budget = 10 * RESERVED_NANOS / 1e9
+    row, answers, refused, records = await run_burst(
+        tmp_path, held_upstream, contractors("cost_usd", "day", budget), 40)
+    assert (len(answers), len(refused)) == (10, 30)
+    assert len(held_upstream.requests) == 10
+    assert {e.body["code"] for e in refused} == {"quota_cost_usd_per_day"}
+    assert row["cost_usd"] == pytest.approx(10 * (9 * 1000 + 3 * 2000) / 1e9, abs=1e-12)
+    assert_audited(records, 10, 30, "quota_cost_usd_per_day")
+
+
+async def test_capacity_freed_by_settling_admits_the_next_burst(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    # 10 reservations of 20 tokens fill 200; settled at 12 tokens each they leave 80: room for
+    # four more reservations (and no more), since a limit holds on what is actually used.
+    config = deep_merge(upstream_config(held_upstream), {"policy": {"bundle": str(
+        quota_bundle(tmp_path, contractors("tokens", "day", 200, shrink=False)))}})
+    async with running_gateway(tmp_path, config=config) as gw:
+        bob = gw.openai("bob")
+        first, _ = await burst(held_upstream, [chat(bob) for _ in range(20)])
+        second, refused = await burst(held_upstream, [chat(bob) for _ in range(20)])
+    assert (len(first), len(second), len(refused)) == (10, 4, 16)
+
+
+async def test_an_upstream_error_releases_the_reservation(tmp_path: Path) -> None:
+    failing = [True]
+
+    def answer(rec: Recorded) -> Reply:
+        return Reply(500, b'{"error": {"message": "boom"}}') if failing[0] else reply("ok")
+
+    async with FakeServer(answer) as upstream:
+        config = deep_merge(upstream_config(upstream), {"policy": {"bundle": str(
+            quota_bundle(tmp_path, contractors("requests", "day", 1)))}})
+        async with running_gateway(tmp_path, config=config) as gw:
+            bob = gw.openai("bob")
+            # (one failure: more would open the router's circuit breaker)
+            with pytest.raises(openai.InternalServerError):
+                await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
+            rows = await counters(gw, "erin", scope="user", id="bob", window="day")
+            assert [r["requests"] for r in rows] in ([], [0])
+            failing[0] = False
+            await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
+            with pytest.raises(openai.RateLimitError):
+                await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_two_gateway_processes_sharing_redis_admit_exactly_the_limit(
+    tmp_path: Path, held_upstream: FakeServer, shared_services: dict[str, Any]  # noqa: F811
+) -> None:
+    async with running_idp(tmp_path / "idp") as idp:
+        bundle = quota_bundle(tmp_path, contractors("requests", "day", 30))
+        config = deep_merge(embedded_mapping(data_dir=tmp_path, issuer=idp.issuer),
+                            {"policy": {"bundle": str(bundle)}, **shared_services})
+        config = deep_merge(config, upstream_config(held_upstream))
+        config["audit"]["signing_key"] = str(tmp_path / "audit-key.pem")
+        _write_signing_key(tmp_path / "audit-key.pem")
+        started = [await asyncio.to_thread(start_replica, tmp_path, n, config) for n in "ab"]
+        token = idp.token("bob")
+        clients = [openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+                   for url, _ in started]
+        try:
+            answers, refused = await burst(
+                held_upstream, [chat(clients[i % 2]) for i in range(100)])
+        finally:
+            for c in clients:
+                await c.close()
+            for _, proc in started:
+                proc.terminate()
+            for _, proc in started:
+                proc.wait(timeout=15)
+    assert (len(answers), len(refused)) == (30, 70)
+    assert len(held_upstream.requests) == 30
+    assert {e.body["code"] for e in refused} == {"quota_requests_per_day"}
+    audit = config["audit"]
+    query = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pep", "audit", "query", "--store", audit["store"],
+         "--pg-schema", audit["pg_schema"], "--user", "bob"],
+        env=env(), capture_output=True, text=True, check=True)
+    records = [yaml.safe_load(line) for line in query.stdout.splitlines()]
+    assert_audited(records, 30, 70, "quota_requests_per_day")
