@@ -24,7 +24,7 @@ from idp.testing import running_idp
 from pep.defaults import embedded_mapping
 from pep.usage.windows import seconds_until_reset
 from tests.audit.test_crash import env
-from tests.e2e.conftest import upstream_config
+from tests.e2e.conftest import upstream_config, write_bundle
 from tests.e2e.test_quotas_e2e import contractors, counters, quota_bundle
 from tests.e2e.test_replicas import _write_signing_key, shared_services, start_replica  # noqa: F401
 from tests.fakes.openai_wire import reply
@@ -170,6 +170,32 @@ async def test_capacity_freed_by_settling_admits_the_next_burst(
         first, _ = await burst(held_upstream, [chat(bob) for _ in range(20)])
         second, refused = await burst(held_upstream, [chat(bob) for _ in range(20)])
     assert (len(first), len(second), len(refused)) == (10, 4, 16)
+
+
+async def test_the_quota_obligation_alone_is_enforced_as_the_policys_429(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    # A policy that never looks at input.usage: the PEP's atomic check is the whole limit.
+    limit = ('{"scope": "user", "key": input.user.sub, "window": "hour", "metric": "requests",'
+             ' "limit": 2, "code": "hourly_requests", "name": "two an hour"}')
+    rego = ("package regogate\n\nimport rego.v1\n\n"
+            f'decision := {{"allow": true, "obligations": {{"quota": [{limit}]}}}}\n')
+    config = deep_merge(upstream_config(held_upstream), {"policy": {"bundle": str(
+        write_bundle(tmp_path / "bundle", rego))}})
+    async with running_gateway(tmp_path, config=config) as gw:
+        answers, refused = await burst(held_upstream, [chat(gw.openai("bob")) for _ in range(5)])
+        records = await gw.audit_records()
+    assert (len(answers), len(refused)) == (2, 3)
+    err = refused[0]
+    assert err.body["code"] == "hourly_requests"
+    assert err.body["message"] == 'quota "two an hour" reached: 2 of 2 requests per hour (user)'
+    assert 1 <= int(err.response.headers["Retry-After"]) <= 3600
+    denials = [e for e in records if e["event"] == "policy.deny"]
+    assert len(denials) == 3
+    assert {e["extra"]["stage"] for e in denials} == {"quota_reservation"}
+    assert [r["code"] for r in denials[0]["decision"]["reasons"]] == ["hourly_requests"]
+    assert denials[0]["decision"]["reasons"][0]["quota"] == {
+        "scope": "user", "window": "hour", "metric": "requests"}
 
 
 async def test_an_upstream_error_releases_the_reservation(tmp_path: Path) -> None:
