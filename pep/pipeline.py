@@ -134,9 +134,13 @@ async def _forward_admitted(
         await audit(request, event("policy.error", x, error=err), required=False)
         raise err from exc
     x.model_served = model
-    await reserve_usage(request, x, decision, out_body, model)
+    cap = await reserve_usage(request, x, decision, out_body, model)
     try:
-        await audit(request, event("request.intent", x), required=True)
+        # The decision record shows the policy's obligations; a cap the reservation lowered
+        # further (what was left under concurrency) is recorded beside it.
+        await audit(request, event("request.intent", x,
+                                   extra=None if cap is None else {"quota_max_tokens": cap}),
+                    required=True)
     except GatewayError:
         await release_usage(request, x)
         raise

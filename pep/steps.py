@@ -191,12 +191,13 @@ def _output_field(body: dict[str, Any]) -> str:
 
 async def reserve_usage(
     request: web.Request, x: Exchange, decision: Decision, body: dict[str, Any], model: str
-) -> None:
+) -> int | None:
     """The decisive quota check: the limits in the decision's ``quota`` obligation are
     checked, and this request's estimated usage reserved on every counter, in one atomic
     store operation (pep/usage/admission.py). Refused: the 429 the policy would have given,
     audited as a policy.deny. Called after the obligations (the cap is known), before the
-    intent record; ``body`` gets the cap when a shrinking token limit lowered it."""
+    intent record; ``body`` gets the cap when a shrinking token limit lowered it, and that cap
+    is returned (None when the forwarded max_tokens is unchanged)."""
     app = request.app
     req, p = x.req, x.principal
     assert req is not None and p is not None
@@ -233,15 +234,19 @@ async def reserve_usage(
         if app[appkeys.SETTINGS].usage.on_store_error == "allow":
             log.warning("usage store unavailable at admission of %s, proceeding per "
                         "usage.on_store_error=allow", x.request_id)
-            return
+            return None
         err = Unavailable("usage counters are unavailable", code="usage_unavailable")
         await audit(request, event("request.error", x, error=err), required=False)
         raise err from exc
     cap_out = x.reservation.output_cap
-    if cap_out is not None and not embeddings:
-        field = _output_field(body)
-        current = body.get(field)
-        body[field] = cap_out if not isinstance(current, int) else min(current, cap_out)
+    if cap_out is None or embeddings:
+        return None
+    field = _output_field(body)
+    current = body.get(field)
+    if isinstance(current, int) and current <= cap_out:
+        return None
+    body[field] = cap_out
+    return cap_out
 
 
 async def release_usage(request: web.Request, x: Exchange) -> None:

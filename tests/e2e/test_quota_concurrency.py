@@ -175,13 +175,9 @@ async def test_capacity_freed_by_settling_admits_the_next_burst(
 async def test_the_quota_obligation_alone_is_enforced_as_the_policys_429(
     tmp_path: Path, held_upstream: FakeServer
 ) -> None:
-    # A policy that never looks at input.usage: the PEP's atomic check is the whole limit.
     limit = ('{"scope": "user", "key": input.user.sub, "window": "hour", "metric": "requests",'
              ' "limit": 2, "code": "hourly_requests", "name": "two an hour"}')
-    rego = ("package regogate\n\nimport rego.v1\n\n"
-            f'decision := {{"allow": true, "obligations": {{"quota": [{limit}]}}}}\n')
-    config = deep_merge(upstream_config(held_upstream), {"policy": {"bundle": str(
-        write_bundle(tmp_path / "bundle", rego))}})
+    config = deep_merge(upstream_config(held_upstream), obligation_only_policy(tmp_path, limit))
     async with running_gateway(tmp_path, config=config) as gw:
         answers, refused = await burst(held_upstream, [chat(gw.openai("bob")) for _ in range(5)])
         records = await gw.audit_records()
@@ -196,6 +192,32 @@ async def test_the_quota_obligation_alone_is_enforced_as_the_policys_429(
     assert [r["code"] for r in denials[0]["decision"]["reasons"]] == ["hourly_requests"]
     assert denials[0]["decision"]["reasons"][0]["quota"] == {
         "scope": "user", "window": "hour", "metric": "requests"}
+
+
+def obligation_only_policy(tmp_path: Path, limit: str) -> dict[str, Any]:
+    """A decision that never looks at input.usage: the PEP's atomic check is the whole limit."""
+    rego = ("package regogate\n\nimport rego.v1\n\n"
+            f'decision := {{"allow": true, "obligations": {{"quota": [{limit}]}}}}\n')
+    return {"policy": {"bundle": str(write_bundle(tmp_path / "bundle", rego))}}
+
+
+async def test_a_request_admitted_behind_another_gets_what_is_left_of_a_token_limit(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    limit = ('{"scope": "user", "key": input.user.sub, "window": "day", "metric": "tokens",'
+             ' "limit": 60, "code": "daily_tokens"}')
+    config = deep_merge(upstream_config(held_upstream), obligation_only_policy(tmp_path, limit))
+    async with running_gateway(tmp_path, config=config) as gw:
+        bob = gw.openai("bob")
+        calls = [lambda: bob.chat.completions.create(model="mock-gpt", messages=HELLO,
+                                                     max_tokens=30)] * 3
+        answers, refused = await burst(held_upstream, calls)
+        intents = [e for e in await gw.audit_records() if e["event"] == "request.intent"]
+    # 5 + 30 reserved, then 60 - 35 - 5 = 20 left for the second, nothing for the third.
+    assert (len(answers), len(refused)) == (2, 1)
+    sent = sorted(orjson.loads(r.body)["max_tokens"] for r in held_upstream.requests)
+    assert sent == [20, 30]
+    assert sorted(e["extra"].get("quota_max_tokens", 0) for e in intents) == [0, 20]
 
 
 async def test_an_upstream_error_releases_the_reservation(tmp_path: Path) -> None:

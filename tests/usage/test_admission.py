@@ -186,6 +186,19 @@ async def test_a_limit_on_a_counter_the_request_does_not_add_to_is_invalid(
     assert (await tracker.snapshot(BOB, None))["user"]["day"]["requests"] == 0
 
 
+@pytest.mark.parametrize("metric, value, admitted", [
+    ("requests", 2.5, 3),          # used >= 2.5 only from the third reservation on
+    ("prompt_tokens", 35, 3),      # 10 each: a fourth would overshoot 35
+    ("completion_tokens", 41, 3),  # 20 each, soft: refused once 41 is reached (used 60)
+    ("cost_usd", 0.00066, 2),      # 330 micro-USD each
+])
+async def test_both_stores_apply_the_same_comparisons(
+    tracker: CounterTracker, metric: str, value: float, admitted: int
+) -> None:
+    ok, _ = await admit_many(tracker, 6, [limit(metric, value, shrink=False)])
+    assert len(ok) == admitted
+
+
 def test_the_refusal_message_is_the_policys() -> None:
     assert message(limit("requests", 60, window="minute"), 60) == (
         'quota "requests limit" reached: 60 of 60 requests per minute (user)')
