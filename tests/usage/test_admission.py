@@ -220,3 +220,34 @@ async def test_replicas_on_one_redis_admit_exactly_the_limit_together(
     assert sum(isinstance(r, QuotaExceeded) for r in results) == 70
     snap = await replicas[0].snapshot(BOB, None)
     assert snap["user"]["day"]["requests"] == 20 and snap["team"]["month"]["tokens"] == 600
+
+
+@pytest.mark.redis
+async def test_a_redis_admission_is_one_evalsha_round_trip(
+    make_redis_tracker: TrackerFactory, redis_url: str, redis_prefix: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    t = await make_redis_tracker()
+    limits = [limit("requests", 100), limit("tokens", 10_000, window="month")]
+    await t.reserve(BOB, "app", "mock-gpt", limits, prompt_tokens=1, output_tokens=1)  # loads it
+    watcher, probe = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    sentinel = f"{redis_prefix}sentinel"
+    seen: list[str] = []
+    try:
+        async with watcher.monitor() as m, asyncio.timeout(30):
+            await probe.ping()
+            await t.reserve(BOB, "app", "mock-gpt", limits, prompt_tokens=1, output_tokens=1)
+            await probe.get(sentinel)  # MONITOR reports in execution order: this comes last
+            while True:
+                info = await m.next_command()
+                command = info["command"]
+                if sentinel in command:
+                    break
+                # (MONITOR also shows the commands the script runs, as client "lua")
+                if redis_prefix in command and info.get("client_type") != "lua":
+                    seen.append(command.split(" ", 1)[0])
+    finally:
+        await watcher.aclose()
+        await probe.aclose()
+    assert seen == ["EVALSHA"]
