@@ -56,6 +56,7 @@ async def burst(upstream: FakeServer, calls: list[Call]) -> tuple[list[Any], lis
     """Start every call at once; let the provider answer only when each call has either been
     refused or reached the provider. Returns (answers, quota refusals)."""
     upstream.hold = asyncio.Event()
+    upstream.requests.clear()
     tasks = [asyncio.create_task(c()) for c in calls]
     async with asyncio.timeout(300):  # a bound for a hung test, not a timing assertion
         while sum(t.done() for t in tasks) + len(upstream.requests) < len(tasks):
@@ -242,40 +243,59 @@ async def test_an_upstream_error_releases_the_reservation(tmp_path: Path) -> Non
                 await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
 
 
+# One limit per metric, on three users, so one pair of replicas serves the three bursts.
+REPLICA_LIMITS = {"users": {
+    "alice": [{"scope": "user", "metric": "requests", "window": "day", "max": 30}],
+    "bob": [{"scope": "user", "metric": "tokens", "window": "day", "max": 10 * (5 + MAX_TOKENS)}],
+    "carol": [{"scope": "user", "metric": "cost_usd", "window": "day",
+               "max": 10 * RESERVED_NANOS / 1e9}],
+}}
+REPLICA_BURSTS = [("alice", 100, 30, "quota_requests_per_day"),
+                  ("bob", 40, 10, "quota_tokens_per_day"),
+                  ("carol", 40, 10, "quota_cost_usd_per_day")]
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
 async def test_two_gateway_processes_sharing_redis_admit_exactly_the_limit(
     tmp_path: Path, held_upstream: FakeServer, shared_services: dict[str, Any]  # noqa: F811
 ) -> None:
+    outcomes: dict[str, tuple[int, int, int, set[str]]] = {}
     async with running_idp(tmp_path / "idp") as idp:
-        bundle = quota_bundle(tmp_path, contractors("requests", "day", 30))
+        bundle = quota_bundle(tmp_path, REPLICA_LIMITS)
         config = deep_merge(embedded_mapping(data_dir=tmp_path, issuer=idp.issuer),
                             {"policy": {"bundle": str(bundle)}, **shared_services})
-        config = deep_merge(config, upstream_config(held_upstream))
+        config = deep_merge(config, deep_merge(upstream_config(held_upstream),
+                                               {"usage": PRICES}))
         config["audit"]["signing_key"] = str(tmp_path / "audit-key.pem")
         _write_signing_key(tmp_path / "audit-key.pem")
         started = [await asyncio.to_thread(start_replica, tmp_path, n, config) for n in "ab"]
-        token = idp.token("bob")
-        clients = [openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
-                   for url, _ in started]
         try:
-            answers, refused = await burst(
-                held_upstream, [chat(clients[i % 2]) for i in range(100)])
+            for user, n, _, _ in REPLICA_BURSTS:
+                token = idp.token(user)
+                clients = [openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token,
+                                              max_retries=0) for url, _ in started]
+                try:
+                    # Alternate replicas: each sees half the burst, neither sees the whole.
+                    answers, refused = await burst(
+                        held_upstream, [chat(clients[i % 2]) for i in range(n)])
+                finally:
+                    for c in clients:
+                        await c.close()
+                outcomes[user] = (len(answers), len(refused), len(held_upstream.requests),
+                                  {e.body["code"] for e in refused})
         finally:
-            for c in clients:
-                await c.close()
             for _, proc in started:
                 proc.terminate()
             for _, proc in started:
                 proc.wait(timeout=15)
-    assert (len(answers), len(refused)) == (30, 70)
-    assert len(held_upstream.requests) == 30
-    assert {e.body["code"] for e in refused} == {"quota_requests_per_day"}
     audit = config["audit"]
-    query = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "pep", "audit", "query", "--store", audit["store"],
-         "--pg-schema", audit["pg_schema"], "--user", "bob"],
-        env=env(), capture_output=True, text=True, check=True)
-    records = [yaml.safe_load(line) for line in query.stdout.splitlines()]
-    assert_audited(records, 30, 70, "quota_requests_per_day")
+    for user, n, allowed, code in REPLICA_BURSTS:
+        assert outcomes[user] == (allowed, n - allowed, allowed, {code}), user
+        query = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "pep", "audit", "query", "--store", audit["store"],
+             "--pg-schema", audit["pg_schema"], "--user", user],
+            env=env(), capture_output=True, text=True, check=True)
+        records = [yaml.safe_load(line) for line in query.stdout.splitlines()]
+        assert_audited(records, allowed, n - allowed, code)
