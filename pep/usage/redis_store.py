@@ -12,7 +12,7 @@ key makes rollover free; each key expires a minute after its window ends.
 - settle/release: one script adds (real - reserved) to the keys that still exist.
 - record: one Lua script adds to every key of the request (user, teams, client x 4 windows)
   and refreshes TTLs -- atomic, one round trip.
-- snapshot: one pipelined round trip of HMGETs.
+- snapshot: one script call returning every row (HMGETs inside), one round trip.
 - Redis Cluster is not supported: the script touches keys in several hash slots.
 """
 
@@ -53,7 +53,8 @@ return #KEYS
 
 # pep.usage.admission.fit, in Lua. KEYS: the request's rows (subject-major, WINDOWS order).
 # ARGV: prompt, out, choices, nano-USD per prompt token, per output token, number of checks,
-# then 4 per check (row index, metric, limit, shrink 1|0), then one TTL per key.
+# then 4 per check (row index, metric, limit, shrink 1|0), then one TTL per window (keys are
+# subject-major, so key i is in window (i - 1) % #windows).
 # Returns {0, out, nanos} when reserved, else {1, check, used, check, used, ...}.
 _RESERVE = """
 local prompt, out, choices = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -90,14 +91,26 @@ end
 local completion = out * choices
 local nanos = math.floor(prompt * tonumber(ARGV[4]) + completion * tonumber(ARGV[5]) + 0.5)
 local ttl0 = 6 + n * 4
+local windows = #ARGV - ttl0
 for i, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'r', 1)
   if prompt ~= 0 then redis.call('HINCRBY', key, 'pt', prompt) end
   if completion ~= 0 then redis.call('HINCRBY', key, 'ct', completion) end
   if nanos ~= 0 then redis.call('HINCRBY', key, 'c', nanos) end
-  redis.call('EXPIRE', key, ARGV[ttl0 + i])
+  redis.call('EXPIRE', key, ARGV[ttl0 + 1 + (i - 1) % windows])
 end
 return {0, out, nanos}
+"""
+
+# The rows of KEYS: {r, pt, ct, c, e} each, 0 for a missing field.
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local row = redis.call('HMGET', key, 'r', 'pt', 'ct', 'c', 'e')
+  for j = 1, 5 do row[j] = tonumber(row[j] or 0) end
+  out[i] = row
+end
+return out
 """
 
 # Adds ARGV (5 deltas) to each key that still exists: a window that rolled over is not revived.
@@ -144,6 +157,7 @@ class RedisTracker(CounterTracker):
         self._script: Any = None
         self._reserve_script: Any = None
         self._adjust_script: Any = None
+        self._read_script: Any = None
         self._prefix = self.settings.key_prefix
 
     def _key(self, window: str, start: int, subject: Subject) -> str:
@@ -171,6 +185,7 @@ class RedisTracker(CounterTracker):
         self._script = self._client.register_script(_ADD)
         self._reserve_script = self._client.register_script(_RESERVE)
         self._adjust_script = self._client.register_script(_ADJUST)
+        self._read_script = self._client.register_script(_READ)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -178,8 +193,15 @@ class RedisTracker(CounterTracker):
             self._client = None
 
     async def _read(self, bounds: Bounds, subs: list[Subject]) -> list[Sequence[int]]:
-        keys = [self._key(w, bounds[w][0], s) for s in subs for w in WINDOWS]
-        return await self._hmget_all(keys)
+        # One script call rather than a pipeline of HMGETs: the same single round trip, at a
+        # third of the client CPU (one command to encode and parse instead of one per row).
+        if self._read_script is None:
+            raise UsageUnavailable("usage store (redis) is not started")
+        try:
+            replies = await self._read_script(keys=self._row_keys(bounds, subs))
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return [tuple(int(v) for v in r) if any(r) else ZERO for r in replies]
 
     async def _hmget_all(self, keys: list[str]) -> list[Sequence[int]]:
         try:
@@ -214,23 +236,17 @@ class RedisTracker(CounterTracker):
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
-    def _keys_and_ttls(self, bounds: Bounds, subs: list[Subject],
-                       now: float) -> tuple[list[str], list[int]]:
-        keys: list[str] = []
-        ttls: list[int] = []
-        for s in subs:
-            for w in WINDOWS:
-                start, end = bounds[w]
-                keys.append(self._key(w, start, s))
-                ttls.append(math.ceil(end - now) + TTL_GRACE_S)
-        return keys, ttls
+    def _row_keys(self, bounds: Bounds, subs: list[Subject]) -> list[str]:
+        """Subject-major, WINDOWS order: the row order of ``_read`` and the admission checks."""
+        return [self._key(w, bounds[w][0], s) for s in subs for w in WINDOWS]
 
     async def _reserve(self, bounds: Bounds, subs: list[Subject], checks: list[Check],
                        model: str, prompt: int, out: int, choices: int,
                        now: float) -> tuple[list[tuple[int, int]], int, int]:
         if self._reserve_script is None:
             raise UsageUnavailable("usage store (redis) is not started")
-        keys, ttls = self._keys_and_ttls(bounds, subs, now)
+        keys = self._row_keys(bounds, subs)
+        ttls = [math.ceil(bounds[w][1] - now) + TTL_GRACE_S for w in WINDOWS]
         rates = self.prices.rates(model) or (0.0, 0.0)
         args: list[Any] = [prompt, out, choices, repr(rates[0]), repr(rates[1]), len(checks)]
         for c in checks:
@@ -247,9 +263,8 @@ class RedisTracker(CounterTracker):
     async def _adjust(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
         if self._adjust_script is None:
             raise UsageUnavailable("usage store (redis) is not started")
-        keys = [self._key(w, bounds[w][0], s) for s in subs for w in WINDOWS]
         try:
-            await self._adjust_script(keys=keys, args=list(delta))
+            await self._adjust_script(keys=self._row_keys(bounds, subs), args=list(delta))
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
