@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import orjson
 import pytest
@@ -27,7 +28,7 @@ from tests.audit.test_crash import env
 from tests.e2e.conftest import upstream_config, write_bundle
 from tests.e2e.test_quotas_e2e import contractors, counters, quota_bundle
 from tests.e2e.test_replicas import _write_signing_key, shared_services, start_replica  # noqa: F401
-from tests.fakes.openai_wire import reply
+from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer, Recorded, Reply
 from tests.harness import deep_merge, running_gateway
 from tests.opa_double.server import OpaDouble
@@ -52,7 +53,9 @@ async def held_upstream() -> AsyncIterator[FakeServer]:
 Call = Callable[[], Awaitable[Any]]
 
 
-async def burst(upstream: FakeServer, calls: list[Call]) -> tuple[list[Any], list[Any]]:
+async def burst(upstream: FakeServer, calls: list[Call],
+                refusal: tuple[type[Exception], ...] = (openai.RateLimitError,),
+                ) -> tuple[list[Any], list[Any]]:
     """Start every call at once; let the provider answer only when each call has either been
     refused or reached the provider. Returns (answers, quota refusals)."""
     upstream.hold = asyncio.Event()
@@ -63,7 +66,7 @@ async def burst(upstream: FakeServer, calls: list[Call]) -> tuple[list[Any], lis
             await asyncio.sleep(0.02)
         upstream.hold.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
-    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    refused = [r for r in results if isinstance(r, refusal)]
     answers = [r for r in results if not isinstance(r, BaseException)]
     assert len(answers) + len(refused) == len(calls), [
         r for r in results if isinstance(r, BaseException) and r not in refused]
@@ -193,6 +196,40 @@ async def test_the_quota_obligation_alone_is_enforced_as_the_policys_429(
     assert [r["code"] for r in denials[0]["decision"]["reasons"]] == ["hourly_requests"]
     assert denials[0]["decision"]["reasons"][0]["quota"] == {
         "scope": "user", "window": "hour", "metric": "requests"}
+
+
+async def test_concurrent_streams_and_anthropic_messages_are_admitted_exactly_too(
+    tmp_path: Path
+) -> None:
+    def answer(rec: Recorded) -> Reply:
+        if orjson.loads(rec.body).get("stream"):
+            return stream_reply(["Hello", " there"], usage=REAL_USAGE)
+        return reply("Hello from the fake upstream.", usage=REAL_USAGE)
+
+    async with FakeServer(answer) as upstream:
+        config = deep_merge(upstream_config(upstream), {"policy": {"bundle": str(
+            quota_bundle(tmp_path, contractors("requests", "day", 8)))}})
+        async with running_gateway(tmp_path, config=config) as gw:
+            bob, claude = gw.openai("bob"), gw.anthropic("bob")
+
+            async def stream() -> str:
+                s = await bob.chat.completions.create(
+                    model="mock-gpt", messages=HELLO, stream=True,
+                    stream_options={"include_usage": True})
+                return "".join([c.choices[0].delta.content or "" async for c in s if c.choices])
+
+            async def message() -> Any:
+                return await claude.messages.create(model="mock-gpt", max_tokens=MAX_TOKENS,
+                                                    messages=HELLO)
+
+            answered, refused = await burst(
+                upstream, [stream, message] * 10,
+                (openai.RateLimitError, anthropic.RateLimitError))
+            [row] = await counters(gw, "erin", scope="user", id="bob", window="day")
+    assert (len(answered), len(refused), len(upstream.requests)) == (8, 12, 8)
+    assert "Hello there" in answered  # streams ran to the end
+    assert {type(e) for e in refused} == {openai.RateLimitError, anthropic.RateLimitError}
+    assert (row["requests"], row["tokens"]) == (8, 8 * sum(REAL_USAGE))
 
 
 def obligation_only_policy(tmp_path: Path, limit: str) -> dict[str, Any]:
