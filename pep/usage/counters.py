@@ -1,10 +1,12 @@
 """What is counted, for whom, and how the counters become ``input.usage``.
 
-Every recorded request adds to the counters of its subjects -- the user (``sub``), *each* of
-the user's teams, and the calling app (``client_id``) -- in every window (minute, hour, day,
-month). Stores only differ in how they read and add one row of integers per
-(subject, window); this base class owns everything else so the memory and Redis stores
-cannot disagree about the document policy sees (docs/usage.md).
+Every request adds to the counters of its subjects -- the user (``sub``), *each* of the
+user's teams, and the calling app (``client_id``) -- in every window (minute, hour, day,
+month): reserved at admission (``reserve``, checked atomically against the limits in effect,
+pep/usage/admission.py), then ``settle``d to the real usage or ``release``d; ``record`` adds
+usage that was never reserved. Stores only differ in how they read, check-and-add and add one
+row of integers per (subject, window); this base class owns everything else so the memory
+and Redis stores cannot disagree about the document policy sees (docs/usage.md).
 """
 
 from __future__ import annotations
