@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import openai
 import orjson
 import pytest
 import yaml
+from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from idp.testing import running_idp
 from pep.defaults import embedded_mapping
@@ -133,6 +135,26 @@ async def test_concurrent_requests_get_exactly_the_request_limit(
     assert row["requests"] == 60
     assert row["tokens"] == 60 * sum(REAL_USAGE)  # reservations settled to the real usage
     assert_audited(records, 60, 140, "quota_requests_per_day")
+
+
+async def test_the_shipped_contractor_rate_limit_holds_over_100_connections(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    # The reported case: bob's 60 requests per minute (policies/quota/limits/data.yaml), 200
+    # concurrent requests over 100 connections gave 100 answers. One window is needed, so
+    # start early in a minute (a burst takes seconds); this waits, it asserts no timing.
+    if seconds_until_reset("minute", time.time()) < 40:
+        await asyncio.sleep(seconds_until_reset("minute", time.time()))
+    async with running_gateway(tmp_path, config=upstream_config(held_upstream)) as gw:
+        # The SDK's own Limits type (its HTTP library differs between openai builds).
+        limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=100, max_keepalive_connections=100)
+        http = openai.DefaultAsyncHttpxClient(limits=limits)
+        bob = gw.openai("bob", http_client=http)
+        answers, refused = await burst(held_upstream, [chat(bob) for _ in range(200)])
+    assert (len(answers), len(refused)) == (60, 140)
+    assert len(held_upstream.requests) == 60
+    assert {e.body["code"] for e in refused} == {"quota_requests_per_minute"}
+    assert {int(e.response.headers["Retry-After"]) for e in refused} <= set(range(1, 61))
 
 
 async def test_concurrent_requests_get_exactly_the_token_limit(
