@@ -9,6 +9,7 @@ request passes the same usage snapshot unless admission reserves atomically."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -358,3 +359,25 @@ async def test_two_gateway_processes_sharing_redis_admit_exactly_the_limit(
             env=env(), capture_output=True, text=True, check=True)
         records = [yaml.safe_load(line) for line in query.stdout.splitlines()]
         assert_audited(records, allowed, n - allowed, code)
+
+
+@pytest.mark.parametrize("on_error, status", [("deny", 503), ("allow", 200)])
+async def test_a_usage_store_that_is_down_follows_on_store_error(
+    tmp_path: Path, held_upstream: FakeServer, on_error: str, status: int
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config = deep_merge(upstream_config(held_upstream), {"usage": {
+        "store": f"redis://127.0.0.1:{closed}/0", "on_store_error": on_error, "timeout_s": 1.0}})
+    held_upstream.hold = None
+    async with running_gateway(tmp_path, config=config) as gw:
+        bob = gw.openai("bob")
+        if status == 200:
+            await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
+        else:
+            with pytest.raises(openai.InternalServerError) as info:
+                await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
+            assert info.value.status_code == 503
+            assert info.value.body["code"] == "usage_unavailable"
+    assert len(held_upstream.requests) == (1 if status == 200 else 0)
