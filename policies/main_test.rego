@@ -117,3 +117,16 @@ test_listing_models_carries_no_quota_obligation if {
 	d := regogate.decision with input as inp with data.regogate.quota.obligation as [l]
 	not d.obligations.quota
 }
+
+test_responses_get_the_same_obligations_as_chat if {
+	d := regogate.decision with input as object.union(chat(alice, "mock-gpt", ["email"]), {"request": {"api": "responses", "model": "mock-gpt"}})
+	d.allow
+	d.obligations.max_tokens == 4096
+	d.obligations.redact == ["email"]
+}
+
+test_count_tokens_is_not_a_generation if {
+	d := regogate.decision with input as object.union(chat(alice, "mock-gpt", ["private_key"]), {"request": {"api": "messages.count_tokens", "model": "mock-gpt"}})
+	d.allow
+	not d.obligations.max_tokens
+}
