@@ -44,6 +44,16 @@ class LimitsSettings(Frozen):
     # Streams held open at once; beyond it new streaming requests get 503 + Retry-After.
     # (Upstream deadlines -- connect, first byte, idle -- are per provider: providers.*.)
     max_concurrent_streams: int = Field(256, gt=0)
+    # Client-side deadlines (docs/configuration.md). A request head (request line + headers)
+    # must arrive within header_read_timeout_s of its first byte, a body within
+    # body_read_timeout_s of its head, and an idle keep-alive connection is closed after
+    # keepalive_timeout_s. Slow clients cannot hold connections open indefinitely.
+    header_read_timeout_s: float = Field(10.0, gt=0)
+    body_read_timeout_s: float = Field(30.0, gt=0)
+    keepalive_timeout_s: float = Field(15.0, gt=0)
+    # Open client connections at once. A new connection beyond it first evicts the oldest idle
+    # one (no request in progress); if every connection is busy the new one is closed.
+    max_connections: int = Field(1024, gt=0)
 
 
 class ServerSettings(Frozen):

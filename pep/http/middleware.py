@@ -1,5 +1,6 @@
 """The one place where exceptions become HTTP responses, and where every response gets the
-request id. Bugs become a generic 500 (logged with the request id, never leaked)."""
+request id. Bugs become a generic 500 (logged with the request id, never leaked). A refusal
+that has no terminal audit record yet gets one here (``request.rejected`` / ``request.error``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import orjson
 from aiohttp import web
 
 from pep import appkeys
+from pep.audit.events import EventType
+from pep.auditing import rejection_event
 from pep.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
 )
-from pep.steps import exchange_for
+from pep.exchange import Exchange
+from pep.steps import audit, exchange_for
 
 log = logging.getLogger("regogate.http")
 
@@ -52,19 +57,41 @@ def _render(request: web.Request, err: GatewayError) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     x = exchange_for(request)
     header = request.app[appkeys.SETTINGS].server.request_id_header
+    err: GatewayError | None = None
     try:
         response = await handler(request)
-    except GatewayError as err:
-        response = _render(request, err)
+    except GatewayError as exc:
+        err = exc
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _render(request, _from_http_exception(exc))
+        err = _from_http_exception(exc)
     except Exception:
         log.exception("unhandled error in request %s", x.request_id)
         request.app[appkeys.METRICS].inc("internal_errors_total")
-        response = _render(request, GatewayError("internal error; see gateway logs for "
-                                                 f"request {x.request_id}"))
+        err = GatewayError(f"internal error; see gateway logs for request {x.request_id}")
+    if err is not None:
+        response = _render(request, err)
+        await _record_refusal(request, x, err)
     if not response.prepared:
         response.headers[header] = x.request_id
+    if isinstance(err, RequestTimeout):
+        # Answer, then drop the connection: waiting out (or lingering on) the rest of a slow
+        # body is exactly what a slow-body client wants.
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.protocol is not None:
+            request.protocol.force_close()
     return response
+
+
+async def _record_refusal(request: web.Request, x: Exchange, err: GatewayError) -> None:
+    """Exactly one terminal record per request (GUIDE.md 3.11): a refusal the pipeline did not
+    already record (bad body, unknown model or endpoint, size, internal error) is recorded
+    here. Best effort, like every refusal record."""
+    if x.terminal_recorded or err.code == "audit_unavailable":
+        return  # recorded already, or the audit store is what failed
+    kind: EventType = "request.rejected" if err.status < 500 else "request.error"
+    request.app[appkeys.METRICS].inc("requests_rejected_total", code=err.code)
+    await audit(request, rejection_event(kind, x, err), required=False)
