@@ -50,11 +50,11 @@ def reject_forbidden(body: dict[str, Any]) -> None:
 
 
 async def read_json(request: web.Request, x: Exchange) -> Any:
+    x.body = BodySizes(declared=request.content_length)
     ctype = request.content_type
     if ctype != "application/json":
         raise UnsupportedMedia(f"Content-Type must be application/json, got {ctype or 'none'!r}")
     limits = request.app[appkeys.SETTINGS].server.limits
-    x.body = BodySizes()
     raw = await read_body(request, x.body, max_bytes=limits.max_body_bytes,
                           timeout_s=limits.body_read_timeout_s)
     if not raw:

@@ -42,7 +42,7 @@ class BodySizes:
     """What the audit record of a refused request says about its body (never the bytes)."""
 
     declared: int | None = None  # Content-Length, if sent
-    wire: int = 0  # bytes read from the connection
+    wire: int | None = None  # bytes read from the connection (None: not read)
     decoded: int | None = None  # after Content-Encoding was removed
 
 
@@ -81,14 +81,16 @@ async def _read_wire(
     request: web.Request, sizes: BodySizes, max_bytes: int, timeout_s: float
 ) -> bytes:
     parts: list[bytes] = []
+    received = sizes.wire = 0
     try:
         async with asyncio.timeout(timeout_s):
             while True:
                 chunk = await request.content.readany()
                 if not chunk:
                     break
-                sizes.wire += len(chunk)
-                if sizes.wire > max_bytes:
+                received += len(chunk)
+                sizes.wire = received
+                if received > max_bytes:
                     raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
                 parts.append(chunk)
     except TimeoutError as exc:
