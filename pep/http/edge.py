@@ -41,8 +41,8 @@ from pep.exchange import Exchange
 
 log = logging.getLogger("regogate.http")
 
-# Parse at most this much per event-loop callback (~2,700 one-byte chunks, a few ms at worst).
-PARSE_SLICE_BYTES = 16 * 1024
+# Parse at most this much per event-loop callback (~1,400 one-byte chunks, ~2 ms at worst).
+PARSE_SLICE_BYTES = 8 * 1024
 
 # Parser exception -> reason code. The exception's message is never used: it may quote the
 # received bytes (a header line with a bearer token in it).
@@ -68,7 +68,7 @@ def malformed_reason(exc: BaseException | None) -> str:
 class EdgeRequestHandler(RequestHandler):
     """One client connection (aiohttp's protocol) with a head deadline and sliced parsing."""
 
-    __slots__ = ("_edge", "_head_timer", "_head_count", "_backlog")
+    __slots__ = ("_edge", "_head_timer", "_head_count", "_backlog", "_discarding")
 
     def __init__(self, edge: EdgeServer, **kwargs: Any) -> None:
         super().__init__(edge, **kwargs)
@@ -76,9 +76,12 @@ class EdgeRequestHandler(RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_count = 0
         self._backlog: list[bytes] | None = None
+        self._discarding = False
 
     # -- reading ---------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         if self._backlog is not None:  # slicing a previous read: keep the order
             self._backlog.append(data)
             self._pause_transport_reading()
@@ -86,6 +89,7 @@ class EdgeRequestHandler(RequestHandler):
         if len(data) <= PARSE_SLICE_BYTES:
             self._feed(data)
             return
+        self._edge.metrics_inc("parse_sliced_reads_total")
         view = memoryview(data)
         self._backlog = [bytes(view[i:i + PARSE_SLICE_BYTES])
                          for i in range(PARSE_SLICE_BYTES, len(data), PARSE_SLICE_BYTES)]
@@ -133,6 +137,19 @@ class EdgeRequestHandler(RequestHandler):
         self._cancel_head_timer()
         self._backlog = None
         super().connection_lost(exc)
+
+    def discard_then_close(self, linger_s: float = 2.0) -> None:
+        """After a final response: stop parsing what the client still sends, half-close our
+        side (the response is flushed first) and close for good after ``linger_s``. Closing
+        at once with unread input would reset the connection and could destroy the response
+        before the client reads it; lingering the aiohttp way would keep parsing the body."""
+        self._discarding = True
+        self._backlog = None
+        self._cancel_head_timer()
+        transport = self.transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+        self._loop.call_later(linger_s, self.force_close)
 
     def idle(self) -> bool:
         return (self.transport is not None and not self._request_in_progress

@@ -21,12 +21,14 @@ from pep.errors import (
     RequestTimeout,
 )
 from pep.exchange import Exchange
+from pep.http.edge import EdgeRequestHandler
 from pep.steps import audit, exchange_for
 
 log = logging.getLogger("regogate.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DIALECT_FOR_PATH: list[tuple[str, str]] = [("/v1/messages", "anthropic")]
+_CLOSE_AFTER = frozenset({"malformed_body", "too_many_chunks"})
 
 
 def _from_http_exception(exc: web.HTTPException) -> GatewayError:
@@ -75,14 +77,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _record_refusal(request, x, err)
     if not response.prepared:
         response.headers[header] = x.request_id
-    if isinstance(err, RequestTimeout):
-        # Answer, then drop the connection: waiting out (or lingering on) the rest of a slow
-        # body is exactly what a slow-body client wants.
+    if isinstance(err, RequestTimeout) or (err is not None and err.code in _CLOSE_AFTER):
+        # Answer, then drop the connection: waiting out (or lingering on, i.e. still parsing)
+        # the rest of a slow, broken or many-chunk body is exactly what its sender wants.
         response.force_close()
         await response.prepare(request)
         await response.write_eof()
-        if request.protocol is not None:
-            request.protocol.force_close()
+        protocol = request.protocol
+        if isinstance(protocol, EdgeRequestHandler):
+            protocol.discard_then_close()
+        elif protocol is not None:
+            protocol.force_close()
     return response
 
 
