@@ -34,8 +34,8 @@ class ConfigError(Exception):
 
 
 class LimitsSettings(Frozen):
-    # Counted on the decompressed body (aiohttp applies client_max_size to what it has
-    # inflated), so a gzip bomb stops here too.
+    # Counted on the body as received and again as decoded (pep.http.body), so a gzip bomb
+    # stops here too.
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     # Large enough for real-world tokens with many group claims; beyond it aiohttp's parser
     # refuses the request (plain-text 400) before any of our work happens.
