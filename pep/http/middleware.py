@@ -77,9 +77,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _record_refusal(request, x, err)
     if not response.prepared:
         response.headers[header] = x.request_id
-    if isinstance(err, RequestTimeout) or (err is not None and err.code in _CLOSE_AFTER):
+    if err is not None and _body_left_unread(request, err):
         # Answer, then drop the connection: waiting out (or lingering on, i.e. still parsing)
-        # the rest of a slow, broken or many-chunk body is exactly what its sender wants.
+        # the rest of a refused, slow, broken or many-chunk body is what its sender wants.
         response.force_close()
         await response.prepare(request)
         await response.write_eof()
@@ -89,6 +89,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif protocol is not None:
             protocol.force_close()
     return response
+
+
+def _body_left_unread(request: web.Request, err: GatewayError) -> bool:
+    if isinstance(err, RequestTimeout) or err.code in _CLOSE_AFTER:
+        return True
+    return request.body_exists and not request.content.is_eof()
 
 
 async def _record_refusal(request: web.Request, x: Exchange, err: GatewayError) -> None:

@@ -166,3 +166,20 @@ async def test_a_large_read_is_parsed_in_slices_and_the_request_still_succeeds(
     sliced = [line for line in metrics.splitlines()
               if line.startswith("regogate_parse_sliced_reads_total ")]
     assert sliced and float(sliced[0].split()[1]) >= 1
+
+
+async def test_an_unauthenticated_many_chunk_body_is_not_parsed_after_the_401(
+    tmp_path: Path, upstream: FakeServer
+) -> None:
+    # The 401 is sent before the body is read; the rest of the body is then discarded unparsed
+    # and the connection closed (after a short linger), not lingered on by the HTTP parser.
+    async with running_gateway(tmp_path, config=upstream_config(upstream)) as gw:
+        reader, writer = await connect(gw.url)
+        writer.write(request_bytes("/v1/chat/completions", chunked(b"x" * 400_000, 1), {
+            "Content-Type": "application/json", "Transfer-Encoding": "chunked"}))
+        response = await read_response(reader)
+        closed = await closed_by_peer(reader, within=6)
+        writer.close()
+    assert response.status == 401
+    assert closed
+    assert upstream.requests == []
