@@ -50,7 +50,9 @@ class LimitsSettings(Frozen):
     # keepalive_timeout_s. Slow clients cannot hold connections open indefinitely.
     header_read_timeout_s: float = Field(10.0, gt=0)
     body_read_timeout_s: float = Field(30.0, gt=0)
-    keepalive_timeout_s: float = Field(15.0, gt=0)
+    # Above the usual load-balancer idle timeouts (AWS ALB 60 s), so a proxy in front closes
+    # an idle connection before the gateway does and never reuses one being closed.
+    keepalive_timeout_s: float = Field(75.0, gt=0)
     # Open client connections at once. A new connection beyond it first evicts the oldest idle
     # one (no request in progress); if every connection is busy the new one is closed.
     max_connections: int = Field(1024, gt=0)
