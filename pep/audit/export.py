@@ -116,7 +116,9 @@ def ocsf_event(rec: StoredRecord, *, product_version: str = "0.1.0") -> dict[str
         "activity_name": {0: "Unknown", 1: "Create", 2: "Read"}[activity_id],
         "type_uid": 6003 * 100 + activity_id,
         "time": _epoch_ms(doc.get("time", "")),
-        "severity_id": 3 if category == "deny" else (4 if category == "error" else 1),
+        # A refused request (deny, or rejected before policy: SSRF attempts, forbidden keys)
+        # is worth an analyst's look; an error in our own stack more so.
+        "severity_id": 3 if category in ("deny", "rejected") else (4 if category == "error" else 1),
         "status_id": 2 if failed else 1,
         "status": "Failure" if failed else "Success",
         "status_code": str(outcome["status"]) if outcome.get("status") is not None else None,

@@ -15,7 +15,7 @@ import aiohttp
 import openai
 import pytest
 
-from pep.audit.export import build_report
+from pep.audit.export import build_report, ocsf_event
 from pep.audit.factory import store_url
 from pep.audit.query import AuditQuery
 from pep.audit.reader import open_reader
@@ -208,6 +208,9 @@ async def test_rejections_are_known_to_the_verifier_query_and_report(tmp_path: P
             await reader.close()
     assert report.valid and report.records == 4
     assert [r.index["event"] for r in rejected] == ["request.rejected"] * 2
+    ocsf = ocsf_event(rejected[0])
+    assert (ocsf["status"], ocsf["severity_id"], ocsf["status_detail"]) == (
+        "Failure", 3, "forbidden_parameter")
     (row,) = rows
     assert (row["requests"], row["allowed"], row["rejected"]) == (3, 1, 2)
 
