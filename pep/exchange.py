@@ -34,6 +34,8 @@ class Exchange:
     # A terminal audit record (refusal, error or completion) was written or attempted: the
     # error middleware adds request.rejected / request.error only when it was not.
     terminal_recorded: bool = False
+    forwarded: dict[str, Any] | None = None  # the canonical body sent, after obligations
+    response_id: str | None = None  # Responses API: the id of the response being created
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

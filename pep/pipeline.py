@@ -84,11 +84,24 @@ async def admit(
 
 
 async def forward(request: web.Request, dialect: Dialect, api: str) -> web.StreamResponse:
-    """The whole path for chat completions, Anthropic messages and embeddings."""
-    app = request.app
+    """The whole path for chat completions, Anthropic messages, legacy completions and
+    embeddings."""
     x = exchange_for(request)
     principal = await authenticate(request, x)
     req = await validated_request(request, x, dialect, api)
+    return await forward_normalized(request, dialect, api, principal, req)
+
+
+async def forward_normalized(
+    request: web.Request, dialect: Dialect, api: str, principal: Principal, req: NormalizedRequest
+) -> web.StreamResponse:
+    """From a validated request on: the stream slot, admission, obligations, the provider
+    call and the response. Endpoints that build their canonical request themselves (the
+    Responses API with its stored conversation) validate it with ``pep.validation`` and
+    enter here."""
+    app = request.app
+    x = exchange_for(request)
+    x.req = req
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
     slots = app[appkeys.STREAM_SLOTS]
@@ -123,6 +136,7 @@ async def _forward_admitted(
         await audit(request, event("policy.error", x, error=err), required=False)
         raise err from exc
     x.model_served = model
+    x.forwarded = out_body
     await audit(request, event("request.intent", x), required=True)
     try:
         if api == "embeddings":

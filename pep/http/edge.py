@@ -221,7 +221,7 @@ class EdgeServer(Server):
         header = self.app[appkeys.SETTINGS].server.request_id_header
         response = web.Response(status=err.status, body=orjson.dumps(to_body(err)),
                                 content_type="application/json",
-                                headers={header: x.request_id})
+                                headers={header: x.request_id, "request-id": x.request_id})
         response.force_close()
         return response
 

@@ -77,6 +77,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _record_refusal(request, x, err)
     if not response.prepared:
         response.headers[header] = x.request_id
+        # The Anthropic SDK reads its request id from this header (``_request_id``).
+        response.headers["request-id"] = x.request_id
     if err is not None and _body_left_unread(request, err):
         # Answer, then drop the connection: waiting out (or lingering on, i.e. still parsing)
         # the rest of a refused, slow, broken or many-chunk body is what its sender wants.
