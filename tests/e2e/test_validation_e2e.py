@@ -86,6 +86,17 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
      {}, 400, "forbidden_parameter"),
     ("chat model on embeddings", "/v1/embeddings", _json({"model": "mock-gpt", "input": "x"}),
      {}, 400, "wrong_model_type"),
+    ("responses organization", "/v1/responses",
+     _json({"model": "mock-gpt", "input": "hi", "organization": "org-x"}), {}, 400,
+     "forbidden_parameter"),
+    ("responses ssrf model", "/v1/responses",
+     _json({"model": "http://169.254.169.254/", "input": "hi"}), {}, 404, "model_not_found"),
+    ("legacy completions headers", "/v1/completions",
+     _json({"model": "mock-gpt", "prompt": "hi", "headers": {"x": "y"}}), {}, 400,
+     "forbidden_parameter"),
+    ("count_tokens aws_session_token", "/v1/messages/count_tokens",
+     _json({"model": "mock-gpt", "messages": MSG, "aws_session_token": "t"}), {}, 400,
+     "forbidden_parameter"),
 ]
 
 
@@ -99,7 +110,7 @@ async def test_a_refused_request_is_audited_once_and_nothing_is_forwarded(
         events = await trail_of(gw, rid)
     assert got == status, doc
     assert doc["error"]["message"] and doc["error"]["type"] == "invalid_request_error"
-    if path != "/v1/messages":  # the Anthropic error shape has no code
+    if not path.startswith("/v1/messages"):  # the Anthropic error shape has no code
         assert doc["error"]["code"] == code
     assert upstream.requests == []
     record = assert_one_rejection(events, code, subject="alice", secrets=(body,))
