@@ -1,8 +1,9 @@
 """The model-calling request path (GUIDE.md section 1).
 
-    authenticate -> parse + normalise -> inspect content -> usage snapshot -> PolicyInput
+    authenticate -> validate (pep.validation) -> inspect content -> usage snapshot -> PolicyInput
     -> decide (deny: 403/429 + audit; error: 503 + audit)
-    -> obligations -> durable audit intent -> router -> response/stream -> audit completion
+    -> obligations -> reserve quota atomically (refused: 429 + audit)
+    -> durable audit intent -> router -> response/stream -> settle usage + audit completion
 
 Every exit writes exactly one terminal audit record for the request. The provider is never
 called unless the intent record is durable (GUIDE.md 3.8). The individual steps live in
@@ -29,7 +30,7 @@ from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError
 from pep.policy.input import build_policy_input
 from pep.principal import Principal
-from pep.request import NormalizedRequest, normalize_chat, normalize_embeddings
+from pep.request import NormalizedRequest
 from pep.steps import (
     POLICY_INPUT,
     audit,
@@ -37,11 +38,13 @@ from pep.steps import (
     decide,
     denial,
     exchange_for,
-    read_json,
     record_usage,
+    release_usage,
+    reserve_usage,
     usage_snapshot,
 )
 from pep.streaming import relay_stream
+from pep.validation import validated_request
 
 INLINE_SCAN_CHARS = 32_768  # below this, scanning costs less than a thread hand-off
 
@@ -88,22 +91,17 @@ async def forward(request: web.Request, dialect: Dialect, api: str) -> web.Strea
     embeddings."""
     x = exchange_for(request)
     principal = await authenticate(request, x)
-    body = await read_json(request)
-    if api == "embeddings":
-        req = normalize_embeddings(body, normalise_text=_identity)
-    else:
-        canonical = dialect.to_canonical(body)
-        req = normalize_chat(canonical, normalise_text=_identity, inbound_format=dialect.name,
-                             api=api)
+    req = await validated_request(request, x, dialect, api)
     return await forward_normalized(request, dialect, api, principal, req)
 
 
 async def forward_normalized(
     request: web.Request, dialect: Dialect, api: str, principal: Principal, req: NormalizedRequest
 ) -> web.StreamResponse:
-    """From a normalised request on: the stream slot, admission, obligations, the provider
+    """From a validated request on: the stream slot, admission, obligations, the provider
     call and the response. Endpoints that build their canonical request themselves (the
-    Responses API with its stored conversation) enter here."""
+    Responses API with its stored conversation) validate it with ``pep.validation`` and
+    enter here."""
     app = request.app
     x = exchange_for(request)
     x.req = req
@@ -127,7 +125,6 @@ async def _forward_admitted(
     inspector = app[appkeys.CONTENT]
     router = app[appkeys.ROUTER]
     catalog = app[appkeys.CATALOG]
-    catalog.check(req.model, embeddings=api == "embeddings")
     decision = await admit(request, x, req, principal)
     try:
         out_body, model, x.prompt_audit = apply_obligations(
@@ -142,14 +139,26 @@ async def _forward_admitted(
         await audit(request, event("policy.error", x, error=err), required=False)
         raise err from exc
     x.model_served = model
-    x.forwarded = out_body
-    await audit(request, event("request.intent", x), required=True)
+    x.forwarded = out_body  # the reservation below may still lower its max_tokens in place
+    cap = await reserve_usage(request, x, decision, out_body, model)
+    try:
+        # The decision record shows the policy's obligations; a cap the reservation lowered
+        # further (what was left under concurrency) is recorded beside it.
+        await audit(request, event("request.intent", x,
+                                   extra=None if cap is None else {"quota_max_tokens": cap}),
+                    required=True)
+    except GatewayError:
+        await release_usage(request, x)
+        raise
     try:
         if api == "embeddings":
             result = await router.embeddings(out_body, model, request_id=x.request_id)
         else:
             result = await router.chat(out_body, model, request_id=x.request_id)
     except GatewayError as err:
+        # Nothing was generated: the reservation goes back. (A cancelled request keeps its
+        # reservation: the provider may still be generating; it expires with its window.)
+        await release_usage(request, x)
         x.served = getattr(err, "served", None)
         app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
         # Status, allow-listed provider code and body size only: never the provider's text.
@@ -168,9 +177,10 @@ async def _complete_plain(
 ) -> web.StreamResponse:
     body = result.body
     x.usage = result.usage
+    # Counted before the output decision: a withheld answer was still generated (and billed).
+    await record_usage(request, x)
     if api != "embeddings":
         body = await check_output_plain(request, x, body)
-    await record_usage(request, x)
     rendered = dialect.render(body) if api != "embeddings" else body
     response_audit = _response_content(x, body, api)
     await audit(request, event("request.completion", x, status=200,
@@ -182,7 +192,3 @@ def _response_content(x: Exchange, body: dict[str, Any], api: str) -> Any:
     if content_mode(x) == "none" or api == "embeddings":
         return None
     return [c.get("message", {}).get("content") for c in body.get("choices", [])]
-
-
-def _identity(text: str) -> str:
-    return text
