@@ -82,6 +82,18 @@ class PostgresAuditReader:
             hi = int(v) if v is not None else 0
         return lo, hi
 
+    async def previous_of_user(self, user_key: str, before_seq: int) -> StoredRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_COLS} FROM {self._s}.audit_records WHERE user_key = $1 AND seq < $2 "
+            "ORDER BY seq DESC LIMIT 1", user_key, before_seq)
+        return StoredRecord.from_row(rows[0]) if rows else None
+
+    async def user_heads_at(self, seq: int) -> dict[str, str]:
+        rows = await self._fetch(
+            f"SELECT DISTINCT ON (user_key) user_key, hash FROM {self._s}.audit_records "
+            "WHERE user_key IS NOT NULL AND seq <= $1 ORDER BY user_key, seq DESC", seq)
+        return {str(r["user_key"]): str(r["hash"]) for r in rows}
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()

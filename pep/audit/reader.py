@@ -44,6 +44,14 @@ class AuditReader(Protocol):
         """Smallest seq with time >= since, largest seq with time < until (None: open end)."""
         ...
 
+    async def previous_of_user(self, user_key: str, before_seq: int) -> StoredRecord | None:
+        """The subject's newest record with seq < before_seq."""
+        ...
+
+    async def user_heads_at(self, seq: int) -> dict[str, str]:
+        """Every subject's newest record hash among records with seq <= ``seq``."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -128,6 +136,19 @@ class SqliteAuditReader:
             rows = await self._fetch("SELECT MAX(seq) FROM audit_records WHERE time < ?", (until,))
             hi = int(rows[0][0]) if rows and rows[0][0] is not None else 0  # type: ignore[call-overload]
         return lo, hi
+
+    async def previous_of_user(self, user_key: str, before_seq: int) -> StoredRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_COLS} FROM audit_records WHERE user_key = ? AND seq < ? "
+            "ORDER BY seq DESC LIMIT 1", (user_key, before_seq))
+        return StoredRecord.from_row(rows[0]) if rows else None
+
+    async def user_heads_at(self, seq: int) -> dict[str, str]:
+        rows = await self._fetch(
+            "SELECT r.user_key, r.hash FROM audit_records r JOIN (SELECT MAX(seq) AS m FROM "
+            "audit_records WHERE user_key IS NOT NULL AND seq <= ? GROUP BY user_key) h "
+            "ON r.seq = h.m", (seq,))
+        return {str(k): str(h) for k, h in rows}
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -109,7 +109,12 @@ async def test_dropped_connection_makes_append_raise_audit_unavailable(
     await store.append(make_event("alice", 2))  # the pool reconnects
     await store.close()
     report = await verify(postgres_dsn, schema, tmp_path)
-    assert report.valid and report.records == 2
+    # record 1, the audit.outage record for the failed batch, record 2
+    assert report.valid and report.records == 3
+    reader = PostgresAuditReader(postgres_dsn, schema=schema)
+    outage = [r.doc() async for r in reader.records()][1]
+    await reader.close()
+    assert outage["event"] == "audit.outage" and outage["extra"]["failed_records"] == 1
 
 
 async def test_unreachable_database_fails_start_with_audit_unavailable(tmp_path: Path) -> None:
