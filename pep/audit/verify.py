@@ -17,8 +17,8 @@ Checkpoints (chain ``checkpoint``): the database's own plus the external witness
 Each must be signed by a known key; together they must form ONE chain through
 ``prev_checkpoint`` (a missing link is a deleted checkpoint); a witness copy that the database
 lacks was deleted from it; consecutive checkpoints may be at most ``interval_s`` (plus
-tolerance) apart unless the later one is a ``start``; each ``users_root`` must equal the tree
-over the per-user heads at its seq (chain ``user``).
+tolerance) apart unless the later one is a ``start``. (``users_root`` needs no check here:
+a matching head fixes every record before it; bundles and ``--user`` check it.)
 
 Records are streamed; memory is O(number of subjects) for the per-user chain.
 """
@@ -32,7 +32,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pep.audit.checkpoints import Checkpoint, key_id
-from pep.audit.merkle import root_of
 from pep.audit.reader import AuditReader
 from pep.audit.records import GENESIS, StoredRecord, index_fields, record_hash, user_key_of
 
@@ -156,8 +155,6 @@ async def verify_trail(
     sealed_to = max(cp_seqs, default=0)
     first_unsealed: StoredRecord | None = None
     hash_at: dict[int, str] = {}
-    root_at: dict[int, str] = {}
-    rooted = {cp.seq for cp in checkpoints if "users_root" in cp.payload}
     user_last: dict[str, str] = {}
 
     prev2: StoredRecord | None = None
@@ -214,15 +211,11 @@ async def verify_trail(
             user_last[rec.user_key] = rec.hash
         if rec.seq in cp_seqs:
             hash_at[rec.seq] = rec.hash
-            if from_genesis and rec.seq in rooted:
-                root_at[rec.seq] = root_of(user_last)
         if rec.seq == sealed_to + 1:
             first_unsealed = rec
         prev2, prev1 = prev1, rec
     report.users = len(user_last)
-    if from_genesis and 0 in rooted:
-        root_at[0] = root_of({})
-    _check_checkpoints(report, checkpoints, hash_at, root_at, lo, hi)
+    _check_checkpoints(report, checkpoints, hash_at, lo, hi)
     if report.valid and hi is None:
         _check_unsealed(report, chain, first_unsealed, now)
     if report.valid:
@@ -345,7 +338,6 @@ def _check_checkpoints(
     report: VerifyReport,
     checkpoints: list[Checkpoint],
     hash_at: dict[int, str],
-    root_at: dict[int, str],
     lo: int | None,
     hi: int | None,
 ) -> VerifyReport:
@@ -371,12 +363,6 @@ def _check_checkpoints(
         else:
             return _fail(report, Break("deleted", "checkpoint", cp.seq,
                                        f"the record at checkpoint seq {cp.seq} is missing"))
-        want = cp.payload.get("users_root")
-        if want is not None and cp.seq in root_at and root_at[cp.seq] != want:
-            return _fail(report, Break(
-                "modified", "user", cp.seq,
-                f"the per-user heads at seq {cp.seq} differ from the ones the checkpoint of "
-                f"{cp.payload.get('time')} signs (users_root): a subject's chain was rewritten"))
         if latest is None or (cp.seq, str(cp.payload.get("time"))) >= (
             latest.seq, str(latest.payload.get("time"))):
             latest = cp
