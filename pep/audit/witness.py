@@ -124,9 +124,9 @@ class Witness:
         c = self.cfg
         sinks: list[tuple[str, Any]] = []
         if c.directory is not None:
-            sinks.append((f"directory {c.directory}", lambda: write_checkpoint_file(c.directory, cp)))  # type: ignore[arg-type]
+            sinks.append((f"directory {c.directory}", lambda: write_checkpoint_file(c.directory, cp)))
         if c.log_file is not None:
-            sinks.append((f"log {c.log_file}", lambda: append_line(c.log_file, cp)))  # type: ignore[arg-type]
+            sinks.append((f"log {c.log_file}", lambda: append_line(c.log_file, cp)))
         if self._syslog is not None:
             handler = self._syslog
             sinks.append(("syslog", lambda: handler.emit(logging.LogRecord(
