@@ -111,7 +111,7 @@ def trail_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
 
     def make(**kw: Any) -> Trail:
         asyncio.run(_build(_settings(kind, tmp_path, schema, dsn, **kw), tmp_path))
-        args = ([f"--store", f"sqlite:///{tmp_path / 'audit.db'}"] if kind == "sqlite"
+        args = (["--store", f"sqlite:///{tmp_path / 'audit.db'}"] if kind == "sqlite"
                 else ["--store", str(dsn), "--pg-schema", schema])
         return Trail(kind, tmp_path, args, execute)
 
