@@ -31,7 +31,7 @@ from pep.audit.checkpoints import (
     read_witness,
 )
 from pep.audit.events import AuditUnavailable
-from pep.audit.export import REPORT_GROUPS, build_report, csv_header, csv_line
+from pep.audit.export import REPORT_GROUPS, csv_header, csv_line
 from pep.audit.factory import store_url, witness_dir
 from pep.audit.query import AuditQuery, QueryError
 from pep.audit.reader import AuditReader, open_reader
@@ -144,7 +144,7 @@ async def report_handler(request: web.Request) -> web.Response:
     q = _parse(params)
     await _authorize_and_record(request, "report", {**params, "by": by})
     try:
-        rows = build_report([r async for r in _reader(request).matching(q)], by=by)
+        rows = await _reader(request).report(q, by)
     except AuditUnavailable as exc:
         raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
     return _json({"object": "list", "by": by, "data": rows})

@@ -25,7 +25,7 @@ from pep.audit.checkpoints import (
 )
 from pep.audit.bundle import BundleError, build_bundle, verify_bundle
 from pep.audit.events import AuditUnavailable
-from pep.audit.export import REPORT_GROUPS, build_report, csv_header, csv_line, ocsf_event
+from pep.audit.export import REPORT_GROUPS, csv_header, csv_line, ocsf_event
 from pep.audit.factory import StoreURLError, sqlite_path, store_url, witness_dir
 from pep.audit.query import DECISIONS, AuditQuery, QueryError
 from pep.audit.reader import AuditReader, open_reader
@@ -327,8 +327,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
 
 async def cmd_report(args: argparse.Namespace) -> int:
     async def body(reader: AuditReader, _s: AuditSettings, _d: Path) -> int:
-        records = [rec async for rec in reader.matching(_query(args))]
-        rows = build_report(records, by=args.by)
+        rows = await reader.report(_query(args), args.by)
         if args.format == "json":
             print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
             return 0

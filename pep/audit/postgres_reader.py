@@ -13,6 +13,7 @@ from pep.audit.events import AuditUnavailable
 from pep.audit.query import AuditQuery
 from pep.audit.reader import CHUNK
 from pep.audit.records import ALL_COLUMNS, StoredRecord
+from pep.audit.report_sql import assemble, report_sql
 
 _COLS = ", ".join(ALL_COLUMNS)
 
@@ -93,6 +94,11 @@ class PostgresAuditReader:
             f"SELECT DISTINCT ON (user_key) user_key, hash FROM {self._s}.audit_records "
             "WHERE user_key IS NOT NULL AND seq <= $1 ORDER BY user_key, seq DESC", seq)
         return {str(r["user_key"]): str(r["hash"]) for r in rows}
+
+    async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
+        totals, reasons, params = report_sql(q, by, "postgres", f"{self._s}.audit_records")
+        return assemble(by, [tuple(r) for r in await self._fetch(totals, *params)],
+                        [tuple(r) for r in await self._fetch(reasons, *params)])
 
     async def close(self) -> None:
         if self._pool is not None:

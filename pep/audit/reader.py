@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,6 +20,7 @@ from pep.audit.events import AuditUnavailable
 from pep.audit.factory import is_postgres, sqlite_path
 from pep.audit.query import AuditQuery
 from pep.audit.records import ALL_COLUMNS, StoredRecord
+from pep.audit.report_sql import assemble, report_sql
 
 CHUNK = 2000
 _COLS = ", ".join(ALL_COLUMNS)
@@ -50,6 +51,10 @@ class AuditReader(Protocol):
 
     async def user_heads_at(self, seq: int) -> dict[str, str]:
         """Every subject's newest record hash among records with seq <= ``seq``."""
+        ...
+
+    async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
+        """Aggregated by the database (see pep.audit.report_sql)."""
         ...
 
     async def close(self) -> None: ...
@@ -149,6 +154,10 @@ class SqliteAuditReader:
             "audit_records WHERE user_key IS NOT NULL AND seq <= ? GROUP BY user_key) h "
             "ON r.seq = h.m", (seq,))
         return {str(k): str(h) for k, h in rows}
+
+    async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
+        totals, reasons, params = report_sql(q, by, "sqlite", "audit_records")
+        return assemble(by, await self._fetch(totals, params), await self._fetch(reasons, params))
 
     async def close(self) -> None:
         if self._conn is not None:

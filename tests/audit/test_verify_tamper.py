@@ -272,3 +272,39 @@ async def test_checkpoint_rewritten_to_a_lower_seq_is_reported(trail: Path) -> N
                      (orjson.dumps(payload).decode(),))
     report = await verify(trail)
     assert report.error is not None and report.error.kind == "checkpoint"
+
+
+async def test_deletion_messages_name_exactly_the_missing_seqs(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 5")
+    report = await verify(trail)
+    assert report.error is not None and report.error.message == "record(s) seq 5 are missing"
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 6")
+    report = await verify(trail)
+    assert report.error is not None and report.error.message == "record(s) seq 5..6 are missing"
+    assert (report.error.kind, report.error.chain, report.error.seq) == ("deleted", "global", 5)
+
+
+async def test_deleted_and_renumbered_record_is_reported_as_deleted(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 5")
+        for seq in range(6, len(ORDER) + 1):
+            conn.execute("UPDATE audit_records SET seq = seq - 1 WHERE seq = ?", (seq,))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("deleted", 5)
+    assert "renumbered" in report.error.message
+
+
+def test_cadence_and_time_helpers() -> None:
+    from pep.audit.checkpoints import Checkpoint
+    from pep.audit.verify import allowed_gap, parse_time
+
+    assert allowed_gap(Checkpoint({"interval_s": 10}, "")) == 10 * 1.5 + 5
+    assert allowed_gap(Checkpoint({"interval_s": 0}, "")) is None
+    assert allowed_gap(Checkpoint({"interval_s": True}, "")) is None
+    assert allowed_gap(Checkpoint({}, "")) is None
+    naive, aware = parse_time("2025-01-01T00:00:00"), parse_time("2025-01-01T00:00:00Z")
+    assert naive == aware and naive is not None and naive.tzinfo is not None
+    assert parse_time("yesterday") is None
