@@ -61,3 +61,32 @@ async def test_stream_ends_with_done_after_its_completion_is_durable(tmp_path: P
         await reader.close()
     assert text == "ab"
     assert events == ["request.intent", "request.completion"]
+
+
+async def test_anthropic_message_stop_is_withheld_when_the_completion_cannot_be_made_durable(
+    tmp_path: Path,
+) -> None:
+    import anthropic
+
+    reply = stream_reply(["one", "two", "three"])
+    reply.chunk_delay_s = 0.5
+    async with FakeServer([reply]) as fake, \
+            running_gateway(tmp_path, config=config(fake, tmp_path)) as gw:
+        client = gw.anthropic("alice")
+        events: list[str] = []
+        blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+        try:
+            with pytest.raises(anthropic.APIError) as info:
+                async with client.messages.stream(
+                        model="mock-gpt", max_tokens=100,
+                        messages=[{"role": "user", "content": "hi"}]) as stream:
+                    async for ev in stream:
+                        events.append(ev.type)
+                        if len(events) == 1:  # the intent is durable: lock the store now
+                            blocker.execute("BEGIN IMMEDIATE")
+        finally:
+            if blocker.in_transaction:
+                blocker.execute("ROLLBACK")
+            blocker.close()
+        assert "message_stop" not in events
+        assert "audit" in str(info.value).lower()
