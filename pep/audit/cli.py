@@ -175,6 +175,8 @@ async def cmd_verify(args: argparse.Namespace) -> int:
         if args.user:
             report = await verify_user(reader, args.user, keys)
         else:
+            # Witnesses first, the database second: the writer publishes a checkpoint only
+            # after committing it, so a live trail never looks like a deleted checkpoint.
             extra, warnings = witness_checkpoints(args, settings, data_dir)
             report = await verify_trail(reader, public_keys=keys, extra_checkpoints=extra,
                                         since=q.since, until=q.until)

@@ -210,3 +210,5 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: 
     report = json.loads(out.stdout)
     assert out.returncode == 0, report
     assert report["valid"] and report["records"] >= 2 * SUCCESSES_BEFORE_KILL
+    assert any("unclean shutdown" in w for w in report["warnings"]), report["warnings"]
+    assert report["unsealed_records"] == 0  # the restart's start checkpoint sealed the tail

@@ -308,3 +308,45 @@ def test_cadence_and_time_helpers() -> None:
     naive, aware = parse_time("2025-01-01T00:00:00"), parse_time("2025-01-01T00:00:00Z")
     assert naive == aware and naive is not None and naive.tzinfo is not None
     assert parse_time("yesterday") is None
+
+
+async def test_unreadable_witness_file_is_named(trail: Path) -> None:
+    (trail / "cp" / "checkpoint-000000000099-x-deadbeef.json").write_text("{broken")
+    report = await verify(trail, with_dir=True)
+    assert report.error is not None
+    assert "checkpoint-000000000099-x-deadbeef.json" in report.error.message
+
+
+async def test_stale_newest_checkpoint_without_close_is_warned_about(trail: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_checkpoints WHERE kind = 'close'")
+    reader = SqliteAuditReader(trail / "audit.db")
+    try:
+        key = load_public_key(trail / DEFAULT_PUBLIC_KEY_NAME)
+        fresh = await verify_trail(reader, public_keys=[key])
+        later = await verify_trail(reader, public_keys=[key], now=datetime.now(UTC) + timedelta(days=1))
+    finally:
+        await reader.close()
+    assert fresh.valid and not any("older than its cadence" in w for w in fresh.warnings)
+    assert later.valid and any("older than its cadence" in w for w in later.warnings)
+
+
+async def test_restart_after_a_crash_is_warned_as_an_unclean_shutdown(tmp_path: Path) -> None:
+    # Two runs; the first one's close checkpoint is what a kill -9 never writes. The second run
+    # links to the first run's last checkpoint, so removing the close row models the crash.
+    store = open_store(settings(tmp_path), tmp_path)
+    await store.start()
+    await store.append(make_event("alice", 1, kind="request.completion"))
+    await store.close()
+    clean = await verify(tmp_path)
+    assert clean.valid and not any("unclean" in w for w in clean.warnings)
+    with db(tmp_path) as conn:
+        conn.execute("DELETE FROM audit_checkpoints WHERE kind = 'close'")
+    store = open_store(settings(tmp_path), tmp_path)
+    await store.start()
+    await store.close()
+    report = await verify(tmp_path)
+    assert report.valid, report.error
+    assert any("unclean shutdown" in w for w in report.warnings)
