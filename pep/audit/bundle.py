@@ -41,16 +41,23 @@ class BundleError(Exception):
     """No bundle can be built (no sealed records for the user, no Merkle checkpoint)."""
 
 
-async def latest_rooted_checkpoint(reader: AuditReader) -> Checkpoint:
-    for cp in reversed(await reader.checkpoints()):
-        if "users_root" in cp.payload:
-            return cp
-    raise BundleError("no checkpoint commits to per-user heads yet (users_root)")
+async def latest_rooted_checkpoint(
+    reader: AuditReader, witness: list[Checkpoint] | None = None
+) -> Checkpoint:
+    """The newest checkpoint with a ``users_root``, from the database or a witness (so
+    deleting the newest checkpoint rows does not make an older, shorter history provable)."""
+    rooted = [cp for cp in [*await reader.checkpoints(), *(witness or [])]
+              if "users_root" in cp.payload]
+    if not rooted:
+        raise BundleError("no checkpoint commits to per-user heads yet (users_root)")
+    return max(rooted, key=lambda cp: (cp.seq, str(cp.payload.get("time"))))
 
 
-async def build_bundle(reader: AuditReader, user: str) -> dict[str, Any]:
+async def build_bundle(
+    reader: AuditReader, user: str, witness: list[Checkpoint] | None = None
+) -> dict[str, Any]:
     """``user``: subject or e-mail (like ``--user`` elsewhere); one section per issuer."""
-    cp = await latest_rooted_checkpoint(reader)
+    cp = await latest_rooted_checkpoint(reader, witness)
     heads = await reader.user_heads_at(cp.seq)
     if root_of(heads) != cp.payload["users_root"]:
         raise BundleError(f"the store's per-user heads at seq {cp.seq} do not match the signed "

@@ -173,7 +173,8 @@ async def cmd_verify(args: argparse.Namespace) -> int:
         q = _query(args)
         keys = public_keys(args, settings, data_dir)
         if args.user:
-            report = await verify_user(reader, args.user, keys)
+            witness, _ = witness_checkpoints(args, settings, data_dir)
+            report = await verify_user(reader, args.user, keys, witness)
         else:
             # Witnesses first, the database second: the writer publishes a checkpoint only
             # after committing it, so a live trail never looks like a deleted checkpoint.
@@ -208,9 +209,10 @@ def witness_checkpoints(args: argparse.Namespace, settings: AuditSettings,
     return out, []
 
 
-async def verify_user(reader: AuditReader, user: str, keys: list[Any]) -> VerifyReport:
+async def verify_user(reader: AuditReader, user: str, keys: list[Any],
+                      witness: list[Any] | None = None) -> VerifyReport:
     try:
-        bundle = await build_bundle(reader, user)
+        bundle = await build_bundle(reader, user, witness)
     except BundleError as exc:
         report = VerifyReport(valid=False)
         report.error = Break("deleted", "user", None, str(exc), user)
@@ -299,7 +301,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
             if not args.user:
                 raise AuditCliError("--proof needs --user")
             try:
-                bundle = await build_bundle(reader, args.user)
+                bundle = await build_bundle(reader, args.user)  # the store's own view
             except BundleError as exc:
                 raise AuditCliError(str(exc)) from exc
             data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"

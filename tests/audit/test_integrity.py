@@ -379,3 +379,21 @@ def test_heartbeat_gap_while_the_gateway_was_up_is_reported(
                   f"'{cp.signature}', '{cp.hash}')")
     code, report = verify(trail, capsys)
     assert code == 1 and broken(report)[:2] == ("gap", "checkpoint")
+
+
+def test_verify_user_uses_the_witness_when_newest_checkpoints_were_deleted(
+    trail_factory: Callable[..., Trail], capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail = trail_factory()
+    # Drop alice's newest record (seq 12) and every checkpoint that saw it: in the database
+    # alone, an older checkpoint (seq 8) makes her shorter history look complete.
+    trail.execute(f"DELETE FROM {trail.t('audit_records')} WHERE seq = 12")
+    trail.execute(f"DELETE FROM {trail.t('audit_checkpoints')} WHERE seq >= 12")
+    empty = trail.tmp / "empty-witness"
+    empty.mkdir()
+    capsys.readouterr()
+    code = run(["audit", "verify", *trail.store_args, "--public-key", str(trail.key),
+                "--checkpoints", str(empty), "--user", "alice", "--json"])
+    assert code == 0, capsys.readouterr().out  # what the database alone can show
+    code, report = verify(trail, capsys, "--user", "alice")
+    assert code == 1 and "do not match the signed checkpoint" in report["error"]["message"]
