@@ -67,6 +67,8 @@ class PostgresAuditStore:
         self._live: asyncpg.Connection | None = None
         self._outage: dict[str, Any] | None = None
         self._last_write = 0.0
+        # One batch transaction at a time from this replica (the writer and the /readyz probe).
+        self._write_lock = asyncio.Lock()
         self._unsealed = False
         self.orphans_closed = 0
         self._max_batch = max_batch
@@ -205,7 +207,9 @@ class PostgresAuditStore:
             due = min(next_cp, self._last_write + self._seal_idle_s) if self._unsealed else next_cp
             if now >= due:
                 await self._periodic_checkpoint()
-                next_cp = loop.time() + self._cp_every_s
+                # After a failed seal retry on the idle timer, not in a spin.
+                self._last_write = loop.time()
+                next_cp = self._last_write + self._cp_every_s
                 continue
             if not self._pending:
                 try:
@@ -238,6 +242,12 @@ class PostgresAuditStore:
         return {r["user_key"]: r["hash"] for r in rows}
 
     async def _write(self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]) -> None:
+        async with self._write_lock:
+            await self._write_locked(batch)
+
+    async def _write_locked(
+        self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]
+    ) -> None:
         assert self._pool is not None
         cp: Checkpoint | None = None
         items = [(b, d) for b, d, _ in batch]

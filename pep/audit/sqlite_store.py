@@ -203,7 +203,9 @@ class SqliteAuditStore:
                 due = next_cp if not self._since_cp else min(next_cp, last_write + self._seal_idle_s)
                 if now >= due:
                     self._checkpoint(conn, "checkpoint" if self._since_cp else "heartbeat")
-                    next_cp = time.monotonic() + self._cp_every_s
+                    # After a failed seal (disk full) retry on the idle timer, not in a spin.
+                    next_cp = last_write = time.monotonic()
+                    next_cp += self._cp_every_s
                     continue
                 try:
                     first = self._queue.get(timeout=due - now)
