@@ -49,7 +49,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     from pep.audit.factory import open_store  # noqa: PLC0415 - keep import-time work nil
     from pep.auth import Authenticator
     from pep.content import ContentInspector
+    from pep.conversations import open_conversations
     from pep.inbound.anthropic import AnthropicDialect
+    from pep.inbound.completions import CompletionsDialect
     from pep.policy.factory import create_engine
     from pep.routing.router import Router
     from pep.usage.tracker import open_tracker
@@ -65,17 +67,26 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.CATALOG] = Catalog(settings.models, settings.providers)
-    app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
+    app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
+                             "completions": CompletionsDialect()}
     app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
     app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
 
     async def http_session(_: web.Application) -> AsyncIterator[None]:
+        # IdP, OPA sidecar and other dependencies of ours.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        # Providers: the router bounds each one (providers.*.max_connections, with its own
+        # pool_timeout_s), so the connector beneath it must never queue a request itself --
+        # a wait in here would surface as a provider timeout and open the circuit breaker.
+        provider_connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+        providers = aiohttp.ClientSession(connector=provider_connector, auto_decompress=True)
         app[appkeys.HTTP_SESSION] = session
+        app[appkeys.PROVIDER_SESSION] = providers
         try:
             yield
         finally:
+            await providers.close()
             await session.close()
 
     def session() -> aiohttp.ClientSession:
@@ -90,8 +101,12 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         _component(app, appkeys.POLICY, lambda: create_engine(settings.policy, session()),
                    overrides),
         _component(app, appkeys.USAGE, lambda: open_tracker(settings.usage), overrides),
+        _component(app, appkeys.CONVERSATIONS,
+                   lambda: open_conversations(settings.responses, settings.audit,
+                                              settings.server.data_dir), overrides),
         _component(app, appkeys.ROUTER,
-                   lambda: Router(settings.providers, settings.models, session()),
+                   lambda: Router(settings.providers, settings.models,
+                                  app[appkeys.PROVIDER_SESSION]),
                    overrides),
     ])
     if settings.policy.shadow is not None:
@@ -106,7 +121,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
 
 def _setup_optional_routes(app: web.Application) -> None:
     from pep.audit.api import setup_audit_routes
+    from pep.responses_api import setup_responses_routes
     from pep.usage.api import setup_usage_routes
 
+    setup_responses_routes(app)
     setup_audit_routes(app)
     setup_usage_routes(app)

@@ -1,14 +1,23 @@
-"""The OPA sidecar engine: OPA's REST data API through opa-python-client's AsyncOpaClient.
+"""The OPA sidecar engine: OPA's REST data API through opa-python-client's AsyncOpaClient
+(one pooled keep-alive session, ``retries=0``).
 
 Fail closed: connection errors, non-2xx answers, timeouts (``timeout_s`` covers the whole
 call, no retries -- a retry would blow the request's latency budget) and a missing
 ``result`` (undefined decision) all raise ``PolicyError``.
 
-Decision id: OPA's ``decision_id`` when its decision logging is on, else the request id.
-Revision, refreshed at start and on every ``ready()`` call (``/readyz``), first found of:
-``GET /v1/status`` bundles' ``active_revision`` (status plugin) -> the bundle manifest
-``revision`` under ``data.system.bundles`` -> that bundle's ``etag`` (the hash OPA reports)
--> ``"opa:unknown"``.
+Traceability (docs/policy-contract.md, "Traceability"):
+
+- ``decision_id`` is the gateway's request id, as with the embedded engine; OPA's own
+  ``decision_id`` (present when OPA's decision logging is on) is ``engine_decision_id``.
+- OPA's decision log entry carries the request id as ``input.request.id``, and the audit
+  record carries OPA's ``decision_id``: the two join either way.
+- the revision is the one OPA reports *for that decision*: each query asks for
+  ``?provenance=true`` and the answer names the revision of every active bundle (the
+  ``.manifest`` revision ``regogate policy build`` writes). A bundle without a revision (a
+  plain directory) falls back to the last revision found at start or on ``ready()``:
+  ``GET /v1/status`` (status plugin) -> ``data.system.bundles`` manifests / etags ->
+  ``"opa:unknown"``.
+
 """
 
 from __future__ import annotations
@@ -35,22 +44,40 @@ def _endpoint(url: str) -> tuple[str, int, bool]:
         raise PolicyError(
             f"policy.opa_url must be http(s)://host[:port], got {url!r}", "policy_unavailable"
         )
-    if parts.path not in ("", "/"):
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise PolicyError("policy.opa_url must not have a path", "policy_unavailable")
     ssl = parts.scheme == "https"
-    return parts.hostname, parts.port or (443 if ssl else 8181), ssl
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host, parts.port or (443 if ssl else 8181), ssl
+
+
+def _join(revs: list[str]) -> str | None:
+    return ",".join(sorted(revs)) or None
+
+
+def revision_from_provenance(provenance: Any) -> str | None:
+    """Bundle revisions from a ``provenance`` block (``bundles`` map, or the legacy
+    single-bundle ``revision``); ``None`` when OPA reports none."""
+    if not isinstance(provenance, dict):
+        return None
+    bundles = provenance.get("bundles")
+    if isinstance(bundles, dict):
+        return _join([
+            str(b["revision"]) for b in bundles.values() if isinstance(b, dict) and b.get("revision")
+        ])
+    legacy = provenance.get("revision")
+    return str(legacy) if legacy else None
 
 
 def _revision_from_status(status: Any) -> str | None:
     bundles = status.get("result", {}).get("bundles") if isinstance(status, dict) else None
     if not isinstance(bundles, dict):
         return None
-    revs = sorted(
+    return _join([
         str(b["active_revision"])
         for b in bundles.values()
         if isinstance(b, dict) and b.get("active_revision")
-    )
-    return ",".join(revs) or None
+    ])
 
 
 def _revision_from_bundles(doc: Any) -> str | None:
@@ -67,7 +94,7 @@ def _revision_from_bundles(doc: Any) -> str | None:
             revs.append(str(rev))
         elif b.get("etag"):
             revs.append(f"etag:{b['etag']}")
-    return ",".join(sorted(revs)) or None
+    return _join(revs)
 
 
 class OpaEngine:
@@ -77,7 +104,7 @@ class OpaEngine:
         self, url: str, decision: str = "regogate/decision", *, timeout_s: float = 0.5
     ) -> None:
         self._url = url
-        self._decision = decision.strip("/").replace(".", "/")
+        self._decision = decision.strip("/").replace(".", "/").removeprefix("data/")
         self._timeout = timeout_s
         self._client: AsyncOpaClient | None = None
         self._revision = UNKNOWN_REVISION
@@ -122,9 +149,14 @@ class OpaEngine:
         client = self._client
         if client is None:
             raise PolicyError("policy engine not started", "policy_unavailable")
+        request = policy_input.get("request")
+        request_id = request.get("id") if isinstance(request, dict) else None
+        rid = request_id if isinstance(request_id, str) else None
         try:
             async with asyncio.timeout(self._timeout):
-                answer = await client.query_rule(policy_input, self._decision)
+                # provenance: OPA names the revision of the bundles that made this decision.
+                answer = await client.query_rule(policy_input, self._decision,
+                                                 query_params={"provenance": True})
         except TimeoutError as exc:
             raise PolicyError(
                 f"OPA did not answer within {self._timeout}s", "policy_timeout"
@@ -140,19 +172,27 @@ class OpaEngine:
             ) from exc
         if not isinstance(answer, dict):
             raise PolicyError("OPA returned a non-object response", "policy_invalid")
-        request = policy_input.get("request")
-        request_id = request.get("id") if isinstance(request, dict) else None
-        decision_id = answer.get("decision_id") or request_id
+        revision = revision_from_provenance(answer.get("provenance"))
+        if revision is not None:
+            self._revision = revision
+        engine_id = answer.get("decision_id")
         # {"result": ...} absent means the decision is undefined.
         return parse_decision(
-            answer.get("result"), revision=self._revision, decision_id=decision_id
+            answer.get("result"),
+            revision=revision or self._revision,
+            decision_id=rid,
+            engine_decision_id=engine_id if isinstance(engine_id, str) else None,
         )
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {"engine": self.name, "url": self._url}
         client = self._client
-        ok = client is not None and await client.check_health()
+        # ?bundles: not ready until OPA has activated its bundles (a bundle service may still
+        # be downloading), as OPA's own health check defines.
+        ok = client is not None and await client.check_health({"bundles": True})
         if ok:
             await self._refresh_revision()
+        else:
+            detail["error"] = "opa_not_healthy"
         detail["revision"] = self._revision
         return ok, detail
