@@ -254,6 +254,22 @@ def test_forged_tail_record_dated_in_the_future_fails_verification(
     seq = _forge_after(trail, time=format_rfc3339(datetime.now(UTC) + timedelta(days=1)))
     code, report = verify(trail, capsys)
     assert code == 1 and broken(report) == ("unsealed", "checkpoint", seq)
+    assert "dated in the future" in report["error"]["message"]
+
+
+def test_trail_with_every_checkpoint_deleted_and_no_witness_fails(
+    trail_factory: Callable[..., Trail], capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail = trail_factory()
+    trail.execute(f"DELETE FROM {trail.t('audit_checkpoints')}")
+    empty = trail.tmp / "empty-witness"
+    empty.mkdir()
+    capsys.readouterr()
+    code = run(["audit", "verify", *trail.store_args, "--public-key", str(trail.key),
+                "--checkpoints", str(empty), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and broken(report) == ("unsealed", "checkpoint", 1)
+    assert report["unsealed_records"] == len(USERS)
 
 
 def test_fresh_unsealed_record_is_only_a_warning(
