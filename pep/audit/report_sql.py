@@ -1,7 +1,7 @@
 """``audit report`` aggregated by the database (GROUP BY), not in memory.
 
 Per group (user | team | model) and UTC day: requests (counted once, from the terminal record),
-allowed, denied, errors, denies by reason code, tokens in/out and estimated cost. The rows are
+allowed, denied, errors, rejected, denies by reason code, tokens in/out and estimated cost. The rows are
 identical to ``export.build_report`` (the in-memory reference the tests compare against).
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pep.audit.query import AuditQuery
 
 TERMINAL = ("request.completion", "upstream.error", "request.error", "policy.deny",
-            "policy.error", "request.aborted")
+            "policy.error", "request.rejected", "request.aborted")
 Style = Literal["sqlite", "postgres"]
 
 
@@ -48,6 +48,7 @@ def report_sql(q: AuditQuery, by: str, style: Style, table: str) -> tuple[str, s
         f"WITH b AS ({base}) SELECT {key} AS k, {day} AS day, COUNT(*) AS requests, "
         "SUM(CASE WHEN b.decision = 'deny' THEN 1 ELSE 0 END) AS denied, "
         "SUM(CASE WHEN b.decision = 'error' THEN 1 ELSE 0 END) AS errors, "
+        "SUM(CASE WHEN b.decision = 'rejected' THEN 1 ELSE 0 END) AS rejected, "
         "SUM(COALESCE(b.tokens_in, 0)) AS tokens_in, SUM(COALESCE(b.tokens_out, 0)) AS tokens_out, "
         f"SUM(COALESCE(b.cost_usd, 0)) AS cost_usd FROM b{join} GROUP BY 1, 2"
     )
@@ -76,12 +77,12 @@ def assemble(by: str, totals: list[Any], reasons: list[Any]) -> list[dict[str, A
         slot = by_reason[(str(k), str(day))]
         slot[str(code)] = slot.get(str(code), 0) + int(n)
     rows = []
-    for k, day, requests, denied, errors, t_in, t_out, cost in sorted(
+    for k, day, requests, denied, errors, rejected, t_in, t_out, cost in sorted(
             totals, key=lambda r: (str(r[0]), str(r[1]))):
         rows.append({
             by: str(k), "day": str(day), "requests": int(requests),
-            "allowed": int(requests) - int(denied or 0) - int(errors or 0),
-            "denied": int(denied or 0), "errors": int(errors or 0),
+            "allowed": int(requests) - int(denied or 0) - int(errors or 0) - int(rejected or 0),
+            "denied": int(denied or 0), "errors": int(errors or 0), "rejected": int(rejected or 0),
             "denies_by_reason": dict(sorted(by_reason.get((str(k), str(day)), {}).items())),
             "tokens_in": int(t_in or 0), "tokens_out": int(t_out or 0),
             "cost_usd": round(float(cost or 0.0), 6),

@@ -27,6 +27,7 @@ from idp.testing import idp_subprocess
 from pep.audit.query import AuditQuery
 from pep.audit.reader import open_reader
 from pep.defaults import embedded_mapping
+from tests import logscan
 
 REPO = Path(__file__).resolve().parents[2]
 SUCCESSES_BEFORE_KILL = 40
@@ -203,6 +204,7 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: 
     left, aborted = asyncio.run(open_requests(store))
     assert left == set(), f"{len(left)} intent(s) still open after the restart"
     assert aborted == len(still_open)
+    logscan.assert_clean(log.read_text(errors="replace"), "the gateway's output")  # GUIDE 3.10
 
     out = subprocess.run([sys.executable, "-m", "pep", "audit", "verify", "--config", str(cfg),
                           "--checkpoints", str(tmp_path / "cp"), "--json"],

@@ -37,6 +37,7 @@ async def reader(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         make_event(None, 5, kind="auth.failure", day=2),
         make_event("alice", 6, kind="upstream.error", day=2),
         make_event("bob", 7, kind="request.aborted", day=3),
+        make_event("carol", 10, kind="request.rejected", day=3),
     ]
     no_reason = make_event("carol", 8, kind="policy.deny", allow=False, day=3)
     no_reason.decision = DecisionRecord(allow=False, reasons=[])
