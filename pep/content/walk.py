@@ -1,0 +1,179 @@
+"""The one walker over a canonical request: every client-controlled string that is forwarded.
+
+Inspection (findings), invisible-character stripping and the redact obligation all go through
+``walk``, so a field is either covered by all three or by none, and a request shape added
+later (another API normalised to the canonical form) is covered by construction: the walker
+visits *every* string leaf of the canonical body, not a list of known fields. Only these are
+left out, because they are not text a model reads or because the gateway chose them:
+
+* the top-level ``model`` (validated against configuration) and message ``role`` (an enum);
+* binary payloads: ``image_url.url`` when it is a ``data:`` URL, ``input_audio.data``,
+  ``file.file_data`` (base64 media; scanning them is cost without findings).
+
+JSON-string-valued fields (``function.arguments``, Anthropic ``tool_use.input`` after
+translation) are parsed and their string values visited one by one, so a redaction keeps them
+valid JSON; a value that does not parse is visited as one plain string.
+
+Locations are paths into the canonical body, e.g. ``messages[2].tool_calls[0].function.arguments``
+(with ``.key``/``[i]`` appended for a value inside a JSON string) or ``tools[0].function.description``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import orjson
+
+
+class Site(NamedTuple):
+    """Where a string sits. ``message_index`` is the message it belongs to (-1: none);
+    ``content`` is True for message text (the parts joined into request.messages[i].text)."""
+
+    location: str
+    message_index: int
+    content: bool
+
+
+# (site, text) -> replacement text, or None to leave the string as it is.
+Visit = Callable[[Site, str], "str | None"]
+
+_JSON_STRING_KEYS = frozenset({"arguments"})
+_BINARY = {"image_url": "url", "input_audio": "data", "file": "file_data"}
+_SKIP_TOP = frozenset({"model", "messages", "input"})
+
+
+def walk(body: dict[str, Any], api: str, visit: Visit) -> dict[str, Any]:
+    """Visit every forwarded client string of a canonical request body; returns the body with
+    the replacements applied (the same object, and the same sub-objects, where nothing changed)."""
+    out: dict[str, Any] | None = None
+    if api == "embeddings":
+        new = _embedding_input(body.get("input"), visit)
+        if new is not body.get("input"):
+            out = {**body, "input": new}
+    else:
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            new_msgs = _list(messages, "messages", visit, _message)
+            if new_msgs is not messages:
+                out = {**body, "messages": new_msgs}
+    for key, value in body.items():
+        if key in _SKIP_TOP:
+            continue
+        new_value = _value(value, key, Site(key, -1, False), visit)
+        if new_value is not value:
+            out = {**(out or body), key: new_value}
+    return body if out is None else out
+
+
+def _embedding_input(raw: Any, visit: Visit) -> Any:
+    if isinstance(raw, str):
+        new = visit(Site("input", 0, True), raw)
+        return raw if new is None else new
+    if not isinstance(raw, list):
+        return raw
+    changed: list[Any] | None = None
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            new = visit(Site(f"input[{i}]", i, True), item)
+            if new is not None and new != item:
+                changed = changed or list(raw)
+                changed[i] = new
+    return raw if changed is None else changed
+
+
+def _list(items: list[Any], path: str, visit: Visit,
+          each: Callable[[Any, str, int, Visit], Any]) -> list[Any]:
+    changed: list[Any] | None = None
+    for i, item in enumerate(items):
+        new = each(item, f"{path}[{i}]", i, visit)
+        if new is not item:
+            changed = changed or list(items)
+            changed[i] = new
+    return items if changed is None else changed
+
+
+def _message(msg: Any, path: str, index: int, visit: Visit) -> Any:
+    if not isinstance(msg, dict):
+        return msg
+    out: dict[str, Any] | None = None
+    for key, value in msg.items():
+        if key == "role":
+            continue
+        if key == "content":
+            new = _content(value, f"{path}.content", index, visit)
+        else:
+            new = _value(value, f"{path}.{key}", Site(f"{path}.{key}", index, False), visit)
+        if new is not value:
+            out = {**(out or msg), key: new}
+    return msg if out is None else out
+
+
+def _content(content: Any, path: str, index: int, visit: Visit) -> Any:
+    if isinstance(content, str):
+        new = visit(Site(path, index, True), content)
+        return content if new is None else new
+    if not isinstance(content, list):
+        return content
+    changed: list[Any] | None = None
+    for j, part in enumerate(content):
+        at = f"{path}[{j}]"
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            # Text parts are message text; their other fields (type, cache hints) are not.
+            new_text = visit(Site(f"{at}.text", index, True), part["text"])
+            rest = {k: v for k, v in part.items() if k != "text"}
+            new_rest = _value(rest, at, Site(at, index, False), visit)
+            new_part = part
+            if (new_text is not None and new_text != part["text"]) or new_rest is not rest:
+                new_part = {**new_rest, "text": part["text"] if new_text is None else new_text}
+        else:
+            new_part = _value(part, at, Site(at, index, False), visit)
+        if new_part is not part:
+            changed = changed or list(content)
+            changed[j] = new_part
+    return content if changed is None else changed
+
+
+def _value(value: Any, path: str, site: Site, visit: Visit) -> Any:
+    """Any JSON value under ``path``: strings visited, containers walked."""
+    if isinstance(value, str):
+        new = visit(Site(path, site.message_index, False), value)
+        return value if new is None else new
+    if isinstance(value, list):
+        return _list(value, path, visit,
+                     lambda v, p, _i, vis: _value(v, p, site, vis))
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] | None = None
+    for key, item in value.items():
+        at = f"{path}.{key}"
+        if isinstance(item, str) and _is_binary(path, key, item):
+            continue
+        if key in _JSON_STRING_KEYS and isinstance(item, str):
+            new = _json_string(item, at, site, visit)
+        else:
+            new = _value(item, at, site, visit)
+        if new is not item:
+            out = {**(out or value), key: new}
+    return value if out is None else out
+
+
+def _is_binary(path: str, key: str, text: str) -> bool:
+    parent = path.rsplit(".", 1)[-1]
+    if _BINARY.get(parent) != key:
+        return False
+    return key != "url" or text.startswith("data:")
+
+
+def _json_string(text: str, path: str, site: Site, visit: Visit) -> str:
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, (dict, list)):
+        new = visit(Site(path, site.message_index, False), text)
+        return text if new is None else new
+    new_parsed = _value(parsed, path, site, visit)
+    if new_parsed is parsed:
+        return text
+    return orjson.dumps(new_parsed).decode()
