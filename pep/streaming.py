@@ -1,14 +1,25 @@
 """Relay a provider stream to the client in its dialect, with output checks and audit.
 
-The first chunk is written as soon as it arrives (no buffering, so no added time to first
-token). Whatever ends the stream -- completion, output policy cut, upstream failure or the
-client going away -- the usage is recorded and one completion record is audited.
+With the output decision on, nothing reaches the client before it was checked (GUIDE.md
+3.14): text chunks are held back in a window bounded by ``policy.output_check_every_chars``
+characters and ``policy.output_hold_ms`` milliseconds (counted from the oldest held chunk),
+the answer so far is checked (incremental scan, pep.content.output) and only then is the
+window written. Chunks without answer text (the role chunk, usage) pass at once when nothing
+is held, so the time to first byte gains nothing; the first *text* waits at most the window.
+A mid-stream deny writes the dialect's error event (OpenAI: a content_filter final chunk and
+an ``error`` data frame; Anthropic: an ``error`` event) and drops the held window.
+
+Whatever ends the stream -- completion, output policy cut, upstream failure or the client
+going away -- the usage is recorded and one completion record is audited, with exactly what
+was delivered (characters and SHA-256 of the delivered answer text).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +30,7 @@ from pep.auditing import content_mode, event
 from pep.errors import GatewayError
 from pep.exchange import Exchange
 from pep.inbound import Dialect
-from pep.output import evaluate_output, output_enabled
+from pep.output import evaluate_output, output_denial, output_enabled
 from pep.steps import audit, record_usage
 
 log = logging.getLogger("regogate.streaming")
@@ -31,50 +42,158 @@ SSE_HEADERS = {
 }
 
 
-def _delta_text(chunk: dict[str, Any]) -> str:
+def delta_text(chunk: dict[str, Any]) -> str:
+    """The answer text a chunk carries: content and tool-call argument deltas (both are
+    model output the client receives)."""
     choices = chunk.get("choices")
     if not choices:
         return ""
     delta = choices[0].get("delta") or {}
     content = delta.get("content")
-    return content if isinstance(content, str) else ""
+    text = content if isinstance(content, str) else ""
+    calls = delta.get("tool_calls")
+    if calls:
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            if isinstance(args, str) and args:
+                text += args
+    return text
+
+
+_WHITESPACE = re.compile(r"\s")
+# A window is released up to its last whitespace: the unfinished word after it (where a key
+# or token may be arriving piece by piece) stays held, up to this many characters and
+# TAIL_HOLD_FACTOR times the window's time bound; then it is released as checked.
+TAIL_MAX_CHARS = 256
+TAIL_HOLD_FACTOR = 4
+
+
+class _Relay:
+    """Per stream: the held window, what was delivered, and the writes."""
+
+    def __init__(self, request: web.Request, x: Exchange, dialect: Dialect,
+                 resp: web.StreamResponse, scanner: Any, hold_s: float) -> None:
+        self.request, self.x, self.dialect, self.resp = request, x, dialect, resp
+        self.encoder = dialect.stream_encoder(x.model_served or "")
+        self.scanner = scanner
+        self.hold_s = hold_s
+        self.held: list[tuple[dict[str, Any], str, float]] = []  # chunk, its text, arrival
+        self.deadline = 0.0  # when the held window must be checked and released
+        self.parts: list[str] = []  # all answer text received
+        self.delivered = 0  # how many of ``parts`` reached the client
+        self.cut_by: Any = None
+
+    async def send(self, chunk: dict[str, Any], text: str) -> None:
+        await self.resp.write(self.encoder.encode(chunk))
+        if text:
+            self.delivered += 1
+
+    def hold(self, chunk: dict[str, Any], text: str, now: float) -> None:
+        if not self.held:
+            self.deadline = now + self.hold_s
+        self.held.append((chunk, text, now))
+
+    async def release(self, *, final: bool, now: float = 0.0) -> bool:
+        """Check the answer so far; write the held window if allowed. False on a cut."""
+        if self.scanner is not None and (self.held or final):
+            self.scanner.checked()
+            decision = await evaluate_output(self.request, self.x, self.scanner.text,
+                                             self.scanner.findings(), final=final)
+            if not decision.allow:
+                self.cut_by = decision
+                self.held = []
+                return False
+        keep = 0 if final else self._tail(now)
+        held = self.held[: len(self.held) - keep]
+        self.held = self.held[len(self.held) - keep :]
+        if self.held:
+            self.deadline = self.held[0][2] + self.hold_s * TAIL_HOLD_FACTOR
+        if held:
+            await self.resp.write(b"".join(self.encoder.encode(c) for c, _, _ in held))
+            self.delivered += sum(1 for _, t, _ in held if t)
+        return True
+
+    def _tail(self, now: float) -> int:
+        """How many trailing held chunks form an unfinished word that may stay held."""
+        n, chars = 0, 0
+        for _chunk, text, arrived in reversed(self.held):
+            if not text or _WHITESPACE.search(text) is not None:
+                break
+            chars += len(text)
+            if chars > TAIL_MAX_CHARS or now - arrived >= self.hold_s * TAIL_HOLD_FACTOR:
+                return 0
+            n += 1
+        return n
+
+    async def cut(self) -> None:
+        err = output_denial(self.request, self.cut_by)
+        if self.dialect.name == "openai":
+            await self.resp.write(self.encoder.encode(_filter_chunk(self.x)))
+        await self.resp.write(self.dialect.stream_error(err))
+
+    def delivered_text(self) -> str:
+        return "".join(self.parts[: self.delivered])
 
 
 async def relay_stream(
     request: web.Request, x: Exchange, dialect: Dialect, stream: Any
 ) -> web.StreamResponse:
     app = request.app
+    settings = app[appkeys.SETTINGS].policy
     resp = web.StreamResponse(headers=SSE_HEADERS)
     resp.headers[app[appkeys.SETTINGS].server.request_id_header] = x.request_id
     await resp.prepare(request)
-    encoder = dialect.stream_encoder(x.model_served or "")
-    inspector = app[appkeys.CONTENT]
-    checking = output_enabled(request)
-    scanner = (
-        inspector.output_scanner(app[appkeys.SETTINGS].policy.output_check_every_chars)
-        if checking
-        else None
-    )
-    parts: list[str] = []
-    status, error, cut_by = 200, None, None
+    scanner = (app[appkeys.CONTENT].output_scanner(settings.output_check_every_chars)
+               if output_enabled(request) else None)
+    relay = _Relay(request, x, dialect, resp, scanner, settings.output_hold_ms / 1000)
+    loop = asyncio.get_running_loop()
+    it = stream.__aiter__()
+    pending: asyncio.Future[Any] | None = None
+    status, error = 200, None
     try:
-        async for chunk in stream:
-            delta = _delta_text(chunk)
-            if delta:
-                parts.append(delta)
-                if scanner is not None and scanner.feed(delta):
-                    cut_by = await _check(request, x, scanner, final=False)
-                    if cut_by is not None:
+        while True:
+            if relay.held:
+                # Something is held: wait for the next chunk at most until the window's
+                # time bound, then check and release what is held.
+                if pending is None:
+                    pending = asyncio.ensure_future(it.__anext__())
+                remaining = relay.deadline - loop.time()
+                if remaining <= 0 or not (await asyncio.wait({pending}, timeout=remaining))[0]:
+                    if not await relay.release(final=False, now=loop.time()):
                         break
-            await resp.write(encoder.encode(chunk))
-        if cut_by is None and scanner is not None:
-            cut_by = await _check(request, x, scanner, final=True)
-        if cut_by is not None:
+                    continue
+                future, pending = pending, None
+                try:
+                    chunk = future.result()
+                except StopAsyncIteration:
+                    break
+            else:
+                try:
+                    if pending is not None:  # a read started while text was held
+                        future, pending = pending, None
+                        chunk = await future
+                    else:
+                        chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    break
+            text = delta_text(chunk)
+            if text:
+                relay.parts.append(text)
+            if scanner is None or (not text and not relay.held):
+                await relay.send(chunk, text)
+                continue
+            now = loop.time()
+            relay.hold(chunk, text, now)
+            if scanner.feed(text) and not await relay.release(final=False, now=now):
+                break
+        if relay.cut_by is None:
+            await relay.release(final=True)
+        if relay.cut_by is not None:
             status = 403
-            await resp.write(encoder.encode(_filter_chunk(x)))
-            await resp.write(encoder.close("content_filter"))
+            await relay.cut()
         else:
-            await resp.write(encoder.close())
+            await resp.write(relay.encoder.close())
     except GatewayError as err:
         # After the first byte the status line is gone; report in-band, audit the cause.
         status, error = err.status, err
@@ -84,13 +203,10 @@ async def relay_stream(
         status = 499  # client closed the connection
         app[appkeys.METRICS].inc("client_disconnects_total")
     finally:
-        await asyncio.shield(_finish(request, x, stream, parts, status, error, cut_by))
+        if pending is not None and not pending.done():
+            pending.cancel()
+        await asyncio.shield(_finish(request, x, stream, relay, status, error))
     return resp
-
-
-async def _check(request: web.Request, x: Exchange, scanner: Any, *, final: bool) -> Any:
-    decision = await evaluate_output(request, x, scanner.text, scanner.findings(), final=final)
-    return None if decision.allow else decision
 
 
 def _filter_chunk(x: Exchange) -> dict[str, Any]:
@@ -114,25 +230,28 @@ async def _finish(
     request: web.Request,
     x: Exchange,
     stream: Any,
-    parts: list[str],
+    relay: _Relay,
     status: int,
     error: GatewayError | None,
-    cut_by: Any,
 ) -> None:
     try:
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
         log.debug("error closing upstream stream for %s", x.request_id, exc_info=True)
-    text = "".join(parts)
+    text = "".join(relay.parts)
     x.usage = stream.usage or Usage(
         prompt_tokens=x.req.estimated_tokens if x.req else 0,
         completion_tokens=(len(text) + 3) // 4,
         estimated=True,
     )
     await record_usage(request, x)
-    extra: dict[str, Any] = {}
-    if cut_by is not None:
-        extra = {"output_cut": [r.code for r in cut_by.reasons]}
+    delivered = relay.delivered_text()
+    extra: dict[str, Any] = {
+        "delivered_chars": len(delivered),
+        "delivered_sha256": hashlib.sha256(delivered.encode()).hexdigest(),
+    }
+    if relay.cut_by is not None:
+        extra["output_cut"] = [r.code for r in relay.cut_by.reasons]
     response = None if content_mode(x) == "none" else [text]
     await audit(
         request,
