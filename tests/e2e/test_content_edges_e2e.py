@@ -111,8 +111,9 @@ async def test_pii_in_tool_arguments_schemas_stop_and_user_is_masked_before_forw
         {"role": "user", "content": "find carol"},
         {"role": "assistant", "content": None, "tool_calls": [{
             "id": "call_1", "type": "function",
+            # JSON escapes ("\\u0040" is "@") are decoded before inspection.
             "function": {"name": "lookup",
-                         "arguments": json.dumps({"q": "carol@example.com", "n": 2})}}]},
+                         "arguments": '{"q": "carol\\u0040example.com", "n": 2}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "found carol@example.com"},
     ]
     async with FakeServer(answering) as up:
