@@ -48,16 +48,19 @@ def delta_text(chunk: dict[str, Any]) -> str:
     choices = chunk.get("choices")
     if not choices:
         return ""
-    delta = choices[0].get("delta") or {}
-    content = delta.get("content")
-    text = content if isinstance(content, str) else ""
-    calls = delta.get("tool_calls")
-    if calls:
-        for call in calls:
-            fn = call.get("function") if isinstance(call, dict) else None
-            args = fn.get("arguments") if isinstance(fn, dict) else None
-            if isinstance(args, str) and args:
-                text += args
+    text = ""
+    for choice in choices:  # every choice (n > 1) reaches an OpenAI client
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            text += content
+        calls = delta.get("tool_calls")
+        if calls:
+            for call in calls:
+                fn = call.get("function") if isinstance(call, dict) else None
+                args = fn.get("arguments") if isinstance(fn, dict) else None
+                if isinstance(args, str) and args:
+                    text += args
     return text
 
 

@@ -418,3 +418,22 @@ async def test_held_text_is_released_by_the_time_bound_while_the_upstream_waits(
         await runner.cleanup()
     assert seen == ["one ", "two"]
     assert gave_up == []
+
+
+async def test_plain_answer_tool_arguments_pass_the_output_decision(tmp_path: Path) -> None:
+    calls = [{"id": "call_1", "type": "function",
+              "function": {"name": "send", "arguments": json.dumps({"to": "zoe@example.com"})}}]
+    leak = [{"id": "call_2", "type": "function",
+             "function": {"name": "deploy", "arguments": json.dumps({"token": KEY})}}]
+    script = [reply(None, tool_calls=calls, finish="tool_calls"),
+              reply(None, tool_calls=leak, finish="tool_calls")]
+    async with FakeServer(script) as up:
+        async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
+            client = gw.openai("alice")
+            out = await client.chat.completions.create(model="mock-gpt", messages=HELLO)
+            with pytest.raises(openai.PermissionDeniedError):
+                await client.chat.completions.create(model="mock-gpt", messages=HELLO)
+            events = await gw.audit_records()
+    args = out.choices[0].message.tool_calls[0].function.arguments
+    assert json.loads(args) == {"to": "[REDACTED:EMAIL]"}
+    assert events[-1]["event"] == "policy.deny" and events[-1]["extra"]["phase"] == "output"
