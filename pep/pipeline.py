@@ -59,11 +59,14 @@ async def admit(
         # message texts, so finding offsets line up with request.messages[i].text.
         # Large inputs are scanned on a worker thread: the regexes still hold the GIL, but only
         # a switch interval at a time, so one huge prompt cannot stall every other request.
-        if (request.content_length or 0) > INLINE_SCAN_CHARS:
+        size = max(request.content_length or 0, sum(map(len, req.texts)))
+        if size > INLINE_SCAN_CHARS:
             scan = await asyncio.to_thread(inspector.scan_request, req.body, req.api,
                                            len(req.texts))
         else:
             scan = inspector.scan_request(req.body, req.api, len(req.texts))
+        if scan.body is not req.body:  # something was stripped: params as forwarded too
+            req.params = {k: scan.body[k] for k in req.params if k in scan.body}
         req.body, req.texts, x.findings = scan.body, scan.texts, scan.findings
     usage = await usage_snapshot(request, principal)
     policy_input = build_policy_input(
