@@ -40,7 +40,10 @@ Visit = Callable[[Site, str], "str | None"]
 
 _JSON_STRING_KEYS = frozenset({"arguments"})
 _BINARY = {"image_url": "url", "input_audio": "data", "file": "file_data"}
-_SKIP_TOP = frozenset({"model", "messages", "input"})
+# Walked by their own rules above; every other top-level key is walked generically, so a
+# field an API adds later (a Responses-style "input" or "instructions") is visited too.
+_OWN_RULES = {"embeddings": frozenset({"model", "input"})}
+_OWN_RULES_CHAT = frozenset({"model", "messages"})
 
 
 def walk(body: dict[str, Any], api: str, visit: Visit) -> dict[str, Any]:
@@ -57,8 +60,9 @@ def walk(body: dict[str, Any], api: str, visit: Visit) -> dict[str, Any]:
             new_msgs = _list(messages, "messages", visit, _message)
             if new_msgs is not messages:
                 out = {**body, "messages": new_msgs}
+    own = _OWN_RULES.get(api, _OWN_RULES_CHAT)
     for key, value in body.items():
-        if key in _SKIP_TOP:
+        if key in own:
             continue
         new_value = _value(value, key, Site(key, -1, False), visit)
         if new_value is not value:

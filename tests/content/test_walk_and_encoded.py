@@ -140,3 +140,14 @@ def test_output_scanning_cost_stays_flat_with_answer_length() -> None:
     # Each check scans the new text plus a bounded overlap, never the whole answer.
     assert max(inspector.scanned) <= 200 + 1024
     assert len(out.text) == 200 * 200
+
+
+def test_fields_of_apis_added_later_are_walked_by_construction() -> None:
+    body = {"model": "m", "instructions": "be brief", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}
+    assert sites(body, "responses") == {
+        "instructions": "be brief",
+        "input[0].content[0].type": "input_text",
+        "input[0].content[0].text": "hi",
+        "input[0].role": "user",
+    }
