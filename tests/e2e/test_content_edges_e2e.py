@@ -437,3 +437,20 @@ async def test_plain_answer_tool_arguments_pass_the_output_decision(tmp_path: Pa
     args = out.choices[0].message.tool_calls[0].function.arguments
     assert json.loads(args) == {"to": "[REDACTED:EMAIL]"}
     assert events[-1]["event"] == "policy.deny" and events[-1]["extra"]["phase"] == "output"
+
+
+async def test_anthropic_sdk_sees_the_stream_cut_as_an_error(tmp_path: Path) -> None:
+    words = ["Key: "] + _pieces(SHORT_PEM)
+    async with FakeServer(lambda rec: stream_reply(words)) as up:
+        async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
+            text = ""
+            with pytest.raises(anthropic.APIStatusError) as info:
+                stream = await gw.anthropic("alice").messages.create(
+                    model="mock-gpt", max_tokens=50, messages=HELLO, stream=True)
+                async for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        text += event.delta.text
+            events = await trail_until_completion(gw)
+    assert "private_key" in str(info.value)
+    assert "MHcCAQ" not in text
+    assert events[-1]["extra"]["delivered_chars"] == len(text)
