@@ -64,7 +64,7 @@ def walk(body: dict[str, Any], api: str, visit: Visit) -> dict[str, Any]:
     for key, value in body.items():
         if key in own:
             continue
-        new_value = _value(value, key, Site(key, -1, False), visit)
+        new_value = _value(value, key, Site(key, -1, False), visit, key == "metadata")
         if new_value is not value:
             out = {**(out or body), key: new_value}
     return body if out is None else out
@@ -138,16 +138,21 @@ def _content(content: Any, path: str, index: int, visit: Visit) -> Any:
     return content if changed is None else changed
 
 
-def _value(value: Any, path: str, site: Site, visit: Visit) -> Any:
-    """Any JSON value under ``path``: strings visited, containers walked."""
+def _value(value: Any, path: str, site: Site, visit: Visit, keys: bool = False) -> Any:
+    """Any JSON value under ``path``: strings visited, containers walked. ``keys``: object
+    keys are free-form client data here (inside a JSON-string field, ``metadata``), so they
+    are visited too, located as ``path[key:i]`` (the i-th key; the key text itself is not
+    put in the location, where it could carry what it hides)."""
     if isinstance(value, str):
         new = visit(Site(path, site.message_index, False), value)
         return value if new is None else new
     if isinstance(value, list):
         return _list(value, path, visit,
-                     lambda v, p, _i, vis: _value(v, p, site, vis))
+                     lambda v, p, _i, vis: _value(v, p, site, vis, keys))
     if not isinstance(value, dict):
         return value
+    if keys:
+        value = _visit_keys(value, path, site, visit)
     out: dict[str, Any] | None = None
     for key, item in value.items():
         at = f"{path}.{key}"
@@ -156,10 +161,21 @@ def _value(value: Any, path: str, site: Site, visit: Visit) -> Any:
         if key in _JSON_STRING_KEYS and isinstance(item, str):
             new = _json_string(item, at, site, visit)
         else:
-            new = _value(item, at, site, visit)
+            new = _value(item, at, site, visit, keys or key == "metadata")
         if new is not item:
             out = {**(out or value), key: new}
     return value if out is None else out
+
+
+def _visit_keys(value: dict[str, Any], path: str, site: Site, visit: Visit) -> dict[str, Any]:
+    renamed: dict[str, str] = {}
+    for i, key in enumerate(value):
+        new = visit(Site(f"{path}[key:{i}]", site.message_index, False), key)
+        if new is not None and new != key:
+            renamed[key] = new
+    if not renamed:
+        return value
+    return {renamed.get(k, k): v for k, v in value.items()}
 
 
 def _is_binary(path: str, key: str, text: str) -> bool:
@@ -177,7 +193,7 @@ def _json_string(text: str, path: str, site: Site, visit: Visit) -> str:
     if not isinstance(parsed, (dict, list)):
         new = visit(Site(path, site.message_index, False), text)
         return text if new is None else new
-    new_parsed = _value(parsed, path, site, visit)
+    new_parsed = _value(parsed, path, site, visit, keys=True)
     if new_parsed is parsed:
         return text
     return orjson.dumps(new_parsed).decode()

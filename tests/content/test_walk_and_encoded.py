@@ -45,13 +45,16 @@ def test_walker_visits_every_client_string_and_skips_model_role_and_media() -> N
         "messages[1].tool_calls[0].id": "c",
         "messages[1].tool_calls[0].type": "function",
         "messages[1].tool_calls[0].function.name": "f",
+        "messages[1].tool_calls[0].function.arguments[key:0]": "a",
         "messages[1].tool_calls[0].function.arguments.a[0]": "x",
+        "messages[1].tool_calls[0].function.arguments.a[1][key:0]": "b",
         "messages[1].tool_calls[0].function.arguments.a[1].b": "y",
         "tools[0].type": "function",
         "tools[0].function.name": "f",
         "tools[0].function.description": "d",
         "user": "u",
         "stop[0]": "s",
+        "metadata[key:0]": "k",
         "metadata.k": "v",
     }
 
@@ -74,6 +77,20 @@ def test_redacted_tool_arguments_stay_valid_json(inspector: ContentInspector) ->
     args = out["messages"][0]["tool_calls"][0]["function"]["arguments"]
     assert count == 1 and json.loads(args) == {"to": 'a"[REDACTED:EMAIL]', "n": 1}
     assert body["messages"][0]["tool_calls"][0]["function"]["arguments"] != args  # not mutated
+
+
+def test_object_keys_in_tool_arguments_are_inspected_and_redacted(
+    inspector: ContentInspector,
+) -> None:
+    args = json.dumps({"ann@example.com": "owner", "n": 1})
+    body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {
+        "name": "f", "arguments": args}}]}]}
+    scan = inspector.scan_request(body, "chat.completions", 1)
+    assert [(f.type, f.location) for f in scan.findings] == [
+        ("email", "messages[0].tool_calls[0].function.arguments[key:0]")]
+    out, _ = inspector.redact_request(body, "chat.completions", {"email"})
+    new = out["messages"][0]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(new) == {"[REDACTED:EMAIL]": "owner", "n": 1}
 
 
 def test_confusables_are_folded_for_detection_but_not_forwarded(
