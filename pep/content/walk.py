@@ -39,6 +39,17 @@ class Site(NamedTuple):
 Visit = Callable[[Site, str], "str | None"]
 
 _JSON_STRING_KEYS = frozenset({"arguments"})
+# Where object keys are client data too: JSON-string values, metadata, tool and response
+# schemas (property names). Keys that are the wire format's or JSON Schema's own vocabulary
+# are skipped (they are not the client's text, and a tool schema has many of them).
+_KEYED_TOP = frozenset({"metadata", "tools", "response_format", "functions"})
+_STRUCTURAL_KEYS = frozenset({
+    "type", "function", "name", "description", "parameters", "strict", "properties", "items",
+    "required", "enum", "const", "title", "default", "examples", "format", "pattern",
+    "additionalProperties", "anyOf", "oneOf", "allOf", "not", "$ref", "$defs", "definitions",
+    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "nullable",
+    "json_schema", "schema", "input_schema", "cache_control",
+})
 _BINARY = {"image_url": "url", "input_audio": "data", "file": "file_data"}
 # Walked by their own rules above; every other top-level key is walked generically, so a
 # field an API adds later (a Responses-style "input" or "instructions") is visited too.
@@ -64,7 +75,7 @@ def walk(body: dict[str, Any], api: str, visit: Visit) -> dict[str, Any]:
     for key, value in body.items():
         if key in own:
             continue
-        new_value = _value(value, key, Site(key, -1, False), visit, key == "metadata")
+        new_value = _value(value, key, Site(key, -1, False), visit, key in _KEYED_TOP)
         if new_value is not value:
             out = {**(out or body), key: new_value}
     return body if out is None else out
@@ -170,6 +181,8 @@ def _value(value: Any, path: str, site: Site, visit: Visit, keys: bool = False) 
 def _visit_keys(value: dict[str, Any], path: str, site: Site, visit: Visit) -> dict[str, Any]:
     renamed: dict[str, str] = {}
     for i, key in enumerate(value):
+        if key in _STRUCTURAL_KEYS:
+            continue
         new = visit(Site(f"{path}[key:{i}]", site.message_index, False), key)
         if new is not None and new != key:
             renamed[key] = new

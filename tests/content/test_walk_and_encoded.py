@@ -93,6 +93,14 @@ def test_object_keys_in_tool_arguments_are_inspected_and_redacted(
     assert json.loads(new) == {"[REDACTED:EMAIL]": "owner", "n": 1}
 
 
+def test_tool_schema_property_names_are_inspected_but_schema_keywords_are_not() -> None:
+    body = {"model": "m", "messages": [], "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": {"ann@example.com": {
+            "type": "string"}}}}}]}
+    keys = {loc: text for loc, text in sites(body).items() if "[key:" in loc}
+    assert keys == {"tools[0].function.parameters.properties[key:0]": "ann@example.com"}
+
+
 def test_confusables_are_folded_for_detection_but_not_forwarded(
     inspector: ContentInspector,
 ) -> None:
