@@ -7,15 +7,13 @@ decoded, each cut to ``decode_max_chars``. Decoded bytes that are not mostly pri
 reported over the whole encoded run (that is what redaction masks), with the detector name
 prefixed ``base64:`` or ``hex:``.
 
-Cost on ordinary text: one regex pass whose first item is a character class (the engine
-skips at C speed), so prose costs about as much as any other detector.
+Cost on ordinary text: one encode, one bytes.translate and bytes.find (~1 ns/char).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable
 
 from pep.content.detectors import Span
@@ -24,28 +22,45 @@ from pep.content.settings import ContentSettings
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+# One byte per character (non-ASCII -> "?", offsets unchanged) mapped to b"a" for the
+# base64/hex alphabet and b" " otherwise: runs are then found with bytes.find, at memchr
+# speed. A regex for "24 or more alphabet characters" is retried at every letter of prose
+# (~20 ns/char); this costs ~1 ns/char.
+_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+_RUN_TABLE = bytes(ord("a") if b in _ALPHABET else ord(" ") for b in range(256))
+
+
 class EncodedRuns:
     def __init__(self, settings: ContentSettings) -> None:
         self._min = settings.decode_min_chars
         self._max = settings.decode_max_chars
         self._runs = settings.decode_max_runs
-        self._pattern = re.compile(
-            rf"[A-Za-z0-9+/_-]{{{self._min},}}={{0,2}}")
+        self._needle = b"a" * self._min
 
-    def spans(self, text: str, detect: Callable[[str], list[Span]]) -> list[Span]:
+    def spans(self, text: str, detect: Callable[[str], list[Span]],
+              ascii_view: bytes | None = None) -> list[Span]:
+        """``ascii_view``: ``text.encode("ascii", "replace")`` when the caller has it."""
         if len(text) < self._min:
             return []
+        if ascii_view is None:
+            ascii_view = text.encode("ascii", "replace")
+        view = ascii_view.translate(_RUN_TABLE)
+        pos = view.find(self._needle)
         out: list[Span] = []
-        for n, m in enumerate(self._pattern.finditer(text)):
-            if n >= self._runs:
-                break
-            run = m.group()
-            decoded = _decode(run[: self._max])
-            if decoded is None:
-                continue
-            kind, plain = decoded
-            for span in detect(plain):
-                out.append(Span(m.start(), m.end(), span.type, f"{kind}:{span.detector}"))
+        runs = 0
+        while pos >= 0 and runs < self._runs:
+            end = view.find(b" ", pos)
+            if end < 0:
+                end = len(view)
+            while end < len(text) and end - pos < self._max + 2 and text[end] == "=":
+                end += 1  # padding
+            runs += 1
+            decoded = _decode(text[pos : min(end, pos + self._max)])
+            if decoded is not None:
+                kind, plain = decoded
+                for span in detect(plain):
+                    out.append(Span(pos, end, span.type, f"{kind}:{span.detector}"))
+            pos = view.find(self._needle, end)
         return out
 
 

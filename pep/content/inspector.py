@@ -146,12 +146,15 @@ class ContentInspector:
     def _spans(self, text: str, detectors: tuple[Detector, ...]) -> list[Span]:
         if not text or not detectors:
             return []
+        # One byte per character, for the fold gate and the encoded-run search.
+        view = text.encode("ascii", "replace")
         # Confusables folded one for one, so the spans index ``text`` itself.
-        text = self._normaliser.fold(text)
-        spans = _detect(text, detectors)
+        folded = self._normaliser.fold(text, view)
+        spans = _detect(folded, detectors)
         if self._decoder is not None:
-            spans.extend(self._decoder.spans(text, lambda t: _detect(
-                self._normaliser.fold(self.normalise(t)), detectors)))
+            spans.extend(self._decoder.spans(folded, lambda t: _detect(
+                self._normaliser.fold(self.normalise(t)), detectors),
+                view if folded is text else None))
         return _resolve_overlaps(spans) if len(spans) > 1 else spans
 
     def _for_types(self, types: Iterable[str]) -> tuple[Detector, ...]:
