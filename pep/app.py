@@ -49,7 +49,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     from pep.audit.factory import open_store  # noqa: PLC0415 - keep import-time work nil
     from pep.auth import Authenticator
     from pep.content import ContentInspector
+    from pep.conversations import open_conversations
     from pep.inbound.anthropic import AnthropicDialect
+    from pep.inbound.completions import CompletionsDialect
     from pep.policy.factory import create_engine
     from pep.routing.router import Router
     from pep.usage.tracker import open_tracker
@@ -65,7 +67,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.CATALOG] = Catalog(settings.models, settings.providers)
-    app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
+    app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
+                             "completions": CompletionsDialect()}
     app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
     app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
 
@@ -90,6 +93,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         _component(app, appkeys.POLICY, lambda: create_engine(settings.policy, session()),
                    overrides),
         _component(app, appkeys.USAGE, lambda: open_tracker(settings.usage), overrides),
+        _component(app, appkeys.CONVERSATIONS,
+                   lambda: open_conversations(settings.responses, settings.audit,
+                                              settings.server.data_dir), overrides),
         _component(app, appkeys.ROUTER,
                    lambda: Router(settings.providers, settings.models, session()),
                    overrides),
@@ -106,7 +112,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
 
 def _setup_optional_routes(app: web.Application) -> None:
     from pep.audit.api import setup_audit_routes
+    from pep.responses_api import setup_responses_routes
     from pep.usage.api import setup_usage_routes
 
+    setup_responses_routes(app)
     setup_audit_routes(app)
     setup_usage_routes(app)

@@ -12,6 +12,7 @@ from pep.config import Settings
 
 if TYPE_CHECKING:
     from pep.audit.events import AuditStore
+    from pep.conversations import ConversationStore
     from pep.policy.engine import PolicyEngine
     from pep.usage.tracker import UsageTracker
 
@@ -27,4 +28,5 @@ METRICS: web.AppKey[Any] = web.AppKey("metrics")
 CONTENT: web.AppKey[Any] = web.AppKey("content")
 CATALOG: web.AppKey[Any] = web.AppKey("catalog")
 DIALECTS: web.AppKey[dict[str, Any]] = web.AppKey("dialects")
+CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)

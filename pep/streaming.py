@@ -217,6 +217,7 @@ async def relay_stream(
     settings = app[appkeys.SETTINGS].policy
     resp = web.StreamResponse(headers=SSE_HEADERS)
     resp.headers[app[appkeys.SETTINGS].server.request_id_header] = x.request_id
+    resp.headers["request-id"] = x.request_id
     await resp.prepare(request)
     scanner = (app[appkeys.CONTENT].output_scanner(settings.output_check_every_chars)
                if output_enabled(request) else None)
@@ -250,7 +251,14 @@ async def relay_stream(
             status = 403
             await relay.cut()
         else:
-            await resp.write(relay.encoder.close())
+            closing = relay.encoder.close()
+            # A dialect that keeps state (the Responses API's stored response) makes it
+            # durable before the client sees the stream end, so a follow-up request that
+            # continues it never races the write.
+            on_complete = getattr(dialect, "on_complete", None)
+            if on_complete is not None:
+                await on_complete()
+            await resp.write(closing)
     except GatewayError as err:
         # After the first byte the status line is gone; report in-band, audit the cause.
         status, error = err.status, err
