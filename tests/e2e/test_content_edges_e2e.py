@@ -454,3 +454,39 @@ async def test_anthropic_sdk_sees_the_stream_cut_as_an_error(tmp_path: Path) -> 
     assert "private_key" in str(info.value)
     assert "MHcCAQ" not in text
     assert events[-1]["extra"]["delivered_chars"] == len(text)
+
+
+# --- the Responses API (added on the canonical pipeline: covered by construction) ---------
+
+
+async def test_responses_api_instructions_and_tool_outputs_are_redacted(tmp_path: Path) -> None:
+    async with FakeServer(answering) as up:
+        async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
+            await gw.openai("alice").responses.create(
+                model="mock-gpt", instructions="Reply to ops@example.com", store=False,
+                input=[{"role": "user", "content": "hi"},
+                       {"type": "function_call", "call_id": "c1", "name": "lookup",
+                        "arguments": json.dumps({"q": "kim@example.com"})},
+                       {"type": "function_call_output", "call_id": "c1",
+                        "output": "lee@example.com"}])
+    raw = json.dumps(sent(up))
+    for address in ("ops@", "kim@", "lee@"):
+        assert address not in raw
+    assert "[REDACTED:EMAIL]" in raw
+
+
+async def test_responses_stream_cut_ends_with_error_and_failed_events(tmp_path: Path) -> None:
+    words = ["Key: "] + _pieces(SHORT_PEM)
+    async with FakeServer(lambda rec: stream_reply(words)) as up:
+        async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(gw.url + "/v1/responses", headers={
+                        "Authorization": f"Bearer {gw.token('alice')}"},
+                        json={"model": "mock-gpt", "input": "hi", "stream": True,
+                              "store": False}) as r:
+                    raw = (await r.read()).decode()
+            events = await trail_until_completion(gw)
+    names = [line[len("event: "):] for line in raw.splitlines() if line.startswith("event: ")]
+    assert names[-2:] == ["error", "response.failed"]
+    assert "MHcCAQ" not in raw
+    assert events[-1]["outcome"]["status"] == 403
