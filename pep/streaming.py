@@ -6,8 +6,9 @@ characters and ``policy.output_hold_ms`` milliseconds (counted from the oldest h
 the answer so far is checked (incremental scan, pep.content.output) and only then is the
 window written. Chunks without answer text (the role chunk, usage) pass at once when nothing
 is held, so the time to first byte gains nothing; the first *text* waits at most the window.
-A mid-stream deny writes the dialect's error event (OpenAI: a content_filter final chunk and
-an ``error`` data frame; Anthropic: an ``error`` event) and drops the held window.
+A mid-stream deny writes the dialect's end-of-stream for a filtered answer (Chat Completions:
+a content_filter final chunk and an ``error`` data frame; Responses: ``response.incomplete``
+with reason content_filter; Anthropic: an ``error`` event) and drops the held window.
 
 Whatever ends the stream -- completion, output policy cut, upstream failure or the client
 going away -- the usage is recorded and one completion record is audited, with exactly what
@@ -201,10 +202,17 @@ class _Relay:
         return n
 
     async def cut(self) -> None:
+        """End a stream the output decision denied, per the dialect's convention: Chat
+        Completions a content_filter final chunk and an ``error`` frame; the Responses API a
+        ``response.incomplete`` with reason content_filter (its documented outcome of a
+        content filter); Anthropic an ``error`` event."""
         err = output_denial(self.request, self.cut_by)
         if self.dialect.name == "openai":
             await self.resp.write(self.encoder.encode(_filter_chunk(self.x)))
-        await self.resp.write(self.dialect.stream_error(err))
+        if self.dialect.api == "responses":
+            await self.resp.write(self.encoder.close("content_filter"))
+        else:
+            await self.resp.write(self.dialect.stream_error(err))
 
     def delivered_text(self) -> str:
         return "".join(self.parts[: self.delivered])

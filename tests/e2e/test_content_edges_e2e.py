@@ -475,7 +475,7 @@ async def test_responses_api_instructions_and_tool_outputs_are_redacted(tmp_path
     assert "[REDACTED:EMAIL]" in raw
 
 
-async def test_responses_stream_cut_ends_with_error_and_failed_events(tmp_path: Path) -> None:
+async def test_responses_stream_cut_is_incomplete_and_delivers_no_key(tmp_path: Path) -> None:
     words = ["Key: "] + _pieces(SHORT_PEM)
     async with FakeServer(lambda rec: stream_reply(words)) as up:
         async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
@@ -487,6 +487,9 @@ async def test_responses_stream_cut_ends_with_error_and_failed_events(tmp_path: 
                     raw = (await r.read()).decode()
             events = await trail_until_completion(gw)
     names = [line[len("event: "):] for line in raw.splitlines() if line.startswith("event: ")]
-    assert names[-2:] == ["error", "response.failed"]
+    assert names[-1] == "response.incomplete"
+    final = json.loads(raw.strip().rsplit("data: ", 1)[1])
+    assert final["response"]["incomplete_details"]["reason"] == "content_filter"
     assert "MHcCAQ" not in raw
     assert events[-1]["outcome"]["status"] == 403
+    assert events[-1]["extra"]["delivered_chars"] == 0
