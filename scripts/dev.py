@@ -3,6 +3,7 @@
 
     python3 scripts/dev.py run     # venv + install, then `regogate serve` on embedded defaults
     python3 scripts/dev.py test    # venv + install with test extras, then the whole test suite
+    python3 scripts/dev.py mutate  # mutation testing of the security core (scripts/mutate.py)
 
 Extra arguments are passed on (`run --port 9000`, `test -k audit`). The virtual environment
 lives in .venv; it is reinstalled only when pyproject.toml changes.
@@ -59,7 +60,7 @@ def ensure_interop_provider() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test", "mutate"):
         print(__doc__)
         return 2
     command, rest = sys.argv[1], sys.argv[2:]
@@ -68,6 +69,8 @@ def main() -> int:
         ensure_venv("")
         return subprocess.call([str(BIN / "regogate"), "serve", *rest])
     ensure_venv("test")
+    if command == "mutate":
+        return subprocess.call([str(PY), str(ROOT / "scripts" / "mutate.py"), *rest])
     ensure_interop_provider()
     result = subprocess.call([str(PY), "-m", "pytest", *rest])
     return result

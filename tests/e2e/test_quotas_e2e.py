@@ -18,6 +18,7 @@ import yaml
 from idp.testing import running_idp
 from pep.defaults import repo_policies_dir
 from pep.usage.windows import seconds_until_reset
+from tests.conftest import drop_redis_prefix
 from tests.harness import Gateway, running_gateway
 
 PRICES = {"prices": {"mock-gpt": {"input_per_1m": 2.0, "output_per_1m": 8.0}}}
@@ -141,14 +142,9 @@ async def test_usage_counters_agree_with_the_audit_cost_and_need_usage_read(
 
 @pytest.fixture
 def shared_redis(redis_url: str) -> Iterator[dict[str, Any]]:
-    import redis
-
     prefix = f"regogate-e2e:{uuid.uuid4().hex}:"
     yield {"store": redis_url, "key_prefix": prefix}
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+    drop_redis_prefix(redis_url, prefix)
 
 
 @pytest.mark.redis

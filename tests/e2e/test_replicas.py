@@ -20,6 +20,7 @@ from idp.testing import running_idp
 from pep.defaults import embedded_mapping
 from tests.audit.test_crash import env, free_port, wait_healthy
 from tests.e2e.test_quotas_e2e import contractors, quota_bundle
+from tests.conftest import drop_pg_schema, drop_redis_prefix
 from tests.harness import deep_merge
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -27,24 +28,14 @@ HELLO = [{"role": "user", "content": "Hello"}]
 
 @pytest.fixture
 def shared_services(postgres_dsn: str, redis_url: str) -> Iterator[dict[str, Any]]:
-    import asyncpg
-    import redis
 
     tag = uuid.uuid4().hex[:10]
     schema, prefix = f"replicas_{tag}", f"regogate-replicas:{tag}:"
     yield {"audit": {"store": postgres_dsn, "pg_schema": schema},
            "usage": {"store": redis_url, "key_prefix": prefix, "timeout_s": 5.0}}
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(postgres_dsn)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-    asyncio.run(drop())
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+    asyncio.run(drop_pg_schema(postgres_dsn, schema))
+    drop_redis_prefix(redis_url, prefix)
 
 
 def start_replica(tmp_path: Path, name: str, config: dict[str, Any]) -> tuple[str, subprocess.Popen[bytes]]:
