@@ -41,6 +41,7 @@ from pep.steps import (
     record_usage,
     usage_snapshot,
 )
+from pep.routing.stream import ChunkStream
 from pep.streaming import relay_stream
 
 INLINE_SCAN_CHARS = 32_768  # below this, scanning costs less than a thread hand-off
@@ -132,6 +133,7 @@ async def _forward_admitted(
         raise err from exc
     x.model_served = model
     await audit(request, event("request.intent", x), required=True)
+    result: Completion | ChunkStream
     try:
         if api == "embeddings":
             result = await router.embeddings(out_body, model, request_id=x.request_id)

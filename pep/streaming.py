@@ -49,10 +49,10 @@ async def relay_stream(
     await resp.prepare(request)
     encoder = dialect.stream_encoder(x.model_served or "")
     inspector = app[appkeys.CONTENT]
-    checking = output_enabled(request)
+    checking = output_enabled(request) and inspector is not None
     scanner = (
         inspector.output_scanner(app[appkeys.SETTINGS].policy.output_check_every_chars)
-        if checking
+        if checking and inspector is not None
         else None
     )
     parts: list[str] = []

@@ -6,7 +6,8 @@
     python3 scripts/dev.py mutate  # mutation testing of the security core (scripts/mutate.py)
 
 Extra arguments are passed on (`run --port 9000`, `test -k audit`). The virtual environment
-lives in .venv; it is reinstalled only when pyproject.toml changes.
+lives in .venv; it is reinstalled only when pyproject.toml or constraints.txt changes. Both
+commands install with ``-c constraints.txt`` (exact versions; scripts/constraints.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
+CONSTRAINTS = ROOT / "constraints.txt"
 
 
 def say(msg: str) -> None:
@@ -35,14 +37,16 @@ def ensure_venv(extras: str) -> None:
         say(f"creating virtual environment in {VENV}")
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
     stamp_file = VENV / f".regogate-installed-{extras or 'base'}"
-    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
+                           + CONSTRAINTS.read_bytes()).hexdigest()
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return
     say("installing regogate and its dependencies (first run takes a minute)")
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.check_call([*pip, "--upgrade", "pip"])
     target = f".[{extras}]" if extras else "."
-    subprocess.check_call([*pip, "-e", target], cwd=ROOT)
+    # Exact versions the suite last passed with (scripts/constraints.py writes the file).
+    subprocess.check_call([*pip, "-c", str(CONSTRAINTS), "-e", target], cwd=ROOT)
     stamp_file.write_text(stamp)
 
 

@@ -101,10 +101,10 @@ async def drive(url: str, token: str, proc: subprocess.Popen[bytes]) -> list[tup
                     async for _ in raw.parse():
                         pass
                 else:
-                    raw = await client.chat.completions.with_raw_response.create(
+                    plain = await client.chat.completions.with_raw_response.create(
                         model="mock-gpt", messages=[{"role": "user", "content": f"hi {n}"}])
-                    rid = raw.headers["x-request-id"]
-                    raw.parse()
+                    rid = plain.headers["x-request-id"]
+                    plain.parse()
             except Exception:
                 if killed.is_set():
                     return

@@ -36,7 +36,7 @@ def pg_settings(dsn: str, schema: str, **kw: object) -> AuditSettings:
     base: dict[str, object] = {"store": dsn, "pg_schema": schema, "checkpoint_every_s": 3600.0,
                                "checkpoint_every_records": 50}
     base.update(kw)
-    return AuditSettings(**base)  # type: ignore[arg-type]
+    return AuditSettings(**base)
 
 
 async def verify(dsn: str, schema: str, tmp: Path) -> VerifyReport:

@@ -21,9 +21,9 @@ from pep.defaults import embedded_mapping
 from tests.audit.test_crash import env, free_port, wait_healthy
 from tests.e2e.test_quotas_e2e import contractors, quota_bundle
 from tests.conftest import drop_pg_schema, drop_redis_prefix
-from tests.harness import deep_merge
+from tests.harness import deep_merge, error_body
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[Any] = [{"role": "user", "content": "Hello"}]
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ async def test_two_gateway_processes_share_one_limit_and_write_one_verifiable_tr
         for url in (b, a):
             with pytest.raises(openai.RateLimitError) as info:
                 await clients[url].chat.completions.create(model="mock-gpt", messages=HELLO)
-            assert info.value.body["code"] == "quota_requests_per_day"
+            assert error_body(info.value)["code"] == "quota_requests_per_day"
             assert int(info.value.response.headers["Retry-After"]) >= 1
     finally:
         for c in clients.values():
