@@ -179,7 +179,17 @@ def main(argv: list[str]) -> int:
             if not selected:
                 print(f"{name}: no mutants selected")
                 continue
-        if mutmut(work, selected or []) not in (0,):
+        if selected is None:
+            # mutmut keeps a verdict until the mutated function changes; a survivor must be
+            # retried because tests may have changed since (a named mutant always runs).
+            before = set(all_names(work, target)) if (work / "mutants").exists() else set()
+            retry = [k for k, v in results(work).items() if k in before and v in (0, 5, 33)]
+            code = mutmut(work, [])
+            if code == 0 and retry:
+                code = mutmut(work, retry)
+        else:
+            code = mutmut(work, selected)
+        if code != 0:
             print(f"{name}: mutmut failed")
             failed = True
             continue
