@@ -76,8 +76,21 @@ def main() -> int:
     if command == "mutate":
         return subprocess.call([str(PY), str(ROOT / "scripts" / "mutate.py"), *rest])
     ensure_interop_provider()
-    result = subprocess.call([str(PY), "-m", "pytest", *rest])
+    # Coverage of pep, adapters and idp (subprocesses included: pyproject [tool.coverage]),
+    # reported at the end; then the security core's per-file floor (scripts/coverage_floor.py).
+    cov = [] if "--no-cov" in rest else ["--cov", "--cov-report=term-missing:skip-covered"]
+    for stale in ROOT.glob(".coverage*"):
+        stale.unlink()
+    result = subprocess.call([str(PY), "-m", "pytest", *cov, *rest])
+    if result == 0 and cov and not _selected(rest):
+        result = subprocess.call([str(PY), str(ROOT / "scripts" / "coverage_floor.py")])
     return result
+
+
+def _selected(args: list[str]) -> bool:
+    """True when the run is a subset (-k, -m, paths, ...): the floor applies to the whole suite."""
+    return any(a in ("-k", "-m", "--lf", "--deselect") or a.startswith(("tests", "-k", "-m"))
+               for a in args)
 
 
 if __name__ == "__main__":

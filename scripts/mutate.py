@@ -5,6 +5,7 @@
     dev.py mutate --sample 60 --seed 1 # a fixed-seed sample of 60 mutants over the targets (CI)
     dev.py mutate --since main         # only mutants of target files changed since a git ref
     dev.py mutate --check              # exit 1 when a target is under its bar (CI gate)
+    dev.py mutate auth --only pep/auth/claims.py   # one module of a target
 
 Each target names its modules and the tests that cover them, and runs in its own work
 directory ``.mutmut/<target>/`` (symlinks to the source tree plus a generated pyproject.toml
@@ -27,7 +28,7 @@ import random
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +151,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sample", type=int, help="run a fixed-seed sample of N mutants")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--since", help="only mutants of files changed since this git ref")
+    ap.add_argument("--only", help="only this module of the target (e.g. pep/auth/claims.py)")
     ap.add_argument("--check", action="store_true",
                     help="fail when a sampled/complete target is under its kill-rate bar, or a "
                          "sampled mutant survives that docs/testing.md does not list")
@@ -163,6 +165,9 @@ def main(argv: list[str]) -> int:
     failed = False
     for name in chosen:
         target = TARGETS[name]
+        if args.only:
+            target = replace(target, modules=(args.only,))
+            name = f"{name}-{Path(args.only).stem}"
         work = prepare(name, target)
         selected: list[str] | None = None
         if args.sample is not None or args.since:
