@@ -22,7 +22,8 @@ from tests.harness import deep_merge, running_gateway
 
 HELLO = [{"role": "user", "content": "Hello"}]
 CAP = 7
-PROVIDERS = ["openai", "azure_openai", "anthropic", "gemini", "bedrock"]
+PROVIDERS = ["openai", "openai_compatible", "azure_openai", "anthropic", "gemini", "bedrock"]
+MODEL = {**UPSTREAM_MODEL, "openai_compatible": "llama-3.1-8b-instruct"}
 
 
 def cap_policy(tmp_path: Path, cap: int = CAP) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def routed_to(kind: str, fake: FakeServer) -> dict[str, Any]:
     else:
         p = {"kind": kind, "base_url": fake.url, "api_key": KEY}
     return {"providers": {"p": p},
-            "models": {"mock-gpt": {"provider": "p", "model": UPSTREAM_MODEL[kind]}}}
+            "models": {"mock-gpt": {"provider": "p", "model": MODEL[kind]}}}
 
 
 TOKEN_FIELDS = [
