@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from pep.auth.claims import check_audience, check_times, looks_like_id_token, normalise_typ
+from pep.auth.claims import (
+    ClaimMapper,
+    check_audience,
+    check_times,
+    looks_like_id_token,
+    normalise_typ,
+)
+from pep.auth.settings import IssuerSettings
 from pep.errors import Unauthorized
 
 NOW = 1_700_000_000.0
@@ -130,3 +137,87 @@ ID_LIKE = {"azp": "app", "aud": "app", "auth_time": 1}
 ])
 def test_id_token_heuristics(typ: str | None, claims: dict[str, Any], is_id: bool) -> None:
     assert looks_like_id_token(typ, claims) is is_id
+
+
+# -- claim mapping -> Principal ---------------------------------------------------------------
+
+ISS = "https://idp.example.com"
+BASE = {"iss": ISS, "sub": "alice", "aud": "gw", "exp": NOW + 60, "iat": NOW}
+
+
+def mapper(**issuer: Any) -> ClaimMapper:
+    return ClaimMapper(IssuerSettings.model_validate({"issuer": ISS, "audiences": ["gw"], **issuer}))
+
+
+def mapping_error(m: ClaimMapper, claims: dict[str, Any]) -> str:
+    with pytest.raises(Unauthorized) as info:
+        m.principal(claims, NOW + 60)
+    assert info.value.code == "invalid_token"
+    return info.value.message
+
+
+def test_a_principal_carries_the_mapped_claims_and_exp() -> None:
+    p = mapper().principal({**BASE, "azp": "chat-ui", "groups": ["ml"], "jti": "j1"}, NOW + 60.9)
+    assert (p.sub, p.issuer, p.kind, p.client_id, p.groups, p.token_id) == (
+        "alice", ISS, "user", "chat-ui", ("ml",), "j1")
+    assert p.expires_at == int(NOW + 60.9)
+
+
+def test_an_introspected_principal_may_have_no_exp() -> None:
+    assert mapper().principal(BASE, None).expires_at is None
+
+
+def test_with_no_client_claims_configured_there_is_no_client() -> None:
+    p = mapper(claims={"client": []}).principal({**BASE, "azp": "chat-ui"}, None)
+    assert p.client_id is None
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ({**BASE, "sub": ""}, "token has no subject"),
+    ({k: v for k, v in BASE.items() if k != "sub"}, "token has no subject"),
+    ({**BASE, "sub": 7}, "token claim 'sub' must be a string"),
+    ({**BASE, "email": ["a@b"]}, "token claim 'email' must be a string"),
+    ({**BASE, "groups": "ml"}, None),
+    ({**BASE, "groups": [1]}, "token claim 'groups' must be a string or a list of strings"),
+    ({**BASE, "act": "bob"}, "token claim 'act' must be an object"),
+    ({**BASE, "jti": 5}, "token claim 'jti' must be a string"),
+])
+def test_ill_typed_mapped_claims_are_refused_by_name(claims: dict[str, Any], message: str | None) -> None:
+    m = mapper()
+    if message is None:
+        assert m.principal(claims, None).groups == ("ml",)
+    else:
+        assert mapping_error(m, claims) == message
+
+
+def test_a_nested_claim_path_names_itself_in_errors() -> None:
+    m = mapper(claims={"groups": "realm_access.roles"})
+    assert m.principal({**BASE, "realm_access": {"roles": ["r"]}}, None).groups == ("r",)
+    assert mapping_error(m, {**BASE, "realm_access": {"roles": 3}}) == (
+        "token claim 'realm_access.roles' must be a string or a list of strings")
+    m = mapper(claims={"email": "profile.mail"})
+    assert mapping_error(m, {**BASE, "profile": {"mail": 3}}) == (
+        "token claim 'profile.mail' must be a string")
+
+
+@pytest.mark.parametrize(("service_when", "claims", "kind"), [
+    ({"gty": "client-credentials"}, {"gty": "client-credentials"}, "service"),
+    ({"gty": "client-credentials"}, {"gty": "password"}, "user"),
+    ({"gty": "client-credentials"}, {}, "user"),
+    ({"scope": "svc"}, {"scope": "not-svc-at-all"}, "user"),  # equality, not a substring
+    ({"roles": "svc"}, {"roles": ["a", "svc"]}, "service"),
+    ({"roles": "svc"}, {"roles": ["a"]}, "user"),
+    ({"client_kind": "*", "gty": "cc"}, {"client_kind": "x", "gty": "other"}, "user"),
+    ({"client_kind": "*", "gty": "cc"}, {"client_kind": "x", "gty": "cc"}, "service"),
+    ({"client_kind": "*"}, {}, "user"),
+])
+def test_service_tokens_need_every_service_when_claim(
+    service_when: dict[str, str], claims: dict[str, Any], kind: str
+) -> None:
+    assert mapper(service_when=service_when).principal({**BASE, **claims}, None).kind == kind
+
+
+@pytest.mark.parametrize(("sub", "kind"), [("chat-ui", "service"), ("chat-ui@clients", "service"),
+                                           ("alice", "user")])
+def test_a_subject_equal_to_the_client_is_a_service(sub: str, kind: str) -> None:
+    assert mapper().principal({**BASE, "sub": sub, "azp": "chat-ui"}, None).kind == kind
