@@ -8,7 +8,8 @@ COPY pep ./pep
 COPY adapters ./adapters
 COPY idp ./idp
 COPY policies ./policies
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 regogate
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 regogate \
+    && mkdir /bundle && chown regogate /bundle
 USER regogate
 EXPOSE 8080
 ENTRYPOINT ["regogate"]

@@ -38,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOG_DIR = Path(tempfile.mkdtemp(prefix="regogate-bench-logs-"))
 BODY = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+# --api responses: the same question through POST /v1/responses (translated to the provider's
+# chat completions, which the direct baseline calls).
+RESPONSES_BODY = {"model": "mock-gpt", "input": "Say hello to the benchmark."}
 
 
 def free_port() -> int:
@@ -146,26 +149,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ).strip()
         auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         direct_h = {"Authorization": "Bearer bench-not-a-secret", "Content-Type": "application/json"}
-        plain = json.dumps(BODY).encode()
-        streamed = json.dumps({**BODY, "stream": True}).encode()
+        direct_plain = json.dumps(BODY).encode()
+        direct_streamed = json.dumps({**BODY, "stream": True}).encode()
+        gw_body = RESPONSES_BODY if args.api == "responses" else BODY
+        plain = json.dumps(gw_body).encode()
+        streamed = json.dumps({**gw_body, "stream": True}).encode()
+        gw_path = "/v1/responses" if args.api == "responses" else "/v1/chat/completions"
         results: dict[str, list[float]] = {k: [] for k in (
             "cpu_ms", "direct_p50", "direct_p99", "gw_p50", "gw_p99", "ttfb_direct", "ttfb_gw",
             "c1_direct_p50", "c1_direct_p99", "c1_gw_p50", "c1_gw_p99", "rps_gw")}
         for _ in range(args.repeats):
-            await load(gateway + "/v1/chat/completions", auth, plain, args.warmup, args.concurrency)
-            await load(mock + "/v1/chat/completions", direct_h, plain, args.warmup, args.concurrency)
-            direct = await load(mock + "/v1/chat/completions", direct_h, plain, args.requests,
+            await load(gateway + gw_path, auth, plain, args.warmup, args.concurrency)
+            await load(mock + "/v1/chat/completions", direct_h, direct_plain, args.warmup, args.concurrency)
+            direct = await load(mock + "/v1/chat/completions", direct_h, direct_plain, args.requests,
                                 args.concurrency)
             cpu0, t0 = cpu_seconds(gw.pid), time.perf_counter()
-            via = await load(gateway + "/v1/chat/completions", auth, plain, args.requests,
+            via = await load(gateway + gw_path, auth, plain, args.requests,
                              args.concurrency)
             cpu1, t1 = cpu_seconds(gw.pid), time.perf_counter()
             results["cpu_ms"].append((cpu1 - cpu0) / args.requests * 1000)
             results["rps_gw"].append(args.requests / (t1 - t0))
             # Unloaded: one request at a time, so latency is overhead, not queueing.
             n1 = max(100, args.requests // 4)
-            d1 = await load(mock + "/v1/chat/completions", direct_h, plain, n1, 1)
-            g1 = await load(gateway + "/v1/chat/completions", auth, plain, n1, 1)
+            d1 = await load(mock + "/v1/chat/completions", direct_h, direct_plain, n1, 1)
+            g1 = await load(gateway + gw_path, auth, plain, n1, 1)
             results["c1_direct_p50"].append(pct(d1, 0.5))
             results["c1_direct_p99"].append(pct(d1, 0.99))
             results["c1_gw_p50"].append(pct(g1, 0.5))
@@ -176,16 +183,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["gw_p99"].append(pct(via, 0.99))
             n_stream = max(50, args.requests // 10)
             results["ttfb_direct"].append(pct(await load(
-                mock + "/v1/chat/completions", direct_h, streamed, n_stream, 1, stream=True), 0.5))
+                mock + "/v1/chat/completions", direct_h, direct_streamed, n_stream, 1, stream=True), 0.5))
             results["ttfb_gw"].append(pct(await load(
-                gateway + "/v1/chat/completions", auth, streamed, n_stream, 1, stream=True), 0.5))
+                gateway + gw_path, auth, streamed, n_stream, 1, stream=True), 0.5))
         med = {k: round(statistics.median(v), 3) for k, v in results.items()}
         med["added_p50_ms"] = round(med["gw_p50"] - med["direct_p50"], 3)
         med["added_p99_ms"] = round(med["gw_p99"] - med["direct_p99"], 3)
         med["added_ttfb_ms"] = round(med["ttfb_gw"] - med["ttfb_direct"], 3)
         med["c1_added_p50_ms"] = round(med["c1_gw_p50"] - med["c1_direct_p50"], 3)
         med["c1_added_p99_ms"] = round(med["c1_gw_p99"] - med["c1_direct_p99"], 3)
-        med.update(requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
+        med.update(api=args.api, requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
                    cpus=ncpu)
         return med
     finally:
@@ -204,13 +211,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--api", choices=("chat", "responses"), default="chat",
+                        help="gateway endpoint measured (the direct baseline is always chat)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     r = asyncio.run(run(args))
     if args.json:
         print(json.dumps(r, indent=2))
         return
-    print(f"regogate overhead ({r['requests']} requests x {r['repeats']} repeats, concurrency "
+    print(f"regogate overhead, {r['api']} API ({r['requests']} requests x {r['repeats']} repeats, concurrency "
           f"{r['concurrency']}, medians; gateway pinned to CPU 0 of {r['cpus']})")
     print(f"  gateway CPU per request        {r['cpu_ms']:.3f} ms "
           f"({r['rps_gw']:.0f} requests/s on one core)")

@@ -50,7 +50,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     from pep.audit.factory import open_store  # noqa: PLC0415 - keep import-time work nil
     from pep.auth import Authenticator
     from pep.content import ContentInspector
+    from pep.conversations import open_conversations
     from pep.inbound.anthropic import AnthropicDialect
+    from pep.inbound.completions import CompletionsDialect
     from pep.policy.factory import create_engine
     from pep.routing.router import Router
     from pep.usage.tracker import open_tracker
@@ -66,7 +68,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.CATALOG] = Catalog(settings.models, settings.providers)
-    dialects: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
+    dialects: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
+                                    "completions": CompletionsDialect()}
     app[appkeys.DIALECTS] = dialects
     app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
     app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
@@ -92,6 +95,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         _component(app, appkeys.POLICY, lambda: create_engine(settings.policy, session()),
                    overrides),
         _component(app, appkeys.USAGE, lambda: open_tracker(settings.usage), overrides),
+        _component(app, appkeys.CONVERSATIONS,
+                   lambda: open_conversations(settings.responses, settings.audit,
+                                              settings.server.data_dir), overrides),
         _component(app, appkeys.ROUTER,
                    lambda: Router(settings.providers, settings.models, session()),
                    overrides),
@@ -108,7 +114,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
 
 def _setup_optional_routes(app: web.Application) -> None:
     from pep.audit.api import setup_audit_routes
+    from pep.responses_api import setup_responses_routes
     from pep.usage.api import setup_usage_routes
 
+    setup_responses_routes(app)
     setup_audit_routes(app)
     setup_usage_routes(app)

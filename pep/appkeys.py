@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pep.auth.authenticator import Authenticator
     from pep.catalog import Catalog
     from pep.content import ContentInspector
+    from pep.conversations import ConversationStore
     from pep.inbound import Dialect
     from pep.metrics import Metrics
     from pep.policy.engine import PolicyEngine
@@ -35,4 +36,5 @@ METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 CONTENT: web.AppKey["ContentInspector | None"] = web.AppKey("content")
 CATALOG: web.AppKey["Catalog"] = web.AppKey("catalog")
 DIALECTS: web.AppKey["dict[str, Dialect]"] = web.AppKey("dialects")
+CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)

@@ -68,6 +68,7 @@ def _what(x: Exchange) -> dict[str, Any]:
         "deployment": f"{served.provider}/{served.model}" if served else None,
         "stream": r.stream if r else None,
         "params_digest": sha256_json(r.params) if r else None,
+        "response_id": x.response_id,
     })
 
 
@@ -81,6 +82,7 @@ def _decision(x: Exchange) -> dict[str, Any] | None:
         "obligations": d.obligations.model_dump(exclude_none=True),
         "policy_revision": d.policy_revision,
         "engine": x.engine,
+        "engine_decision_id": d.engine_decision_id,
     })
 
 

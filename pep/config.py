@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from pep.audit.settings import AuditSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
+from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.settings_base import Frozen
@@ -67,6 +68,7 @@ class Settings(Frozen):
     audit: AuditSettings = AuditSettings()
     content: ContentSettings = ContentSettings()
     usage: UsageSettings = UsageSettings()
+    responses: ConversationSettings = ConversationSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

@@ -29,6 +29,8 @@ class Exchange:
     cost_usd: float | None = None
     findings: list[Any] = field(default_factory=list)
     prompt_audit: Any = None  # what the audit_content obligation lets us keep of the prompt
+    forwarded: dict[str, Any] | None = None  # the canonical body sent, after obligations
+    response_id: str | None = None  # Responses API: the id of the response being created
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

@@ -85,8 +85,8 @@ async def admit(
 
 
 async def forward(request: web.Request, dialect: Dialect, api: str) -> web.StreamResponse:
-    """The whole path for chat completions, Anthropic messages and embeddings."""
-    app = request.app
+    """The whole path for chat completions, Anthropic messages, legacy completions and
+    embeddings."""
     x = exchange_for(request)
     principal = await authenticate(request, x)
     body = await read_json(request)
@@ -96,6 +96,17 @@ async def forward(request: web.Request, dialect: Dialect, api: str) -> web.Strea
         canonical = dialect.to_canonical(body)
         req = normalize_chat(canonical, normalise_text=_identity, inbound_format=dialect.name,
                              api=api)
+    return await forward_normalized(request, dialect, api, principal, req)
+
+
+async def forward_normalized(
+    request: web.Request, dialect: Dialect, api: str, principal: Principal, req: NormalizedRequest
+) -> web.StreamResponse:
+    """From a normalised request on: the stream slot, admission, obligations, the provider
+    call and the response. Endpoints that build their canonical request themselves (the
+    Responses API with its stored conversation) enter here."""
+    app = request.app
+    x = exchange_for(request)
     x.req = req
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
@@ -132,6 +143,7 @@ async def _forward_admitted(
         await audit(request, event("policy.error", x, error=err), required=False)
         raise err from exc
     x.model_served = model
+    x.forwarded = out_body
     await audit(request, event("request.intent", x), required=True)
     result: Completion | ChunkStream
     try:

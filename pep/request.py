@@ -27,7 +27,7 @@ TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 @dataclass(slots=True)
 class NormalizedRequest:
-    api: str  # "chat.completions" | "embeddings" | "messages"
+    api: str  # "chat.completions" | "responses" | "completions" | "embeddings" | "messages" ...
     inbound_format: str  # "openai" | "anthropic"
     model: str
     stream: bool
@@ -38,6 +38,8 @@ class NormalizedRequest:
     params: dict[str, Any] = field(default_factory=dict)
     max_tokens: int | None = None
     estimated_tokens: int = 0
+    # Responses API: the stored response this request continues ({id, owner, chain_length}).
+    previous_response: dict[str, Any] | None = None
 
 
 def _require_model(body: dict[str, Any]) -> str:

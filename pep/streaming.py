@@ -46,6 +46,7 @@ async def relay_stream(
     app = request.app
     resp = web.StreamResponse(headers=SSE_HEADERS)
     resp.headers[app[appkeys.SETTINGS].server.request_id_header] = x.request_id
+    resp.headers["request-id"] = x.request_id
     await resp.prepare(request)
     encoder = dialect.stream_encoder(x.model_served or "")
     inspector = app[appkeys.CONTENT]
@@ -74,7 +75,14 @@ async def relay_stream(
             await resp.write(encoder.encode(_filter_chunk(x)))
             await resp.write(encoder.close("content_filter"))
         else:
-            await resp.write(encoder.close())
+            closing = encoder.close()
+            # A dialect that keeps state (the Responses API's stored response) makes it
+            # durable before the client sees the stream end, so a follow-up request that
+            # continues it never races the write.
+            on_complete = getattr(dialect, "on_complete", None)
+            if on_complete is not None:
+                await on_complete()
+            await resp.write(closing)
     except GatewayError as err:
         # After the first byte the status line is gone; report in-band, audit the cause.
         status, error = err.status, err

@@ -13,7 +13,7 @@ import rego.v1
 # Literal sets below rather than references to this rule: on the embedded engine a literal
 # costs a fraction of a microsecond, each rule reference about three (the decision is
 # evaluated on every request; see docs/policies.md "Performance").
-generation_apis := {"chat.completions", "messages", "embeddings"}
+generation_apis := {"chat.completions", "responses", "completions", "messages", "embeddings"}
 
 default allow := false
 
@@ -30,7 +30,7 @@ allow if {
 # module joins the union (or gets a deny rule of its own).
 deny contains r if {
 	some r in data.regogate.access.deny | {x |
-		input.request.api in {"chat.completions", "messages", "embeddings"}
+		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		some x in ((data.regogate.content.deny | data.regogate.residency.deny) | data.regogate.quota.deny)
 	}
 }
@@ -48,30 +48,30 @@ system_prompts contains p if {
 #   cheaper on the embedded engine than a rule per obligation.
 obligations := {k: v |
 	caps := {c | c := data.regogate.access.max_tokens} | {c |
-		input.request.api in {"chat.completions", "messages", "embeddings"}
+		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		c := data.regogate.quota.max_tokens
 	}
 	some [k, v] in ((({["max_tokens", min(caps)] | count(caps) > 0} | {["redact", sort(redact)] |
-		input.request.api in {"chat.completions", "messages", "embeddings"}
+		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		redact := data.regogate.content.redact
 		count(redact) > 0
 	}) | ({["model", m] |
-		input.request.api in {"chat.completions", "messages", "embeddings"}
+		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		m := data.regogate.access.reroute
 	} | {["system_prompt", concat("\n\n", sort(prompts))] |
-		input.request.api in {"chat.completions", "messages"}
+		input.request.api in {"chat.completions", "responses", "completions", "messages"}
 		prompts := {p | some g in input.user.groups; p := data.gateway.system_prompts[g]}
 		count(prompts) > 0
 	})) | {["audit_content", object.get(data.gateway.audit_content, "default", "digest")]})
 }
 
 # METADATA
-# description: The decision document (Decision v1 minus the ids the PEP fills in).
-#
-# Two phases share this entry point. With input.output (the PEP's output decision on the
-# model's answer) only the output module is consulted: the request itself was already
-# decided, and re-running access, quota and residency on every answer would double the cost
-# of each request for nothing. Without it, it is the request decision (every module).
+# description: >-
+#   The decision document (Decision v1 minus the ids the PEP fills in). Two phases share
+#   this entry point. With input.output (the PEP's output decision on the model's answer)
+#   only the output module is consulted: the request itself was already decided, and
+#   re-running access, quota and residency on every answer would double the cost of each
+#   request for nothing. Without it, it is the request decision (every module).
 decision := {
 	"allow": count(output_deny) == 0,
 	"reasons": [r | some r in output_deny],

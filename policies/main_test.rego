@@ -101,3 +101,16 @@ test_broken_quota_limit_is_a_config_error if {
 	limits := {"everyone": [{"name": "typo", "scope": "user", "metric": "tokens", "window": "week", "max": 1}]}
 	regogate.config_errors == {`quota: everyone[0] "typo"`} with data.quota.limits as limits
 }
+
+test_responses_get_the_same_obligations_as_chat if {
+	d := regogate.decision with input as object.union(chat(alice, "mock-gpt", ["email"]), {"request": {"api": "responses", "model": "mock-gpt"}})
+	d.allow
+	d.obligations.max_tokens == 4096
+	d.obligations.redact == ["email"]
+}
+
+test_count_tokens_is_not_a_generation if {
+	d := regogate.decision with input as object.union(chat(alice, "mock-gpt", ["private_key"]), {"request": {"api": "messages.count_tokens", "model": "mock-gpt"}})
+	d.allow
+	not d.obligations.max_tokens
+}

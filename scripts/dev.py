@@ -50,6 +50,26 @@ def ensure_venv(extras: str) -> None:
     stamp_file.write_text(stamp)
 
 
+# Real OPA (its Go engine as a shared library) for the test suite's OPA path and the parity
+# tests (tests/opa_double/oracle.py). Not a pyproject extra: its metadata asks for Python
+# 3.14 while the wheel only needs glibc 2.34, so pip must be told --ignore-requires-python,
+# which an extra cannot say. Exact pin, like the embedded engine: upgrade with the suite green.
+OPA_ORACLE = "opa-golib-python-bindings==0.4.4"
+
+
+def ensure_opa_oracle() -> None:
+    stamp_file = VENV / ".regogate-opa-oracle"
+    if stamp_file.exists() and stamp_file.read_text() == OPA_ORACLE:
+        return
+    say(f"installing the OPA test oracle ({OPA_ORACLE}, --ignore-requires-python)")
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    code = subprocess.call([*pip, "--ignore-requires-python", "--no-deps", OPA_ORACLE])
+    if code != 0:
+        say("could not install the OPA oracle: the OPA-path tests will skip (fail in CI)")
+        return
+    stamp_file.write_text(OPA_ORACLE)
+
+
 def ensure_interop_provider() -> None:
     """The independent OIDC provider used by the identity interop test (npm package)."""
     interop = ROOT / "tests" / "auth" / "interop"
@@ -73,6 +93,7 @@ def main() -> int:
         ensure_venv("")
         return subprocess.call([str(BIN / "regogate"), "serve", *rest])
     ensure_venv("test")
+    ensure_opa_oracle()
     if command == "mutate":
         return subprocess.call([str(PY), str(ROOT / "scripts" / "mutate.py"), *rest])
     ensure_interop_provider()

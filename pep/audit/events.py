@@ -56,6 +56,7 @@ class What(_Model):
     deployment: str | None = None
     stream: bool | None = None
     params_digest: str | None = None
+    response_id: str | None = None  # Responses API: the stored response this request made
 
 
 class DecisionRecord(_Model):
@@ -64,6 +65,9 @@ class DecisionRecord(_Model):
     obligations: dict[str, Any] = Field(default_factory=dict)
     policy_revision: str | None = None
     engine: str | None = None
+    engine_decision_id: str | None = Field(
+        None, description="OPA's decision_id: joins this record to OPA's decision log"
+    )
 
 
 class Outcome(_Model):

@@ -67,4 +67,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                                  f"request {x.request_id}"))
     if not response.prepared:
         response.headers[header] = x.request_id
+        # The Anthropic SDK reads its request id from this header (``_request_id``).
+        response.headers["request-id"] = x.request_id
     return response

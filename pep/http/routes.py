@@ -27,15 +27,31 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await forward(request, request.app[appkeys.DIALECTS]["openai"], "embeddings")
 
 
-def _model_obj(name: str) -> dict[str, Any]:
+# Configured models have no release date; the Anthropic shape requires one (RFC 3339).
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _model_obj(name: str, anthropic: bool) -> dict[str, Any]:
+    if anthropic:
+        return {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
     return {"id": name, "object": "model", "created": 0, "owned_by": "regogate"}
+
+
+def _anthropic(request: web.Request) -> bool:
+    """The Anthropic SDK sends ``anthropic-version`` on every call: answer in its shape."""
+    return "anthropic-version" in request.headers
 
 
 async def list_models(request: web.Request) -> web.Response:
     x = exchange_for(request)
     principal = await authenticate(request, x)
     names = await allowed_models(request, principal, x)
-    return _json({"object": "list", "data": [_model_obj(n) for n in names]})
+    if _anthropic(request):
+        data = [_model_obj(n, True) for n in names]
+        return _json({"data": data, "has_more": False,
+                      "first_id": names[0] if names else None,
+                      "last_id": names[-1] if names else None})
+    return _json({"object": "list", "data": [_model_obj(n, False) for n in names]})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -44,7 +60,7 @@ async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     if name not in await allowed_models(request, principal, x):
         raise NotFound(f"The model '{name}' does not exist", code="model_not_found")
-    return _json(_model_obj(name))
+    return _json(_model_obj(name, _anthropic(request)))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -7,7 +7,8 @@ Checks (errors make the command fail):
   a builtin regorus has -- found by scanning the AST and probing each builtin name once, so
   a policy never passes on OPA and fails only at run time on the embedded engine (regorus
   reports a missing builtin only when the calling rule is evaluated);
-- builtins refused on purpose (network, runtime introspection: ``builtins.REFUSED``).
+- builtins refused on purpose (network, runtime introspection: ``builtins.REFUSED``);
+- every ``# METADATA`` block is a YAML mapping, as OPA requires (pep.policy.annotations).
 Warnings: a module without a ``_test.rego`` beside it.
 """
 
@@ -20,6 +21,7 @@ import orjson
 
 from pep.policy import builtins
 from pep.policy import bundle as bundle_mod
+from pep.policy.annotations import metadata_errors
 from pep.policy.compiled import CompiledPolicy, clean_error, load_modules, new_engine
 from pep.policy.engine import PolicyError
 from pep.policy.rego_ast import ModuleInfo, module_info
@@ -79,6 +81,8 @@ def check(root: Path, decision: str = "regogate/decision") -> CheckReport:
         report.errors.append(str(exc))
         return report
     report.revision = loaded.revision
+    for rel, src in {**loaded.modules, **loaded.tests}.items():
+        report.errors.extend(metadata_errors(rel, src))
     engine = new_engine()
     try:
         load_modules(engine, {**loaded.modules, **loaded.tests}, loaded.data)

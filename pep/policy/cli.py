@@ -1,7 +1,8 @@
-"""``regogate policy test | eval | check | schema`` (wired by ``pep.cli`` via ``register``).
+"""``regogate policy test | eval | check | build | schema`` (wired by ``pep.cli`` via
+``register``).
 
 Exit codes: 0 success (eval: allowed), 1 failure (tests failed, check errors; eval: denied),
-2 the command could not run (bad bundle, engine error).
+2 the command could not run (bad bundle, engine error, unusable signing key).
 """
 
 from __future__ import annotations
@@ -52,6 +53,28 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.dir}: {len(report.errors)} error(s)")
     return 1
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pep.policy.build import BuildError, build
+
+    key: bytes | None = None
+    if args.signing_key:
+        try:
+            key = Path(args.signing_key).read_bytes()
+        except OSError as exc:
+            print(f"error: cannot read signing key {args.signing_key}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
+    try:
+        result = build(Path(args.dir), Path(args.output), signing_key=key,
+                       signing_alg=args.signing_alg, key_id=args.key_id)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    signed = f", signed {args.signing_alg}" if result.signed else ""
+    print(f"wrote {result.path} (revision {result.revision}, {len(result.files)} files{signed})")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -166,7 +189,7 @@ async def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    policy = subparsers.add_parser("policy", help="policy tooling: test, eval, check, schema")
+    policy = subparsers.add_parser("policy", help="policy tooling: test, eval, check, build, schema")
     sub = policy.add_subparsers(dest="policy_command", required=True)
 
     test = sub.add_parser(
@@ -209,6 +232,16 @@ def register(subparsers: Any) -> None:
     ck.add_argument("dir", nargs="?", default=str(DEFAULT_BUNDLE))
     ck.add_argument("--decision", default="regogate/decision")
     ck.set_defaults(func=cmd_check)
+
+    bd = sub.add_parser(
+        "build", help="write the bundle as an OPA bundle (.tar.gz with .manifest revision)"
+    )
+    bd.add_argument("dir", nargs="?", default=str(DEFAULT_BUNDLE))
+    bd.add_argument("-o", "--output", default="bundle.tar.gz")
+    bd.add_argument("--signing-key", help="PEM private key: add .signatures.json (OPA format)")
+    bd.add_argument("--signing-alg", default="RS256", help="JWS algorithm (RS256, ES256, ...)")
+    bd.add_argument("--key-id", help="kid of the signing key (OPA's --verification-key-id)")
+    bd.set_defaults(func=cmd_build)
 
     sc = sub.add_parser("schema", help="write the JSON Schema of PolicyInput and Decision")
     sc.add_argument("--out", default="docs/schema")

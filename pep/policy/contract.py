@@ -50,10 +50,21 @@ class MessageInput(_Model):
     text: str = Field(description="All text parts of the message, joined with newlines")
 
 
+class PreviousResponseInput(_Model):
+    id: str = Field(description="The previous_response_id this request continues",
+                    examples=["resp_0123abcd"])
+    owner: str = Field(description="sub of the user who created it (always the caller: "
+                       "another user's id is a 404 before policy)", examples=["alice"])
+    chain_length: int = Field(description="Responses in the conversation before this one",
+                              examples=[2])
+
+
 class RequestInput(_Model):
     id: str = Field(description="Request id, echoed to the client in x-request-id")
     api: Literal[
-        "chat.completions", "embeddings", "messages", "models.list", "audit.read", "usage.read"
+        "chat.completions", "responses", "completions", "embeddings", "messages",
+        "messages.count_tokens", "models.list", "responses.read", "responses.delete",
+        "audit.read", "usage.read",
     ] = "chat.completions"
     inbound_format: Literal["openai", "anthropic"] = "openai"
     model: str = Field(examples=["mock-gpt"])
@@ -66,6 +77,8 @@ class RequestInput(_Model):
     text: str = Field("", description="All message text, joined, for simple matching")
     estimated_tokens: int = 0
     source_ip: str | None = None
+    previous_response: PreviousResponseInput | None = Field(
+        None, description="Responses API: the stored conversation this request continues")
 
 
 class Finding(_Model):
@@ -149,5 +162,10 @@ class Decision(_Model):
     allow: bool
     reasons: list[Reason] = Field(default_factory=list)
     obligations: Obligations = Obligations()
-    decision_id: str | None = Field(None, description="Filled by the PEP or OPA")
-    policy_revision: str | None = Field(None, description="Hash of the policy bundle")
+    decision_id: str | None = Field(None, description="Filled by the PEP: the request id")
+    engine_decision_id: str | None = Field(
+        None, description="Filled by the PEP: OPA's own decision_id (its decision log entry)"
+    )
+    policy_revision: str | None = Field(
+        None, description="Filled by the PEP: revision of the bundle that decided"
+    )

@@ -41,7 +41,13 @@ class PolicyEngine(Protocol):
         ...
 
 
-def parse_decision(raw: Any, *, revision: str | None, decision_id: str | None) -> Decision:
+def parse_decision(
+    raw: Any,
+    *,
+    revision: str | None,
+    decision_id: str | None,
+    engine_decision_id: str | None = None,
+) -> Decision:
     """Validate a raw decision document; the single place that defines 'well-formed'."""
     if raw is None:
         raise PolicyError("policy decision is undefined", "policy_undefined")
@@ -76,5 +82,7 @@ def parse_decision(raw: Any, *, revision: str | None, decision_id: str | None) -
         update={
             "policy_revision": decision.policy_revision or revision,
             "decision_id": decision_id or decision.decision_id,
+            # Only the engine sets it: a policy cannot name a decision log entry.
+            "engine_decision_id": engine_decision_id,
         }
     )

@@ -15,7 +15,7 @@ def create_engine(
     """Embedded (regorus) or OPA sidecar. Call ``await engine.start()`` before use.
 
     ``session`` is accepted for interface stability; the OPA engine keeps its own pooled
-    keep-alive session (opa-python-client owns it) sized for the sidecar.
+    keep-alive aiohttp session sized for the sidecar.
     """
     if settings.engine == "opa":
         from pep.policy.opa import OpaEngine

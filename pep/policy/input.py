@@ -95,6 +95,7 @@ def build_policy_input(
             "text": "\n".join(req.texts),
             "estimated_tokens": req.estimated_tokens,
             "source_ip": source_ip,
+            "previous_response": req.previous_response,
         },
         "content": {"findings": content_findings, "types": types,
                     "truncated": len(findings) > MAX_POLICY_FINDINGS},

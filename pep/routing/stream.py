@@ -97,6 +97,8 @@ class ChunkStream:
                 if not choices and chunk.get("usage"):
                     continue
                 chunk.pop("usage", None)
+            elif "usage" not in chunk:
+                chunk["usage"] = None  # as OpenAI sends every chunk but the usage-only last
             return chunk
 
     def _close(self) -> None:

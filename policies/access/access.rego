@@ -16,7 +16,7 @@ import rego.v1
 
 import data.regogate.lib
 
-model_apis := {"chat.completions", "messages", "embeddings", "models.list"}
+model_apis := {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list"}
 
 gateway_apis := {"audit.read", "usage.read"}
 
@@ -52,13 +52,13 @@ api_allowed if lib.in_any_group(input.user, data.gateway.apis[input.request.api]
 # Model APIs, model in the catalog: the user may use it, and its kind serves the API (an
 # embeddings model cannot serve chat and vice versa; models.list shows both kinds).
 deny contains reason if {
-	input.request.api in {"chat.completions", "messages", "embeddings", "models.list"}
+	input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list"}
 	m := data.gateway.models[object.get(input.request, "model", "")]
 	some reason in ({r |
 		not may_use(m)
 		r := {"code": "model_not_allowed", "message": sprintf("%s may not use model %q", [lib.subject, requested_model])}
 	} | {r |
-		input.request.api in {"chat.completions", "messages"}
+		input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens"}
 		m.kind == "embeddings"
 		r := {"code": "model_wrong_api", "message": sprintf("model %q does not serve %s", [requested_model, input.request.api])}
 	}) | {r |
@@ -71,7 +71,7 @@ deny contains reason if {
 # A model the policy does not know is refused, except for admins: fail closed for everyone
 # else when a model is configured in the gateway but nobody wrote policy for it yet.
 deny contains {"code": "model_unknown", "message": sprintf("model %q is not in the policy catalog", [requested_model])} if {
-	input.request.api in {"chat.completions", "messages", "embeddings", "models.list"}
+	input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list"}
 	not data.gateway.models[object.get(input.request, "model", "")]
 	not lib.admin
 }
@@ -82,18 +82,18 @@ deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s"
 }
 
 deny contains {"code": "api_unknown", "message": sprintf("unknown api %q", [object.get(input, ["request", "api"], "")])} if {
-	not input.request.api in {"chat.completions", "messages", "embeddings", "models.list", "audit.read", "usage.read"}
+	not input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list", "responses.read", "responses.delete", "audit.read", "usage.read"}
 }
 
 # METADATA
 # description: Output-token cap for chat requests; the PEP takes the minimum over all caps.
 max_tokens := data.gateway.models[object.get(input.request, "model", "")].max_tokens if {
-	input.request.api in {"chat.completions", "messages"}
+	input.request.api in {"chat.completions", "responses", "completions", "messages"}
 } else := data.gateway.default_max_tokens if {
-	input.request.api in {"chat.completions", "messages"}
+	input.request.api in {"chat.completions", "responses", "completions", "messages"}
 }
 
-chat_api if input.request.api in {"chat.completions", "messages"}
+chat_api if input.request.api in {"chat.completions", "responses", "completions", "messages"}
 
 # METADATA
 # description: A model whose catalog entry says reroute_to is served by that model instead.

@@ -71,3 +71,25 @@ test_no_cap_for_models_list if not access.max_tokens with input as req(alice, "m
 test_request_without_model_is_refused if {
 	{r.code | some r in access.deny} == {"model_unknown"} with input as {"user": alice, "request": {"api": "chat.completions"}}
 }
+
+# The Responses API, legacy completions and count_tokens follow the chat rules.
+test_responses_and_completions_follow_chat_access if {
+	codes(alice, "responses", "mock-gpt") == set()
+	codes(alice, "completions", "mock-gpt") == set()
+	codes(bob, "responses", "mock-gpt-admin") == {"model_not_allowed"}
+	codes(bob, "completions", "mock-gpt-admin") == {"model_not_allowed"}
+	codes(alice, "responses", "mock-embed") == {"model_wrong_api"}
+	codes(alice, "responses", "nope") == {"model_unknown"}
+}
+
+test_count_tokens_checks_model_access if {
+	codes(alice, "messages.count_tokens", "mock-gpt") == set()
+	codes(bob, "messages.count_tokens", "mock-gpt-admin") == {"model_not_allowed"}
+}
+
+test_stored_responses_are_readable_by_their_owner_api if {
+	codes(bob, "responses.read", "") == set()
+	codes(bob, "responses.delete", "") == set()
+}
+
+test_responses_get_the_model_cap if access.max_tokens == 8192 with input as req(carol, "responses", "mock-gpt-admin")

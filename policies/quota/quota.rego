@@ -61,12 +61,12 @@ else := "quota_team_share" if r.share_of_team
 
 else := sprintf("quota_%s_per_%s", [r.metric, r.window])
 
-# METADATA
-# description: "[[scope, subject, metric, window], limit, max, used] for each limit in effect"
-#
 # One rule of local comprehensions: on the embedded engine each rule costs about three
 # microseconds, a comprehension that finds nothing a fraction of one, and most callers are
 # named by no limit at all.
+
+# METADATA
+# description: "[[scope, subject, metric, window], limit, max, used] for each limit in effect"
 effective := team_effective | user_effective if {
 	l := data.quota.limits
 

@@ -11,20 +11,25 @@ import pytest
 from pep.defaults import repo_policies_dir
 from tests.fakes.openai_wire import reply
 from tests.fakes.server import FakeServer, Recorded, Reply
-from tests.opa_double.server import OpaDouble
-from tests.policy.conftest import _RealOpa, opa_binary
+from tests.opa_double import OpaDouble, require_oracle
+from tests.policy.conftest import _RealOpa, build_bundle, opa_binary
 
 
 @pytest.fixture(params=["embedded", "opa"])
-async def engine_config(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    """Policy config for each engine. 'opa' is a real `opa run --server` on the shipped
-    policies when a binary is on PATH or in OPA_BIN, otherwise the OPA-REST test double
-    (tests/opa_double, backed by the embedded engine)."""
+async def engine_config(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, Any]]:
+    """Policy config for each engine. 'opa' serves the bundle `regogate policy build` makes of
+    the shipped policies from a real `opa run --server` when a binary is on PATH or in
+    OPA_BIN, otherwise from OPA's REST API with real OPA deciding (tests/opa_double)."""
     if request.param == "embedded":
         yield {}
         return
     binary = opa_binary()
-    server: Any = _RealOpa(binary, repo_policies_dir()) if binary else OpaDouble(repo_policies_dir())
+    if binary is None:
+        require_oracle()
+    built = build_bundle(repo_policies_dir(), tmp_path_factory.mktemp("opa-bundle"))
+    server: Any = _RealOpa(binary, built) if binary else OpaDouble(built)
     url = await server.start()
     try:
         yield {"policy": {"engine": "opa", "opa_url": url}}

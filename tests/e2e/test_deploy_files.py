@@ -30,11 +30,26 @@ def test_the_production_example_config_validates(monkeypatch: pytest.MonkeyPatch
 def test_compose_wires_the_gateway_to_an_opa_sidecar_serving_policies_as_its_bundle() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) >= {"gateway", "opa", "postgres", "redis"}
+    assert set(services) >= {"gateway", "opa", "postgres", "redis", "policy-bundle"}
+    # policies/ is built into an OPA bundle (revision = content hash) by regogate itself ...
+    builder = services["policy-bundle"]
+    assert "./policies:/policies:ro" in builder["volumes"]
+    assert builder["command"][:3] == ["policy", "build", "/policies"]
+    out = builder["command"][builder["command"].index("-o") + 1]
+    assert "policy-bundle:/bundle" in builder["volumes"]
+    # ... and OPA serves exactly that file, once it is built.
     opa = services["opa"]
     assert opa["image"].startswith("openpolicyagent/opa:")
-    assert "./policies:/policies:ro" in opa["volumes"]
-    assert "--bundle" in opa["command"] and "/policies" in opa["command"]
+    assert "policy-bundle:/bundle:ro" in opa["volumes"]
+    assert "--bundle" in opa["command"] and out in opa["command"]
+    assert opa["depends_on"]["policy-bundle"]["condition"] == "service_completed_successfully"
+    assert "policy-bundle" in compose["volumes"]
+    assert "mkdir /bundle && chown regogate /bundle" in (ROOT / "Dockerfile").read_text()
+    # OPA's decision log carries the gateway's request id (the header OpaEngine sends).
+    config_mount = next(v for v in opa["volumes"] if v.startswith("./deploy/opa-config.yaml:"))
+    assert f"--config-file={config_mount.split(':')[1]}" in opa["command"]
+    opa_config = yaml.safe_load((ROOT / "deploy" / "opa-config.yaml").read_text())
+    assert opa_config["decision_logs"]["request_context"]["http"]["headers"] == ["X-Request-Id"]
     gateway = services["gateway"]
     mounted = {v.split(":")[0]: v.split(":")[1] for v in gateway["volumes"]}
     assert mounted["./docs/examples/production.yaml"] == "/etc/regogate/regogate.yaml"

@@ -18,7 +18,8 @@ from tests.e2e.conftest import upstream_config, write_bundle
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, error_body, running_gateway
-from tests.opa_double.server import OpaDouble
+from tests.opa_double import OpaDouble, require_oracle
+from tests.policy.conftest import build_bundle
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -46,23 +47,35 @@ FAIL_CLOSED = [
 ]
 
 
+@pytest.mark.parametrize("engine", ["embedded", "opa"])
 @pytest.mark.parametrize("case", FAIL_CLOSED, ids=[c[0] for c in FAIL_CLOSED])
 async def test_a_policy_that_cannot_decide_gives_503_forwards_nothing_and_is_audited(
-    tmp_path: Path, upstream: FakeServer, case: tuple[str, str, str | None]
+    tmp_path: Path, upstream: FakeServer, case: tuple[str, str, str | None], engine: str
 ) -> None:
     name, decision, cause = case
+    config: dict[str, Any]
     if name == "undefined decision":
         config = {"policy": {"bundle": str(write_bundle(
             tmp_path / "bundle", "package regogate\n\nimport rego.v1\n\ndecision := 1 if false\n"))}}
     elif name == "evaluation error":
-        # bob has one group; a user with no groups divides by zero -> regorus raises
+        # bob has one group: 1 / 0. regorus raises; OPA's strict mode (the oracle) raises; a
+        # real `opa run` makes it undefined -- a 503 all three ways.
         config = decision_bundle(tmp_path, '{"allow": true, "n": 1 / (count(input.user.groups) - 1)}')
     else:
         config = decision_bundle(tmp_path, decision)
-    async with running_gateway(tmp_path, config=deep_merge(upstream_config(upstream), config)) as gw:
-        with pytest.raises(openai.InternalServerError) as info:
-            await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
-        events = await gw.audit_records()
+    sidecar: OpaDouble | None = None
+    if engine == "opa":  # the same bundle, built and served by OPA's REST API with OPA deciding
+        require_oracle()
+        sidecar = OpaDouble(build_bundle(Path(config["policy"]["bundle"]), tmp_path / "built"))
+        config = {"policy": {"engine": "opa", "opa_url": await sidecar.start(), "timeout_s": 2.0}}
+    try:
+        async with running_gateway(tmp_path, config=deep_merge(upstream_config(upstream), config)) as gw:
+            with pytest.raises(openai.InternalServerError) as info:
+                await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
+            events = await gw.audit_records()
+    finally:
+        if sidecar is not None:
+            await sidecar.stop()
     assert info.value.status_code == 503
     assert error_body(info.value)["code"] == "policy_unavailable"
     if cause:
@@ -74,6 +87,7 @@ async def test_a_policy_that_cannot_decide_gives_503_forwards_nothing_and_is_aud
 async def test_opa_timeout_gives_503_and_forwards_nothing(
     tmp_path: Path, upstream: FakeServer
 ) -> None:
+    require_oracle()
     double = OpaDouble(repo_policies_dir())
     url = await double.start()
     double.delay_s = 2.0

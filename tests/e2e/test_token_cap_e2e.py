@@ -123,3 +123,27 @@ async def test_messages_cap_reaches_each_provider_in_its_own_field(
         await gw.anthropic("alice").messages.create(model="mock-gpt", max_tokens=500,
                                                      messages=HELLO)
     assert provider_cap(kind, sent(fake)) == CAP
+
+
+async def test_responses_max_output_tokens_is_capped(tmp_path: Path, upstream: FakeServer) -> None:
+    config = deep_merge(upstream_config(upstream), cap_policy(tmp_path))
+    async with running_gateway(tmp_path, config=config) as gw:
+        await gw.openai("alice").responses.create(model="mock-gpt", input="Hello",
+                                                  max_output_tokens=500)
+    body = sent(upstream)
+    assert body["max_tokens"] == CAP and body.get("max_completion_tokens", CAP) == CAP
+
+
+async def test_responses_without_a_limit_gets_the_cap(tmp_path: Path, upstream: FakeServer) -> None:
+    config = deep_merge(upstream_config(upstream), cap_policy(tmp_path))
+    async with running_gateway(tmp_path, config=config) as gw:
+        await gw.openai("alice").responses.create(model="mock-gpt", input="Hello")
+    assert sent(upstream)["max_tokens"] == CAP
+
+
+async def test_legacy_completions_max_tokens_is_capped(tmp_path: Path, upstream: FakeServer) -> None:
+    config = deep_merge(upstream_config(upstream), cap_policy(tmp_path))
+    async with running_gateway(tmp_path, config=config) as gw:
+        await gw.openai("alice").completions.create(model="mock-gpt", prompt="Hello",
+                                                    max_tokens=500)
+    assert sent(upstream)["max_tokens"] == CAP

@@ -1,7 +1,8 @@
 """Fixtures: policy bundles on disk and started engines of every kind.
 
-``engine_kind`` parametrises a test over the embedded engine, the OPA double (OPA's REST API
-backed by regorus) and, when an ``opa`` binary is on PATH or in OPA_BIN, real OPA.
+``engine_kind`` parametrises a test over the embedded engine, the OPA-REST test server backed
+by real OPA (``opa_oracle``: tests/opa_double, OPA's Go engine through opa-golib-python-bindings)
+and, when an ``opa`` binary is on PATH or in OPA_BIN, ``opa run --server`` itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from pep.policy.embedded import EmbeddedEngine
 from pep.policy.engine import PolicyEngine
 from pep.policy.opa import OpaEngine
-from tests.opa_double import OpaDouble
+from tests.opa_double import OpaDouble, require_oracle
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
@@ -103,6 +104,16 @@ def policy_input(
     return doc
 
 
+def build_bundle(root: Path, into: Path) -> Path:
+    """``regogate policy build`` of ``root`` into a fresh ``.tar.gz`` under ``into``."""
+    from pep.policy.build import build
+
+    into.mkdir(parents=True, exist_ok=True)
+    out = into / f"bundle-{len(list(into.iterdir()))}.tar.gz"
+    build(root, out)
+    return out
+
+
 class _RealOpa:
     def __init__(self, binary: str, bundle: Path) -> None:
         self.binary, self.bundle = binary, bundle
@@ -122,8 +133,9 @@ class _RealOpa:
                 f"127.0.0.1:{port}",
                 "--log-level",
                 "error",
-                "--set",
-                "decision_logs.console=true",
+                # The deployment's own OPA config (decision logs with the request id).
+                "--config-file",
+                str(REPO / "deploy" / "opa-config.yaml"),
                 "--bundle",
                 str(self.bundle),
             ],
@@ -151,15 +163,19 @@ class _RealOpa:
 EngineMaker = Callable[..., Awaitable[PolicyEngine]]
 
 
-@pytest.fixture(params=["embedded", "opa_double", "opa_real"])
+@pytest.fixture(params=["embedded", "opa_oracle", "opa_real"])
 def engine_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "opa_real" and opa_binary() is None:
         pytest.skip("no opa binary on PATH or in OPA_BIN")
+    if request.param == "opa_oracle":
+        require_oracle()
     return str(request.param)
 
 
 @pytest.fixture
-async def make_engine(engine_kind: str) -> AsyncIterator[EngineMaker]:
+async def make_engine(
+    engine_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[EngineMaker]:
     """``await make_engine(bundle_dir, decision="regogate/decision")`` -> started engine."""
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
@@ -170,10 +186,13 @@ async def make_engine(engine_kind: str) -> AsyncIterator[EngineMaker]:
         if engine_kind == "embedded":
             engine = EmbeddedEngine(bundle, decision, hot_reload=False)
         else:
+            # OPA serves what `regogate policy build` makes of the directory: the .manifest
+            # revision is the embedded engine's content hash, so both report one revision.
+            built = build_bundle(bundle, tmp_path_factory.mktemp("opa-bundle"))
             server: Any = (
-                OpaDouble(bundle)
-                if engine_kind == "opa_double"
-                else _RealOpa(opa_binary() or "", bundle)
+                OpaDouble(built)
+                if engine_kind == "opa_oracle"
+                else _RealOpa(opa_binary() or "", built)
             )
             url = await server.start()
             cleanups.append(server.stop)

@@ -1,4 +1,7 @@
-"""OPA sidecar specifics: fail closed on timeout, errors and a dead sidecar; ids and revision."""
+"""OPA sidecar specifics: fail closed on timeout, errors and a dead sidecar; ids and revision.
+
+The sidecar is OPA's REST API with real OPA deciding (tests/opa_double), serving the bundle
+``regogate policy build`` makes of ``policies/``."""
 
 from __future__ import annotations
 
@@ -9,13 +12,15 @@ import pytest
 
 from pep.policy.engine import PolicyError
 from pep.policy.opa import UNKNOWN_REVISION, OpaEngine
-from tests.opa_double import OpaDouble
-from tests.policy.conftest import POLICIES, policy_input
+from pep.policy import bundle as bundle_mod
+from tests.opa_double import OpaDouble, require_oracle
+from tests.policy.conftest import POLICIES, build_bundle, policy_input
 
 
 @pytest.fixture
-async def double() -> AsyncIterator[OpaDouble]:
-    server = OpaDouble(POLICIES)
+async def double(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpaDouble]:
+    require_oracle()
+    server = OpaDouble(build_bundle(POLICIES, tmp_path_factory.mktemp("opa-bundle")))
     await server.start()
     yield server
     await server.stop()
@@ -61,31 +66,65 @@ async def test_dead_opa_is_unavailable_and_not_ready() -> None:
         await engine.close()
 
 
-async def test_decision_id_comes_from_opa_decision_logging(
+async def test_decision_id_is_the_request_id_and_opa_decision_id_is_kept(
     double: OpaDouble, engine: OpaEngine
 ) -> None:
     decision = await engine.evaluate(policy_input(request_id="req-7"))
-    assert decision.decision_id and decision.decision_id != "req-7"
+    assert decision.decision_id == "req-7"
+    assert decision.engine_decision_id and decision.engine_decision_id != "req-7"
 
 
-async def test_decision_id_falls_back_to_request_id(double: OpaDouble, engine: OpaEngine) -> None:
+async def test_request_id_is_sent_to_opa_for_its_decision_log(
+    double: OpaDouble, engine: OpaEngine
+) -> None:
+    await engine.evaluate(policy_input(request_id="req-corr-1"))
+    assert double.request_ids[-1] == "req-corr-1"
+
+
+async def test_no_engine_decision_id_without_opa_decision_logging(
+    double: OpaDouble, engine: OpaEngine
+) -> None:
     double.decision_logs = False
     decision = await engine.evaluate(policy_input(request_id="req-7"))
     assert decision.decision_id == "req-7"
+    assert decision.engine_decision_id is None
 
 
-async def test_revision_comes_from_opa_status(double: OpaDouble, engine: OpaEngine) -> None:
+async def test_revision_is_the_one_opa_reports_for_the_decision(
+    double: OpaDouble, engine: OpaEngine
+) -> None:
+    double.status_plugin = False  # provenance alone must carry it
+    expected = bundle_mod.load(POLICIES).revision
+    assert double.bundle.revision == expected
+    decision = await engine.evaluate(policy_input())
+    assert decision.policy_revision == expected
+    # OPA activates a new bundle: the very next decision names it, no refresh needed.
+    double.bundle.manifest["revision"] = "sha256:reloaded"
+    decision = await engine.evaluate(policy_input())
+    assert decision.policy_revision == "sha256:reloaded"
+    assert engine.revision == "sha256:reloaded"
+
+
+async def test_revision_comes_from_opa_status_at_start(double: OpaDouble, engine: OpaEngine) -> None:
     assert engine.revision == double.bundle.revision
 
 
-async def test_revision_is_unknown_without_status_plugin(double: OpaDouble) -> None:
-    double.status_plugin = False
-    engine = OpaEngine(double.url, timeout_s=0.2)
+async def test_revision_is_unknown_for_a_directory_bundle_without_status(
+    double: OpaDouble,
+) -> None:
+    require_oracle()
+    plain = OpaDouble(POLICIES)  # a directory: no .manifest, no revision anywhere
+    plain.status_plugin = False
+    await plain.start()
+    engine = OpaEngine(plain.url, timeout_s=0.5)
     await engine.start()
     try:
+        decision = await engine.evaluate(policy_input())
         assert engine.revision == UNKNOWN_REVISION
+        assert decision.policy_revision == UNKNOWN_REVISION
     finally:
         await engine.close()
+        await plain.stop()
 
 
 async def test_custom_decision_path_is_used(double: OpaDouble) -> None:
@@ -103,3 +142,11 @@ async def test_opa_url_with_a_path_is_refused() -> None:
     engine = OpaEngine("http://127.0.0.1:8181/prefix")
     with pytest.raises(PolicyError):
         await engine.start()
+
+
+async def test_readiness_asks_opa_whether_its_bundles_are_active(
+    double: OpaDouble, engine: OpaEngine
+) -> None:
+    ok, detail = await engine.ready()
+    assert ok is True and detail["revision"] == double.bundle.revision
+    assert double.health_queries == ["bundles"]

@@ -1,9 +1,9 @@
 """The shipped policies decide identically on every engine, on a corpus of inputs.
 
 ``parity_inputs.json`` holds inputs with the expected allow and reason codes. Each engine
-(embedded, OPA double, real OPA when an ``opa`` binary is available) must meet the
-expectation, and its whole decision (allow, reasons, obligations) must equal the embedded
-engine's.
+(embedded; OPA's REST API with real OPA deciding, tests/opa_double; ``opa run`` when an
+``opa`` binary is available) must meet the expectation, and its whole decision (allow,
+reasons, obligations) must equal the embedded engine's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ CORPUS = orjson.loads((Path(__file__).parent / "parity_inputs.json").read_bytes(
 
 
 def _comparable(decision: Decision) -> dict[str, Any]:
-    return decision.model_dump(exclude={"decision_id", "policy_revision"})
+    return decision.model_dump(exclude={"decision_id", "engine_decision_id", "policy_revision"})
 
 
 async def test_parity_corpus_is_decided_identically(make_engine: EngineMaker) -> None:
