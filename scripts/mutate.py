@@ -112,15 +112,12 @@ def results(work: Path) -> dict[str, int | None]:
 
 
 def all_names(work: Path, target: Target) -> list[str]:
-    """Every mutant of the target's modules (mutmut writes them as x_<fn>__mutmut_<n>)."""
-    names: list[str] = []
+    """Every mutant of the target's modules, as listed in mutmut's per-file .meta records."""
+    names: set[str] = set()
     for pattern in target.modules:
-        for src in sorted((work / "mutants").glob(pattern)):
-            module = ".".join(src.relative_to(work / "mutants").with_suffix("").parts)
-            for fn in re.findall(r"^\s*def (\w+__mutmut_\d+)\(", src.read_text(encoding="utf-8"),
-                                 flags=re.M):
-                names.append(f"{module}.{fn}")
-    return sorted(set(names), key=_natural)
+        for meta in (work / "mutants").glob(pattern + ".meta"):
+            names.update(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return sorted(names, key=_natural)
 
 
 def _natural(name: str) -> tuple[str, int]:

@@ -126,3 +126,23 @@ async def test_a_verified_token_is_trusted_until_exp_plus_leeway(
     assert verified.exp == exp + 30
     assert verified.principal.expires_at == exp
     assert verified.issuer_keys.issuer.issuer == idp.issuer
+
+
+async def test_an_at_jwt_typ_header_overrides_id_token_claims(auth: Authenticator, idp: FakeIdp) -> None:
+    # RFC 9068: a token that says at+jwt is an access token, whatever claims it carries.
+    assert (await auth.authenticate(bearer(idp.token(typ="at+jwt", nonce="n")))).sub == "alice"
+
+
+async def test_a_token_without_kid_never_triggers_a_refetch(
+    make_auth: MakeAuth, idp: FakeIdp, rsa_keys: list[SigningKey]
+) -> None:
+    import jwt
+
+    idp.extra_jwks.append(rsa_keys[2].jwk())  # two RS256 keys: a token without kid is ambiguous
+    auth = await make_auth(jwks_min_refresh_interval_s=0)
+    before = idp.hits["jwks"]
+    token = jwt.encode(idp.claims(), rsa_keys[1].private, algorithm="RS256",
+                       headers={"typ": "at+jwt"})
+    err = await rejected(auth, token)
+    assert told(err) == (401, "invalid_token", "token signing key is not known for this algorithm")
+    assert idp.hits["jwks"] == before
