@@ -218,3 +218,46 @@ async def test_an_unreachable_idp_is_a_fetch_error() -> None:
 ])
 def test_loopback_hosts(host: str | None, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+def test_a_one_character_kid_is_fine() -> None:
+    assert parse_compact(raw_token({**GOOD_HEADER, "kid": "a"}, PAYLOAD, b"s")).kid == "a"
+
+
+def test_a_segment_ending_in_x_is_canonical() -> None:
+    token = raw_token(GOOD_HEADER, PAYLOAD, b"\x00\x00\x17")
+    assert token.endswith(".AAAX")
+    assert parse_compact(token).signature == b"\x00\x00\x17"
+
+
+@pytest.mark.parametrize("which", ["header", "payload", "signature"])
+def test_non_canonical_base64url_names_the_segment(which: str) -> None:
+    parts = dict(zip(("header", "payload", "signature"),
+                     raw_token(GOOD_HEADER, PAYLOAD, b"sig").split(".")))
+    parts[which] = parts[which][:-1] + "+"  # not in the base64url alphabet
+    assert jws_error(".".join(parts.values())) == f"token {which} is not canonical base64url"
+
+
+@pytest.mark.parametrize("which", ["header", "payload"])
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"a": NaN}', "is not a valid JSON object"), ('{"a": Infinity}', "is not a valid JSON object"),
+    ('{"a": 1, "a": 2}', "is not a valid JSON object"), ("{", "is not a valid JSON object"),
+    ("[1]", "is not a JSON object"), ('"x"', "is not a JSON object"),
+])
+def test_json_problems_name_the_segment(which: str, text: str, problem: str) -> None:
+    import base64
+
+    encoded = base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    header: Any = GOOD_HEADER
+    payload: Any = PAYLOAD
+    if which == "header":
+        header = encoded
+    else:
+        payload = encoded
+    assert jws_error(raw_token(header, payload, b"sig")) == f"token {which} {problem}"
+
+
+@pytest.mark.parametrize("name", ["jku", "x5u", "jwk", "x5c", "crit", "b64", "enc", "zip"])
+def test_forbidden_header_parameters_are_named(name: str) -> None:
+    token = raw_token({**GOOD_HEADER, name: "x"}, PAYLOAD, b"sig")
+    assert jws_error(token) == f"token header parameter {name!r} is not accepted"
