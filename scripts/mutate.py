@@ -65,8 +65,9 @@ TARGETS: dict[str, Target] = {
 
 def equivalents() -> dict[str, str]:
     """Documented equivalent mutants: ``| `name` | reason |`` rows of docs/testing.md."""
-    rows = re.findall(r"^\|\s*`([\w.]+__mutmut_\d+)`\s*\|\s*(.+?)\s*\|\s*$",
-                      DOC.read_text(encoding="utf-8"), flags=re.M)
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("### Equivalent mutants", 1)[-1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\|\s*`([\w.]+__mutmut_\d+)`\s*\|\s*(.+?)\s*\|\s*$", section, flags=re.M)
     return dict(rows)
 
 
