@@ -94,10 +94,11 @@ async def test_two_keys_under_one_kid_are_both_unused(
     make_auth: MakeAuth, idp: FakeIdp, rsa_keys: list[SigningKey]
 ) -> None:
     idp.extra_jwks.append({**rsa_keys[1].jwk(), "kid": rsa_keys[0].kid})
+    idp.extra_jwks.append(rsa_keys[2].jwk())  # another, unambiguous key keeps the set usable
     auth = await make_auth()
     err = await rejected(auth, idp.token())
     assert (err.status, err.code) == (401, "invalid_token")
-    assert len(auth.issuer_keys(idp.issuer).keys) == 0
+    assert list(auth.issuer_keys(idp.issuer).keys.by_kid) == [rsa_keys[2].kid]
 
 
 async def test_a_jwks_without_a_keys_array_leaves_the_issuer_unready(
