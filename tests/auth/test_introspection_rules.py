@@ -138,3 +138,15 @@ async def test_a_second_issuer_answers_when_the_first_does_not_know_the_token(
         assert told(err) == (503, "idp_unavailable", "identity provider unavailable")
     finally:
         await runner.cleanup()
+
+
+async def test_an_introspection_only_issuer_needs_no_keys(make_auth: MakeAuth, idp: FakeIdp) -> None:
+    auth = await make_auth(issuer={
+        "discovery": False,
+        "introspection": {**CONF["introspection"], "endpoint": f"{idp.issuer}/introspect"}})
+    assert idp.hits["discovery"] == 0 and idp.hits["jwks"] == 0
+    ok, detail = auth.ready()
+    assert ok is True and detail["issuers"][idp.issuer]["keys"] == 0
+    assert (await auth.authenticate(bearer(opaque(idp)))).sub == "carol"
+    err = await rejected(auth, idp.token())  # a JWT from it has no key to verify with
+    assert err.status == 401
