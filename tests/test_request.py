@@ -1,6 +1,6 @@
-"""The request validation step (pep/request.py): what a client may send, checked once before
-policy, each refusal a 400 naming the offending parameter; and what the policy sees of an
-accepted request."""
+"""The request validation step (pep/validation.py, pep/request.py): what a client may send,
+checked once before policy, each refusal a 400 naming the offending parameter; and what the
+policy sees of an accepted request."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pep.errors import BadRequest
+from pep.validation import FORBIDDEN_KEYS, reject_forbidden
 from pep.request import (
     TOKEN_LIMIT_FIELDS,
     message_text,
@@ -109,21 +110,24 @@ def test_an_embeddings_request_is_normalised() -> None:
 # -- refusals ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["api_base", "base_url", "api_key", "api_version", "azure_endpoint",
-                                 "endpoint", "url", "aws_access_key_id", "aws_secret_access_key",
-                                 "aws_region_name", "extra_headers"])
-@pytest.mark.parametrize("fn", [chat, embed], ids=["chat", "embeddings"])
-def test_nothing_in_a_body_chooses_where_the_gateway_connects(fn: Any, key: str) -> None:
+@pytest.mark.parametrize("key", sorted(FORBIDDEN_KEYS))
+def test_nothing_in_a_body_chooses_where_the_gateway_connects(key: str) -> None:
     body = {"model": "m", "messages": [USER], "input": "x", key: "http://evil.example"}
-    err = refused(fn, body)
+    err = refused(reject_forbidden, body)
     assert (err.param, err.code) == (key, "forbidden_parameter")
-    assert err.message == (f"request may not set {key!r}: upstream endpoints and credentials "
-                           "come from gateway configuration")
+    assert err.message == (f"parameter {key!r} is not allowed: upstream endpoints and "
+                           "credentials come from gateway configuration")
 
 
-def test_several_forbidden_keys_name_the_first_in_order() -> None:
-    err = refused(chat, {"model": "m", "messages": [USER], "url": "u", "api_key": "k"})
-    assert err.param == "api_key" and "'api_key'" in err.message
+def test_the_forbidden_list_covers_urls_credentials_and_headers() -> None:
+    assert {"api_base", "base_url", "api_key", "azure_endpoint", "url", "extra_headers",
+            "aws_secret_access_key"} <= FORBIDDEN_KEYS
+    reject_forbidden({"model": "m", "messages": [USER], "temperature": 1})  # nothing to refuse
+
+
+def test_several_forbidden_keys_name_the_first_sent() -> None:
+    err = refused(reject_forbidden, {"model": "m", "url": "u", "api_key": "k"})
+    assert err.param == "url" and "'url'" in err.message
 
 
 @pytest.mark.parametrize("fn", [chat, embed], ids=["chat", "embeddings"])
