@@ -35,7 +35,7 @@ def quota_bundle(tmp_path: Path, limits: dict[str, Any]) -> Path:
     return root
 
 
-def contractors(metric: str, window: str, limit: int, **extra: Any) -> dict[str, Any]:
+def contractors(metric: str, window: str, limit: float, **extra: Any) -> dict[str, Any]:
     return {"groups": {"contractors": [{"name": f"contractors {metric} per {window}",
                                         "scope": "user", "metric": metric, "window": window,
                                         "max": limit, **extra}]}}
