@@ -43,6 +43,7 @@ from pep.steps import (
     reserve_usage,
     usage_snapshot,
 )
+from pep.routing.stream import ChunkStream
 from pep.streaming import relay_stream
 from pep.validation import validated_request
 
@@ -156,6 +157,7 @@ async def _forward_admitted(
     except GatewayError:
         await release_usage(request, x)
         raise
+    result: Completion | ChunkStream
     try:
         if api == "embeddings":
             result = await router.embeddings(out_body, model, request_id=x.request_id)
