@@ -29,12 +29,26 @@ log = logging.getLogger("regogate.app")
 Overrides = dict[web.AppKey[Any], Callable[[], Any]]
 
 
+class StartupError(Exception):
+    """A component could not start; the message is one line naming it (``regogate serve``
+    prints it and exits 2 rather than showing a traceback)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _component(app: web.Application, key: web.AppKey[Any], build: Callable[[], Any],
                overrides: Overrides) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_: web.Application) -> AsyncIterator[None]:
-        component = overrides[key]() if key in overrides else build()
-        if hasattr(component, "start"):
-            await component.start()
+        try:
+            component = overrides[key]() if key in overrides else build()
+            if hasattr(component, "start"):
+                await component.start()
+        except Exception as exc:
+            name = str(getattr(key, "_name", key)).rsplit(".", 1)[-1]
+            raise StartupError(f"{name}: {_one_line(exc)}") from exc
         app[key] = component
         try:
             yield

@@ -8,6 +8,8 @@ Interpolation (applied to every string in the YAML before validation):
     ${NAME}            value of environment variable NAME (error if unset)
     ${NAME:-default}   value of NAME, or ``default`` when unset or empty
     ${file:/path}      contents of a file (trailing newline stripped), for mounted secrets
+
+A reference inside another (``${A:-sqlite:///${B}/x}``) is refused, not half-resolved.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ def _interpolate(value: Any, where: str) -> Any:
 
     def repl(m: re.Match[str]) -> str:
         ref = m.group(1)
+        if "${" in ref:
+            # ${A:-x${B}} would otherwise end at the first "}" and leave "${B" in the value.
+            raise ConfigError(f"{where}: nested reference ${{{ref}}}...: a ${{...}} inside"
+                              " another is not supported; set the whole value in one variable")
         if ref.startswith("file:"):
             path = Path(ref[5:])
             try:

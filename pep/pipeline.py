@@ -12,6 +12,7 @@ called unless the intent record is durable (GUIDE.md 3.8). The individual steps 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -107,6 +108,7 @@ async def forward_normalized(
     app = request.app
     x = exchange_for(request)
     x.req = req
+    x.api = api
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
     slots = app[appkeys.STREAM_SLOTS]
@@ -144,19 +146,24 @@ async def _forward_admitted(
     x.model_served = model
     x.forwarded = out_body
     await audit(request, event("request.intent", x), required=True)
+    t0 = time.perf_counter()
     try:
         if api == "embeddings":
             result = await router.embeddings(out_body, model, request_id=x.request_id)
         else:
             result = await router.chat(out_body, model, request_id=x.request_id)
     except GatewayError as err:
+        x.upstream_s = time.perf_counter() - t0
         x.served = getattr(err, "served", None)
-        app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
+        if not _client_fault(err):  # a provider 400 for the client's typo is the client's
+            app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
         # Status, allow-listed provider code and body size only: never the provider's text.
         await audit(request, event("upstream.error", x, error=err,
                                    extra={"upstream": err.upstream} if err.upstream else None),
                     required=False)
         raise
+    x.upstream_s = time.perf_counter() - t0
+    app[appkeys.METRICS].observe("upstream_duration_seconds", x.upstream_s, model=model)
     x.served = result.served
     if isinstance(result, Completion):
         return await _complete_plain(request, x, dialect, result, api)
@@ -182,6 +189,10 @@ def _response_content(x: Exchange, body: dict[str, Any], api: str) -> Any:
     if content_mode(x) == "none" or api == "embeddings":
         return None
     return [c.get("message", {}).get("content") for c in body.get("choices", [])]
+
+
+def _client_fault(err: GatewayError) -> bool:
+    return 400 <= err.status < 500 and err.status not in (408, 429)
 
 
 def _identity(text: str) -> str:

@@ -9,6 +9,7 @@ none of those, so the dependency graph has no cycles.
 from __future__ import annotations
 
 import logging
+import time
 import secrets
 from typing import Any
 
@@ -65,8 +66,11 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
     """Append an audit event. ``required``: failure refuses the request (503); otherwise a
     failure is logged and counted (the request is already being refused for another reason)."""
     metrics = request.app[appkeys.METRICS]
+    t0 = time.perf_counter()
     try:
         await request.app[appkeys.AUDIT].append(ev)
+        metrics.observe("audit_write_duration_seconds", time.perf_counter() - t0,
+                        event=ev["event"])
     except AuditUnavailable as exc:
         metrics.inc("audit_write_failures_total")
         log.error("audit store could not record %s for %s: %s", ev["event"], ev["request_id"], exc)
@@ -131,9 +135,11 @@ async def decide(
     app = request.app
     engine = app[appkeys.POLICY]
     x.engine = engine.name
+    t0 = time.perf_counter()
     try:
         decision = await engine.evaluate(policy_input)
     except PolicyError as exc:
+        x.policy_s = time.perf_counter() - t0
         app[appkeys.METRICS].inc("policy_errors_total", code=exc.code)
         log.error("policy engine failed for %s: %s", x.request_id, exc)
         err = Unavailable(
@@ -145,6 +151,8 @@ async def decide(
             await audit(request, event("policy.error", x, error=err, extra={"cause": str(exc)}),
                         required=False)
         raise err from exc
+    x.policy_s = time.perf_counter() - t0
+    app[appkeys.METRICS].observe("policy_duration_seconds", x.policy_s, engine=engine.name)
     if decision.decision_id is None:
         decision = decision.model_copy(update={"decision_id": x.request_id})
     x.decision = decision
@@ -193,11 +201,16 @@ async def record_usage(request: web.Request, x: Exchange) -> None:
     p = x.principal
     if u is None or p is None:
         return
+    metrics, model = request.app[appkeys.METRICS], x.model_served or ""
+    metrics.inc("tokens_total", u.prompt_tokens, model=model, kind="prompt")
+    metrics.inc("tokens_total", u.completion_tokens, model=model, kind="completion")
     try:
         x.cost_usd = await request.app[appkeys.USAGE].record(
             p, p.client_id, x.model_served or "", u.prompt_tokens, u.completion_tokens,
             estimated=u.estimated,
         )
+        if x.cost_usd:
+            metrics.inc("cost_usd_total", x.cost_usd, model=model)
     except UsageUnavailable as exc:
         # The answer was already served; keep its cost in the audit record even so.
         x.cost_usd = getattr(exc, "cost_usd", None)

@@ -8,6 +8,7 @@ client going away -- the usage is recorded and one completion record is audited.
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from typing import Any
 
@@ -62,6 +63,10 @@ async def relay_stream(
         async for chunk in stream:
             delta = _delta_text(chunk)
             if delta:
+                if not parts:
+                    app[appkeys.METRICS].observe("time_to_first_token_seconds",
+                                                 time.perf_counter() - x.started,
+                                                 model=x.model_served or "")
                 parts.append(delta)
                 if scanner is not None and scanner.feed(delta):
                     cut_by = await _check(request, x, scanner, final=False)
@@ -132,6 +137,7 @@ async def _finish(
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
         log.debug("error closing upstream stream for %s", x.request_id, exc_info=True)
     text = "".join(parts)
+    x.outcome_status = status
     x.usage = stream.usage or Usage(
         prompt_tokens=x.req.estimated_tokens if x.req else 0,
         completion_tokens=(len(text) + 3) // 4,

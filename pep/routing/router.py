@@ -180,6 +180,12 @@ class Router:
                 raise ValueError(f"models.{mname}: needs provider+model or fallbacks")
             self._models[mname] = _Model(deps, ms)
 
+    def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Circuit-breaker state per deployment, read by /metrics at scrape time."""
+        return [("circuit_breaker_open", {"provider": d.target.provider, "model": name},
+                 1.0 if d.breaker.is_open else 0.0)
+                for name, m in self._models.items() for d in m.deployments]
+
     # -- catalogue -------------------------------------------------------------------
     def model_names(self) -> list[str]:
         return list(self._models)
