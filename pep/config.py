@@ -118,11 +118,16 @@ def _interpolate(value: Any, where: str) -> Any:
 
 
 def _format_validation_error(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {loc}: {err['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)
+    errors = [(tuple(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, "))
+              for err in exc.errors()]
+    # A list whose only item failed also reports "should have at least 1 item": noise that
+    # hides the real cause, so an error at a location containing another one is dropped.
+    kept = [(loc, msg) for loc, msg in errors
+            if not any(other != loc and other[:len(loc)] == loc for other, _ in errors)]
+    lines = [f"{'.'.join(loc) or '(root)'}: {msg}" for loc, msg in kept]
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
+    return "invalid configuration:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def settings_from_mapping(raw: dict[str, Any]) -> Settings:

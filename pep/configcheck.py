@@ -69,13 +69,13 @@ async def _online(settings: Settings, timeout_s: float) -> list[str]:
             try:
                 jwks_uri = issuer.jwks_uri
                 if jwks_uri is None:
-                    doc = await fetch_json(session, issuer.issuer.rstrip("/")
+                    doc, _ = await fetch_json(session, issuer.issuer.rstrip("/")
                                            + "/.well-known/openid-configuration", fp)
                     if doc.get("issuer") != issuer.issuer:
                         problems.append(f"{where}: discovery names issuer {doc.get('issuer')!r}")
                         continue
                     jwks_uri = str(doc.get("jwks_uri", ""))
-                keys = await fetch_json(session, jwks_uri, fp)
+                keys, _ = await fetch_json(session, jwks_uri, fp)
                 if not keys.get("keys"):
                     problems.append(f"{where}: JWKS at {jwks_uri} has no keys")
             except FetchError as exc:
