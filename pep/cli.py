@@ -105,6 +105,8 @@ def start_dev_idp(data_dir: Path, port: int) -> tuple[str, subprocess.Popen[byte
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As aiohttp binds (reuse_address): a port left in TIME_WAIT by a killed process is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
@@ -201,8 +203,6 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
-        if settings.server.port and not _port_free(settings.server.host, settings.server.port):
-            raise CliError(f"{settings.server.host}:{settings.server.port} is already in use")
         app = create_app(settings)
         web.run_app(
             app,
