@@ -79,7 +79,9 @@ class IssuerSettings(Frozen):
         # gateway retrying (and answering 503) forever while `config check` said "valid".
         from pep.auth.fetch import is_loopback_host  # noqa: PLC0415 - avoid aiohttp at import
 
-        urls = [("issuer", self.issuer), ("jwks_uri", self.jwks_uri)]
+        # Only what is fetched: without discovery the issuer is an identifier matched against
+        # iss (Google's scheme-less "accounts.google.com"), never a URL we connect to.
+        urls = [("issuer", self.issuer if self.discovery else None), ("jwks_uri", self.jwks_uri)]
         if self.introspection is not None:
             urls.append(("introspection.endpoint", self.introspection.endpoint))
         for field, url in urls:
