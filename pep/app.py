@@ -123,6 +123,11 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
                                   app[appkeys.PROVIDER_SESSION]),
                    overrides),
     ])
+    if settings.tracing.otlp_endpoint is not None or appkeys.TRACING in overrides:
+        from pep.tracing import Tracing
+
+        app.cleanup_ctx.insert(0, _component(
+            app, appkeys.TRACING, lambda: Tracing(settings.tracing), overrides))
     if settings.policy.shadow is not None:
         from pep.policy.shadow import create_shadow
 

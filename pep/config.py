@@ -29,6 +29,7 @@ from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.settings_base import Frozen
+from pep.tracing_settings import TracingSettings
 from pep.usage.settings import UsageSettings
 
 
@@ -71,6 +72,7 @@ class Settings(Frozen):
     content: ContentSettings = ContentSettings()
     usage: UsageSettings = UsageSettings()
     responses: ConversationSettings = ConversationSettings()
+    tracing: TracingSettings = TracingSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

@@ -35,6 +35,8 @@ class Exchange:
     policy_s: float | None = None  # time the policy engine took
     upstream_s: float | None = None  # time until the provider's answer (first byte for streams)
     trace_id: str | None = None
+    span: Any = None  # the request's OpenTelemetry span (None: tracing off)
+    tracer: Any = None
     outcome_status: int | None = None  # a stream's real outcome (its status line said 200)
 
     def latency_ms(self) -> float:

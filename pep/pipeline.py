@@ -43,6 +43,7 @@ from pep.steps import (
     usage_snapshot,
 )
 from pep.streaming import relay_stream
+from pep.tracing import annotate_upstream, child, upstream_headers
 
 INLINE_SCAN_CHARS = 32_768  # below this, scanning costs less than a thread hand-off
 
@@ -147,11 +148,19 @@ async def _forward_admitted(
     x.forwarded = out_body
     await audit(request, event("request.intent", x), required=True)
     t0 = time.perf_counter()
+    op = "embeddings" if api == "embeddings" else "chat"
     try:
-        if api == "embeddings":
-            result = await router.embeddings(out_body, model, request_id=x.request_id)
-        else:
-            result = await router.chat(out_body, model, request_id=x.request_id)
+        with child(x, f"{op} {model}", client=True) as span:
+            annotate_upstream(span, x, op, catalog.provider_kind(model) or "")
+            trace_headers = upstream_headers(span)
+            if api == "embeddings":
+                result = await router.embeddings(out_body, model, request_id=x.request_id,
+                                                 trace_headers=trace_headers)
+            else:
+                result = await router.chat(out_body, model, request_id=x.request_id,
+                                           trace_headers=trace_headers)
+            if span is not None:
+                span.set_attribute("gen_ai.response.model", result.served.model)
     except GatewayError as err:
         x.upstream_s = time.perf_counter() - t0
         x.served = getattr(err, "served", None)

@@ -8,9 +8,10 @@ none of those, so the dependency graph has no cycles.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -32,9 +33,11 @@ from pep.exchange import Exchange
 from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError
 from pep.principal import Principal
+from pep.tracing import child
 from pep.usage.tracker import UsageUnavailable
 
 log = logging.getLogger("regogate.pipeline")
+_NO_SPAN = contextlib.nullcontext()
 POLICY_INPUT: web.RequestKey[dict[str, Any]] = web.RequestKey("policy_input", dict)
 
 EXCHANGE = web.RequestKey("exchange", Exchange)
@@ -68,7 +71,9 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
     metrics = request.app[appkeys.METRICS]
     t0 = time.perf_counter()
     try:
-        await request.app[appkeys.AUDIT].append(ev)
+        x = request.get(EXCHANGE)
+        with child(x, f"audit {ev['event']}") if x is not None else _NO_SPAN:
+            await request.app[appkeys.AUDIT].append(ev)
         metrics.observe("audit_write_duration_seconds", time.perf_counter() - t0,
                         event=ev["event"])
     except AuditUnavailable as exc:
@@ -83,9 +88,10 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
 
 async def authenticate(request: web.Request, x: Exchange) -> Principal:
     try:
-        principal: Principal = await request.app[appkeys.AUTHENTICATOR].authenticate(
-            request.headers
-        )
+        with child(x, "authenticate"):
+            principal: Principal = await request.app[appkeys.AUTHENTICATOR].authenticate(
+                request.headers
+            )
     except GatewayError as err:
         request.app[appkeys.METRICS].inc("auth_failures_total", code=err.code)
         await audit(request, event("auth.failure", x, error=err, extra={"code": err.code}),
@@ -137,7 +143,11 @@ async def decide(
     x.engine = engine.name
     t0 = time.perf_counter()
     try:
-        decision = await engine.evaluate(policy_input)
+        with child(x, "policy") as span:
+            decision = await engine.evaluate(policy_input)
+            if span is not None:
+                span.set_attribute("regogate.policy.engine", engine.name)
+                span.set_attribute("regogate.decision", "allow" if decision.allow else "deny")
     except PolicyError as exc:
         x.policy_s = time.perf_counter() - t0
         app[appkeys.METRICS].inc("policy_errors_total", code=exc.code)

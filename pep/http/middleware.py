@@ -19,6 +19,7 @@ from pep.errors import (
 )
 from pep.exchange import Exchange
 from pep.logs import access
+from pep.tracing import end_request
 from pep.steps import exchange_for
 
 log = logging.getLogger("regogate.http")
@@ -55,6 +56,9 @@ def _render(request: web.Request, err: GatewayError) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     x = exchange_for(request)
     header = request.app[appkeys.SETTINGS].server.request_id_header
+    tracing = request.app.get(appkeys.TRACING)
+    if tracing is not None:
+        tracing.start_request(x, request.headers, _route_name(request))
     try:
         response = await handler(request)
     except GatewayError as err:
@@ -85,6 +89,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def _access(request: web.Request, x: Exchange, status: int) -> None:
     app = request.app
+    end_request(x, status)
     p, d = x.principal, x.decision
     decision = None if d is None else ("allow" if d.allow else "deny")
     elapsed = time.perf_counter() - x.started
@@ -105,6 +110,11 @@ def _access(request: web.Request, x: Exchange, status: int) -> None:
         "policy_ms": None if x.policy_s is None else round(x.policy_s * 1000, 3),
         "upstream_ms": None if x.upstream_s is None else round(x.upstream_s * 1000, 3),
     })
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
 
 
 def _route_api(request: web.Request) -> str:

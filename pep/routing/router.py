@@ -205,7 +205,8 @@ class Router:
 
     # -- calls -----------------------------------------------------------------------
     async def chat(
-        self, body: dict[str, Any], model: str, *, request_id: str
+        self, body: dict[str, Any], model: str, *, request_id: str,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> Completion | ChunkStream:
         reject_forbidden(body)
         require_messages(body)
@@ -218,9 +219,10 @@ class Router:
         if opts is not None and not isinstance(opts, dict):
             raise BadRequest("'stream_options' must be an object", param="stream_options")
         include_usage = stream and bool((opts or {}).get("include_usage"))
-        return await self._route(m, body, request_id, "chat", include_usage)
+        return await self._route(m, body, request_id, "chat", include_usage, trace_headers)
 
-    async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str) -> Completion:
+    async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str,
+                         trace_headers: Mapping[str, str] | None = None) -> Completion:
         reject_forbidden(body)
         m = self._lookup(model)
         if not m.settings.embeddings:
@@ -228,7 +230,7 @@ class Router:
         inp = body.get("input")
         if not (isinstance(inp, str) and inp) and not (isinstance(inp, list) and inp):
             raise BadRequest("'input' must be a non-empty string or array", param="input")
-        result = await self._route(m, body, request_id, "embeddings", False)
+        result = await self._route(m, body, request_id, "embeddings", False, trace_headers)
         assert isinstance(result, Completion)
         return result
 
@@ -243,7 +245,8 @@ class Router:
         return [deps[first]] + [d for i, d in enumerate(deps) if i != first]
 
     async def _route(self, m: _Model, body: dict[str, Any], request_id: str, op: str,
-                     include_usage: bool) -> Completion | ChunkStream:
+                     include_usage: bool,
+                     trace_headers: Mapping[str, str] | None = None) -> Completion | ChunkStream:
         attempts: list[dict[str, Any]] = []
         last: GatewayError | None = None
         for position, dep in enumerate(self._order(m)):
@@ -254,6 +257,8 @@ class Router:
                 continue
             try:
                 req = self._build(dep, body, op)
+                if trace_headers:  # W3C trace context: the provider's spans join ours
+                    req.headers.update(trace_headers)
             except BadRequest as exc:
                 if position == 0 or last is None:
                     _attach(exc, attempts)
