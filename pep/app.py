@@ -128,6 +128,13 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
 
         app.cleanup_ctx.insert(0, _component(
             app, appkeys.TRACING, lambda: Tracing(settings.tracing), overrides))
+    if settings.events.sinks:
+        from pep.events import EventBus
+
+        app.cleanup_ctx.append(_component(
+            app, appkeys.EVENTS,
+            lambda: EventBus(settings.events, session(), app[appkeys.METRICS]), overrides))
+        app.on_startup.append(_link_breaker_events)
     if settings.policy.shadow is not None:
         from pep.policy.shadow import create_shadow
 
@@ -136,6 +143,16 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     setup_routes(app)
     _setup_optional_routes(app)
     return app
+
+
+async def _link_breaker_events(app: web.Application) -> None:
+    bus = app[appkeys.EVENTS]
+
+    def changed(provider: str, model: str, opened: bool) -> None:
+        bus.emit("circuit_breaker.opened" if opened else "circuit_breaker.closed", None,
+                 {"provider": provider, "model": model})
+
+    app[appkeys.ROUTER].on_breaker_change = changed
 
 
 def _setup_optional_routes(app: web.Application) -> None:

@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError
 from pep.audit.settings import AuditSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
+from pep.events import EventSettings
 from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
@@ -73,6 +74,7 @@ class Settings(Frozen):
     usage: UsageSettings = UsageSettings()
     responses: ConversationSettings = ConversationSettings()
     tracing: TracingSettings = TracingSettings()
+    events: EventSettings = EventSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

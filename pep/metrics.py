@@ -88,6 +88,10 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
     "audit_transactions_total": ("counter", "Audit store commits", ()),
     "audit_records_total": ("counter", "Audit records written", ()),
     "audit_failures_total": ("counter", "Audit store write failures (store's own count)", ()),
+    # events (CloudEvents sinks)
+    "events_delivered_total": ("counter", "Events delivered to a sink", ("sink",)),
+    "events_failed_total": ("counter", "Events not delivered after every retry", ("sink",)),
+    "events_dropped_total": ("counter", "Events dropped: the sink's queue was full", ("sink",)),
     # meta
     "metrics_misuse_total": ("counter", "Undeclared metric names or labels used by the code",
                              ()),

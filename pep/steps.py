@@ -78,6 +78,11 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
                         event=ev["event"])
     except AuditUnavailable as exc:
         metrics.inc("audit_write_failures_total")
+        bus = request.app.get(appkeys.EVENTS)
+        if bus is not None:
+            bus.emit("audit.write_failed", None,
+                     {"event": ev["event"], "request_id": ev["request_id"],
+                      "required": required})
         log.error("audit store could not record %s for %s: %s", ev["event"], ev["request_id"], exc)
         if required:
             raise Unavailable(
@@ -193,6 +198,15 @@ def denial(request: web.Request, x: Exchange, decision: Decision) -> GatewayErro
     details: dict[str, Any] = {}
     if expose != "none":
         details = {"reasons": codes, "decision_id": decision.decision_id}
+    bus = app.get(appkeys.EVENTS)
+    if bus is not None:
+        p, r = x.principal, x.req
+        bus.emit("quota.exceeded" if quotas else "policy.denied",
+                 p.sub if p is not None else None,
+                 {"request_id": x.request_id, "decision_id": decision.decision_id,
+                  "reasons": codes, "issuer": p.issuer if p is not None else None,
+                  "model": r.model if r is not None else None,
+                  "policy_revision": decision.policy_revision})
     if quotas:
         tracker = app[appkeys.USAGE]
         retry = max(tracker.retry_after(q) for q in quotas)

@@ -161,6 +161,8 @@ class Router:
         # One pool per provider entry, shared by every model deployed on it.
         pools = {name: asyncio.Semaphore(ps.max_connections) for name, ps in providers.items()}
         self._models: dict[str, _Model] = {}
+        # Called with (provider, model, opened) when a breaker opens or closes (events).
+        self.on_breaker_change: Callable[[str, str, bool], None] | None = None
         for mname, ms in models.items():
             deps = []
             for d in ms.deployments():
@@ -179,6 +181,11 @@ class Router:
             if not deps:
                 raise ValueError(f"models.{mname}: needs provider+model or fallbacks")
             self._models[mname] = _Model(deps, ms)
+
+    def _breaker_changed(self, dep: _Deployment, m: _Model, *, opened: bool) -> None:
+        hook = self.on_breaker_change
+        if hook is not None:
+            hook(dep.target.provider, dep.target.client_model, opened)
 
     def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
         """Circuit-breaker state per deployment, read by /metrics at scrape time."""
@@ -271,7 +278,10 @@ class Router:
                     result = await self._attempt(dep, req, body, op, include_usage)
                 except _Failed as f:
                     if f.provider_failed:
+                        was_open = dep.breaker.is_open
                         dep.breaker.failure()
+                        if dep.breaker.is_open and not was_open:
+                            self._breaker_changed(dep, m, opened=True)
                     else:
                         dep.breaker.abandon()
                     ms = round((time.perf_counter() - started) * 1000, 1)
@@ -291,7 +301,11 @@ class Router:
                         break
                     await self._sleep(self._backoff(t.settings, retry, f.wait_s))
                     continue
-                dep.breaker.success()
+                if dep.breaker.is_open:
+                    dep.breaker.success()
+                    self._breaker_changed(dep, m, opened=False)
+                else:
+                    dep.breaker.success()
                 ms = round((time.perf_counter() - started) * 1000, 1)
                 attempts.append({**base, "outcome": "ok", "retry": retry, "ms": ms})
                 result.served = Served(t.provider, t.settings.kind, t.model, attempts)
