@@ -188,9 +188,8 @@ def _settings_for_serve(args: argparse.Namespace) -> tuple[Settings, str | None,
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from pep.app import StartupError, create_app
+    from pep.http.edge import run
     from pep.logs import setup_logging
 
     setup_logging(os.environ.get("REGOGATE_LOG_LEVEL", "INFO"),
@@ -204,14 +203,12 @@ def _serve(args: argparse.Namespace) -> int:
         pass
     try:
         app = create_app(settings)
-        web.run_app(
+        run(
             app,
             host=settings.server.host,
             port=settings.server.port,
-            access_log=None,
-            print=lambda _: print(_banner(settings, embedded=not args.config, issuer=issuer),
-                                  flush=True),
-            handler_cancellation=False,
+            on_listening=lambda: print(_banner(settings, embedded=not args.config, issuer=issuer),
+                                       flush=True),
         )
     except StartupError as exc:
         raise CliError(f"cannot start: {exc}") from exc

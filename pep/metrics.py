@@ -45,6 +45,14 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
                             ("code",)),
     "request_duration_seconds": ("histogram", "Time from request to last byte", ("api",)),
     "internal_errors_total": ("counter", "Unhandled errors (bugs): 500 answers", ()),
+    "requests_rejected_total": ("counter", "Requests refused before policy, by code", ("code",)),
+    # connection layer (pep/http/edge.py)
+    "malformed_requests_total": ("counter", "Requests aiohttp's parser refused, by reason",
+                                 ("reason",)),
+    "header_timeouts_total": ("counter", "Connections closed: headers not read in time", ()),
+    "connections_evicted_total": ("counter", "Idle connections closed to admit new ones", ()),
+    "connections_refused_total": ("counter", "Connections refused at max_client_connections",
+                                  ()),
     "client_disconnects_total": ("counter", "Clients that went away before the answer ended",
                                  ()),
     # identity

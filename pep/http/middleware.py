@@ -1,5 +1,6 @@
 """The one place where exceptions become HTTP responses, and where every response gets the
-request id. Bugs become a generic 500 (logged with the request id, never leaked)."""
+request id. Bugs become a generic 500 (logged with the request id, never leaked). A refusal
+that has no terminal audit record yet gets one here (``request.rejected`` / ``request.error``)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,26 @@ import orjson
 from aiohttp import ClientConnectionResetError, web
 
 from pep import appkeys
+from pep.audit.events import EventType
+from pep.auditing import rejection_event
 from pep.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
 )
 from pep.exchange import Exchange
+from pep.http.edge import EdgeRequestHandler
 from pep.logs import access
+from pep.steps import audit, exchange_for
 from pep.tracing import end_request
-from pep.steps import exchange_for
 
 log = logging.getLogger("regogate.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DIALECT_FOR_PATH: list[tuple[str, str]] = [("/v1/messages", "anthropic")]
+_CLOSE_AFTER = frozenset({"malformed_body", "too_many_chunks"})
 
 
 def _from_http_exception(exc: web.HTTPException) -> GatewayError:
@@ -59,16 +65,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     tracing = request.app.get(appkeys.TRACING)
     if tracing is not None:
         tracing.start_request(x, request.headers, _route_name(request))
+    err: GatewayError | None = None
     try:
         response = await handler(request)
-    except GatewayError as err:
-        if 400 <= err.status < 500:
-            request.app[appkeys.METRICS].inc("client_errors_total", code=err.code)
-        response = _render(request, err)
+    except GatewayError as exc:
+        err = exc
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _render(request, _from_http_exception(exc))
+        err = _from_http_exception(exc)
     except (ConnectionResetError, ClientConnectionResetError):
         # The client went away mid-answer (a CSV export closed early): its choice, not a bug.
         request.app[appkeys.METRICS].inc("client_disconnects_total")
@@ -77,12 +82,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in request %s", x.request_id)
         request.app[appkeys.METRICS].inc("internal_errors_total")
-        response = _render(request, GatewayError("internal error; see gateway logs for "
-                                                 f"request {x.request_id}"))
+        err = GatewayError(f"internal error; see gateway logs for request {x.request_id}")
+    if err is not None:
+        if 400 <= err.status < 500:
+            request.app[appkeys.METRICS].inc("client_errors_total", code=err.code)
+        response = _render(request, err)
+        await _record_refusal(request, x, err)
     if not response.prepared:
         response.headers[header] = x.request_id
         # The Anthropic SDK reads its request id from this header (``_request_id``).
         response.headers["request-id"] = x.request_id
+    if err is not None and _body_left_unread(request, err):
+        # Answer, then drop the connection: waiting out (or lingering on, i.e. still parsing)
+        # the rest of a refused, slow, broken or many-chunk body is what its sender wants.
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        protocol = request.protocol
+        if isinstance(protocol, EdgeRequestHandler):
+            protocol.discard_then_close()
+        elif protocol is not None:
+            protocol.force_close()
     _access(request, x, x.outcome_status or response.status)
     return response
 
@@ -122,3 +142,20 @@ def _route_api(request: web.Request) -> str:
     the route's resource name, bounded by the routes that exist (never the raw path)."""
     info = request.match_info.route.resource
     return info.canonical if info is not None else "unmatched"
+
+
+def _body_left_unread(request: web.Request, err: GatewayError) -> bool:
+    if isinstance(err, RequestTimeout) or err.code in _CLOSE_AFTER:
+        return True
+    return request.body_exists and not request.content.is_eof()
+
+
+async def _record_refusal(request: web.Request, x: Exchange, err: GatewayError) -> None:
+    """Exactly one terminal record per request (GUIDE.md 3.11): a refusal the pipeline did not
+    already record (bad body, unknown model or endpoint, size, internal error) is recorded
+    here. Best effort, like every refusal record."""
+    if x.terminal_recorded or err.code == "audit_unavailable":
+        return  # recorded already, or the audit store is what failed
+    kind: EventType = "request.rejected" if err.status < 500 else "request.error"
+    request.app[appkeys.METRICS].inc("requests_rejected_total", code=err.code)
+    await audit(request, rejection_event(kind, x, err), required=False)

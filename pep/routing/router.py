@@ -45,7 +45,6 @@ from adapters.canonical import (
     encode_embeddings_base64,
     estimate_prompt_tokens,
     estimate_tokens,
-    reject_forbidden,
     require_messages,
 )
 from adapters.types import Completion, Served, Target, UpstreamRequest, Usage
@@ -215,7 +214,6 @@ class Router:
         self, body: dict[str, Any], model: str, *, request_id: str,
         trace_headers: Mapping[str, str] | None = None,
     ) -> Completion | ChunkStream:
-        reject_forbidden(body)
         require_messages(body)
         check_tools(body)
         m = self._lookup(model)
@@ -230,7 +228,6 @@ class Router:
 
     async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str,
                          trace_headers: Mapping[str, str] | None = None) -> Completion:
-        reject_forbidden(body)
         m = self._lookup(model)
         if not m.settings.embeddings:
             raise BadRequest(f"model {model!r} is not an embeddings model", param="model")

@@ -117,7 +117,7 @@ async def test_a_provider_400_for_the_clients_mistake_is_a_client_error_not_upst
 
 
 def test_every_metric_the_code_records_is_declared_with_its_kind() -> None:
-    calls = re.compile(r"\.(inc|observe|set)\(\s*\"([a-z0-9_]+)\"")
+    calls = re.compile(r"(?:\.|metrics_)(inc|observe|set)\(\s*\"([a-z0-9_]+)\"")
     kind_of = {"inc": "counter", "observe": "histogram", "set": "gauge"}
     undeclared = []
     for path in [*ROOT.joinpath("pep").rglob("*.py"), *ROOT.joinpath("adapters").rglob("*.py")]:
