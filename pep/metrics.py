@@ -49,6 +49,8 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
     # connection layer (pep/http/edge.py)
     "malformed_requests_total": ("counter", "Requests aiohttp's parser refused, by reason",
                                  ("reason",)),
+    "parse_sliced_reads_total": ("counter", "Large reads parsed in slices (one huge read)",
+                                 ()),
     "header_timeouts_total": ("counter", "Connections closed: headers not read in time", ()),
     "connections_evicted_total": ("counter", "Idle connections closed to admit new ones", ()),
     "connections_refused_total": ("counter", "Connections refused at max_client_connections",
