@@ -145,6 +145,7 @@ class Metrics:
         self.registry.register(self._sources)
         self._m: dict[str, Any] = {}
         self._reported: set[str] = set()
+        self._children: dict[tuple[Any, ...], Any] = {}
         for name, (kind, doc, labels) in CATALOGUE.items():
             if name in _SOURCE_ONLY:
                 continue
@@ -176,9 +177,8 @@ class Metrics:
 
     def observe_request(self, *, api: str, model: str, decision: str, status: int,
                         seconds: float) -> None:
-        code = str(status)
-        self._m["requests_total"].labels(api, model, decision, code).inc()
-        self._m["request_duration_seconds"].labels(api).observe(seconds)
+        self.inc("requests_total", api=api, model=model, decision=decision, status=str(status))
+        self.observe("request_duration_seconds", seconds, api=api)
 
     def add_source(self, source: Source) -> None:
         self._sources.sources.append(source)
@@ -197,6 +197,17 @@ class Metrics:
 
     # ------------------------------------------------------------------------------------
     def _series(self, name: str, kind: Kind, labels: dict[str, str]) -> Any:
+        # Hot path: a series already seen is one dict lookup (validated when first made).
+        key = (name, kind, *labels.items())
+        found = self._children.get(key)
+        if found is not None:
+            return found
+        child = self._make(name, kind, labels)
+        if child is not None and len(self._children) < _CHILD_CACHE_MAX:
+            self._children[key] = child
+        return child
+
+    def _make(self, name: str, kind: Kind, labels: dict[str, str]) -> Any:
         spec = CATALOGUE.get(name)
         if spec is None or spec[0] != kind or name in _SOURCE_ONLY:
             return self._misuse(f"{kind} {name!r} is not declared in pep.metrics.CATALOGUE")
@@ -221,5 +232,7 @@ _SOURCE_ONLY = frozenset({
     "policy_reload_errors_total", "policy_revision_info", "circuit_breaker_open",
     "audit_transactions_total", "audit_records_total", "audit_failures_total",
 })
+# Label values are bounded (configured models, codes) but the cache is capped all the same.
+_CHILD_CACHE_MAX = 10_000
 _SLOW_HISTOGRAMS = frozenset({"request_duration_seconds", "upstream_duration_seconds",
                               "time_to_first_token_seconds"})
