@@ -111,3 +111,25 @@ async def test_a_circuit_breaker_opening_is_an_event(tmp_path: Path) -> None:
     ev = json.loads(sink.requests[0].body)
     assert ev["type"] == "dev.regogate.circuit_breaker.opened"
     assert ev["data"] == {"provider": "up", "model": "mock-gpt"}
+
+
+async def test_a_broken_audit_chain_found_by_verify_is_an_event(tmp_path: Path) -> None:
+    import sqlite3
+
+    import aiohttp
+
+    async with FakeServer(lambda _: Reply(202, b"")) as sink, running_gateway(
+            tmp_path, config=_events(sink)) as gw:
+        await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
+        db = Path(gw.settings.audit.store.removeprefix("sqlite:///"))
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE audit_records SET body = replace(body, 'mock-gpt', 'mock-gpx')"
+                         " WHERE seq = 1")
+        async with aiohttp.ClientSession() as s, s.get(
+                gw.url + "/audit/v1/verify",
+                headers={"Authorization": f"Bearer {gw.token('erin')}"}) as r:
+            assert not (await r.json())["valid"]
+        await _until(lambda: any(b"integrity_failed" in q.body for q in sink.requests))
+    ev = next(json.loads(q.body) for q in sink.requests if b"integrity_failed" in q.body)
+    assert ev["type"] == "dev.regogate.audit.integrity_failed"
+    assert ev["data"]["seq"] == 1 and ev["data"]["message"]
