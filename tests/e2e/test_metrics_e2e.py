@@ -137,3 +137,37 @@ def test_an_undeclared_metric_fails_loudly_in_strict_mode_and_is_counted_otherwi
     relaxed.inc("no_such_total")  # production: never a failed request
     assert relaxed.get("metrics_misuse_total") == 1
     assert metrics_mod.PREFIX == "regogate_"
+
+
+async def test_a_client_closing_a_csv_export_early_is_a_disconnect_not_an_internal_error(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import socket
+    import struct
+
+    from pep import appkeys
+    from pep.auditing import event
+    from pep.exchange import Exchange
+
+    async with running_gateway(tmp_path) as gw:
+        store = gw.app[appkeys.AUDIT]
+        await asyncio.gather(*(store.append(event("request.error", Exchange(
+            f"req_{i:06d}", "POST", "/v1/chat/completions", "127.0.0.1"))) for i in range(4000)))
+        host, port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /audit/v1/export.csv HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {gw.token('erin')}\r\n\r\n".encode())
+        await writer.drain()
+        assert b"200 OK" in await reader.read(4096)
+        # Close with RST (linger 0): the gateway's next writes fail.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+        metrics = gw.app[appkeys.METRICS]
+        for _ in range(400):  # a hang guard, not a timing claim
+            if metrics.get("client_disconnects_total"):
+                break
+            await asyncio.sleep(0.025)
+        assert metrics.get("client_disconnects_total") == 1
+        assert metrics.get("internal_errors_total") == 0
