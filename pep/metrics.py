@@ -62,6 +62,7 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
     "jwks_refresh_failures_total": ("counter", "Failed JWKS/discovery refreshes",
                                     ("issuer", "cause")),
     "jwks_keys": ("gauge", "Signing keys currently held per issuer", ("issuer",)),
+    "jwks_fetches_total": ("counter", "JWKS documents requested from each issuer", ("issuer",)),
     # policy
     "policy_duration_seconds": ("histogram", "Policy evaluation time", ("engine",)),
     "policy_errors_total": ("counter", "Policy engine failures (503), by cause", ("code",)),
@@ -228,7 +229,7 @@ class Metrics:
 
 # Read from components at scrape time (add_source), never recorded through inc/set.
 _SOURCE_ONLY = frozenset({
-    "jwks_refresh_failures_total", "jwks_keys", "policy_reloads_total",
+    "jwks_refresh_failures_total", "jwks_keys", "jwks_fetches_total", "policy_reloads_total",
     "policy_reload_errors_total", "policy_revision_info", "circuit_breaker_open",
     "audit_transactions_total", "audit_records_total", "audit_failures_total",
 })

@@ -65,7 +65,8 @@ async def test_metrics_scrape_has_typed_series_for_requests_latency_tokens_and_c
         "regogate_tokens": "counter", "regogate_cost_usd": "counter",
         "regogate_client_errors": "counter", "regogate_auth_failures": "counter",
         "regogate_policy_denials": "counter", "regogate_circuit_breaker_open": "gauge",
-        "regogate_jwks_keys": "gauge", "regogate_policy_revision_info": "gauge",
+        "regogate_jwks_keys": "gauge", "regogate_jwks_fetches": "counter",
+        "regogate_policy_revision_info": "gauge",
         "regogate_audit_records": "counter",
     }.items():
         assert types.get(name) == kind, (name, types.get(name))
@@ -87,6 +88,7 @@ async def test_metrics_scrape_has_typed_series_for_requests_latency_tokens_and_c
                   kind="completion") > 0
     assert _value(fam, "regogate_audit_write_duration_seconds",
                   "regogate_audit_write_duration_seconds_count", event="request.intent") == 2
+    assert _value(fam, "regogate_jwks_fetches", "regogate_jwks_fetches_total") >= 1
     assert _value(fam, "regogate_circuit_breaker_open", "regogate_circuit_breaker_open",
                   model="mock-gpt") == 0
     assert "regogate_internal_errors_total" not in {
