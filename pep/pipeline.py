@@ -2,7 +2,8 @@
 
     authenticate -> validate (pep.validation) -> inspect content -> usage snapshot -> PolicyInput
     -> decide (deny: 403/429 + audit; error: 503 + audit)
-    -> obligations -> durable audit intent -> router -> response/stream -> audit completion
+    -> obligations -> reserve quota atomically (refused: 429 + audit)
+    -> durable audit intent -> router -> response/stream -> settle usage + audit completion
 
 Every exit writes exactly one terminal audit record for the request. The provider is never
 called unless the intent record is durable (GUIDE.md 3.8). The individual steps live in
@@ -39,6 +40,8 @@ from pep.steps import (
     denial,
     exchange_for,
     record_usage,
+    release_usage,
+    reserve_usage,
     usage_snapshot,
 )
 from pep.streaming import relay_stream
@@ -139,8 +142,17 @@ async def _forward_admitted(
         await audit(request, event("policy.error", x, error=err), required=False)
         raise err from exc
     x.model_served = model
-    x.forwarded = out_body
-    await audit(request, event("request.intent", x), required=True)
+    x.forwarded = out_body  # the reservation below may still lower its max_tokens in place
+    cap = await reserve_usage(request, x, decision, out_body, model)
+    try:
+        # The decision record shows the policy's obligations; a cap the reservation lowered
+        # further (what was left under concurrency) is recorded beside it.
+        await audit(request, event("request.intent", x,
+                                   extra=None if cap is None else {"quota_max_tokens": cap}),
+                    required=True)
+    except GatewayError:
+        await release_usage(request, x)
+        raise
     t0 = time.perf_counter()
     op = "embeddings" if api == "embeddings" else "chat"
     try:
@@ -157,6 +169,9 @@ async def _forward_admitted(
                 span.set_attribute("gen_ai.response.model", result.served.model)
     except GatewayError as err:
         x.upstream_s = time.perf_counter() - t0
+        # Nothing was generated: the reservation goes back. (A cancelled request keeps its
+        # reservation: the provider may still be generating; it expires with its window.)
+        await release_usage(request, x)
         x.served = getattr(err, "served", None)
         if not _client_fault(err):  # a provider 400 for the client's typo is the client's
             app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
@@ -178,9 +193,10 @@ async def _complete_plain(
 ) -> web.StreamResponse:
     body = result.body
     x.usage = result.usage
+    # Counted before the output decision: a withheld answer was still generated (and billed).
+    await record_usage(request, x)
     if api != "embeddings":
         body = await check_output_plain(request, x, body)
-    await record_usage(request, x)
     rendered = dialect.render(body) if api != "embeddings" else body
     response_audit = _response_content(x, body, api)
     await audit(request, event("request.completion", x, status=200,
