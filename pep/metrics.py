@@ -73,6 +73,8 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
                                  ()),
     "policy_reloads_total": ("counter", "Successful policy hot reloads", ()),
     "policy_reload_errors_total": ("counter", "Failed policy hot reloads (old policy kept)", ()),
+    "policy_engine_failures_total": ("counter",
+                                     "Embedded engine failures (panics) that were contained", ()),
     "policy_revision_info": ("gauge", "The policy revision in force", ("engine", "revision")),
     # upstream
     "upstream_duration_seconds": ("histogram",
@@ -230,7 +232,8 @@ class Metrics:
 # Read from components at scrape time (add_source), never recorded through inc/set.
 _SOURCE_ONLY = frozenset({
     "jwks_refresh_failures_total", "jwks_keys", "jwks_fetches_total", "policy_reloads_total",
-    "policy_reload_errors_total", "policy_revision_info", "circuit_breaker_open",
+    "policy_reload_errors_total", "policy_engine_failures_total", "policy_revision_info",
+    "circuit_breaker_open",
     "audit_transactions_total", "audit_records_total", "audit_failures_total",
 })
 # Label values are bounded (configured models, codes) but the cache is capped all the same.

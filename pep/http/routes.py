@@ -99,7 +99,8 @@ def metric_sources(app: web.Application) -> Iterator[Sample]:
     engine = app.get(appkeys.POLICY)
     if engine is not None:
         for attr, name in (("reloads", "policy_reloads_total"),
-                           ("reload_errors", "policy_reload_errors_total")):
+                           ("reload_errors", "policy_reload_errors_total"),
+                           ("engine_failures", "policy_engine_failures_total")):
             if hasattr(engine, attr):
                 yield name, {}, float(getattr(engine, attr))
         yield "policy_revision_info", {"engine": engine.name, "revision": engine.revision}, 1.0
