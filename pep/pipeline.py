@@ -44,6 +44,7 @@ from pep.steps import (
     reserve_usage,
     usage_snapshot,
 )
+from pep.routing.stream import ChunkStream
 from pep.streaming import relay_stream
 from pep.tracing import annotate_upstream, child, upstream_headers
 from pep.validation import validated_request
@@ -159,6 +160,7 @@ async def _forward_admitted(
     except GatewayError:
         await release_usage(request, x)
         raise
+    result: Completion | ChunkStream
     t0 = time.perf_counter()
     op = "embeddings" if api == "embeddings" else "chat"
     try:
