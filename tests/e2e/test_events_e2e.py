@@ -121,7 +121,7 @@ async def test_a_broken_audit_chain_found_by_verify_is_an_event(tmp_path: Path) 
     async with FakeServer(lambda _: Reply(202, b"")) as sink, running_gateway(
             tmp_path, config=_events(sink)) as gw:
         await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
-        db = Path(gw.settings.audit.store.removeprefix("sqlite:///"))
+        db = Path(str(gw.settings.audit.store).removeprefix("sqlite:///"))
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE audit_records SET body = replace(body, 'mock-gpt', 'mock-gpx')"
                          " WHERE seq = 1")

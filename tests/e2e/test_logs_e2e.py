@@ -22,7 +22,7 @@ from tests.fakes.openai_wire import reply
 from tests.fakes.server import FakeServer, Recorded, Reply
 from tests.harness import deep_merge
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: Any = [{"role": "user", "content": "Hello"}]
 PROVIDER_KEY = "sk-test-provider-key-7f3a9c2e51d04b8a"
 
 

@@ -31,8 +31,8 @@ async def _scrape(url: str) -> tuple[str, dict[str, Any]]:
 
 
 def _value(families: dict[str, Any], family: str, sample: str, **labels: str) -> float:
-    return sum(s.value for s in families[family].samples
-               if s.name == sample and labels.items() <= s.labels.items())
+    return float(sum(s.value for s in families[family].samples
+               if s.name == sample and labels.items() <= s.labels.items()))
 
 
 async def test_metrics_scrape_has_typed_series_for_requests_latency_tokens_and_components(

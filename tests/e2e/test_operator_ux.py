@@ -71,7 +71,8 @@ def test_config_check_compiles_the_policy(tmp_path: Path) -> None:
 
 
 def test_config_check_refuses_plain_http_to_a_remote_issuer(tmp_path: Path) -> None:
-    issuers = [{"issuer": "http://idp.example.com", "audiences": ["regogate"]}]
+    issuers: list[dict[str, Any]] = [{"issuer": "http://idp.example.com",
+                                      "audiences": ["regogate"]}]
     out = _regogate("config", "check", str(_config(tmp_path, identity__issuers=issuers)))
     _one_line_error(out, r"uses plain http to a non-loopback host.*allow_insecure_http")
     issuers[0]["allow_insecure_http"] = True  # an explicit choice is honoured

@@ -42,7 +42,7 @@ async def test_a_request_is_one_trace_with_genai_child_spans_and_the_provider_jo
         done = await gw.openai("alice").chat.completions.create(model="mock-gpt",
                                                                 messages=HELLO)
         records = await gw.audit_records()
-    spans = {s.name: s for s in memory.get_finished_spans()}
+    spans: dict[str, Any] = {s.name: s for s in memory.get_finished_spans()}
     root = spans["POST /v1/chat/completions"]
     trace_id = format(root.context.trace_id, "032x")
     assert {"authenticate", "policy", "chat mock-gpt", "audit request.intent",
