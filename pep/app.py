@@ -30,12 +30,26 @@ log = logging.getLogger("regogate.app")
 Overrides = dict[web.AppKey[Any], Callable[[], Any]]
 
 
+class StartupError(Exception):
+    """A component could not start; the message is one line naming it (``regogate serve``
+    prints it and exits 2 rather than showing a traceback)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _component(app: web.Application, key: web.AppKey[Any], build: Callable[[], Any],
                overrides: Overrides) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_: web.Application) -> AsyncIterator[None]:
-        component = overrides[key]() if key in overrides else build()
-        if hasattr(component, "start"):
-            await component.start()
+        try:
+            component = overrides[key]() if key in overrides else build()
+            if hasattr(component, "start"):
+                await component.start()
+        except Exception as exc:
+            name = str(getattr(key, "_name", key)).rsplit(".", 1)[-1]
+            raise StartupError(f"{name}: {_one_line(exc)}") from exc
         app[key] = component
         try:
             yield
@@ -114,6 +128,18 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
                                   app[appkeys.PROVIDER_SESSION]),
                    overrides),
     ])
+    if settings.tracing.otlp_endpoint is not None or appkeys.TRACING in overrides:
+        from pep.tracing import Tracing
+
+        app.cleanup_ctx.insert(0, _component(
+            app, appkeys.TRACING, lambda: Tracing(settings.tracing), overrides))
+    if settings.events.sinks:
+        from pep.events import EventBus
+
+        app.cleanup_ctx.append(_component(
+            app, appkeys.EVENTS,
+            lambda: EventBus(settings.events, session(), app[appkeys.METRICS]), overrides))
+        app.on_startup.append(_link_breaker_events)
     if settings.policy.shadow is not None:
         from pep.policy.shadow import create_shadow
 
@@ -122,6 +148,16 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     setup_routes(app)
     _setup_optional_routes(app)
     return app
+
+
+async def _link_breaker_events(app: web.Application) -> None:
+    bus = app[appkeys.EVENTS]
+
+    def changed(provider: str, model: str, opened: bool) -> None:
+        bus.emit("circuit_breaker.opened" if opened else "circuit_breaker.closed", None,
+                 {"provider": provider, "model": model})
+
+    app[appkeys.ROUTER].on_breaker_change = changed
 
 
 def _setup_optional_routes(app: web.Application) -> None:

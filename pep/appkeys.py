@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -39,3 +39,5 @@ CATALOG: web.AppKey["Catalog"] = web.AppKey("catalog")
 DIALECTS: web.AppKey["dict[str, Dialect]"] = web.AppKey("dialects")
 CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)
+TRACING: web.AppKey[Any] = web.AppKey("tracing")
+EVENTS: web.AppKey[Any] = web.AppKey("events")

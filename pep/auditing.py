@@ -139,6 +139,8 @@ def event(
         "what": _what(x),
         "extra": extra or {},
     }
+    if x.trace_id is not None:  # joins the record to its OpenTelemetry trace
+        doc["trace_id"] = x.trace_id
     if x.decision is not None:
         doc["decision_id"] = x.decision.decision_id
         doc["decision"] = _decision(x)

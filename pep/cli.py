@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import shlex
 import socket
@@ -21,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from pep.config import ConfigError, Settings, load_settings
+
+
+class CliError(Exception):
+    """A start-up problem the operator can fix: printed as one line, exit code 2."""
 
 
 def data_dir_default() -> Path:
@@ -42,11 +45,48 @@ def _discovery_issuer(url: str) -> str | None:
         return None
 
 
+def _jwks_kids(doc: Any) -> set[str]:
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    return {k["kid"] for k in keys or [] if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+
+
+def _served_kids(issuer: str) -> set[str]:
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=2) as r:
+            jwks_uri = json.loads(r.read()).get("jwks_uri", f"{issuer}/jwks")
+        with urllib.request.urlopen(jwks_uri, timeout=2) as r:
+            return _jwks_kids(json.loads(r.read()))
+    except (OSError, urllib.error.URLError, ValueError, AttributeError):
+        return set()
+
+
+def _local_kids(data_dir: Path) -> set[str]:
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "idp", "jwks", "--data-dir", str(data_dir)],
+                         capture_output=True, check=False)
+    try:
+        return _jwks_kids(json.loads(out.stdout)) if out.returncode == 0 else set()
+    except ValueError:
+        return set()
+
+
 def start_dev_idp(data_dir: Path, port: int) -> tuple[str, subprocess.Popen[bytes] | None]:
-    """Reuse a dev IdP already answering on the port, or start one and wait for discovery."""
+    """Start the dev IdP and wait for discovery; reuse one already on the port only when it
+    publishes the keys of this data directory (``regogate token`` signs with those keys, so
+    any other IdP's tokens would be refused by this gateway)."""
     issuer = f"http://127.0.0.1:{port}"
     if _discovery_issuer(issuer) == issuer:
-        return issuer, None
+        served, local = _served_kids(issuer), _local_kids(data_dir)
+        if local and local <= served:
+            return issuer, None
+        raise CliError(
+            f"a dev IdP that this serve did not start is already listening on {issuer}, and it"
+            f" does not publish the signing keys of {data_dir} (tokens from `regogate token`"
+            " would be refused): stop it, or use another port with --idp-port,"
+            " or pass the same --data-dir it was started with")
     proc = subprocess.Popen(
         [sys.executable, "-m", "idp", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--data-dir", str(data_dir)],
@@ -54,16 +94,19 @@ def start_dev_idp(data_dir: Path, port: int) -> tuple[str, subprocess.Popen[byte
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the dev IdP exited with code {proc.returncode}; is port {port} taken?")
+            raise CliError(f"the dev IdP exited with code {proc.returncode}; is port {port} taken?"
+                           " (try --idp-port)")
         if _discovery_issuer(issuer) == issuer:
             return issuer, proc
         time.sleep(0.1)
     proc.terminate()
-    raise SystemExit("the dev IdP did not answer within 20 s")
+    raise CliError("the dev IdP did not answer within 20 s")
 
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As aiohttp binds (reuse_address): a port left in TIME_WAIT by a killed process is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
@@ -107,45 +150,59 @@ def _banner(settings: Settings, *, embedded: bool, issuer: str | None) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pep.app import create_app
-    from pep.defaults import embedded_settings
-    from pep.http.edge import run
-
-    logging.basicConfig(level=os.environ.get("REGOGATE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    idp_proc = None
-    issuer = None
     try:
-        if args.config:
-            settings = load_settings(Path(args.config))
-            overrides: dict[str, Any] = {}
-            if args.host:
-                overrides["host"] = args.host
-            if args.port is not None:
-                overrides["port"] = args.port
-            if overrides:
-                settings = settings.model_copy(
-                    update={"server": settings.server.model_copy(update=overrides)})
-        else:
-            data_dir = Path(args.data_dir) if args.data_dir else data_dir_default()
-            data_dir.mkdir(parents=True, exist_ok=True)
-            host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
-            if port and not _port_free(host, port):
-                print(f"error: {host}:{port} is already in use (try --port)", file=sys.stderr)
-                return 2
-            issuer, idp_proc = start_dev_idp(data_dir, args.idp_port)
-            settings = embedded_settings(data_dir=data_dir, issuer=issuer, host=host, port=port)
-    except ConfigError as exc:
+        return _serve(args)
+    except (CliError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _settings_for_serve(args: argparse.Namespace) -> tuple[Settings, str | None,
+                                                          subprocess.Popen[bytes] | None]:
+    from pep.defaults import embedded_settings
+
+    if args.config:
+        if args.idp_port is not None or args.data_dir:
+            flag = "--idp-port" if args.idp_port is not None else "--data-dir"
+            raise CliError(f"{flag} applies to the embedded defaults only; with --config the"
+                           " identity and data_dir come from the config file")
+        settings = load_settings(Path(args.config))
+        overrides: dict[str, Any] = {}
+        if args.host:
+            overrides["host"] = args.host
+        if args.port is not None:
+            overrides["port"] = args.port
+        if overrides:
+            settings = settings.model_copy(
+                update={"server": settings.server.model_copy(update=overrides)})
+        return settings, None, None
+    data_dir = Path(args.data_dir) if args.data_dir else data_dir_default()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
+    if port and not _port_free(host, port):
+        raise CliError(f"{host}:{port} is already in use (try --port)")
+    idp_port = 9400 if args.idp_port is None else args.idp_port
+    issuer, idp_proc = start_dev_idp(data_dir, idp_port)
+    return (embedded_settings(data_dir=data_dir, issuer=issuer, host=host, port=port),
+            issuer, idp_proc)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pep.app import StartupError, create_app
+    from pep.http.edge import run
+    from pep.logs import setup_logging
+
+    setup_logging(os.environ.get("REGOGATE_LOG_LEVEL", "INFO"),
+                  os.environ.get("REGOGATE_LOG_FORMAT", "text"))
+    settings, issuer, idp_proc = _settings_for_serve(args)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    app = create_app(settings)
     try:
+        app = create_app(settings)
         run(
             app,
             host=settings.server.host,
@@ -153,6 +210,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             on_listening=lambda: print(_banner(settings, embedded=not args.config, issuer=issuer),
                                        flush=True),
         )
+    except StartupError as exc:
+        raise CliError(f"cannot start: {exc}") from exc
+    except OSError as exc:
+        raise CliError(f"cannot listen on {settings.server.host}:{settings.server.port}:"
+                       f" {exc.strerror or exc}") from exc
     finally:
         if idp_proc is not None:
             idp_proc.terminate()
@@ -161,13 +223,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from pep.configcheck import offline_problems, online_problems
+
     try:
         settings = load_settings(Path(args.file))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    problems = offline_problems(settings)
+    if args.online and not problems:
+        problems = online_problems(settings)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     print(f"{args.file}: valid ({len(settings.identity.issuers)} issuer(s), "
-          f"{len(settings.providers)} provider(s), {len(settings.models)} model(s))")
+          f"{len(settings.providers)} provider(s), {len(settings.models)} model(s))"
+          + ("; issuers, policy engine and stores reachable" if args.online else ""))
     return 0
 
 
@@ -184,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--data-dir", help="local state (default .regogate or $REGOGATE_DATA_DIR)")
-    serve.add_argument("--idp-port", type=int, default=9400, help="dev IdP port (defaults only)")
+    serve.add_argument("--idp-port", type=int, default=None,
+                       help="dev IdP port (embedded defaults only; default 9400)")
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a dev IdP access token (python -m idp token)",
@@ -197,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file")
     check.add_argument("file")
+    check.add_argument("--online", action="store_true",
+                       help="also reach every issuer, the OPA sidecar and the stores")
     check.set_defaults(func=cmd_config_check)
 
     register_policy(sub)

@@ -8,6 +8,8 @@ Interpolation (applied to every string in the YAML before validation):
     ${NAME}            value of environment variable NAME (error if unset)
     ${NAME:-default}   value of NAME, or ``default`` when unset or empty
     ${file:/path}      contents of a file (trailing newline stripped), for mounted secrets
+
+A reference inside another (``${A:-sqlite:///${B}/x}``) is refused, not half-resolved.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pydantic import Field, ValidationError
 from pep.audit.settings import AuditSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
+from pep.events import EventSettings
 from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.settings_base import Frozen
+from pep.tracing_settings import TracingSettings
 from pep.usage.settings import UsageSettings
 
 
@@ -81,6 +85,8 @@ class Settings(Frozen):
     content: ContentSettings = ContentSettings()
     usage: UsageSettings = UsageSettings()
     responses: ConversationSettings = ConversationSettings()
+    tracing: TracingSettings = TracingSettings()
+    events: EventSettings = EventSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
@@ -106,6 +112,10 @@ def _interpolate(value: Any, where: str) -> Any:
 
     def repl(m: re.Match[str]) -> str:
         ref = m.group(1)
+        if "${" in ref:
+            # ${A:-x${B}} would otherwise end at the first "}" and leave "${B" in the value.
+            raise ConfigError(f"{where}: nested reference ${{{ref}}}...: a ${{...}} inside"
+                              " another is not supported; set the whole value in one variable")
         if ref.startswith("file:"):
             path = Path(ref[5:])
             try:
@@ -124,11 +134,16 @@ def _interpolate(value: Any, where: str) -> Any:
 
 
 def _format_validation_error(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {loc}: {err['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)
+    errors = [(tuple(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, "))
+              for err in exc.errors()]
+    # A list whose only item failed also reports "should have at least 1 item": noise that
+    # hides the real cause, so an error at a location containing another one is dropped.
+    kept = [(loc, msg) for loc, msg in errors
+            if not any(other != loc and other[:len(loc)] == loc for other, _ in errors)]
+    lines = [f"{'.'.join(loc) or '(root)'}: {msg}" for loc, msg in kept]
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
+    return "invalid configuration:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def settings_from_mapping(raw: dict[str, Any]) -> Settings:

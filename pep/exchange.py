@@ -38,6 +38,13 @@ class Exchange:
     terminal_recorded: bool = False
     forwarded: dict[str, Any] | None = None  # the canonical body sent, after obligations
     response_id: str | None = None  # Responses API: the id of the response being created
+    api: str | None = None  # chat.completions, messages, embeddings, ... (metrics, logs)
+    policy_s: float | None = None  # time the policy engine took
+    upstream_s: float | None = None  # time until the provider's answer (first byte for streams)
+    trace_id: str | None = None
+    span: Any = None  # the request's OpenTelemetry span (None: tracing off)
+    tracer: Any = None
+    outcome_status: int | None = None  # a stream's real outcome (its status line said 200)
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

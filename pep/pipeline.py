@@ -13,6 +13,7 @@ called unless the intent record is durable (GUIDE.md 3.8). The individual steps 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -45,6 +46,7 @@ from pep.steps import (
 )
 from pep.routing.stream import ChunkStream
 from pep.streaming import relay_stream
+from pep.tracing import annotate_upstream, child, upstream_headers
 from pep.validation import validated_request
 
 INLINE_SCAN_CHARS = 32_768  # below this, scanning costs less than a thread hand-off
@@ -112,6 +114,7 @@ async def forward_normalized(
     app = request.app
     x = exchange_for(request)
     x.req = req
+    x.api = api
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
     slots = app[appkeys.STREAM_SLOTS]
@@ -158,22 +161,35 @@ async def _forward_admitted(
         await release_usage(request, x)
         raise
     result: Completion | ChunkStream
+    t0 = time.perf_counter()
+    op = "embeddings" if api == "embeddings" else "chat"
     try:
-        if api == "embeddings":
-            result = await router.embeddings(out_body, model, request_id=x.request_id)
-        else:
-            result = await router.chat(out_body, model, request_id=x.request_id)
+        with child(x, f"{op} {model}", client=True) as span:
+            annotate_upstream(span, x, op, catalog.provider_kind(model) or "")
+            trace_headers = upstream_headers(span)
+            if api == "embeddings":
+                result = await router.embeddings(out_body, model, request_id=x.request_id,
+                                                 trace_headers=trace_headers)
+            else:
+                result = await router.chat(out_body, model, request_id=x.request_id,
+                                           trace_headers=trace_headers)
+            if span is not None:
+                span.set_attribute("gen_ai.response.model", result.served.model)
     except GatewayError as err:
+        x.upstream_s = time.perf_counter() - t0
         # Nothing was generated: the reservation goes back. (A cancelled request keeps its
         # reservation: the provider may still be generating; it expires with its window.)
         await release_usage(request, x)
         x.served = getattr(err, "served", None)
-        app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
+        if not _client_fault(err):  # a provider 400 for the client's typo is the client's
+            app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
         # Status, allow-listed provider code and body size only: never the provider's text.
         await audit(request, event("upstream.error", x, error=err,
                                    extra={"upstream": err.upstream} if err.upstream else None),
                     required=False)
         raise
+    x.upstream_s = time.perf_counter() - t0
+    app[appkeys.METRICS].observe("upstream_duration_seconds", x.upstream_s, model=model)
     x.served = result.served
     if isinstance(result, Completion):
         return await _complete_plain(request, x, dialect, result, api)
@@ -200,3 +216,7 @@ def _response_content(x: Exchange, body: dict[str, Any], api: str) -> Any:
     if content_mode(x) == "none" or api == "embeddings":
         return None
     return [c.get("message", {}).get("content") for c in body.get("choices", [])]
+
+
+def _client_fault(err: GatewayError) -> bool:
+    return 400 <= err.status < 500 and err.status not in (408, 429)

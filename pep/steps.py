@@ -9,8 +9,10 @@ none of those, so the dependency graph has no cycles.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +31,13 @@ from pep.exchange import Exchange
 from pep.policy.contract import Decision, QuotaRef, Reason
 from pep.policy.engine import PolicyError
 from pep.principal import Principal
+from pep.tracing import child
 from pep.request import TOKEN_LIMIT_FIELDS
 from pep.usage.admission import InvalidQuota, QuotaExceeded, message
 from pep.usage.tracker import UsageUnavailable
 
 log = logging.getLogger("regogate.pipeline")
+_NO_SPAN = contextlib.nullcontext()
 POLICY_INPUT: web.RequestKey[dict[str, Any]] = web.RequestKey("policy_input", dict)
 
 EXCHANGE = web.RequestKey("exchange", Exchange)
@@ -72,10 +76,20 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> bool:
     metrics = request.app[appkeys.METRICS]
     if ev["event"] in TERMINAL_EVENTS:
         exchange_for(request).terminal_recorded = True
+    t0 = time.perf_counter()
     try:
-        await request.app[appkeys.AUDIT].append(ev)
+        x = request.get(EXCHANGE)
+        with child(x, f"audit {ev['event']}") if x is not None else _NO_SPAN:
+            await request.app[appkeys.AUDIT].append(ev)
+        metrics.observe("audit_write_duration_seconds", time.perf_counter() - t0,
+                        event=ev["event"])
     except AuditUnavailable as exc:
         metrics.inc("audit_write_failures_total")
+        bus = request.app.get(appkeys.EVENTS)
+        if bus is not None:
+            bus.emit("audit.write_failed", None,
+                     {"event": ev["event"], "request_id": ev["request_id"],
+                      "required": required})
         log.error("audit store could not record %s for %s: %s", ev["event"], ev["request_id"], exc)
         if required:
             raise Unavailable(
@@ -88,9 +102,10 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> bool:
 
 async def authenticate(request: web.Request, x: Exchange) -> Principal:
     try:
-        principal: Principal = await request.app[appkeys.AUTHENTICATOR].authenticate(
-            request.headers
-        )
+        with child(x, "authenticate"):
+            principal: Principal = await request.app[appkeys.AUTHENTICATOR].authenticate(
+                request.headers
+            )
     except GatewayError as err:
         request.app[appkeys.METRICS].inc("auth_failures_total", code=err.code)
         await audit(request, event("auth.failure", x, error=err, extra={"code": err.code}),
@@ -118,9 +133,15 @@ async def decide(
     app = request.app
     engine = app[appkeys.POLICY]
     x.engine = engine.name
+    t0 = time.perf_counter()
     try:
-        decision = await engine.evaluate(policy_input)
+        with child(x, "policy") as span:
+            decision = await engine.evaluate(policy_input)
+            if span is not None:
+                span.set_attribute("regogate.policy.engine", engine.name)
+                span.set_attribute("regogate.decision", "allow" if decision.allow else "deny")
     except PolicyError as exc:
+        x.policy_s = time.perf_counter() - t0
         app[appkeys.METRICS].inc("policy_errors_total", code=exc.code)
         log.error("policy engine failed for %s: %s", x.request_id, exc)
         err = Unavailable(
@@ -132,6 +153,8 @@ async def decide(
             await audit(request, event("policy.error", x, error=err, extra={"cause": str(exc)}),
                         required=False)
         raise err from exc
+    x.policy_s = time.perf_counter() - t0
+    app[appkeys.METRICS].observe("policy_duration_seconds", x.policy_s, engine=engine.name)
     if decision.decision_id is None:
         decision = decision.model_copy(update={"decision_id": x.request_id})
     x.decision = decision
@@ -162,6 +185,15 @@ def denial(request: web.Request, x: Exchange, decision: Decision) -> GatewayErro
     details: dict[str, Any] = {}
     if expose != "none":
         details = {"reasons": codes, "decision_id": decision.decision_id}
+    bus = app.get(appkeys.EVENTS)
+    if bus is not None:
+        p, r = x.principal, x.req
+        bus.emit("quota.exceeded" if quotas else "policy.denied",
+                 p.sub if p is not None else None,
+                 {"request_id": x.request_id, "decision_id": decision.decision_id,
+                  "reasons": codes, "issuer": p.issuer if p is not None else None,
+                  "model": r.model if r is not None else None,
+                  "policy_revision": decision.policy_revision})
     if quotas:
         tracker = app[appkeys.USAGE]
         retry = max(tracker.retry_after(q) for q in quotas)
@@ -266,6 +298,9 @@ async def record_usage(request: web.Request, x: Exchange) -> None:
     p = x.principal
     if u is None or p is None:
         return
+    metrics, model = request.app[appkeys.METRICS], x.model_served or ""
+    metrics.inc("tokens_total", u.prompt_tokens, model=model, kind="prompt")
+    metrics.inc("tokens_total", u.completion_tokens, model=model, kind="completion")
     tracker = request.app[appkeys.USAGE]
     try:
         if x.reservation is not None:
@@ -277,6 +312,8 @@ async def record_usage(request: web.Request, x: Exchange) -> None:
                 p, p.client_id, x.model_served or "", u.prompt_tokens, u.completion_tokens,
                 estimated=u.estimated,
             )
+        if x.cost_usd:
+            metrics.inc("cost_usd_total", x.cost_usd, model=model)
     except UsageUnavailable as exc:
         # The answer was already served; keep its cost in the audit record even so.
         x.cost_usd = getattr(exc, "cost_usd", None)

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections import deque
 from typing import Any
 
@@ -165,7 +166,15 @@ class _Relay:
     async def send(self, chunk: dict[str, Any], text: str) -> None:
         await self.resp.write(self.encoder.encode(chunk))
         if text:
+            if not self.delivered:
+                self._first_token()
             self.delivered += 1
+
+    def _first_token(self) -> None:
+        """Time to first token as the client sees it: the first text written to it."""
+        self.request.app[appkeys.METRICS].observe(
+            "time_to_first_token_seconds", time.perf_counter() - self.x.started,
+            model=self.x.model_served or "")
 
     def hold(self, chunk: dict[str, Any], text: str, now: float) -> None:
         if not self.held:
@@ -189,7 +198,10 @@ class _Relay:
             self.deadline = self.held[0][2] + self.hold_s * TAIL_HOLD_FACTOR
         if held:
             await self.resp.write(b"".join(self.encoder.encode(c) for c, _, _ in held))
+            first = not self.delivered
             self.delivered += sum(1 for _, t, _ in held if t)
+            if first and self.delivered:
+                self._first_token()
         return True
 
     def _tail(self, now: float) -> int:
@@ -322,6 +334,7 @@ async def _finish(
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
         log.debug("error closing upstream stream for %s", x.request_id, exc_info=True)
     text = "".join(relay.parts)
+    x.outcome_status = status
     x.usage = stream.usage or Usage(
         prompt_tokens=x.req.estimated_tokens if x.req else 0,
         completion_tokens=(len(text) + 3) // 4,

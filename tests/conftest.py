@@ -16,6 +16,10 @@ import pytest
 
 from tests.logscan import SessionLogHandler, assert_clean
 
+# An undeclared metric name or label set raises in tests (pep/metrics.py); in production it
+# is logged once and counted, never a failed request.
+os.environ.setdefault("REGOGATE_METRICS_STRICT", "1")
+
 POSTGRES_DSN = os.environ.get("REGOGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REGOGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

@@ -133,6 +133,11 @@ async def verify_handler(request: web.Request) -> web.Response:
                                     since=q.since, until=q.until)
     except AuditUnavailable as exc:
         raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
+    bus = request.app.get(appkeys.EVENTS)
+    if bus is not None and not report.valid and report.error is not None:
+        brk = report.error
+        bus.emit("audit.integrity_failed", None,
+                 {"kind": brk.kind, "chain": brk.chain, "seq": brk.seq, "message": brk.message})
     return _json(report.to_dict())
 
 

@@ -87,6 +87,7 @@ class Authenticator:
             for cause, n in keys.failure_counts.items():
                 out.append(("jwks_refresh_failures_total", {"issuer": iss, "cause": cause}, n))
             out.append(("jwks_keys", {"issuer": iss}, len(keys.keys)))
+            out.append(("jwks_fetches_total", {"issuer": iss}, keys.fetch_count))
         return out
 
     def issuer_keys(self, issuer: str) -> IssuerKeys:

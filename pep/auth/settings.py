@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from yarl import URL
 
 from pep.settings_base import Frozen
 
@@ -71,6 +72,29 @@ class IssuerSettings(Frozen):
                 f" refused: {', '.join(bad) or '(empty)'}"
             )
         return algs
+
+    @model_validator(mode="after")
+    def _https_unless_loopback(self) -> "IssuerSettings":
+        # Checked at load time, not first fetch: a refused URL would otherwise keep the
+        # gateway retrying (and answering 503) forever while `config check` said "valid".
+        from pep.auth.fetch import is_loopback_host  # noqa: PLC0415 - avoid aiohttp at import
+
+        # Only what is fetched: without discovery the issuer is an identifier matched against
+        # iss (Google's scheme-less "accounts.google.com"), never a URL we connect to.
+        urls = [("issuer", self.issuer if self.discovery else None), ("jwks_uri", self.jwks_uri)]
+        if self.introspection is not None:
+            urls.append(("introspection.endpoint", self.introspection.endpoint))
+        for field, url in urls:
+            if url is None:
+                continue
+            u = URL(url)
+            if not u.is_absolute() or u.scheme not in ("https", "http") or not u.host:
+                raise ValueError(f"{field} must be an absolute https URL, got {url!r}")
+            if u.scheme == "http" and not (self.allow_insecure_http or is_loopback_host(u.host)):
+                raise ValueError(
+                    f"{field} {url!r} uses plain http to a non-loopback host: use https, or set"
+                    " allow_insecure_http: true for this issuer (a trusted private network only)")
+        return self
 
     @field_validator("audiences")
     @classmethod

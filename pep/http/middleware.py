@@ -5,10 +5,11 @@ that has no terminal audit record yet gets one here (``request.rejected`` / ``re
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from pep import appkeys
 from pep.audit.events import EventType
@@ -22,7 +23,9 @@ from pep.errors import (
 )
 from pep.exchange import Exchange
 from pep.http.edge import EdgeRequestHandler
+from pep.logs import access
 from pep.steps import audit, exchange_for
+from pep.tracing import end_request
 
 log = logging.getLogger("regogate.http")
 
@@ -59,6 +62,9 @@ def _render(request: web.Request, err: GatewayError) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     x = exchange_for(request)
     header = request.app[appkeys.SETTINGS].server.request_id_header
+    tracing = request.app.get(appkeys.TRACING)
+    if tracing is not None:
+        tracing.start_request(x, request.headers, _route_name(request))
     err: GatewayError | None = None
     try:
         response = await handler(request)
@@ -68,11 +74,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         err = _from_http_exception(exc)
+    except (ConnectionResetError, ClientConnectionResetError):
+        # The client went away mid-answer (a CSV export closed early): its choice, not a bug.
+        request.app[appkeys.METRICS].inc("client_disconnects_total")
+        _access(request, x, 499)
+        raise
     except Exception:
         log.exception("unhandled error in request %s", x.request_id)
         request.app[appkeys.METRICS].inc("internal_errors_total")
         err = GatewayError(f"internal error; see gateway logs for request {x.request_id}")
     if err is not None:
+        if 400 <= err.status < 500:
+            request.app[appkeys.METRICS].inc("client_errors_total", code=err.code)
         response = _render(request, err)
         await _record_refusal(request, x, err)
     if not response.prepared:
@@ -90,7 +103,45 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             protocol.discard_then_close()
         elif protocol is not None:
             protocol.force_close()
+    _access(request, x, x.outcome_status or response.status)
     return response
+
+
+def _access(request: web.Request, x: Exchange, status: int) -> None:
+    app = request.app
+    end_request(x, status)
+    p, d = x.principal, x.decision
+    decision = None if d is None else ("allow" if d.allow else "deny")
+    elapsed = time.perf_counter() - x.started
+    # Only configured names become label values: a client's made-up model name must not
+    # create a series per typo.
+    asked = x.req.model if x.req is not None else None
+    model = x.model_served or (asked if asked in app[appkeys.CATALOG].names_set else "none")
+    app[appkeys.METRICS].observe_request(
+        api=x.api or _route_api(request), model=model,
+        decision=decision or "none", status=status, seconds=elapsed)
+    access({
+        "request_id": x.request_id, "trace_id": x.trace_id, "method": x.method,
+        "path": x.path, "status": status, "subject": p.sub if p is not None else None,
+        "issuer": p.issuer if p is not None else None, "api": x.api,
+        "model": x.req.model if x.req is not None else None, "decision": decision,
+        "reasons": [r.code for r in d.reasons] if d is not None and not d.allow else None,
+        "latency_ms": round(elapsed * 1000, 3),
+        "policy_ms": None if x.policy_s is None else round(x.policy_s * 1000, 3),
+        "upstream_ms": None if x.upstream_s is None else round(x.upstream_s * 1000, 3),
+    })
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def _route_api(request: web.Request) -> str:
+    """Requests that never reached a model API (401 before parsing, /v1/models, audit API):
+    the route's resource name, bounded by the routes that exist (never the raw path)."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
 
 
 def _body_left_unread(request: web.Request, err: GatewayError) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ from aiohttp import web
 from pep import appkeys
 from pep.access import allowed_models
 from pep.errors import NotFound
-from pep.metrics import sample
+from pep.metrics import CONTENT_TYPE, Sample
 from pep.pipeline import forward
 from pep.steps import authenticate, exchange_for
 
@@ -89,26 +90,28 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    app = request.app
-    lines = [app[appkeys.METRICS].render().rstrip("\n")]
-    engine = app[appkeys.POLICY]
-    # Component-owned counters, read at scrape time rather than mirrored on every event.
-    for attr, name in (("reloads", "policy_reloads_total"),
-                       ("reload_errors", "policy_reload_errors_total"),
-                       ("engine_failures", "policy_engine_failures_total")):
-        if hasattr(engine, attr):
-            lines.append(f"regogate_{name} {getattr(engine, attr)}")
-    lines.append(f'regogate_policy_revision_info{{engine="{engine.name}",'
-                 f'revision="{engine.revision}"}} 1')
-    samples = getattr(app[appkeys.AUTHENTICATOR], "metric_samples", None)
-    if samples is not None:
-        lines.extend(sample(name, labels, value) for name, labels, value in samples())
-    stats = getattr(app[appkeys.AUDIT], "stats", None)
+    body = request.app[appkeys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def metric_sources(app: web.Application) -> Iterator[Sample]:
+    """Component-owned series, read at scrape time rather than mirrored on every event."""
+    engine = app.get(appkeys.POLICY)
+    if engine is not None:
+        for attr, name in (("reloads", "policy_reloads_total"),
+                           ("reload_errors", "policy_reload_errors_total"),
+                           ("engine_failures", "policy_engine_failures_total")):
+            if hasattr(engine, attr):
+                yield name, {}, float(getattr(engine, attr))
+        yield "policy_revision_info", {"engine": engine.name, "revision": engine.revision}, 1.0
+    for key in (appkeys.AUTHENTICATOR, appkeys.ROUTER):
+        samples = getattr(app.get(key), "metric_samples", None)
+        if samples is not None:
+            yield from samples()
+    stats = getattr(app.get(appkeys.AUDIT), "stats", None)
     for field in ("transactions", "records", "failures"):
         if stats is not None and hasattr(stats, field):
-            lines.append(f"regogate_audit_{field}_total {getattr(stats, field)}")
-    return web.Response(text="\n".join(line for line in lines if line) + "\n",
-                        content_type="text/plain", charset="utf-8")
+            yield f"audit_{field}_total", {}, float(getattr(stats, field))
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -125,3 +128,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)
+    app[appkeys.METRICS].add_source(lambda: metric_sources(app))

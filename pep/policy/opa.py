@@ -119,7 +119,18 @@ class OpaEngine:
         client = AsyncOpaClient(host=host, port=port, ssl=ssl, retries=0, timeout=self._timeout)
         await client.__aenter__()
         self._client = client
-        # OPA may still be starting: that is a readiness problem, not a start-up failure.
+        # OPA may still be starting: that is a readiness problem, not a start-up failure --
+        # but say so now, or an operator sees only 503s and a failing /readyz.
+        try:
+            async with asyncio.timeout(max(self._timeout, 2.0)):
+                healthy = await client.check_health({"bundles": True})
+        except Exception as exc:  # noqa: BLE001 - any failure here is "not reachable yet"
+            healthy, why = False, type(exc).__name__
+        else:
+            why = "unreachable, or its bundle is not activated"
+        if not healthy:
+            log.warning("OPA sidecar at %s is not ready at start-up (%s): requests get 503"
+                        " policy_unavailable until it is; /readyz shows when", self._url, why)
         await self._refresh_revision()
 
     async def close(self) -> None:

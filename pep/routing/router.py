@@ -160,6 +160,8 @@ class Router:
         # One pool per provider entry, shared by every model deployed on it.
         pools = {name: asyncio.Semaphore(ps.max_connections) for name, ps in providers.items()}
         self._models: dict[str, _Model] = {}
+        # Called with (provider, model, opened) when a breaker opens or closes (events).
+        self.on_breaker_change: Callable[[str, str, bool], None] | None = None
         for mname, ms in models.items():
             deps = []
             for d in ms.deployments():
@@ -178,6 +180,17 @@ class Router:
             if not deps:
                 raise ValueError(f"models.{mname}: needs provider+model or fallbacks")
             self._models[mname] = _Model(deps, ms)
+
+    def _breaker_changed(self, dep: _Deployment, m: _Model, *, opened: bool) -> None:
+        hook = self.on_breaker_change
+        if hook is not None:
+            hook(dep.target.provider, dep.target.client_model, opened)
+
+    def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Circuit-breaker state per deployment, read by /metrics at scrape time."""
+        return [("circuit_breaker_open", {"provider": d.target.provider, "model": name},
+                 1.0 if d.breaker.is_open else 0.0)
+                for name, m in self._models.items() for d in m.deployments]
 
     # -- catalogue -------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -198,7 +211,8 @@ class Router:
 
     # -- calls -----------------------------------------------------------------------
     async def chat(
-        self, body: dict[str, Any], model: str, *, request_id: str
+        self, body: dict[str, Any], model: str, *, request_id: str,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> Completion | ChunkStream:
         require_messages(body)
         check_tools(body)
@@ -210,16 +224,17 @@ class Router:
         if opts is not None and not isinstance(opts, dict):
             raise BadRequest("'stream_options' must be an object", param="stream_options")
         include_usage = stream and bool((opts or {}).get("include_usage"))
-        return await self._route(m, body, request_id, "chat", include_usage)
+        return await self._route(m, body, request_id, "chat", include_usage, trace_headers)
 
-    async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str) -> Completion:
+    async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str,
+                         trace_headers: Mapping[str, str] | None = None) -> Completion:
         m = self._lookup(model)
         if not m.settings.embeddings:
             raise BadRequest(f"model {model!r} is not an embeddings model", param="model")
         inp = body.get("input")
         if not (isinstance(inp, str) and inp) and not (isinstance(inp, list) and inp):
             raise BadRequest("'input' must be a non-empty string or array", param="input")
-        result = await self._route(m, body, request_id, "embeddings", False)
+        result = await self._route(m, body, request_id, "embeddings", False, trace_headers)
         assert isinstance(result, Completion)
         return result
 
@@ -234,7 +249,8 @@ class Router:
         return [deps[first]] + [d for i, d in enumerate(deps) if i != first]
 
     async def _route(self, m: _Model, body: dict[str, Any], request_id: str, op: str,
-                     include_usage: bool) -> Completion | ChunkStream:
+                     include_usage: bool,
+                     trace_headers: Mapping[str, str] | None = None) -> Completion | ChunkStream:
         attempts: list[dict[str, Any]] = []
         last: GatewayError | None = None
         for position, dep in enumerate(self._order(m)):
@@ -245,6 +261,8 @@ class Router:
                 continue
             try:
                 req = self._build(dep, body, op)
+                if trace_headers:  # W3C trace context: the provider's spans join ours
+                    req.headers.update(trace_headers)
             except BadRequest as exc:
                 if position == 0 or last is None:
                     _attach(exc, attempts)
@@ -257,7 +275,10 @@ class Router:
                     result = await self._attempt(dep, req, body, op, include_usage)
                 except _Failed as f:
                     if f.provider_failed:
+                        was_open = dep.breaker.is_open
                         dep.breaker.failure()
+                        if dep.breaker.is_open and not was_open:
+                            self._breaker_changed(dep, m, opened=True)
                     else:
                         dep.breaker.abandon()
                     ms = round((time.perf_counter() - started) * 1000, 1)
@@ -277,7 +298,11 @@ class Router:
                         break
                     await self._sleep(self._backoff(t.settings, retry, f.wait_s))
                     continue
-                dep.breaker.success()
+                if dep.breaker.is_open:
+                    dep.breaker.success()
+                    self._breaker_changed(dep, m, opened=False)
+                else:
+                    dep.breaker.success()
                 ms = round((time.perf_counter() - started) * 1000, 1)
                 attempts.append({**base, "outcome": "ok", "retry": retry, "ms": ms})
                 result.served = Served(t.provider, t.settings.kind, t.model, attempts)

@@ -14,11 +14,18 @@ from pep.config import load_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_production_example_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_production_example_config_validates(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    # docs/examples/production.yaml as the container sees it; test_compose_render.py runs the
+    # same check with exactly the compose environment and the generated secret files.
+    (tmp_path / "pw").write_text("example-not-a-secret\n")
+    text = (ROOT / "docs" / "examples" / "production.yaml").read_text()
+    config = tmp_path / "production.yaml"
+    config.write_text(text.replace("/run/secrets/postgres-password", str(tmp_path / "pw")))
     monkeypatch.setenv("REGOGATE_OIDC_ISSUER", "https://idp.example.com/realms/corp")
-    monkeypatch.setenv("POSTGRES_PASSWORD", "example-not-a-secret")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-example-not-a-key")
-    settings = load_settings(ROOT / "docs" / "examples" / "production.yaml")
+    settings = load_settings(config)
     assert settings.policy.engine == "opa"
     assert settings.policy.opa_url == "http://opa:8181"
     assert settings.audit.store and settings.audit.store.startswith("postgresql://")
@@ -51,8 +58,9 @@ def test_compose_wires_the_gateway_to_an_opa_sidecar_serving_policies_as_its_bun
     opa_config = yaml.safe_load((ROOT / "deploy" / "opa-config.yaml").read_text())
     assert opa_config["decision_logs"]["console"] is True
     gateway = services["gateway"]
-    mounted = {v.split(":")[0]: v.split(":")[1] for v in gateway["volumes"]}
-    assert mounted["./docs/examples/production.yaml"] == "/etc/regogate/regogate.yaml"
+    mounted = {v.rsplit(":", 2)[0]: v.rsplit(":", 2)[1] for v in gateway["volumes"]}
+    assert (mounted["${REGOGATE_CONFIG:-./docs/examples/production.yaml}"]
+            == "/etc/regogate/regogate.yaml")
     assert (ROOT / "docs" / "examples" / "production.yaml").exists()
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert '"--config", "/etc/regogate/regogate.yaml"' in dockerfile

@@ -149,4 +149,6 @@ async def test_readiness_asks_opa_whether_its_bundles_are_active(
 ) -> None:
     ok, detail = await engine.ready()
     assert ok is True and detail["revision"] == double.bundle.revision
-    assert double.health_queries == ["bundles=True"]  # OPA reads booleans case-insensitively
+    # Asked at start-up (a warning if not ready) and by the readiness probe; OPA reads
+    # booleans case-insensitively.
+    assert double.health_queries == ["bundles=True", "bundles=True"]
