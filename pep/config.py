@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from pep.audit.settings import AuditSettings
+from pep.cache.settings import CacheSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
 from pep.conversations import ConversationSettings
@@ -69,6 +70,7 @@ class Settings(Frozen):
     content: ContentSettings = ContentSettings()
     usage: UsageSettings = UsageSettings()
     responses: ConversationSettings = ConversationSettings()
+    cache: CacheSettings = CacheSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

@@ -31,6 +31,9 @@ class Exchange:
     prompt_audit: Any = None  # what the audit_content obligation lets us keep of the prompt
     forwarded: dict[str, Any] | None = None  # the canonical body sent, after obligations
     response_id: str | None = None  # Responses API: the id of the response being created
+    status: int | None = None  # a stream's final status (200: ended cleanly, not cut)
+    cache: dict[str, Any] | None = None  # extra.cache of the audit records (pep.cache)
+    cache_header: str | None = None  # x-regogate-cache: hit | miss | bypass
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

@@ -20,6 +20,7 @@ from aiohttp import web
 from adapters.types import Completion
 from pep import appkeys
 from pep.auditing import content_mode, event
+from pep.cache.service import lookup as cache_lookup
 from pep.errors import GatewayError, Unavailable
 from pep.exchange import Exchange
 from pep.inbound import Dialect
@@ -107,6 +108,7 @@ async def forward_normalized(
     app = request.app
     x = exchange_for(request)
     x.req = req
+    req.cache_control = _directives(request.headers.get("Cache-Control"))
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
     slots = app[appkeys.STREAM_SLOTS]
@@ -143,21 +145,28 @@ async def _forward_admitted(
         raise err from exc
     x.model_served = model
     x.forwarded = out_body
+    ticket = await cache_lookup(request, x, api)  # a hit is still audited and output-checked
     await audit(request, event("request.intent", x), required=True)
-    try:
-        if api == "embeddings":
-            result = await router.embeddings(out_body, model, request_id=x.request_id)
-        else:
-            result = await router.chat(out_body, model, request_id=x.request_id)
-    except GatewayError as err:
-        x.served = getattr(err, "served", None)
-        app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
-        await audit(request, event("upstream.error", x, error=err), required=False)
-        raise
+    result: Any = ticket.result
+    if result is None:
+        try:
+            if api == "embeddings":
+                result = await router.embeddings(out_body, model, request_id=x.request_id)
+            else:
+                result = await router.chat(out_body, model, request_id=x.request_id)
+        except GatewayError as err:
+            x.served = getattr(err, "served", None)
+            app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
+            await audit(request, event("upstream.error", x, error=err), required=False)
+            raise
+        result = ticket.watch(result)
     x.served = result.served
     if isinstance(result, Completion):
-        return await _complete_plain(request, x, dialect, result, api)
-    return await relay_stream(request, x, dialect, result)
+        response = await _complete_plain(request, x, dialect, result, api)
+    else:
+        response = await relay_stream(request, x, dialect, result)
+    await ticket.fill(x)
+    return response
 
 
 async def _complete_plain(
@@ -183,3 +192,9 @@ def _response_content(x: Exchange, body: dict[str, Any], api: str) -> Any:
 
 def _identity(text: str) -> str:
     return text
+
+
+def _directives(header: str | None) -> list[str]:
+    if not header:
+        return []
+    return [d.strip().split("=", 1)[0].lower() for d in header.split(",") if d.strip()][:16]

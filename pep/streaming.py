@@ -131,6 +131,7 @@ async def _finish(
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
         log.debug("error closing upstream stream for %s", x.request_id, exc_info=True)
+    x.status = status
     text = "".join(parts)
     x.usage = stream.usage or Usage(
         prompt_tokens=x.req.estimated_tokens if x.req else 0,

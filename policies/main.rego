@@ -43,8 +43,8 @@ system_prompts contains p if {
 # METADATA
 # description: >-
 #   Obligations of the request decision: max_tokens (the minimum over every module's
-#   max_tokens, each optional), and for model calls redact, model (reroute) and
-#   system_prompt (chat); audit_content always. Pairs from comprehensions, in one rule:
+#   max_tokens, each optional), and for model calls redact, model (reroute),
+#   system_prompt and cache (chat); audit_content always. Pairs from comprehensions, in one rule:
 #   cheaper on the embedded engine than a rule per obligation.
 obligations := {k: v |
 	caps := {c | c := data.regogate.access.max_tokens} | {c |
@@ -58,6 +58,9 @@ obligations := {k: v |
 	}) | ({["model", m] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		m := data.regogate.access.reroute
+	} | {["cache", c] |
+		input.request.api in {"chat.completions", "responses", "completions", "messages"}
+		c := data.regogate.cache.obligation
 	} | {["system_prompt", concat("\n\n", sort(prompts))] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages"}
 		prompts := {p | some g in input.user.groups; p := data.gateway.system_prompts[g]}

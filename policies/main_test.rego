@@ -24,7 +24,12 @@ test_alice_chat_is_allowed_with_cap_and_digest if {
 	d := regogate.decision with input as chat(alice, "mock-gpt", [])
 	d.allow
 	d.reasons == []
-	d.obligations == {"max_tokens": 4096, "audit_content": "digest"}
+	d.obligations == {"max_tokens": 4096, "audit_content": "digest", "cache": {"mode": "exact", "scope": "user", "ttl_s": 300, "sampled": true}}
+}
+
+test_personal_data_turns_the_cache_off_while_redacting if {
+	d := regogate.decision with input as chat(alice, "mock-gpt", ["email"])
+	d.obligations.cache == {"mode": "off"}
 }
 
 test_bob_admin_model_is_denied_with_reason_code if {
