@@ -164,7 +164,8 @@ _TERMINAL = {"request.completion", "upstream.error", "request.error", "policy.de
 
 
 def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[dict[str, Any]]:
-    """Per group and day: requests, allowed, denies by reason, errors, tokens, estimated cost."""
+    """Per group and day: requests, allowed, denies by reason, errors, tokens, estimated cost,
+    cache hits and the provider cost they saved."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for rec in records:
         ix = rec.index
@@ -184,7 +185,7 @@ def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[d
                 row = rows[(key, day)] = {
                     by: key, "day": day, "requests": 0, "allowed": 0, "denied": 0, "errors": 0,
                     "denies_by_reason": defaultdict(int), "tokens_in": 0, "tokens_out": 0,
-                    "cost_usd": 0.0,
+                    "cost_usd": 0.0, "cache_hits": 0, "saved_cost_usd": 0.0,
                 }
             row["requests"] += 1
             if ix["decision"] == "deny":
@@ -198,9 +199,14 @@ def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[d
             row["tokens_in"] += ix.get("tokens_in") or 0
             row["tokens_out"] += ix.get("tokens_out") or 0
             row["cost_usd"] += ix.get("cost_usd") or 0.0
+            cache = (doc.get("extra") or {}).get("cache") or {}
+            if cache.get("hit"):  # served from cache: cost_usd is what it would have cost
+                row["cache_hits"] += 1
+                row["saved_cost_usd"] += cache.get("saved_cost_usd") or 0.0
     out = []
     for (_, _), row in sorted(rows.items()):
         row["denies_by_reason"] = dict(sorted(row["denies_by_reason"].items()))
         row["cost_usd"] = round(row["cost_usd"], 6)
+        row["saved_cost_usd"] = round(row["saved_cost_usd"], 6)
         out.append(row)
     return out

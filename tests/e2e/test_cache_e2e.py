@@ -4,15 +4,20 @@ policy revision or a denial is never answered from cache."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
 from idp.testing import running_idp
 from pep import appkeys
+from pep.audit.factory import store_url
 from pep.defaults import repo_policies_dir
 from tests.e2e.conftest import upstream_config
 from tests.e2e.test_policy_e2e import decision_bundle
@@ -284,3 +289,45 @@ async def _restart_case(tmp_path: Path, upstream: FakeServer, idp: Any) -> None:
     async with running_gateway(tmp_path, config=upstream_config(upstream), idp=idp) as gw:
         assert (await _chat(gw.openai("alice")))[1] == "hit"
     assert len(upstream.requests) == 3
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pep", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return int(proc.returncode or 0), (out + err).decode()
+
+
+async def test_purging_a_user_reaches_the_running_gateway_and_metrics_and_report_show_the_cache(
+    tmp_path: Path, upstream: FakeServer
+) -> None:
+    async with running_gateway(tmp_path, config=upstream_config(upstream)) as gw:
+        data_dir = str(gw.settings.server.data_dir)
+        alice, bob = gw.openai("alice"), gw.openai("bob")
+        await _chat(alice)
+        await _chat(bob)
+        assert (await _chat(alice))[1] == "hit"
+        code, out = await _cli("cache", "stats", "--data-dir", data_dir)
+        assert code == 0 and json.loads(out)["entries"] == 2
+        code, out = await _cli("cache", "purge", "--user", "alice", "--data-dir", data_dir)
+        assert code == 0 and json.loads(out) == {"purged": 1}
+        assert (await _chat(alice))[1] == "miss"  # gone from the gateway's LRU as well
+        assert (await _chat(bob))[1] == "hit"
+        async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+            metrics = await r.text()
+        audit_url = store_url(gw.settings.audit, gw.settings.server.data_dir)
+    counters = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if " " in line)
+    assert counters['regogate_cache_lookups_total{result="hit"}'] == "2"
+    assert counters['regogate_cache_lookups_total{result="miss"}'] == "3"
+    assert counters["regogate_cache_fills_total"] == "3"
+    assert int(counters["regogate_cache_memory_bytes"]) > 0
+    assert counters["regogate_cache_memory_entries"] == "2"
+    code, out = await _cli("audit", "report", "--store", audit_url,
+                           "--format", "json")
+    assert code == 0, out
+    rows = {r["user"]: r for r in json.loads(out)}
+    assert rows["alice"]["cache_hits"] == 1 and rows["bob"]["cache_hits"] == 1
+    assert rows["alice"]["saved_cost_usd"] > 0
+    code, out = await _cli("cache", "purge", "--data-dir", data_dir)
+    assert code == 2 and "--user" in out
