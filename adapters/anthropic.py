@@ -257,13 +257,14 @@ class StreamTranslator:
         if kind == "error":
             err = doc.get("error") or {}
             status = 429 if err.get("type") == "rate_limit_error" else 529
-            raise provider_errors.from_status("anthropic", status,
-                                              str(err.get("message", "stream error")), {})
+            raise provider_errors.from_status("anthropic", status, {},
+                                              provider_code=err.get("type"), in_stream=True)
         return []  # ping, content_block_stop, message_stop
 
 
 def error_from_provider(
     status: int, hdrs: Mapping[str, str], data: bytes, target: Target
 ) -> GatewayError:
-    msg = provider_errors.json_message(data, ("error", "message"))
-    return provider_errors.from_status("anthropic", status, msg, hdrs)
+    code = provider_errors.json_code(data, ("error", "type"))
+    return provider_errors.from_status("anthropic", status, hdrs, provider_code=code,
+                                       body_bytes=len(data))

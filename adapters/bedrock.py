@@ -234,8 +234,9 @@ class StreamTranslator:
         doc = orjson.loads(payload) if payload else {}
         if headers.get(":message-type") == "exception":
             kind = str(headers.get(":exception-type"))
-            raise provider_errors.from_status("bedrock", _EXCEPTION_STATUS.get(kind, 502),
-                                              str(doc.get("message", kind)), {})
+            raise provider_errors.from_status("bedrock", _EXCEPTION_STATUS.get(kind, 502), {},
+                                              provider_code=kind[:1].upper() + kind[1:],
+                                              in_stream=True)
         event = headers.get(":event-type")
         if event == "messageStart":
             return [self._chunk({"role": "assistant", "content": ""})]
@@ -270,5 +271,15 @@ class StreamTranslator:
 def error_from_provider(
     status: int, hdrs: Mapping[str, str], data: bytes, target: Target
 ) -> GatewayError:
-    msg = provider_errors.json_message(data, ("message",), ("Message",))
-    return provider_errors.from_status("bedrock", status, msg, hdrs)
+    # x-amzn-ErrorType: "ValidationException:http://internal.amazon.com/coral/..."; the
+    # body's __type may be "com.amazon.coral.validate#ValidationException".
+    token = hdrs.get("x-amzn-errortype", "").split(":", 1)[0]
+    if not provider_errors.known_code(token):
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raw = None
+        kind = raw.get("__type") if isinstance(raw, dict) else None
+        token = kind.rsplit("#", 1)[-1] if isinstance(kind, str) else ""
+    return provider_errors.from_status("bedrock", status, hdrs, provider_code=token,
+                                       body_bytes=len(data))

@@ -221,8 +221,11 @@ def _load(data: bytes | str) -> dict[str, Any]:
         raise UpstreamError("gemini provider sent a response that is not JSON") from exc
     if isinstance(doc, dict) and "error" in doc:
         err = doc["error"] or {}
-        raise provider_errors.from_status("gemini", int(err.get("code") or 500),
-                                          str(err.get("message", "error")), {})
+        code = err.get("code") if isinstance(err, dict) else None
+        status = code if isinstance(code, int) and 400 <= code <= 599 else 500
+        raise provider_errors.from_status(
+            "gemini", status, {}, provider_code=provider_errors.json_code(doc, ("error", "status")),
+            in_stream=True)
     return doc if isinstance(doc, dict) else {}
 
 
@@ -342,5 +345,6 @@ def embeddings_from_provider(data: bytes, target: Target) -> tuple[dict[str, Any
 def error_from_provider(
     status: int, hdrs: Mapping[str, str], data: bytes, target: Target
 ) -> GatewayError:
-    msg = provider_errors.json_message(data, ("error", "message"))
-    return provider_errors.from_status("gemini", status, msg, hdrs)
+    code = provider_errors.json_code(data, ("error", "status"))
+    return provider_errors.from_status("gemini", status, hdrs, provider_code=code,
+                                       body_bytes=len(data))

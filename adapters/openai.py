@@ -118,8 +118,10 @@ class StreamTranslator:
                 continue
             chunk = _loads(ev.data.encode(), kind)
             if "error" in chunk:
-                msg = provider_errors.json_message(ev.data.encode(), ("error", "message"))
-                raise UpstreamError(f"{kind} provider failed mid-stream: {msg}")
+                code = provider_errors.json_code(chunk, ("error", "code"), ("error", "type"))
+                status = 429 if code in ("rate_limit_exceeded", "rate_limit_error") else 502
+                raise provider_errors.from_status(kind, status, {}, provider_code=code,
+                                                  in_stream=True)
             chunk["model"] = self._target.client_model
             usage = _usage(chunk)
             if usage is not None:
@@ -150,5 +152,7 @@ def embeddings_from_provider(data: bytes, target: Target) -> tuple[dict[str, Any
 def error_from_provider(
     status: int, hdrs: Mapping[str, str], data: bytes, target: Target
 ) -> GatewayError:
-    msg = provider_errors.json_message(data, ("error", "message"), ("message",), ("detail",))
-    return provider_errors.from_status(target.settings.kind, status, msg, hdrs)
+    code = provider_errors.json_code(data, ("error", "code"), ("error", "type"), ("code",),
+                                     ("type",))
+    return provider_errors.from_status(target.settings.kind, status, hdrs, provider_code=code,
+                                       body_bytes=len(data))

@@ -73,12 +73,20 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
 
     async def http_session(_: web.Application) -> AsyncIterator[None]:
+        # IdP, OPA sidecar and other dependencies of ours.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        # Providers: the router bounds each one (providers.*.max_connections, with its own
+        # pool_timeout_s), so the connector beneath it must never queue a request itself --
+        # a wait in here would surface as a provider timeout and open the circuit breaker.
+        provider_connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+        providers = aiohttp.ClientSession(connector=provider_connector, auto_decompress=True)
         app[appkeys.HTTP_SESSION] = session
+        app[appkeys.PROVIDER_SESSION] = providers
         try:
             yield
         finally:
+            await providers.close()
             await session.close()
 
     def session() -> aiohttp.ClientSession:
@@ -97,7 +105,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
                    lambda: open_conversations(settings.responses, settings.audit,
                                               settings.server.data_dir), overrides),
         _component(app, appkeys.ROUTER,
-                   lambda: Router(settings.providers, settings.models, session()),
+                   lambda: Router(settings.providers, settings.models,
+                                  app[appkeys.PROVIDER_SESSION]),
                    overrides),
     ])
     if settings.cache.enabled:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 SETTINGS = web.AppKey("settings", Settings)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+PROVIDER_SESSION = web.AppKey("provider_session", aiohttp.ClientSession)
 AUTHENTICATOR: web.AppKey[Any] = web.AppKey("authenticator")
 POLICY: web.AppKey["PolicyEngine"] = web.AppKey("policy")
 SHADOW: web.AppKey[Any] = web.AppKey("shadow")

@@ -2,6 +2,7 @@
 
     GatewayError (500 internal_error)            -- never raised on purpose; a bug
     ├── BadRequest          400 invalid_request_error
+    ├── InvalidAuthRequest  400 invalid_request_error  (+ WWW-Authenticate error=invalid_request)
     ├── Unauthorized        401 authentication_error   (+ WWW-Authenticate: Bearer)
     ├── PolicyDenied        403 permission_error       (carries the policy's reason codes)
     ├── NotFound            404 invalid_request_error
@@ -20,6 +21,7 @@ Third-party exceptions are converted at their boundary with ``raise X(...) from 
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 
@@ -44,12 +46,35 @@ class GatewayError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
         # Extra machine-readable fields for the body (e.g. policy reasons). Never secrets.
         self.details: dict[str, Any] = dict(details or {})
+        # For the audit only (upstream errors): provider status, allow-listed code, body size.
+        self.upstream: dict[str, Any] | None = None
 
 
 class BadRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     default_code = "invalid_request"
+
+
+# RFC 6750 section 3 error_description: printable ASCII without '"' and '\\'.
+_CHALLENGE_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+MISSING_CREDENTIALS = "missing_token"
+
+
+def bearer_challenge(error: str | None, description: str | None = None) -> str:
+    """A ``WWW-Authenticate: Bearer`` value per RFC 6750 section 3 / 3.1.
+
+    ``error`` is one of ``invalid_request`` (400), ``invalid_token`` (401),
+    ``insufficient_scope`` (403), or None when the request carried no credentials at all
+    (3.1: "SHOULD NOT include an error code or other error information"). Descriptions are
+    the gateway's own messages, never token bytes.
+    """
+    if error is None:
+        return 'Bearer realm="regogate"'
+    value = f'Bearer realm="regogate", error="{error}"'
+    if description:
+        value += f', error_description="{_CHALLENGE_UNSAFE.sub("", description)[:200]}"'
+    return value
 
 
 class Unauthorized(GatewayError):
@@ -59,10 +84,20 @@ class Unauthorized(GatewayError):
 
     def __init__(self, message: str, *, code: str | None = None, **kw: Any) -> None:
         super().__init__(message, code=code, **kw)
-        # RFC 6750 section 3: always challenge; never echo token material.
-        self.headers.setdefault(
-            "WWW-Authenticate", f'Bearer error="{"invalid_request" if self.code == "missing_token" else "invalid_token"}"'
-        )
+        # RFC 6750 section 3: always challenge; never echo token material. No token at all
+        # (or another scheme) is "no credentials": a bare challenge without an error code.
+        missing = self.code == MISSING_CREDENTIALS
+        self.headers.setdefault("WWW-Authenticate", bearer_challenge(
+            None if missing else "invalid_token", None if missing else message))
+
+
+class InvalidAuthRequest(BadRequest):
+    """400 for a malformed credential: two credentials, a repeated header, a value that is
+    not a b64token (RFC 6750 section 3.1 ``invalid_request``)."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("WWW-Authenticate", bearer_challenge("invalid_request", message))
 
 
 class PolicyDenied(GatewayError):

@@ -24,5 +24,11 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def sample(name: str, labels: dict[str, str], value: float) -> str:
+    """One Prometheus text line for a counter a component owns (read at scrape time)."""
+    label_txt = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return f"regogate_{name}{{{label_txt}}} {value:g}" if label_txt else f"regogate_{name} {value:g}"
+
+
 def _escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -157,7 +157,10 @@ async def _forward_admitted(
         except GatewayError as err:
             x.served = getattr(err, "served", None)
             app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
-            await audit(request, event("upstream.error", x, error=err), required=False)
+            # Status, allow-listed provider code and body size only: never the provider's text.
+            await audit(request, event("upstream.error", x, error=err,
+                                       extra={"upstream": err.upstream} if err.upstream else None),
+                        required=False)
             raise
         result = ticket.watch(result)
     x.served = result.served

@@ -25,6 +25,7 @@ from pep.errors import (
     RateLimited,
     Unavailable,
     UnsupportedMedia,
+    bearer_challenge,
 )
 from pep.exchange import Exchange
 from pep.policy.contract import Decision
@@ -180,7 +181,11 @@ def denial(request: web.Request, x: Exchange, decision: Decision) -> GatewayErro
         app[appkeys.METRICS].inc("quota_denials_total")
         return RateLimited(message, retry_after=retry, code=codes[0], details=details)
     app[appkeys.METRICS].inc("policy_denials_total")
-    return PolicyDenied(message, code=codes[0], details=details)
+    # RFC 6750 3.1: a token lacking the scope the request needs is answered 403 with an
+    # insufficient_scope challenge; the policy signals it by that reason code.
+    headers = ({"WWW-Authenticate": bearer_challenge("insufficient_scope", message)}
+               if "insufficient_scope" in codes else None)
+    return PolicyDenied(message, code=codes[0], details=details, headers=headers)
 
 
 async def record_usage(request: web.Request, x: Exchange) -> None:

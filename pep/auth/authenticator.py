@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -40,12 +40,14 @@ log = logging.getLogger("regogate.auth")
 
 
 class Authenticator:
-    def __init__(self, settings: IdentitySettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: IdentitySettings, session: aiohttp.ClientSession,
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._clock = clock  # wall clock: token exp/iat and cache lifetimes
         self._issuers: dict[str, tuple[IssuerKeys, ClaimMapper]] = {
             i.issuer: (IssuerKeys(i, settings, session), ClaimMapper(i)) for i in settings.issuers
         }
-        self._verifier = JwtVerifier(self._issuers)
+        self._verifier = JwtVerifier(self._issuers, clock)
         self._introspector = Introspector(
             list(self._issuers.values()), session, settings.http_timeout_s,
             settings.max_response_bytes, settings.max_concurrent_introspections,
@@ -78,6 +80,15 @@ class Authenticator:
         ok = all(s["ready"] for s in issuers.values()) and bool(deny["ready"])
         return ok, {"issuers": issuers, "deny_list": deny, "token_cache": len(self._cache)}
 
+    def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Counters owned by the identity layer, read by /metrics at scrape time."""
+        out: list[tuple[str, dict[str, str], float]] = []
+        for iss, (keys, _) in self._issuers.items():
+            for cause, n in keys.failure_counts.items():
+                out.append(("jwks_refresh_failures_total", {"issuer": iss, "cause": cause}, n))
+            out.append(("jwks_keys", {"issuer": iss}, len(keys.keys)))
+        return out
+
     def issuer_keys(self, issuer: str) -> IssuerKeys:
         """For tests and diagnostics (key counts, forced refresh)."""
         return self._issuers[issuer][0]
@@ -85,7 +96,7 @@ class Authenticator:
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         token = extract_token(headers, self._settings.max_token_bytes)
         digest = hashlib.sha256(token.encode("ascii")).digest()
-        now = time.time()
+        now = self._clock()
         entry = self._cache.get(digest, now)
         if entry is not None:
             if entry.issuer_keys is None or entry.issuer_keys.is_current(entry.key):

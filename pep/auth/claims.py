@@ -59,8 +59,9 @@ def normalise_typ(typ: str) -> str:
     return typ.removeprefix("application/")
 
 
-def check_times(claims: dict[str, Any], leeway: float, now: float) -> float:
-    """exp/iat required, nbf honoured; returns exp."""
+def check_times(claims: dict[str, Any], leeway: float, now: float,
+                max_lifetime: float | None = None) -> float:
+    """exp/iat required, nbf honoured, lifetime bounded when configured; returns exp."""
     exp = _numeric(claims, "exp", True)
     iat = _numeric(claims, "iat", True)
     nbf = _numeric(claims, "nbf", False)
@@ -71,7 +72,22 @@ def check_times(claims: dict[str, Any], leeway: float, now: float) -> float:
         raise _bad("token is not valid yet", "token_not_yet_valid")
     if now + leeway < iat:
         raise _bad("token was issued in the future", "token_not_yet_valid")
+    check_lifetime(exp, iat, now, max_lifetime, leeway)
     return exp
+
+
+def check_lifetime(exp: float, iat: float | None, now: float, max_lifetime: float | None,
+                   leeway: float) -> None:
+    """Refuse a token meant to live longer than the issuer's ``max_token_lifetime_s``.
+
+    Both readings count: as issued (exp - iat) and as remaining (exp - now, which also
+    catches a back-dated or absent iat); the leeway covers clock skew on the second only,
+    since exp - iat involves no clock of ours.
+    """
+    if max_lifetime is None:
+        return
+    if (iat is not None and exp - iat > max_lifetime) or exp - now > max_lifetime + leeway:
+        raise _bad("token lifetime exceeds this issuer's maximum", "token_lifetime_exceeded")
 
 
 def check_audience(aud: Any, ours: tuple[str, ...]) -> None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pep.errors import BadRequest, Unauthorized
+from pep.errors import InvalidAuthRequest, Unauthorized
 
 # RFC 6750 2.1 b64token.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -35,7 +35,7 @@ def extract_token(headers: Mapping[str, str], max_bytes: int) -> str:
     auth = _values(headers, "Authorization")
     keys = _values(headers, "x-api-key")
     if len(auth) > 1 or len(keys) > 1:
-        raise BadRequest("send one credential header, once", code="invalid_request", param="authorization")
+        raise InvalidAuthRequest("send one credential header, once", param="authorization")
     bearer: str | None = None
     if auth:
         value = auth[0]
@@ -47,18 +47,17 @@ def extract_token(headers: Mapping[str, str], max_bytes: int) -> str:
             raise Unauthorized("only Bearer tokens are accepted", code="missing_token")
         bearer = rest.strip(" ")
         if _B64TOKEN.fullmatch(bearer) is None:
-            raise BadRequest("malformed Authorization header", code="invalid_request", param="authorization")
+            raise InvalidAuthRequest("malformed Authorization header", param="authorization")
     api_key: str | None = None
     if keys:
         if len(keys[0]) > max_bytes + 16:
             raise _too_large(max_bytes)
         api_key = keys[0].strip(" ")
         if _B64TOKEN.fullmatch(api_key) is None:
-            raise BadRequest("malformed x-api-key header", code="invalid_request", param="x-api-key")
+            raise InvalidAuthRequest("malformed x-api-key header", param="x-api-key")
     if bearer is not None and api_key is not None and bearer != api_key:
-        raise BadRequest(
+        raise InvalidAuthRequest(
             "two different credentials (Authorization and x-api-key); send one",
-            code="invalid_request",
             param="authorization",
         )
     token = bearer if bearer is not None else api_key

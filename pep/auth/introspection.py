@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from pep.auth.claims import ClaimMapper, check_audience
+from pep.auth.claims import ClaimMapper, check_audience, check_lifetime
 from pep.auth.fetch import FetchError, FetchPolicy, fetch_json
 from pep.auth.keys import IssuerKeys
 from pep.errors import Unauthorized, Unavailable
@@ -120,6 +120,9 @@ class Introspector:
                 raise Unauthorized("introspection exp must be a number", code="invalid_token")
             if now >= exp:
                 raise Unauthorized("token has expired", code="token_expired")
+            iat = doc.get("iat")
+            iat = float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None
+            check_lifetime(float(exp), iat, now, issuer.max_token_lifetime_s, issuer.leeway_s)
         claims = dict(doc)
         claims.pop("active", None)
         principal = mapper.principal(claims, exp)

@@ -8,9 +8,15 @@ Lifecycle (per issuer):
   so a key the IdP removed stops verifying within jwks_cache_max_s.
 - If the IdP is unreachable, the last keys keep serving until ``expiry + jwks_stale_max_s``;
   after that (or if no keys were ever fetched) the issuer is not ready and its tokens get 503.
+- A JWKS with no usable key at all (every key malformed, of the wrong type, or an empty
+  list) is a failed fetch, not a key set: the last good keys keep serving (within the same
+  stale bound) and the failure is counted, so one broken IdP response cannot lock every
+  user out until the next good fetch.
 - A token whose ``kid`` is unknown triggers a refetch at most once per
-  jwks_min_refresh_interval_s (counting every fetch attempt), so a flood of invented kids
-  costs the IdP nothing beyond that rate.
+  jwks_min_refresh_interval_s, counted against *unknown-kid* refetches only: a routine
+  background refresh that just ran must not delay the first token signed with a rotated-in
+  key. A flood of invented kids still costs the IdP at most one fetch per interval, and
+  concurrent callers share one fetch (single-flight).
 Only public signature keys usable with the issuer's allowed algorithms are kept; the key's
 type (and curve) fixes which algorithms it verifies, never the token header.
 """
@@ -37,6 +43,10 @@ _RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 MIN_RSA_BITS = 2048
 MAX_KEYS = 100
+
+
+class _NoUsableKeys(FetchError):
+    """The JWKS arrived but not one key in it can verify our algorithms."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +130,15 @@ class IssuerKeys:
         self.needs_keys = issuer.discovery or issuer.jwks_uri is not None
         self._expires_at = 0.0
         self._fetched_at: float | None = None
-        self._last_attempt = float("-inf")
+        self._last_kid_refetch = float("-inf")
         self._last_error: str | None = None
         self._failures = 0
         self._inflight: asyncio.Task[bool] | None = None
+        self._kid_inflight: asyncio.Task[bool] | None = None
         self.fetch_count = 0
+        # Failed refreshes by cause, for /metrics: "unreachable" (transport, HTTP status,
+        # not JSON, wrong issuer ...) and "no_usable_keys" (a JWKS we refused to install).
+        self.failure_counts: dict[str, int] = {"unreachable": 0, "no_usable_keys": 0}
 
     # -- state ---------------------------------------------------------------------------
 
@@ -168,31 +182,45 @@ class IssuerKeys:
         # shield: a cancelled request must not cancel the fetch other requests wait on.
         return await asyncio.shield(self._inflight)
 
-    async def refetch_for_unknown_kid(self) -> bool:
-        """Rate-limited refetch; False (without fetching) when the last attempt was too recent."""
+    async def refetch_for_unknown_kid(self, kid: str) -> bool:
+        """Refetch because a token names ``kid``; rate-limited against earlier unknown-kid
+        refetches only. False (without fetching) when the last one was too recent."""
+        if self._kid_inflight is not None and not self._kid_inflight.done():
+            return await asyncio.shield(self._kid_inflight)
         if self._inflight is not None and not self._inflight.done():
-            return await asyncio.shield(self._inflight)
-        if self._clock() - self._last_attempt < self._settings.jwks_min_refresh_interval_s:
+            # A refresh is already running (background or start-up): it may bring the key.
+            await asyncio.shield(self._inflight)
+            if kid in self.keys.by_kid:
+                return True
+        if self._kid_inflight is not None and not self._kid_inflight.done():
+            return await asyncio.shield(self._kid_inflight)
+        now = self._clock()
+        if now - self._last_kid_refetch < self._settings.jwks_min_refresh_interval_s:
             return False
-        return await self.refresh()
+        self._last_kid_refetch = now
+        self._kid_inflight = asyncio.ensure_future(self.refresh())
+        return await asyncio.shield(self._kid_inflight)
 
     async def _fetch(self) -> bool:
-        self._last_attempt = self._clock()
         try:
             await self._fetch_once()
+        except _NoUsableKeys as exc:
+            return self._failed("no_usable_keys", str(exc))
         except FetchError as exc:
-            self._failures += 1
-            self._last_error = str(exc)
-            log.warning("issuer %s: key refresh failed: %s", self.issuer.issuer, exc)
-            return False
+            return self._failed("unreachable", str(exc))
         except Exception as exc:  # noqa: BLE001 -- a broken IdP document must not kill start()
-            self._failures += 1
-            self._last_error = f"unusable response ({type(exc).__name__})"
-            log.warning("issuer %s: key refresh failed: %s", self.issuer.issuer, type(exc).__name__)
-            return False
+            return self._failed("unreachable", f"unusable response ({type(exc).__name__})")
         self._failures = 0
         self._last_error = None
         return True
+
+    def _failed(self, cause: str, message: str) -> bool:
+        self._failures += 1
+        self.failure_counts[cause] += 1
+        self._last_error = message
+        kept = f"; keeping the last {len(self.keys)} good keys" if len(self.keys) else ""
+        log.warning("issuer %s: key refresh failed: %s%s", self.issuer.issuer, message, kept)
+        return False
 
     async def _fetch_once(self) -> None:
         jwks_uri = self.issuer.jwks_uri
@@ -220,7 +248,10 @@ class IssuerKeys:
         raw_keys = jwks.get("keys")
         if not isinstance(raw_keys, list):
             raise FetchError("JWKS has no keys array")
-        self.keys = self._build_keyset(raw_keys[:MAX_KEYS])
+        keys = self._build_keyset(raw_keys[:MAX_KEYS])
+        if not len(keys):
+            raise _NoUsableKeys(f"JWKS has no usable key ({len(raw_keys)} listed)")
+        self.keys = keys
         now = self._clock()
         self._fetched_at = now
         self._expires_at = now + max_age(

@@ -47,6 +47,9 @@ class IssuerSettings(Frozen):
     allow_insecure_http: bool = False
     required_typ: str | None = None  # e.g. "at+jwt" (RFC 9068)
     leeway_s: int = Field(30, ge=0, le=300)
+    # Longest lifetime accepted for this issuer's tokens (exp - iat, and exp - now): a
+    # token minted to live for years is refused even when correctly signed. None: no bound.
+    max_token_lifetime_s: int | None = Field(None, gt=0)
     claims: ClaimMapping = ClaimMapping()
     group_teams: dict[str, str] = Field(default_factory=dict)
     # A token with none of the subject-identifying user claims and sub == client id is a

@@ -10,6 +10,7 @@ a key source or an algorithm family.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jwt.algorithms import Algorithm, get_default_algorithms
@@ -37,8 +38,10 @@ class Verified:
 
 
 class JwtVerifier:
-    def __init__(self, issuers: dict[str, tuple[IssuerKeys, ClaimMapper]]) -> None:
+    def __init__(self, issuers: dict[str, tuple[IssuerKeys, ClaimMapper]],
+                 clock: Callable[[], float] = time.time) -> None:
         self._issuers = issuers
+        self._clock = clock
         defaults = get_default_algorithms()
         self._algorithms: dict[str, Algorithm] = {
             a: defaults[a] for a in ASYMMETRIC_ALGORITHMS if a in defaults
@@ -72,8 +75,8 @@ class JwtVerifier:
         if not ok:
             raise Unauthorized("token signature is invalid", code="invalid_token")
 
-        now = time.time()
-        exp = check_times(claims, issuer.leeway_s, now)
+        now = self._clock()
+        exp = check_times(claims, issuer.leeway_s, now, issuer.max_token_lifetime_s)
         check_audience(claims.get("aud"), issuer.audiences)
         if not issuer.accept_id_tokens and looks_like_id_token(typ, claims):
             raise Unauthorized("ID tokens are not access tokens", code="id_token_not_accepted")
@@ -86,7 +89,7 @@ class JwtVerifier:
         key = keys.lookup(kid, alg)
         if key is None and kid is not None and kid not in keys.keys.by_kid:
             # Possibly a freshly rotated key: one rate-limited, single-flight refetch.
-            await keys.refetch_for_unknown_kid()
+            await keys.refetch_for_unknown_kid(kid)
             if not keys.usable():
                 raise Unavailable("identity provider keys are unavailable", code="idp_unavailable")
             key = keys.lookup(kid, alg)

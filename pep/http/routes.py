@@ -11,6 +11,7 @@ from aiohttp import web
 from pep import appkeys
 from pep.access import allowed_models
 from pep.errors import NotFound
+from pep.metrics import sample
 from pep.pipeline import forward
 from pep.steps import authenticate, exchange_for
 
@@ -98,6 +99,9 @@ async def metrics(request: web.Request) -> web.Response:
             lines.append(f"regogate_{name} {getattr(engine, attr)}")
     lines.append(f'regogate_policy_revision_info{{engine="{engine.name}",'
                  f'revision="{engine.revision}"}} 1')
+    samples = getattr(app[appkeys.AUTHENTICATOR], "metric_samples", None)
+    if samples is not None:
+        lines.extend(sample(name, labels, value) for name, labels, value in samples())
     stats = getattr(app[appkeys.AUDIT], "stats", None)
     for field in ("transactions", "records", "failures"):
         if stats is not None and hasattr(stats, field):

@@ -33,6 +33,11 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial = False
 
+    def abandon(self) -> None:
+        """The attempt never reached the provider (no free connection): it proves nothing,
+        so a half-open trial slot is handed back for the next request."""
+        self._trial = False
+
     def failure(self) -> None:
         self._failures += 1
         if self._trial or self._failures >= self._threshold:

@@ -6,6 +6,15 @@
         error *before the first byte*; then fall back to the next deployment.
       A 400 the first deployment raises (unsupported parameter, provider rejected the
       request) goes straight to the client: retrying elsewhere would hide the cause.
+      A Retry-After longer than max_retry_wait_s is not retried in place.
+
+Each provider has a connection pool of ``max_connections`` (a per-provider semaphore held
+from sending the request until its response or stream is released; aiohttp's own
+connector is unbounded beneath it). Waiting for a free connection is bounded separately
+from the provider's deadlines by ``pool_timeout_s``: running out is *our* capacity limit,
+so it answers 503 + Retry-After (``upstream_pool_exhausted``), moves on to the next
+deployment and never feeds the circuit breaker -- a healthy provider behind a busy pool
+must not be marked as failing.
 
 The router owns all I/O; adapters are pure. Upstream headers are built from configuration
 only, so inbound credentials can never be forwarded (GUIDE.md 3.6), and nothing in a
@@ -20,6 +29,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -43,6 +53,7 @@ from pep.errors import (
     BadRequest,
     GatewayError,
     NotFound,
+    Unavailable,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -73,6 +84,7 @@ class _Deployment:
     breaker: CircuitBreaker
     timeout: aiohttp.ClientTimeout
     weight: int
+    pool: asyncio.Semaphore
 
     def label(self) -> str:
         return f"{self.target.settings.kind} provider {self.target.provider!r}"
@@ -88,11 +100,13 @@ class _Failed(Exception):
     """One failed attempt: the client-facing error and whether to retry in place."""
 
     def __init__(self, error: GatewayError, *, retry: bool, status: int | None,
-                 wait_s: float | None = None) -> None:
+                 wait_s: float | None = None, provider_failed: bool = True) -> None:
         self.error = error
         self.retry = retry
         self.status = status
         self.wait_s = wait_s
+        # False when the provider was never reached (pool exhausted): no breaker failure.
+        self.provider_failed = provider_failed
 
 
 class _Response:
@@ -144,6 +158,8 @@ class Router:
             adapters[name] = adapter
             prepare = getattr(adapter, "prepare", None)
             states[name] = prepare(ps) if prepare else None
+        # One pool per provider entry, shared by every model deployed on it.
+        pools = {name: asyncio.Semaphore(ps.max_connections) for name, ps in providers.items()}
         self._models: dict[str, _Model] = {}
         for mname, ms in models.items():
             deps = []
@@ -158,6 +174,7 @@ class Router:
                     aiohttp.ClientTimeout(total=None, sock_connect=ps.connect_timeout_s,
                                           sock_read=ps.idle_timeout_s),
                     d.weight,
+                    pools[d.provider],
                 ))
             if not deps:
                 raise ValueError(f"models.{mname}: needs provider+model or fallbacks")
@@ -242,7 +259,10 @@ class Router:
                 try:
                     result = await self._attempt(dep, req, body, op, include_usage)
                 except _Failed as f:
-                    dep.breaker.failure()
+                    if f.provider_failed:
+                        dep.breaker.failure()
+                    else:
+                        dep.breaker.abandon()
                     ms = round((time.perf_counter() - started) * 1000, 1)
                     attempts.append({**base, "outcome": "error", "status": f.status,
                                      "error": f.error.code, "retry": retry, "ms": ms})
@@ -253,6 +273,10 @@ class Router:
                         _attach(f.error, attempts)
                         raise f.error from None
                     if not f.retry or retry == t.settings.max_retries:
+                        break
+                    if f.wait_s is not None and f.wait_s > t.settings.max_retry_wait_s:
+                        # The provider asked for a longer pause than we may wait: retrying
+                        # now would only be refused again (and count against our quota).
                         break
                     await self._sleep(self._backoff(t.settings, retry, f.wait_s))
                     continue
@@ -303,6 +327,7 @@ class Router:
                 raise _Failed(BadRequest("malformed request for the mock provider"),
                               retry=False, status=400) from exc
             return _Response(status, headers, lambda: _one(data), lambda: None)
+        release = await self._acquire(dep)
         try:
             async with asyncio.timeout(dep.target.settings.first_byte_timeout_s):
                 resp = await self._session.request(
@@ -310,13 +335,48 @@ class Router:
                     timeout=dep.timeout, allow_redirects=False,
                 )
         except asyncio.TimeoutError as exc:
+            release()
             raise _Failed(UpstreamTimeout(f"{dep.label()} did not answer in time"),
                           retry=True, status=None) from exc
         except aiohttp.ClientError as exc:
+            release()
             raise _Failed(UpstreamError(f"cannot reach {dep.label()}: {type(exc).__name__}",
                                         code="upstream_unreachable"),
                           retry=True, status=None) from exc
-        return _Response(resp.status, resp.headers, resp.content.iter_any, resp.release)
+        except BaseException:
+            release()
+            raise
+
+        def done() -> None:
+            resp.release()
+            release()
+
+        return _Response(resp.status, resp.headers, resp.content.iter_any, done)
+
+    @staticmethod
+    async def _acquire(dep: _Deployment) -> Callable[[], None]:
+        """A connection slot of the deployment's provider, or 503 after pool_timeout_s.
+        Returns an idempotent release (a stream and an error path may both call it)."""
+        ps = dep.target.settings
+        try:
+            if dep.pool.locked():
+                async with asyncio.timeout(ps.pool_timeout_s):
+                    await dep.pool.acquire()
+            else:
+                await dep.pool.acquire()  # a free slot: returns at once, no timer needed
+        except asyncio.TimeoutError as exc:
+            err = Unavailable(f"all {ps.max_connections} connections to {dep.label()} are busy; "
+                              "retry shortly", code="upstream_pool_exhausted")
+            raise _Failed(err, retry=False, status=None, provider_failed=False) from exc
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                dep.pool.release()
+
+        return release
 
     async def _attempt(self, dep: _Deployment, req: UpstreamRequest, body: dict[str, Any],
                        op: str, include_usage: bool) -> Completion | ChunkStream:
@@ -337,6 +397,9 @@ class Router:
                     include_usage=include_usage, prompt_estimate=estimate_prompt_tokens(body),
                     label=dep.label(),
                 )
+                # Safety net: a stream dropped without aclose() (e.g. the client vanished
+                # before the response was prepared) still hands back its pool slot.
+                weakref.finalize(cs, resp.release)
                 try:
                     async with asyncio.timeout(t.settings.first_byte_timeout_s):
                         await cs.prime()

@@ -32,8 +32,15 @@ class ProviderSettings(Frozen):
     # then the router falls back to the model's next deployment.
     max_retries: int = Field(1, ge=0, le=10)
     retry_backoff_s: float = Field(0.25, ge=0)
-    # Longest Retry-After we are willing to sleep for before retrying in place.
+    # Longest Retry-After we are willing to sleep for before retrying in place; a provider
+    # asking for longer is not retried in place (the next deployment is tried instead).
     max_retry_wait_s: float = Field(2.0, ge=0)
+    # Connection pool for this provider: at most max_connections requests in flight at once
+    # (a stream holds its connection until it ends). A request that finds no free connection
+    # within pool_timeout_s gets 503 + Retry-After (code upstream_pool_exhausted), tries the
+    # model's next deployment, and never counts as a provider failure (circuit breaker).
+    max_connections: int = Field(1024, gt=0)
+    pool_timeout_s: float = Field(5.0, gt=0)
     # Circuit breaker: after this many consecutive failures the deployment is skipped for
     # breaker_cooldown_s, then one trial request is let through (half-open).
     breaker_failures: int = Field(5, ge=1)

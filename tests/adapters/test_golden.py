@@ -183,7 +183,9 @@ async def test_anthropic_overloaded_is_bad_gateway(session: aiohttp.ClientSessio
         with pytest.raises(UpstreamError) as e:
             await router_for("anthropic", fake.url, session).chat(question(), "assistant",
                                                                   request_id="r")
-    assert e.value.status == 502 and "Overloaded" in e.value.message
+    assert e.value.status == 502 and e.value.code == "upstream_unavailable"
+    assert e.value.details["provider_code"] == "overloaded_error"
+    assert "Overloaded" not in e.value.message  # the provider's text is never passed on
 
 
 async def test_bedrock_stream_exception_before_first_chunk_falls_back(

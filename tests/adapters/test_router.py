@@ -237,3 +237,34 @@ async def test_malformed_tools_are_a_400_not_a_crash(session: aiohttp.ClientSess
     for model in ("claude", "mock-gpt"):
         with pytest.raises(BadRequest):
             await router.chat(chat(model=model, tools=tools), model, request_id="r")
+
+
+def test_an_attempt_that_never_reached_the_provider_hands_back_the_trial_slot() -> None:
+    from pep.routing.breaker import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(1, 10, lambda: now[0])
+    breaker.failure()
+    assert not breaker.allow()
+    now[0] = 11.0
+    assert breaker.allow()  # the half-open trial ...
+    breaker.abandon()  # ... found no free connection: it proved nothing
+    assert breaker.allow() and breaker.is_open  # the next request may probe instead
+
+
+async def test_a_stream_dropped_without_close_hands_back_its_pool_slot(
+        session: aiohttp.ClientSession) -> None:
+    import gc
+
+    async with FakeServer(lambda _: openai_wire.stream_reply(["a", "b"])) as a, \
+            FakeServer([]) as b:
+        router = Router(*two_deployments(a.url, b.url, max_connections=1, pool_timeout_s=0.2),
+                        session)
+        cs = await router.chat(chat(stream=True), "gpt", request_id="r")
+        assert isinstance(cs, ChunkStream)
+        del cs  # never iterated, never closed
+        gc.collect()
+        again = await router.chat(chat(stream=True), "gpt", request_id="r")
+        assert isinstance(again, ChunkStream)
+        assert [c async for c in again]
+    assert len(a.requests) == 2 and not b.requests

@@ -111,9 +111,9 @@ class FakeIdp:
     def token(self, key: SigningKey | None = None, *, typ: str | None = "at+jwt",
               header: Mapping[str, Any] | None = None, alg: str | None = None, **claims: Any) -> str:
         key = key or self.keys[0]
-        hdr: dict[str, Any] = {"kid": key.kid}
-        if typ is not None:
-            hdr["typ"] = typ
+        # typ=None must put no typ on the wire: PyJWT adds "typ": "JWT" unless the header
+        # names typ with a falsy value, which makes it drop the parameter.
+        hdr: dict[str, Any] = {"kid": key.kid, "typ": typ}
         hdr.update(header or {})
         return jwt.encode(self.claims(**claims), key.private, algorithm=alg or key.alg, headers=hdr)
 

@@ -416,7 +416,10 @@ async def test_id_token_addressed_to_its_own_client_is_rejected(auth: Authentica
 async def test_token_without_the_required_typ_is_rejected(make_auth: MakeAuth, idp: FakeIdp) -> None:
     auth = await make_auth(issuer={"required_typ": "at+jwt"})
     for typ in ("JWT", None, "at+JWT+evil"):
-        await assert_refused(auth, idp, idp.token(typ=typ), code="invalid_token")
+        token = idp.token(typ=typ)
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        assert header.get("typ") == typ  # None: the token really carries no typ at all
+        await assert_refused(auth, idp, token, code="invalid_token")
     assert (await auth.authenticate(bearer(idp.token(typ="application/at+jwt")))).sub == "alice"
 
 

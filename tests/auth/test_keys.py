@@ -91,9 +91,68 @@ async def test_unknown_kid_flood_causes_at_most_the_configured_refetch_rate(
     assert all(e.status == 401 for e in results)
     for token in tokens[:20]:
         assert (await rejected(auth, token)).status == 401
-    # Start-up fetch happened just now: the interval forbids any refetch at all.
-    assert idp.hits["jwks"] == 1
+    # Start-up fetch + exactly one unknown-kid refetch: the interval forbids any more.
+    assert idp.hits["jwks"] == 2
     assert await accepted(auth, idp.token())
+
+
+async def test_rotated_key_verifies_on_first_sight_right_after_a_routine_refresh(
+    make_auth: MakeAuth, idp: FakeIdp, rsa_keys: list[SigningKey]
+) -> None:
+    auth = await make_auth(jwks_min_refresh_interval_s=3600)
+    keys = auth.issuer_keys(idp.issuer)
+    assert await keys.refresh()  # the background refresh has just run
+    idp.keys.append(rsa_keys[1])  # ... and then the IdP rotates
+    assert (await auth.authenticate(bearer(idp.token(rsa_keys[1])))).sub == "alice"
+    assert idp.hits["jwks"] == 3
+    # A routine refresh does not reset the unknown-kid budget either way: invented kids
+    # after that one refetch cause no further fetch within the interval.
+    assert await keys.refresh()
+    bogus = idp.token(SigningKey("invented", "RS256", rsa_keys[2].private))
+    assert (await rejected(auth, bogus)).status == 401
+    assert idp.hits["jwks"] == 4
+
+
+async def test_unknown_kid_joins_a_running_refresh_instead_of_fetching_again(
+    make_auth: MakeAuth, idp: FakeIdp, rsa_keys: list[SigningKey]
+) -> None:
+    auth = await make_auth(jwks_min_refresh_interval_s=3600)
+    idp.keys.append(rsa_keys[1])
+    idp.jwks_delay_s = 0.2
+    keys = auth.issuer_keys(idp.issuer)
+    background = asyncio.ensure_future(keys.refresh())
+    await asyncio.sleep(0)  # the refresh is now in flight
+    assert (await auth.authenticate(bearer(idp.token(rsa_keys[1])))).sub == "alice"
+    assert await background
+    assert idp.hits["jwks"] == 2  # start-up + the one refresh both callers shared
+
+
+# -- a broken JWKS never replaces good keys --------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", [
+    [{"kty": "RSA", "kid": "rsa-1", "n": "!!", "e": "AQAB", "alg": "RS256"}],
+    [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}],
+    [],
+], ids=["unparsable", "symmetric-only", "empty"])
+async def test_jwks_with_no_usable_key_keeps_the_last_good_keys(
+    make_auth: MakeAuth, idp: FakeIdp, rsa_keys: list[SigningKey], broken: list[dict[str, str]]
+) -> None:
+    auth = await make_auth(jwks_min_refresh_interval_s=0)
+    keys = auth.issuer_keys(idp.issuer)
+    good = idp.keys[:]
+    idp.keys.clear()
+    idp.extra_jwks = broken
+    assert await keys.refresh() is False
+    assert await accepted(auth, idp.token(good[0], jti="fresh-after-bad-fetch"))
+    assert len(keys.keys) == 1 and keys.failure_counts["no_usable_keys"] == 1
+    status = keys.status()
+    assert status["ready"] is True and "no usable key" in status["last_error"]
+    # The IdP recovers with a rotated key: the next good fetch replaces the set as usual.
+    idp.keys[:] = [rsa_keys[1]]
+    idp.extra_jwks = []
+    assert await accepted(auth, idp.token(rsa_keys[1]))
+    assert "rsa-1" not in keys.keys.by_kid and keys.status()["last_error"] is None
 
 
 async def test_concurrent_unknown_kids_share_one_refetch(
@@ -271,9 +330,11 @@ def test_symmetric_private_and_encryption_keys_are_never_loaded(
 
 async def test_duplicate_kid_in_jwks_is_unusable(make_auth: MakeAuth, idp: FakeIdp, rsa_keys: list[SigningKey]) -> None:
     idp.extra_jwks = [{**rsa_keys[2].jwk(), "kid": "rsa-1"}]
+    idp.keys.append(rsa_keys[1])  # one unambiguous key, so the set itself is usable
     auth = await make_auth()
     err = await rejected(auth, idp.token())
     assert err.status == 401
+    assert await accepted(auth, idp.token(rsa_keys[1]))
     assert issuer_conf(idp)["issuer"] == idp.issuer
 
 

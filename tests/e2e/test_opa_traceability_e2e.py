@@ -52,7 +52,7 @@ async def test_allowed_request_audit_names_opa_revision_and_both_decision_ids(
     assert intent["decision"]["policy_revision"] == revision
     engine_id = intent["decision"]["engine_decision_id"]
     assert engine_id and engine_id != rid
-    assert rid in sidecar.request_ids  # OPA's decision log can carry the request id too
+    assert rid in sidecar.request_ids  # OPA's decision log records it as input.request.id
 
 
 async def test_denied_request_audit_names_opa_revision_and_both_decision_ids(

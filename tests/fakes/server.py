@@ -23,6 +23,9 @@ class Reply:
     chunks: list[bytes] | None = None  # streamed one write at a time when set
     delay_s: float = 0.0  # before the status line (first-byte timeout tests)
     chunk_delay_s: float = 0.0  # between chunks (idle timeout tests)
+    # Held until set: before the status line for a plain reply, after the first chunk for
+    # a stream -- keeps a connection busy for exactly as long as a test needs.
+    gate: asyncio.Event | None = None
 
 
 @dataclass
@@ -75,12 +78,16 @@ class FakeServer:
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.chunks is None:
+            if reply.gate is not None:
+                await reply.gate.wait()
             return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
         resp = web.StreamResponse(status=reply.status, headers=reply.headers)
         await resp.prepare(request)
         for i, chunk in enumerate(reply.chunks):
             if i and reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
+            if i == 1 and reply.gate is not None:
+                await reply.gate.wait()
             await resp.write(chunk)
         await resp.write_eof()
         return resp

@@ -15,8 +15,8 @@ The bundle is a directory (``opa run --bundle dir``) or a ``.tar.gz`` with ``.ma
 
 Knobs (attributes, changeable while running) inject the failures OPA can have: ``delay_s``
 (slow answer), ``fail_status`` (HTTP error), ``decision_logs`` (decision ids),
-``status_plugin`` (whether ``/v1/status`` works). ``request_ids`` lists the ``x-request-id``
-header of each decision request (OPA logs it with ``decision_logs.request_context``).
+``status_plugin`` (whether ``/v1/status`` works). ``request_ids`` lists the
+``input.request.id`` of each decision request (what OPA's decision log records as the input).
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ class OpaDouble:
 
     async def _post_data(self, request: web.Request) -> web.Response:
         self.requests += 1
-        self.request_ids.append(request.headers.get("x-request-id"))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_status:
@@ -77,6 +76,8 @@ class OpaDouble:
             return _error(400, "invalid_parameter", "body contains malformed input document")
         if not isinstance(body, dict):
             return _error(400, "invalid_parameter", "body must be an object")
+        req = (body.get("input") or {}).get("request") if isinstance(body.get("input"), dict) else None
+        self.request_ids.append(req.get("id") if isinstance(req, dict) else None)
         path = request.match_info["path"]
         try:
             defined, value = self._oracle.evaluate(path, body.get("input"))

@@ -74,7 +74,7 @@ async def test_decision_id_is_the_request_id_and_opa_decision_id_is_kept(
     assert decision.engine_decision_id and decision.engine_decision_id != "req-7"
 
 
-async def test_request_id_is_sent_to_opa_for_its_decision_log(
+async def test_request_id_reaches_opa_in_the_input_its_decision_log_records(
     double: OpaDouble, engine: OpaEngine
 ) -> None:
     await engine.evaluate(policy_input(request_id="req-corr-1"))
@@ -149,4 +149,4 @@ async def test_readiness_asks_opa_whether_its_bundles_are_active(
 ) -> None:
     ok, detail = await engine.ready()
     assert ok is True and detail["revision"] == double.bundle.revision
-    assert double.health_queries == ["bundles"]
+    assert double.health_queries == ["bundles=True"]  # OPA reads booleans case-insensitively
