@@ -70,11 +70,13 @@ async def test_a_repeat_is_a_hit_for_alice_and_a_miss_for_bob_under_the_default_
         alice = gw.openai("alice")
         first = await _chat(alice)
         second = await _chat(alice)
-        bobs = await _chat(gw.openai("bob"))
+        # bob in alice's groups: the policy forwards exactly the same request for him
+        bobs = await _chat(gw.openai(token=gw.token("bob", claims={"groups": ["ml-team"]})))
         events = await gw.audit_records()
     assert [first[1], second[1], bobs[1]] == ["miss", "hit", "miss"]
     assert first[0] == second[0] == "Hello from the fake upstream."
     assert len(upstream.requests) == 2  # alice once, bob once
+    assert upstream.requests[0].body == upstream.requests[1].body
     done = _completions(events)
     hit = done[second[2]]
     assert hit["who"]["subject"] == "alice"
