@@ -115,7 +115,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         deployments = {name: tuple(f"{d.provider}/{d.model}" for d in m.deployments())
                        for name, m in settings.models.items()}
         app.cleanup_ctx.append(_component(app, appkeys.CACHE, lambda: ResponseCache(
-            settings.cache, settings.server.data_dir, app[appkeys.METRICS], deployments),
+            settings.cache, settings.server.data_dir, app[appkeys.METRICS], deployments,
+            router=lambda: app[appkeys.ROUTER]),
             overrides))
         app.on_response_prepare.append(cache_header)
     if settings.policy.shadow is not None:

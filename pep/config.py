@@ -75,6 +75,10 @@ class Settings(Frozen):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     def model_post_init(self, __context: Any) -> None:
+        embed = self.cache.semantic_embeddings_model
+        if embed is not None and (embed not in self.models or not self.models[embed].embeddings):
+            raise ValueError(f"cache.semantic_embeddings_model: {embed!r} is not a configured "
+                             "embeddings model")
         for name, model in self.models.items():
             for dep in model.deployments():
                 if dep.provider not in self.providers:

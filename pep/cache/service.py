@@ -24,6 +24,7 @@ from adapters.types import Completion, Served, Usage
 from pep import appkeys
 from pep.cache.key import cache_key, not_cacheable, scope_value
 from pep.cache.replay import RecordingStream, ReplayStream, assemble
+from pep.cache.semantic import SemanticIndex, split_last_user_message
 from pep.cache.settings import CacheSettings
 from pep.cache.stores import CacheStore, CacheUnavailable, EntryMeta, open_store
 from pep.exchange import Exchange
@@ -48,6 +49,8 @@ class Ticket:
     _snapshot: bytes | None = None
     _recorder: RecordingStream | None = None
     _fills: bool = False
+    vector: list[float] | None = None  # semantic mode: the last user message's embedding
+    partition: str | None = None
     _extra: dict[str, Any] = field(default_factory=dict)
 
     def watch(self, result: Any) -> Any:
@@ -88,14 +91,21 @@ NO_CACHE = Ticket()
 
 class ResponseCache:
     def __init__(self, settings: CacheSettings, data_dir: Path, metrics: Any,
-                 deployments: dict[str, tuple[str, ...]]) -> None:
+                 deployments: dict[str, tuple[str, ...]], router: Any = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.store: CacheStore = open_store(settings, data_dir, metrics)
         self._deployments = deployments
+        self._router = router  # () -> Router, for semantic mode's embeddings
+        self.semantic: SemanticIndex | None = None
 
     async def start(self) -> None:
         await self.store.start()
+        model = self.settings.semantic_embeddings_model
+        if model is not None and self._router is not None:
+            self.semantic = SemanticIndex(
+                self._router(), model, max_per_partition=self.settings.semantic_max_per_partition,
+                max_partitions=self.settings.semantic_max_partitions)
 
     async def close(self) -> None:
         await self.store.close()
@@ -139,6 +149,9 @@ class ResponseCache:
             self.metrics.inc("cache_lookups_total", result="bypass")
             return ticket
         hit = await self._get(key, x, bool(body.get("stream")), body)
+        if hit is None and ob.mode == "semantic" and self.semantic is not None:
+            hit = await self._semantic(ticket, ob, x, api, model, body, scope,
+                                       decision.policy_revision)
         if hit is not None:
             ticket.result, ticket._fills = hit, False
             ticket.state = x.cache_header = "hit"
@@ -149,8 +162,32 @@ class ResponseCache:
         self.metrics.inc("cache_lookups_total", result="miss")
         return ticket
 
-    async def _get(self, key: str, x: Exchange, stream: bool,
-                   body: dict[str, Any]) -> Completion | ReplayStream | None:
+    async def _semantic(self, ticket: Ticket, ob: CacheObligation, x: Exchange, api: str,
+                        model: str, body: dict[str, Any], scope: str, revision: str
+                        ) -> Completion | ReplayStream | None:
+        """Exact miss in semantic mode: the nearest paraphrase in the same partition."""
+        assert self.semantic is not None
+        split = split_last_user_message(body)
+        if split is None:
+            return None
+        text, rest = split
+        vector = await self.semantic.embed(text, x.request_id)
+        if vector is None:
+            self.metrics.inc("cache_embedding_errors_total")
+            return None
+        ticket.vector = vector
+        ticket.partition = cache_key(api=api, model=model,
+                                     deployments=self._deployments.get(model, ()), body=rest,
+                                     scope_value=scope, revision=revision)
+        threshold = (ob.min_similarity if ob.min_similarity is not None
+                     else self.settings.semantic_min_similarity)
+        found = self.semantic.best(ticket.partition, vector, threshold)
+        if found is None:
+            return None
+        return await self._get(found[0], x, bool(body.get("stream")), body, similarity=found[1])
+
+    async def _get(self, key: str, x: Exchange, stream: bool, body: dict[str, Any],
+                   similarity: float = 1.0) -> Completion | ReplayStream | None:
         try:
             blob = await self.store.get(key)
         except CacheUnavailable as exc:
@@ -170,7 +207,7 @@ class ResponseCache:
         answer["id"] = f"chatcmpl-{x.request_id}"
         answer["created"] = int(time.time())
         x.cache = {"hit": True, "key_digest": key, "age_s": round(time.time() - entry["created"], 3),
-                   "similarity": 1.0, "filled_by": entry["filled_by"]}
+                   "similarity": similarity, "filled_by": entry["filled_by"]}
         if stream:
             opts = body.get("stream_options")
             include = isinstance(opts, dict) and bool(opts.get("include_usage"))
@@ -198,6 +235,9 @@ class ResponseCache:
             self.metrics.inc("cache_store_errors_total")
             log.warning("cache fill failed for %s: %s", x.request_id, exc)
             return
+        if self.semantic is not None and ticket.vector is not None and ticket.partition:
+            self.semantic.add(ticket.partition, ticket.vector, ticket.key,
+                              time.time() + ticket.ttl_s)
         self.metrics.inc("cache_fills_total")
         self.metrics.inc("cache_fill_bytes_total", len(blob))
 

@@ -25,6 +25,13 @@ class CacheSettings(Frozen):
     max_ttl_s: int = Field(86_400, gt=0)
     # SQLite: expired entries are swept, and the oldest dropped beyond this many entries.
     sqlite_max_entries: int = Field(100_000, gt=0)
+    # Semantic mode: a configured embeddings model (reached through the gateway's router).
+    # Unset: a policy's ``mode: semantic`` is served as exact matching.
+    semantic_embeddings_model: str | None = None
+    # Used when the obligation sets no min_similarity (cosine similarity, 0..1).
+    semantic_min_similarity: float = Field(0.92, ge=0, le=1)
+    semantic_max_per_partition: int = Field(1000, gt=0)
+    semantic_max_partitions: int = Field(10_000, gt=0)
 
     @field_validator("store")
     @classmethod

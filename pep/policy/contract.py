@@ -157,8 +157,8 @@ class CacheObligation(_Model):
     revision, so a cached answer never reaches someone this policy would not have shown it to."""
 
     mode: Literal["exact", "semantic", "off"] = Field(
-        "exact", description="exact: identical canonical request; semantic: currently served as "
-        "exact (stricter, never looser)")
+        "exact", description="exact: identical canonical request; semantic: the last user "
+        "message may be a paraphrase (exact when no embeddings model is configured)")
     scope: Literal["user", "team", "client", "org"] = Field(
         "user", description="Who shares entries: the user (issuer+sub), the user's first team, "
         "the calling app, or everyone of the issuer")

@@ -29,10 +29,7 @@ HELLO = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _cache(scope: str = "user", **more: Any) -> str:
-    fields = {"mode": "exact", "scope": scope, "ttl_s": 60, "sampled": True, **more}
-    inner = ", ".join(f'"{k}": {str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, int) else chr(34) + v + chr(34)}'
-                      for k, v in fields.items())
-    return "{" + inner + "}"
+    return json.dumps({"mode": "exact", "scope": scope, "ttl_s": 60, "sampled": True, **more})
 
 
 def cache_bundle(tmp_path: Path, scope: str = "user", *, allow: str = "true",
@@ -333,3 +330,50 @@ async def test_purging_a_user_reaches_the_running_gateway_and_metrics_and_report
     assert rows["alice"]["saved_cost_usd"] > 0
     code, out = await _cli("cache", "purge", "--data-dir", data_dir)
     assert code == 2 and "--user" in out
+
+
+# Embeddings the fake provider returns per text: a paraphrase close to the cached question
+# (cosine 0.99), and a different question (cosine 0.6).
+VECTORS = {"What is the capital of France?": [1.0, 0.0, 0.0],
+           "Tell me the capital city of France.": [0.99, 0.141, 0.0],
+           "What is the capital of Spain?": [0.6, 0.8, 0.0]}
+
+
+def _semantic_upstream(rec: Any) -> Any:
+    from tests.fakes.openai_wire import reply
+    from tests.fakes.server import Reply
+
+    if rec.path.endswith("/embeddings"):
+        (text,) = json.loads(rec.body)["input"]
+        return Reply(200, json.dumps({
+            "object": "list", "model": "embed-upstream",
+            "data": [{"object": "embedding", "index": 0, "embedding": VECTORS[text]}],
+            "usage": {"prompt_tokens": 5, "total_tokens": 5}}).encode())
+    return reply("Paris.")
+
+
+async def test_semantic_mode_hits_a_paraphrase_above_the_threshold_and_misses_below(
+    tmp_path: Path,
+) -> None:
+    async with FakeServer(_semantic_upstream) as up:
+        config = deep_merge(deep_merge(upstream_config(up), cache_bundle(
+            tmp_path, mode="semantic", min_similarity=0.95)),
+            {"cache": {"semantic_embeddings_model": "mock-embed"}})
+        async with running_gateway(tmp_path, config=config) as gw:
+            alice, results = gw.openai("alice"), []
+            bob = gw.openai(token=gw.token("bob", claims={"groups": ["ml-team"]}))
+            for client, question in [(alice, q) for q in VECTORS] + [
+                    (bob, "Tell me the capital city of France.")]:
+                resp = await client.chat.completions.with_raw_response.create(
+                    model="mock-gpt", temperature=0,
+                    messages=[{"role": "system", "content": "Be brief."},
+                              {"role": "user", "content": question}])
+                results.append((resp.headers["x-regogate-cache"], resp.headers["x-request-id"]))
+            events = await gw.audit_records()
+    # bob's paraphrase: another person's partition, whatever the similarity
+    assert [r[0] for r in results] == ["miss", "hit", "miss", "miss"]
+    chats = [r for r in up.requests if r.path.endswith("/chat/completions")]
+    assert len(chats) == 3  # alice France, alice Spain, bob
+    hit = _completions(events)[results[1][1]]["extra"]["cache"]
+    assert hit["hit"] is True and hit["filled_by"] == results[0][1]
+    assert 0.95 <= hit["similarity"] < 1.0
