@@ -2,7 +2,7 @@
 
 Reads the store named by the config (SQLite under the data dir, or Redis). A purge reaches
 running gateways too: Redis entries are shared, and a gateway on SQLite drops its in-process
-LRU at its next lookup after another process changed the database. ``--user`` removes every
+LRU at its next lookup after a purge (``cache_meta.purge_seq``). ``--user`` removes every
 entry that person filled, in any scope (offboarding, right to erasure).
 """
 
