@@ -377,3 +377,26 @@ async def test_semantic_mode_hits_a_paraphrase_above_the_threshold_and_misses_be
     hit = _completions(events)[results[1][1]]["extra"]["cache"]
     assert hit["hit"] is True and hit["filled_by"] == results[0][1]
     assert 0.95 <= hit["similarity"] < 1.0
+
+
+async def test_a_responses_stream_hit_has_the_same_event_types_as_the_original(
+    tmp_path: Path,
+) -> None:
+    async with FakeServer(lambda rec: stream_reply(["Par", "is."])) as up:
+        async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
+            client = gw.openai("alice")
+            runs = []
+            for _ in range(2):
+                resp = await client.responses.with_raw_response.create(
+                    model="mock-gpt", input="Capital of France?", temperature=0, stream=True)
+                events = [e async for e in resp.parse()]
+                types = [e.type for e in events]  # a replay sends the text as one delta
+                runs.append((resp.headers["x-regogate-cache"],
+                             [t for i, t in enumerate(types) if i == 0 or types[i - 1] != t],
+                             "".join(e.delta for e in events
+                                     if e.type == "response.output_text.delta")))
+    (first, first_types, first_text), (again, again_types, again_text) = runs
+    assert (first, again) == ("miss", "hit")
+    assert first_types == again_types and first_types[-1] == "response.completed"
+    assert first_text == again_text == "Paris."
+    assert len(up.requests) == 1
