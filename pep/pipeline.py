@@ -20,6 +20,7 @@ from aiohttp import web
 from adapters.types import Completion
 from pep import appkeys
 from pep.auditing import content_mode, event
+from pep.cache.service import cache_directives
 from pep.cache.service import lookup as cache_lookup
 from pep.errors import GatewayError, Unavailable
 from pep.exchange import Exchange
@@ -108,7 +109,7 @@ async def forward_normalized(
     app = request.app
     x = exchange_for(request)
     x.req = req
-    req.cache_control = _directives(request.headers.get("Cache-Control"))
+    req.cache_control = cache_directives(request.headers.get("Cache-Control"))
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
     slots = app[appkeys.STREAM_SLOTS]
@@ -196,8 +197,3 @@ def _response_content(x: Exchange, body: dict[str, Any], api: str) -> Any:
 def _identity(text: str) -> str:
     return text
 
-
-def _directives(header: str | None) -> list[str]:
-    if not header:
-        return []
-    return [d.strip().split("=", 1)[0].lower() for d in header.split(",") if d.strip()][:16]

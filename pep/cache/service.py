@@ -242,6 +242,13 @@ class ResponseCache:
         self.metrics.inc("cache_fill_bytes_total", len(blob))
 
 
+def cache_directives(header: str | None) -> list[str]:
+    """Directive names of a Cache-Control header, lower-cased (what input.request sees)."""
+    if not header:
+        return []
+    return [d.strip().split("=", 1)[0].lower() for d in header.split(",") if d.strip()][:16]
+
+
 async def lookup(request: web.Request, x: Exchange, api: str) -> Ticket:
     cache: ResponseCache | None = request.app.get(appkeys.CACHE)
     if cache is None:
