@@ -46,6 +46,7 @@ async def test_sqlite_purge_from_another_process_reaches_the_running_lru(tmp_pat
     await gateway.put("alice-entry", b"a", 60, ALICE)
     await gateway.put("bob-entry", b"b", 60, BOB)
     assert await gateway.get("alice-entry") == b"a"  # now in the LRU as well
+    await gateway.flush()  # the writer thread has put both rows on disk
     cli = SQLiteStore(path, MemoryStore(0), max_entries=100)
     await cli.start()
     assert await cli.purge(Purge(user="alice")) == 1

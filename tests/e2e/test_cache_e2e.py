@@ -307,6 +307,7 @@ async def test_purging_a_user_reaches_the_running_gateway_and_metrics_and_report
         await _chat(alice)
         await _chat(bob)
         assert (await _chat(alice))[1] == "hit"
+        await gw.component(appkeys.CACHE).store.flush()  # fills are written off the event loop
         code, out = await _cli("cache", "stats", "--data-dir", data_dir)
         assert code == 0 and json.loads(out)["entries"] == 2
         code, out = await _cli("cache", "purge", "--user", "alice", "--data-dir", data_dir)
