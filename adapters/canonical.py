@@ -2,7 +2,8 @@
 
 Every adapter declares which canonical parameters it can honour; anything else present in a
 request is a 400 naming the parameter (GUIDE.md 4: never silently dropped). Keys that would
-choose where or how we connect are refused for every provider (GUIDE.md 3.7).
+choose where or how we connect are refused before any of this, for every API and provider, by
+the one list in ``pep.validation`` (GUIDE.md 3.7, 3.12).
 """
 
 from __future__ import annotations
@@ -14,15 +15,6 @@ from typing import Any
 
 from pep.errors import BadRequest
 
-# Parameters that, in some SDK or proxy, pick a URL, a key or an upstream. Refused outright.
-FORBIDDEN = frozenset({
-    "api_base", "base_url", "api_key", "api_version", "api_type", "azure_endpoint",
-    "azure_deployment", "azure_ad_token", "deployment_id", "endpoint", "url", "extra_headers",
-    "headers", "organization", "custom_llm_provider", "aws_access_key_id",
-    "aws_secret_access_key", "aws_session_token", "aws_region_name", "region",
-    "vertex_project", "vertex_location", "vertex_credentials",
-})
-
 # A parameter set to its neutral value changes nothing, so accepting it drops nothing.
 _NEUTRAL: dict[str, Any] = {
     "n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0,
@@ -31,16 +23,6 @@ _NEUTRAL: dict[str, Any] = {
 
 # Parameters every adapter handles (the router consumes stream_options itself).
 BASE = frozenset({"model", "messages", "stream", "stream_options"})
-
-
-def reject_forbidden(body: dict[str, Any]) -> None:
-    for key in body:
-        if key in FORBIDDEN:
-            raise BadRequest(
-                f"parameter {key!r} is not allowed: the gateway's configuration chooses "
-                "providers, endpoints and credentials",
-                param=key, code="forbidden_parameter",
-            )
 
 
 def check_supported(body: dict[str, Any], supported: frozenset[str], kind: str) -> None:

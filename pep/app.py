@@ -62,7 +62,10 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         middlewares=[error_middleware],
         client_max_size=limits.max_body_bytes,
         handler_args={"max_line_size": limits.max_line_size,
-                      "max_field_size": limits.max_header_bytes},
+                      "max_field_size": limits.max_header_bytes,
+                      "keepalive_timeout": limits.keepalive_timeout_s,
+                      # Bodies are decoded by pep.http.body, with bounded work and clean errors.
+                      "auto_decompress": False},
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()

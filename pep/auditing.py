@@ -154,3 +154,28 @@ def event(
         if content is not None:
             doc["content"] = content
     return doc
+
+
+# A refused request's record is evidence, not a copy of the attack: client-chosen strings
+# (a model name, a Content-Type) are cut to this many characters.
+_REJECTION_TEXT_MAX = 256
+
+
+def rejection_event(kind: EventType, x: Exchange, err: GatewayError) -> Event:
+    """``request.rejected`` (4xx) / ``request.error`` (5xx) for a request refused before or
+    outside the decision: reason code, status, path, subject if known and body sizes; never
+    the body, a header or a token."""
+    extra: dict[str, Any] = {"reason": err.code}
+    if err.param is not None:
+        extra["param"] = err.param[:_REJECTION_TEXT_MAX]
+    sizes = x.body
+    if sizes is not None:
+        extra.update(_compact({"content_length": sizes.declared, "body_bytes": sizes.wire,
+                               "decoded_bytes": sizes.decoded}))
+    doc = event(kind, x, error=err, extra=extra)
+    outcome = doc["outcome"]
+    outcome["error_message"] = outcome.get("error_message", "")[:_REJECTION_TEXT_MAX]
+    model = doc["what"].get("model_requested")
+    if isinstance(model, str) and len(model) > _REJECTION_TEXT_MAX:
+        doc["what"]["model_requested"] = model[:_REJECTION_TEXT_MAX]
+    return doc

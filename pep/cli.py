@@ -107,10 +107,9 @@ def _banner(settings: Settings, *, embedded: bool, issuer: str | None) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from pep.app import create_app
     from pep.defaults import embedded_settings
+    from pep.http.edge import run
 
     logging.basicConfig(level=os.environ.get("REGOGATE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -147,14 +146,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     app = create_app(settings)
     try:
-        web.run_app(
+        run(
             app,
             host=settings.server.host,
             port=settings.server.port,
-            access_log=None,
-            print=lambda _: print(_banner(settings, embedded=not args.config, issuer=issuer),
-                                  flush=True),
-            handler_cancellation=False,
+            on_listening=lambda: print(_banner(settings, embedded=not args.config, issuer=issuer),
+                                       flush=True),
         )
     finally:
         if idp_proc is not None:

@@ -36,8 +36,8 @@ class ConfigError(Exception):
 
 
 class LimitsSettings(Frozen):
-    # Counted on the decompressed body (aiohttp applies client_max_size to what it has
-    # inflated), so a gzip bomb stops here too.
+    # Counted on the body as received and again as decoded (pep.http.body), so a gzip bomb
+    # stops here too.
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     # Large enough for real-world tokens with many group claims; beyond it aiohttp's parser
     # refuses the request (plain-text 400) before any of our work happens.
@@ -46,6 +46,18 @@ class LimitsSettings(Frozen):
     # Streams held open at once; beyond it new streaming requests get 503 + Retry-After.
     # (Upstream deadlines -- connect, first byte, idle -- are per provider: providers.*.)
     max_concurrent_streams: int = Field(256, gt=0)
+    # Client-side deadlines (docs/configuration.md). A request head (request line + headers)
+    # must arrive within header_read_timeout_s of its first byte, a body within
+    # body_read_timeout_s of its head, and an idle keep-alive connection is closed after
+    # keepalive_timeout_s. Slow clients cannot hold connections open indefinitely.
+    header_read_timeout_s: float = Field(10.0, gt=0)
+    body_read_timeout_s: float = Field(30.0, gt=0)
+    # Above the usual load-balancer idle timeouts (AWS ALB 60 s), so a proxy in front closes
+    # an idle connection before the gateway does and never reuses one being closed.
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    # Open client connections at once. A new connection beyond it first evicts the oldest idle
+    # one (no request in progress); if every connection is busy the new one is closed.
+    max_connections: int = Field(1024, gt=0)
 
 
 class ServerSettings(Frozen):

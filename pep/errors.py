@@ -6,6 +6,7 @@
     ├── Unauthorized        401 authentication_error   (+ WWW-Authenticate: Bearer)
     ├── PolicyDenied        403 permission_error       (carries the policy's reason codes)
     ├── NotFound            404 invalid_request_error
+    ├── RequestTimeout      408 invalid_request_error  (body not received in time; closes)
     ├── PayloadTooLarge     413 invalid_request_error
     ├── UnsupportedMedia    415 invalid_request_error
     ├── RateLimited         429 rate_limit_error       (+ Retry-After)
@@ -116,6 +117,12 @@ class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
     default_code = "method_not_allowed"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class PayloadTooLarge(GatewayError):

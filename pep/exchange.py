@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.types import Served, Usage
+from pep.http.body import BodySizes
 from pep.policy.contract import Decision
 from pep.principal import Principal
 from pep.request import NormalizedRequest
@@ -29,6 +30,10 @@ class Exchange:
     cost_usd: float | None = None
     findings: list[Any] = field(default_factory=list)
     prompt_audit: Any = None  # what the audit_content obligation lets us keep of the prompt
+    body: BodySizes | None = None  # set once the body is read (pep.validation)
+    # A terminal audit record (refusal, error or completion) was written or attempted: the
+    # error middleware adds request.rejected / request.error only when it was not.
+    terminal_recorded: bool = False
     forwarded: dict[str, Any] | None = None  # the canonical body sent, after obligations
     response_id: str | None = None  # Responses API: the id of the response being created
     status: int | None = None  # a stream's final status (200: ended cleanly, not cut)

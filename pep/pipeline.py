@@ -1,6 +1,6 @@
 """The model-calling request path (GUIDE.md section 1).
 
-    authenticate -> parse + normalise -> inspect content -> usage snapshot -> PolicyInput
+    authenticate -> validate (pep.validation) -> inspect content -> usage snapshot -> PolicyInput
     -> decide (deny: 403/429 + audit; error: 503 + audit)
     -> obligations -> durable audit intent -> router -> response/stream -> audit completion
 
@@ -31,7 +31,7 @@ from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError
 from pep.policy.input import build_policy_input
 from pep.principal import Principal
-from pep.request import NormalizedRequest, normalize_chat, normalize_embeddings
+from pep.request import NormalizedRequest
 from pep.steps import (
     POLICY_INPUT,
     audit,
@@ -39,11 +39,11 @@ from pep.steps import (
     decide,
     denial,
     exchange_for,
-    read_json,
     record_usage,
     usage_snapshot,
 )
 from pep.streaming import relay_stream
+from pep.validation import validated_request
 
 INLINE_SCAN_CHARS = 32_768  # below this, scanning costs less than a thread hand-off
 
@@ -90,22 +90,17 @@ async def forward(request: web.Request, dialect: Dialect, api: str) -> web.Strea
     embeddings."""
     x = exchange_for(request)
     principal = await authenticate(request, x)
-    body = await read_json(request)
-    if api == "embeddings":
-        req = normalize_embeddings(body, normalise_text=_identity)
-    else:
-        canonical = dialect.to_canonical(body)
-        req = normalize_chat(canonical, normalise_text=_identity, inbound_format=dialect.name,
-                             api=api)
+    req = await validated_request(request, x, dialect, api)
     return await forward_normalized(request, dialect, api, principal, req)
 
 
 async def forward_normalized(
     request: web.Request, dialect: Dialect, api: str, principal: Principal, req: NormalizedRequest
 ) -> web.StreamResponse:
-    """From a normalised request on: the stream slot, admission, obligations, the provider
+    """From a validated request on: the stream slot, admission, obligations, the provider
     call and the response. Endpoints that build their canonical request themselves (the
-    Responses API with its stored conversation) enter here."""
+    Responses API with its stored conversation) validate it with ``pep.validation`` and
+    enter here."""
     app = request.app
     x = exchange_for(request)
     x.req = req
@@ -130,7 +125,6 @@ async def _forward_admitted(
     inspector = app[appkeys.CONTENT]
     router = app[appkeys.ROUTER]
     catalog = app[appkeys.CATALOG]
-    catalog.check(req.model, embeddings=api == "embeddings")
     decision = await admit(request, x, req, principal)
     try:
         out_body, model, x.prompt_audit = apply_obligations(
@@ -192,8 +186,3 @@ def _response_content(x: Exchange, body: dict[str, Any], api: str) -> Any:
     if content_mode(x) == "none" or api == "embeddings":
         return None
     return [c.get("message", {}).get("content") for c in body.get("choices", [])]
-
-
-def _identity(text: str) -> str:
-    return text
-

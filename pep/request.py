@@ -3,6 +3,7 @@
 The canonical body is an OpenAI Chat Completions (or Embeddings) request dict. Validation here
 is deliberately structural -- the fields the gateway itself relies on -- while provider
 adapters reject parameters their provider cannot honour (never silently dropping them).
+Keys no client may send at all are refused before this, in ``pep.validation``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,6 @@ from typing import Any, Callable
 
 from pep.errors import BadRequest
 
-# Nothing in a request body chooses where the gateway connects (GUIDE.md 3.7), and provider
-# credentials only come from configuration.
-_FORBIDDEN_KEYS = frozenset(
-    {"api_base", "base_url", "api_key", "api_version", "azure_endpoint", "endpoint", "url",
-     "aws_access_key_id", "aws_secret_access_key", "aws_region_name", "extra_headers"}
-)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NOT_PARAMS = frozenset({"model", "messages", "stream", "tools", "input"})
 
@@ -46,17 +41,6 @@ def _require_model(body: dict[str, Any]) -> str:
     if not isinstance(model, str) or not model:
         raise BadRequest("'model' is required and must be a non-empty string", param="model")
     return model
-
-
-def _reject_forbidden(body: dict[str, Any]) -> None:
-    bad = _FORBIDDEN_KEYS.intersection(body)
-    if bad:
-        raise BadRequest(
-            f"request may not set {sorted(bad)[0]!r}: upstream endpoints and credentials come "
-            "from gateway configuration",
-            param=sorted(bad)[0],
-            code="forbidden_parameter",
-        )
 
 
 def message_text(content: Any, index: int) -> str:
@@ -108,7 +92,6 @@ def normalize_chat(
 ) -> NormalizedRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    _reject_forbidden(body)
     model = _require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -159,7 +142,6 @@ def normalize_chat(
 def normalize_embeddings(body: Any, *, normalise_text: Callable[[str], str]) -> NormalizedRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    _reject_forbidden(body)
     model = _require_model(body)
     raw = body.get("input")
     if isinstance(raw, str):

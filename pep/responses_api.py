@@ -40,7 +40,8 @@ from pep.inbound.responses import (
 from pep.pipeline import admit, forward, forward_normalized
 from pep.principal import Principal
 from pep.request import normalize_chat
-from pep.steps import audit, authenticate, exchange_for, read_json
+from pep.steps import audit, authenticate, exchange_for
+from pep.validation import read_json, reject_forbidden
 
 log = logging.getLogger("regogate.responses")
 
@@ -71,9 +72,11 @@ async def _load(request: web.Request, response_id: str, owner: str) -> dict[str,
 async def create_response(request: web.Request) -> web.StreamResponse:
     x = exchange_for(request)
     principal = await authenticate(request, x)
-    body = await read_json(request)
+    # The validation step (pep.validation), split around loading the stored conversation.
+    body = await read_json(request, x)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    reject_forbidden(body)
     owner = owner_key(principal.issuer, principal.sub)
     prev_id = body.get("previous_response_id")
     history: list[dict[str, Any]] = []
@@ -92,6 +95,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     canonical = to_canonical(body, history)
     req = normalize_chat(canonical, normalise_text=_same, api="responses")
     req.previous_response = previous
+    x.req = req
+    request.app[appkeys.CATALOG].check(req.model, embeddings=False)
     x.response_id = ctx.response_id
     keep = body.get("store", True) is not False
     start = 1 if body.get("instructions") is not None else 0
@@ -210,9 +215,10 @@ async def count_tokens(request: web.Request) -> web.Response:
     completion record is audited."""
     x = exchange_for(request)
     principal = await authenticate(request, x)
-    body = await read_json(request)
+    body = await read_json(request, x)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    reject_forbidden(body)
     canonical = anthropic_to_canonical({**body, "max_tokens": 1} if "max_tokens" not in body
                                        else body)
     req = normalize_chat(canonical, normalise_text=_same, inbound_format="anthropic",

@@ -12,19 +12,16 @@ import logging
 import secrets
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from pep import appkeys
 from pep.audit.events import AuditUnavailable
 from pep.auditing import event
 from pep.errors import (
-    BadRequest,
     GatewayError,
     PolicyDenied,
     RateLimited,
     Unavailable,
-    UnsupportedMedia,
     bearer_challenge,
 )
 from pep.exchange import Exchange
@@ -37,6 +34,11 @@ log = logging.getLogger("regogate.pipeline")
 POLICY_INPUT: web.RequestKey[dict[str, Any]] = web.RequestKey("policy_input", dict)
 
 EXCHANGE = web.RequestKey("exchange", Exchange)
+# The events that end a request's trail; each request gets exactly one (GUIDE.md 3.11).
+TERMINAL_EVENTS = frozenset({
+    "auth.failure", "request.rejected", "policy.deny", "policy.error", "request.completion",
+    "request.error", "upstream.error", "audit.read",
+})
 
 
 def new_request_id(request: web.Request) -> str:
@@ -65,6 +67,8 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
     """Append an audit event. ``required``: failure refuses the request (503); otherwise a
     failure is logged and counted (the request is already being refused for another reason)."""
     metrics = request.app[appkeys.METRICS]
+    if ev["event"] in TERMINAL_EVENTS:
+        exchange_for(request).terminal_recorded = True
     try:
         await request.app[appkeys.AUDIT].append(ev)
     except AuditUnavailable as exc:
@@ -89,28 +93,6 @@ async def authenticate(request: web.Request, x: Exchange) -> Principal:
         raise
     x.principal = principal
     return principal
-
-
-async def read_json(request: web.Request) -> Any:
-    ctype = request.content_type
-    if ctype != "application/json":
-        raise UnsupportedMedia(
-            f"Content-Type must be application/json, got {ctype or 'none'!r}"
-        )
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        from pep.errors import PayloadTooLarge
-
-        raise PayloadTooLarge(
-            f"request body exceeds {request.app[appkeys.SETTINGS].server.limits.max_body_bytes} bytes"
-        ) from exc
-    if not raw:
-        raise BadRequest("request body is empty; a JSON object is required")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg}", code="invalid_json") from exc
 
 
 async def usage_snapshot(request: web.Request, principal: Principal) -> dict[str, Any]:

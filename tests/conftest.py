@@ -6,11 +6,14 @@ without it (a laptop) the test is skipped with a message saying what to start.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
 
 import pytest
+
+from tests.logscan import SessionLogHandler, assert_clean
 
 POSTGRES_DSN = os.environ.get("REGOGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REGOGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -47,3 +50,34 @@ def postgres_dsn() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     _need("Redis", "127.0.0.1", 6379)
     yield REDIS_URL
+
+
+# --- no secret in any log line (tests/logscan.py) ---------------------------------------------
+
+_LOG_HANDLER = SessionLogHandler()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_log_handler() -> Iterator[SessionLogHandler]:
+    """Every record any logger emits during the session reaches this handler: the gateway's
+    and aiohttp's loggers at DEBUG (what an operator turning up verbosity would see), the rest
+    at INFO (the gateway's default level)."""
+    root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in ("", "regogate", "aiohttp")}
+    root.addHandler(_LOG_HANDLER)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    logging.getLogger("regogate").setLevel(logging.DEBUG)
+    logging.getLogger("aiohttp").setLevel(logging.DEBUG)
+    try:
+        yield _LOG_HANDLER
+    finally:
+        root.removeHandler(_LOG_HANDLER)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_in_logs(_session_log_handler: SessionLogHandler) -> Iterator[None]:
+    _session_log_handler.begin()
+    yield
+    assert_clean(_session_log_handler.text(), "the log lines of this test")

@@ -25,6 +25,7 @@ from idp.testing import RunningIdp, running_idp
 from pep.app import Overrides, create_app
 from pep.config import Settings, settings_from_mapping
 from pep.defaults import embedded_mapping
+from pep.http.edge import GatewayRunner
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +105,7 @@ async def _gateway(
     mapping = deep_merge(mapping, config or {})
     settings = settings_from_mapping(mapping)
     app = create_app(settings, overrides=overrides)
-    runner = web.AppRunner(app, handler_cancellation=False)
+    runner = GatewayRunner(app, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -2,7 +2,8 @@
 
 One request = one request_id = one decision id. A request that is allowed writes a
 ``request.intent`` record that is durable *before* the provider is called, then a
-``request.completion`` (or ``upstream.error``) record. Denials and failures write one record.
+``request.completion`` (or ``upstream.error``) record. Denials and failures write one record;
+so does a request refused before policy (``request.rejected``: bad body, unknown model, size).
 The store adds the chain fields (sequence, hashes) when it appends.
 
 Never put bearer tokens, provider keys or other secrets in an event.
@@ -18,6 +19,7 @@ AUDIT_SCHEMA_VERSION: Final = "v1"
 
 EventType = Literal[
     "auth.failure",
+    "request.rejected",
     "policy.deny",
     "policy.error",
     "request.intent",

@@ -92,7 +92,7 @@ def ocsf_event(rec: StoredRecord, *, product_version: str = "0.1.0") -> dict[str
     api = what.get("api") or ""
     activity_id = 2 if api in _READ_APIS else (1 if api else 0)
     category = rec.index.get("decision")
-    failed = category in ("deny", "error", "unauthenticated") or (outcome.get("status") or 200) >= 400
+    failed = category in ("deny", "error", "unauthenticated", "rejected") or (outcome.get("status") or 200) >= 400
     user: dict[str, Any] = {k: v for k, v in {
         "uid": who.get("subject"), "name": who.get("name") or who.get("subject"),
         "email_addr": who.get("email"), "type": "Service" if who.get("kind") == "service" else None,
@@ -116,7 +116,9 @@ def ocsf_event(rec: StoredRecord, *, product_version: str = "0.1.0") -> dict[str
         "activity_name": {0: "Unknown", 1: "Create", 2: "Read"}[activity_id],
         "type_uid": 6003 * 100 + activity_id,
         "time": _epoch_ms(doc.get("time", "")),
-        "severity_id": 3 if category == "deny" else (4 if category == "error" else 1),
+        # A refused request (deny, or rejected before policy: SSRF attempts, forbidden keys)
+        # is worth an analyst's look; an error in our own stack more so.
+        "severity_id": 3 if category in ("deny", "rejected") else (4 if category == "error" else 1),
         "status_id": 2 if failed else 1,
         "status": "Failure" if failed else "Success",
         "status_code": str(outcome["status"]) if outcome.get("status") is not None else None,
@@ -160,12 +162,14 @@ def ocsf_event(rec: StoredRecord, *, product_version: str = "0.1.0") -> dict[str
 
 REPORT_GROUPS = ("user", "team", "model")
 # A request is counted once, from its terminal record (intent records would double count).
-_TERMINAL = {"request.completion", "upstream.error", "request.error", "policy.deny", "policy.error"}
+_TERMINAL = {"request.completion", "upstream.error", "request.error", "policy.deny", "policy.error",
+             "request.rejected"}
 
 
 def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[dict[str, Any]]:
-    """Per group and day: requests, allowed, denies by reason, errors, tokens, estimated cost,
-    cache hits and the provider cost they saved."""
+    """Per group and day: requests, allowed, denies by reason, errors, rejected (refused before
+    policy: bad body, unknown model, size), tokens, estimated cost, cache hits and the provider
+    cost they saved."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for rec in records:
         ix = rec.index
@@ -184,6 +188,7 @@ def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[d
             if row is None:
                 row = rows[(key, day)] = {
                     by: key, "day": day, "requests": 0, "allowed": 0, "denied": 0, "errors": 0,
+                    "rejected": 0,
                     "denies_by_reason": defaultdict(int), "tokens_in": 0, "tokens_out": 0,
                     "cost_usd": 0.0, "cache_hits": 0, "saved_cost_usd": 0.0,
                 }
@@ -194,13 +199,15 @@ def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[d
                     row["denies_by_reason"][str(reason.get("code"))] += 1
             elif ix["decision"] == "error":
                 row["errors"] += 1
+            elif ix["decision"] == "rejected":
+                row["rejected"] += 1
             else:
                 row["allowed"] += 1
             row["tokens_in"] += ix.get("tokens_in") or 0
             row["tokens_out"] += ix.get("tokens_out") or 0
             row["cost_usd"] += ix.get("cost_usd") or 0.0
             cache = (doc.get("extra") or {}).get("cache") or {}
-            if cache.get("hit"):  # served from cache: cost_usd is what it would have cost
+            if cache.get("hit") and ix["event"] == "request.completion":  # answered from cache
                 row["cache_hits"] += 1
                 row["saved_cost_usd"] += cache.get("saved_cost_usd") or 0.0
     out = []

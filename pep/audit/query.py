@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pep.audit.timefmt import parse_bound
 
-DECISIONS = ("allow", "deny", "error", "unauthenticated", "none")
+DECISIONS = ("allow", "deny", "error", "unauthenticated", "rejected", "none")
 MAX_LIMIT = 10_000
 
 
@@ -20,7 +20,7 @@ class AuditQuery:
     user: str | None = None  # subject or e-mail
     team: str | None = None
     model: str | None = None  # requested or served
-    decision: str | None = None  # allow | deny | error | unauthenticated | none
+    decision: str | None = None  # allow | deny | error | unauthenticated | rejected | none
     event: str | None = None
     request_id: str | None = None
     since: str | None = None  # RFC 3339, inclusive

@@ -31,6 +31,7 @@ RECORD_FORMAT = 1
 # Outcome category per event, for filtering ("decision" column).
 _DECISION_BY_EVENT = {
     "auth.failure": "unauthenticated",
+    "request.rejected": "rejected",
     "policy.deny": "deny",
     "policy.error": "error",
     "upstream.error": "error",

@@ -1,5 +1,6 @@
 """The one place where exceptions become HTTP responses, and where every response gets the
-request id. Bugs become a generic 500 (logged with the request id, never leaked)."""
+request id. Bugs become a generic 500 (logged with the request id, never leaked). A refusal
+that has no terminal audit record yet gets one here (``request.rejected`` / ``request.error``)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ import orjson
 from aiohttp import web
 
 from pep import appkeys
+from pep.audit.events import EventType
+from pep.auditing import rejection_event
 from pep.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
 )
-from pep.steps import exchange_for
+from pep.exchange import Exchange
+from pep.http.edge import EdgeRequestHandler
+from pep.steps import audit, exchange_for
 
 log = logging.getLogger("regogate.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DIALECT_FOR_PATH: list[tuple[str, str]] = [("/v1/messages", "anthropic")]
+_CLOSE_AFTER = frozenset({"malformed_body", "too_many_chunks"})
 
 
 def _from_http_exception(exc: web.HTTPException) -> GatewayError:
@@ -52,21 +59,52 @@ def _render(request: web.Request, err: GatewayError) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     x = exchange_for(request)
     header = request.app[appkeys.SETTINGS].server.request_id_header
+    err: GatewayError | None = None
     try:
         response = await handler(request)
-    except GatewayError as err:
-        response = _render(request, err)
+    except GatewayError as exc:
+        err = exc
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _render(request, _from_http_exception(exc))
+        err = _from_http_exception(exc)
     except Exception:
         log.exception("unhandled error in request %s", x.request_id)
         request.app[appkeys.METRICS].inc("internal_errors_total")
-        response = _render(request, GatewayError("internal error; see gateway logs for "
-                                                 f"request {x.request_id}"))
+        err = GatewayError(f"internal error; see gateway logs for request {x.request_id}")
+    if err is not None:
+        response = _render(request, err)
+        await _record_refusal(request, x, err)
     if not response.prepared:
         response.headers[header] = x.request_id
         # The Anthropic SDK reads its request id from this header (``_request_id``).
         response.headers["request-id"] = x.request_id
+    if err is not None and _body_left_unread(request, err):
+        # Answer, then drop the connection: waiting out (or lingering on, i.e. still parsing)
+        # the rest of a refused, slow, broken or many-chunk body is what its sender wants.
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        protocol = request.protocol
+        if isinstance(protocol, EdgeRequestHandler):
+            protocol.discard_then_close()
+        elif protocol is not None:
+            protocol.force_close()
     return response
+
+
+def _body_left_unread(request: web.Request, err: GatewayError) -> bool:
+    if isinstance(err, RequestTimeout) or err.code in _CLOSE_AFTER:
+        return True
+    return request.body_exists and not request.content.is_eof()
+
+
+async def _record_refusal(request: web.Request, x: Exchange, err: GatewayError) -> None:
+    """Exactly one terminal record per request (GUIDE.md 3.11): a refusal the pipeline did not
+    already record (bad body, unknown model or endpoint, size, internal error) is recorded
+    here. Best effort, like every refusal record."""
+    if x.terminal_recorded or err.code == "audit_unavailable":
+        return  # recorded already, or the audit store is what failed
+    kind: EventType = "request.rejected" if err.status < 500 else "request.error"
+    request.app[appkeys.METRICS].inc("requests_rejected_total", code=err.code)
+    await audit(request, rejection_event(kind, x, err), required=False)

@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from adapters.canonical import reject_forbidden
 from pep.errors import BadRequest, GatewayError, to_body
 
 _PASS = ("max_tokens", "temperature", "top_p", "stop", "presence_penalty", "frequency_penalty",
@@ -42,7 +41,7 @@ def _prompt(raw: Any) -> str:
 def to_canonical(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    reject_forbidden(body)
+    # Forbidden keys were refused before this, in pep.validation (one list, one step).
     for key in body:
         if key not in _TOP_LEVEL:
             raise _bad(f"parameter {key!r} is not supported by this gateway", key)

@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 
-from adapters.canonical import reject_forbidden
 from pep.errors import BadRequest, GatewayError, to_body
 
 _TOP_LEVEL = frozenset({
@@ -233,8 +232,8 @@ def _check_neutral(body: dict[str, Any]) -> None:
 
 
 def to_canonical(body: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Responses request (+ the stored conversation it continues) -> canonical request."""
-    reject_forbidden(body)
+    """Responses request (+ the stored conversation it continues) -> canonical request.
+    Forbidden keys were refused before this, in pep.validation (one list, one step)."""
     for key in body:
         if key not in _TOP_LEVEL:
             raise _bad(f"parameter {key!r} is not supported by this gateway", key)

@@ -45,7 +45,6 @@ from adapters.canonical import (
     encode_embeddings_base64,
     estimate_prompt_tokens,
     estimate_tokens,
-    reject_forbidden,
     require_messages,
 )
 from adapters.types import Completion, Served, Target, UpstreamRequest, Usage
@@ -201,7 +200,6 @@ class Router:
     async def chat(
         self, body: dict[str, Any], model: str, *, request_id: str
     ) -> Completion | ChunkStream:
-        reject_forbidden(body)
         require_messages(body)
         check_tools(body)
         m = self._lookup(model)
@@ -215,7 +213,6 @@ class Router:
         return await self._route(m, body, request_id, "chat", include_usage)
 
     async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str) -> Completion:
-        reject_forbidden(body)
         m = self._lookup(model)
         if not m.settings.embeddings:
             raise BadRequest(f"model {model!r} is not an embeddings model", param="model")

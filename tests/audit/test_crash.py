@@ -25,6 +25,7 @@ from idp.testing import idp_subprocess
 from pep.audit.query import AuditQuery
 from pep.audit.reader import open_reader
 from pep.defaults import embedded_mapping
+from tests import logscan
 
 REPO = Path(__file__).resolve().parents[2]
 SUCCESSES_BEFORE_KILL = 40
@@ -165,6 +166,7 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: 
                 proc.kill()
             proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
+    logscan.assert_clean(log.read_text(errors="replace"), "the gateway's output")  # GUIDE 3.10
 
     asyncio.run(check_trail(store, succeeded))
 

@@ -68,3 +68,21 @@ async def test_every_record_a_gateway_writes_validates_as_audit_event_v1(tmp_pat
                                                "policy.deny", "auth.failure"}
     for record in records:
         AuditEvent.model_validate(record)
+
+
+def test_a_rejection_record_is_a_valid_audit_event_with_sizes_and_no_body() -> None:
+    from pep.auditing import rejection_event
+    from pep.errors import BadRequest
+    from pep.http.body import BodySizes
+
+    x = _exchange()
+    x.decision = None
+    x.prompt_audit = None
+    x.body = BodySizes(declared=120, wire=120, decoded=4000)
+    doc = rejection_event("request.rejected", x, BadRequest("no", code="forbidden_parameter",
+                                                            param="api_base"))
+    parsed = AuditEvent.model_validate(doc)
+    assert parsed.model_dump(mode="json", exclude_none=True) == doc
+    assert doc["extra"] == {"reason": "forbidden_parameter", "param": "api_base",
+                            "content_length": 120, "body_bytes": 120, "decoded_bytes": 4000}
+    assert "content" not in doc and doc["outcome"]["status"] == 400

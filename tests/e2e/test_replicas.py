@@ -20,6 +20,7 @@ from idp.testing import running_idp
 from pep.defaults import embedded_mapping
 from tests.audit.test_crash import env, free_port, wait_healthy
 from tests.e2e.test_quotas_e2e import contractors, quota_bundle
+from tests import logscan
 from tests.harness import deep_merge
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -77,6 +78,9 @@ async def replicas(tmp_path: Path, shared_services: dict[str, Any]) -> AsyncIter
                 proc.terminate()
             for _, proc in started:
                 proc.wait(timeout=15)
+            for name in ("a", "b"):  # GUIDE.md 3.10: no token or key in any log line
+                logscan.assert_clean((tmp_path / f"{name}.log").read_text(errors="replace"),
+                                     f"replica {name}'s stderr")
 
 
 def _write_signing_key(path: Path) -> None:

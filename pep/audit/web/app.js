@@ -57,6 +57,7 @@
     for (const r of records) {
       const who = r.who || {}, what = r.what || {}, out = r.outcome || {}, dec = r.decision;
       const category = r.event === "auth.failure" ? "unauthenticated"
+        : r.event === "request.rejected" ? "rejected"
         : (["policy.error", "upstream.error", "request.error"].includes(r.event) ? "error"
         : (dec ? (dec.allow ? "allow" : "deny") : ""));
       const tr = document.createElement("tr");
