@@ -70,6 +70,12 @@ async def test_a_repeat_is_a_hit_for_alice_and_a_miss_for_bob_under_the_default_
         # bob in alice's groups: the policy forwards exactly the same request for him
         bobs = await _chat(gw.openai(token=gw.token("bob", claims={"groups": ["ml-team"]})))
         events = await gw.audit_records()
+        async with aiohttp.ClientSession() as s, s.get(
+                gw.url + "/usage/v1/counters?scope=user&window=day",
+                headers={"Authorization": f"Bearer {gw.token('erin')}"}) as r:
+            usage = {row["id"]: row for row in (await r.json())["data"]}
+    # usage counts the hit like any answer: alice's two requests, 9 + 3 tokens each
+    assert usage["alice"]["requests"] == 2 and usage["alice"]["tokens"] == 24
     assert [first[1], second[1], bobs[1]] == ["miss", "hit", "miss"]
     assert first[0] == second[0] == "Hello from the fake upstream."
     assert len(upstream.requests) == 2  # alice once, bob once
