@@ -407,3 +407,18 @@ async def test_a_responses_stream_hit_has_the_same_event_types_as_the_original(
     assert first_types == again_types and first_types[-1] == "response.completed"
     assert first_text == again_text == "Paris."
     assert len(up.requests) == 1
+
+
+async def test_a_cache_store_that_is_down_is_a_miss_never_an_error(
+    tmp_path: Path, upstream: FakeServer
+) -> None:
+    from tests.audit.test_crash import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    config = deep_merge(upstream_config(upstream), {"cache": {"store": dead, "timeout_s": 0.5}})
+    async with running_gateway(tmp_path, config=config) as gw:
+        alice = gw.openai("alice")
+        states = [(await _chat(alice))[1], (await _chat(alice))[1]]
+        errors = gw.component(appkeys.METRICS).get("cache_store_errors_total")
+    assert states == ["miss", "miss"] and len(upstream.requests) == 2
+    assert errors == 4  # two lookups, two fills
