@@ -10,6 +10,7 @@ from adapters.types import Served, Usage
 from pep.http.body import BodySizes
 from pep.policy.contract import Decision
 from pep.principal import Principal
+from pep.usage.admission import Reservation
 from pep.request import NormalizedRequest
 
 
@@ -28,6 +29,7 @@ class Exchange:
     served: Served | None = None
     usage: Usage | None = None
     cost_usd: float | None = None
+    reservation: Reservation | None = None  # this request's usage reserved at admission
     findings: list[Any] = field(default_factory=list)
     prompt_audit: Any = None  # what the audit_content obligation lets us keep of the prompt
     body: BodySizes | None = None  # set once the body is read (pep.validation)

@@ -2,7 +2,8 @@
 
     authenticate -> validate (pep.validation) -> inspect content -> usage snapshot -> PolicyInput
     -> decide (deny: 403/429 + audit; error: 503 + audit)
-    -> obligations -> durable audit intent -> router -> response/stream -> audit completion
+    -> obligations -> reserve quota atomically (refused: 429 + audit)
+    -> durable audit intent -> router -> response/stream -> settle usage + audit completion
 
 Every exit writes exactly one terminal audit record for the request. The provider is never
 called unless the intent record is durable (GUIDE.md 3.8). The individual steps live in
@@ -40,6 +41,8 @@ from pep.steps import (
     denial,
     exchange_for,
     record_usage,
+    release_usage,
+    reserve_usage,
     usage_snapshot,
 )
 from pep.streaming import relay_stream
@@ -139,9 +142,19 @@ async def _forward_admitted(
         await audit(request, event("policy.error", x, error=err), required=False)
         raise err from exc
     x.model_served = model
-    x.forwarded = out_body
-    ticket = await cache_lookup(request, x, api)  # a hit is still audited and output-checked
-    await audit(request, event("request.intent", x), required=True)
+    x.forwarded = out_body  # the reservation below may still lower its max_tokens in place
+    cap = await reserve_usage(request, x, decision, out_body, model)
+    # After the reservation's cap (part of the key); a hit is still audited and output-checked.
+    ticket = await cache_lookup(request, x, api)
+    try:
+        # The decision record shows the policy's obligations; a cap the reservation lowered
+        # further (what was left under concurrency) is recorded beside it.
+        await audit(request, event("request.intent", x,
+                                   extra=None if cap is None else {"quota_max_tokens": cap}),
+                    required=True)
+    except GatewayError:
+        await release_usage(request, x)
+        raise
     result: Any = ticket.result
     if result is None:
         try:
@@ -150,6 +163,9 @@ async def _forward_admitted(
             else:
                 result = await router.chat(out_body, model, request_id=x.request_id)
         except GatewayError as err:
+            # Nothing was generated: the reservation goes back. (A cancelled request keeps its
+            # reservation: the provider may still be generating; it expires with its window.)
+            await release_usage(request, x)
             x.served = getattr(err, "served", None)
             app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
             # Status, allow-listed provider code and body size only: never the provider's text.
@@ -172,9 +188,10 @@ async def _complete_plain(
 ) -> web.StreamResponse:
     body = result.body
     x.usage = result.usage
+    # Counted before the output decision: a withheld answer was still generated (and billed).
+    await record_usage(request, x)
     if api != "embeddings":
         body = await check_output_plain(request, x, body)
-    await record_usage(request, x)
     rendered = dialect.render(body) if api != "embeddings" else body
     response_audit = _response_content(x, body, api)
     await audit(request, event("request.completion", x, status=200,

@@ -1,5 +1,6 @@
 """The steps every gateway endpoint is built from: request identity, authentication,
-reading the body, usage snapshot, deciding, denial shaping, auditing and usage recording.
+reading the body, usage snapshot, deciding, denial shaping, quota reservation, auditing and
+usage recording.
 
 ``pep.pipeline`` composes them into the model-calling path; ``pep.output``,
 ``pep.streaming``, ``pep.access`` and the auditor/usage APIs reuse them. This module imports
@@ -25,9 +26,10 @@ from pep.errors import (
     bearer_challenge,
 )
 from pep.exchange import Exchange
-from pep.policy.contract import Decision
+from pep.policy.contract import Decision, QuotaRef, Reason
 from pep.policy.engine import PolicyError
 from pep.principal import Principal
+from pep.usage.admission import InvalidQuota, QuotaExceeded, message
 from pep.usage.tracker import UsageUnavailable
 
 log = logging.getLogger("regogate.pipeline")
@@ -170,16 +172,99 @@ def denial(request: web.Request, x: Exchange, decision: Decision) -> GatewayErro
     return PolicyDenied(message, code=codes[0], details=details, headers=headers)
 
 
+def _output_field(body: dict[str, Any]) -> str:
+    return "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+
+
+async def reserve_usage(
+    request: web.Request, x: Exchange, decision: Decision, body: dict[str, Any], model: str
+) -> int | None:
+    """The decisive quota check: the limits in the decision's ``quota`` obligation are
+    checked, and this request's estimated usage reserved on every counter, in one atomic
+    store operation (pep/usage/admission.py). Refused: the 429 the policy would have given,
+    audited as a policy.deny. Called after the obligations (the cap is known), before the
+    intent record; ``body`` gets the cap when a shrinking token limit lowered it, and that cap
+    is returned (None when the forwarded max_tokens is unchanged)."""
+    app = request.app
+    req, p = x.req, x.principal
+    assert req is not None and p is not None
+    embeddings = req.api == "embeddings"
+    out, choices = 0, 1
+    if not embeddings:
+        cap = body.get(_output_field(body))
+        out = cap if isinstance(cap, int) else app[appkeys.SETTINGS].usage.reserve_output_tokens
+        n = body.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    limits = decision.obligations.quota or ()
+    try:
+        x.reservation = await app[appkeys.USAGE].reserve(
+            p, p.client_id, model, limits, prompt_tokens=req.estimated_tokens,
+            output_tokens=out, choices=choices, shrinkable=not embeddings)
+    except QuotaExceeded as exc:
+        reasons = [Reason(code=limit.code, message=message(limit, used),
+                          quota=QuotaRef(scope=limit.scope, window=limit.window,
+                                         metric=limit.metric))
+                   for limit, used in exc.failures]
+        # The effective decision was a denial, with the reasons the policy would have given.
+        x.decision = decision.model_copy(update={"allow": False, "reasons": reasons})
+        err = denial(request, x, x.decision)
+        await audit(request, event("policy.deny", x, error=err,
+                                   extra={"stage": "quota_reservation"}), required=False)
+        raise err from None
+    except InvalidQuota as exc:
+        app[appkeys.METRICS].inc("policy_errors_total", code="policy_invalid")
+        err = Unavailable(str(exc), code="policy_unavailable", details={"cause": "policy_invalid"})
+        await audit(request, event("policy.error", x, error=err), required=False)
+        raise err from exc
+    except UsageUnavailable as exc:
+        app[appkeys.METRICS].inc("usage_store_failures_total")
+        if app[appkeys.SETTINGS].usage.on_store_error == "allow":
+            log.warning("usage store unavailable at admission of %s, proceeding per "
+                        "usage.on_store_error=allow", x.request_id)
+            return None
+        err = Unavailable("usage counters are unavailable", code="usage_unavailable")
+        await audit(request, event("request.error", x, error=err), required=False)
+        raise err from exc
+    cap_out = x.reservation.output_cap
+    if cap_out is None or embeddings:
+        return None
+    field = _output_field(body)
+    current = body.get(field)
+    if isinstance(current, int) and current <= cap_out:
+        return None
+    body[field] = cap_out
+    return cap_out
+
+
+async def release_usage(request: web.Request, x: Exchange) -> None:
+    """Give the reservation back: the request ended before anything was generated."""
+    r = x.reservation
+    if r is None or not r.open:
+        return
+    try:
+        await request.app[appkeys.USAGE].release(r)
+    except UsageUnavailable as exc:
+        # The reservation stays counted until its window ends: over-counting, never under.
+        request.app[appkeys.METRICS].inc("usage_store_failures_total")
+        log.error("could not release the usage reservation of %s: %s", x.request_id, exc)
+
+
 async def record_usage(request: web.Request, x: Exchange) -> None:
     u = x.usage
     p = x.principal
     if u is None or p is None:
         return
+    tracker = request.app[appkeys.USAGE]
     try:
-        x.cost_usd = await request.app[appkeys.USAGE].record(
-            p, p.client_id, x.model_served or "", u.prompt_tokens, u.completion_tokens,
-            estimated=u.estimated,
-        )
+        if x.reservation is not None:
+            x.cost_usd = await tracker.settle(
+                x.reservation, x.model_served or "", u.prompt_tokens, u.completion_tokens,
+                estimated=u.estimated)
+        else:
+            x.cost_usd = await tracker.record(
+                p, p.client_id, x.model_served or "", u.prompt_tokens, u.completion_tokens,
+                estimated=u.estimated,
+            )
     except UsageUnavailable as exc:
         # The answer was already served; keep its cost in the audit record even so.
         x.cost_usd = getattr(exc, "cost_usd", None)

@@ -43,8 +43,9 @@ system_prompts contains p if {
 # METADATA
 # description: >-
 #   Obligations of the request decision: max_tokens (the minimum over every module's
-#   max_tokens, each optional), and for model calls redact, model (reroute),
-#   system_prompt and cache (chat); audit_content always. Pairs from comprehensions, in one rule:
+#   max_tokens, each optional), and for model calls redact, model (reroute), quota (the
+#   limits in effect, reserved atomically by the PEP), system_prompt and cache (chat);
+#   audit_content always. Pairs from comprehensions, in one rule:
 #   cheaper on the embedded engine than a rule per obligation.
 obligations := {k: v |
 	caps := {c | c := data.regogate.access.max_tokens} | {c |
@@ -58,6 +59,9 @@ obligations := {k: v |
 	}) | ({["model", m] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		m := data.regogate.access.reroute
+	} | {["quota", q] |
+		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
+		q := data.regogate.quota.obligation
 	} | {["cache", c] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages"}
 		c := data.regogate.cache.obligation

@@ -24,7 +24,10 @@ test_alice_chat_is_allowed_with_cap_and_digest if {
 	d := regogate.decision with input as chat(alice, "mock-gpt", [])
 	d.allow
 	d.reasons == []
-	d.obligations == {"max_tokens": 4096, "audit_content": "digest", "cache": {"mode": "exact", "scope": "user", "ttl_s": 300, "sampled": true}}
+	object.remove(d.obligations, ["quota"]) == {"max_tokens": 4096, "audit_content": "digest", "cache": {"mode": "exact", "scope": "user", "ttl_s": 300, "sampled": true}}
+
+	# alice's team has a monthly budget (policies/quota/limits/data.yaml)
+	{l.code | some l in d.obligations.quota} == {"quota_cost_usd_per_month", "quota_team_share"}
 }
 
 test_personal_data_turns_the_cache_off_while_redacting if {
@@ -105,6 +108,19 @@ test_shipped_data_has_no_config_errors if count(regogate.config_errors) == 0
 test_broken_quota_limit_is_a_config_error if {
 	limits := {"everyone": [{"name": "typo", "scope": "user", "metric": "tokens", "window": "week", "max": 1}]}
 	regogate.config_errors == {`quota: everyone[0] "typo"`} with data.quota.limits as limits
+}
+
+test_quota_limits_in_effect_become_the_quota_obligation if {
+	l := {"scope": "user", "key": "alice", "metric": "requests", "window": "day", "limit": 3, "code": "q", "name": "n", "shrink": true}
+	d := regogate.decision with input as chat(alice, "mock-gpt", []) with data.regogate.quota.obligation as [l]
+	d.obligations.quota == [l]
+}
+
+test_listing_models_carries_no_quota_obligation if {
+	l := {"scope": "user", "key": "bob", "metric": "requests", "window": "day", "limit": 3, "code": "q", "name": "n", "shrink": true}
+	inp := {"user": bob, "request": {"api": "models.list", "model": "mock-gpt"}, "content": {"types": []}}
+	d := regogate.decision with input as inp with data.regogate.quota.obligation as [l]
+	not d.obligations.quota
 }
 
 test_responses_get_the_same_obligations_as_chat if {

@@ -149,6 +149,24 @@ class Reason(_Model):
 
 
 AuditContent = Literal["none", "digest", "redacted", "full"]
+QuotaMetric = Literal["requests", "prompt_tokens", "completion_tokens", "tokens", "cost_usd"]
+
+
+class QuotaLimit(_Model):
+    """One limit in effect for this request (the ``quota`` obligation). The PEP checks all of
+    them and reserves this request's estimated usage on every counter in one atomic step, so
+    a limit holds at any concurrency (docs/usage.md "Admission"). A failed check is a 429
+    with ``code``, exactly as if the policy had denied."""
+
+    scope: Literal["user", "team", "client"]
+    key: str = Field(description="Whose counter: the user's sub, a team, or the client id",
+                     examples=["bob"])
+    window: Literal["minute", "hour", "day", "month"]
+    metric: QuotaMetric
+    limit: float = Field(ge=0, description="The counter must stay below this (USD for cost)")
+    code: str = Field(examples=["quota_requests_per_minute"])
+    name: str | None = Field(None, description="Shown in the denial message")
+    shrink: bool = Field(True, description="Token limits: cap max_tokens to what is left")
 
 
 class CacheObligation(_Model):
@@ -179,6 +197,8 @@ class Obligations(_Model):
     redact: list[str] | None = Field(None, description="Finding types to mask before forwarding")
     system_prompt: str | None = Field(None, description="Prepended as a system message")
     audit_content: AuditContent | None = Field(None, description="How much content to audit")
+    quota: list[QuotaLimit] | None = Field(
+        None, description="Limits the PEP checks and reserves against atomically")
     cache: CacheObligation | None = Field(None, description="Response caching (docs/caching.md)")
 
 

@@ -1,10 +1,12 @@
 """What is counted, for whom, and how the counters become ``input.usage``.
 
-Every recorded request adds to the counters of its subjects -- the user (``sub``), *each* of
-the user's teams, and the calling app (``client_id``) -- in every window (minute, hour, day,
-month). Stores only differ in how they read and add one row of integers per
-(subject, window); this base class owns everything else so the memory and Redis stores
-cannot disagree about the document policy sees (docs/usage.md).
+Every request adds to the counters of its subjects -- the user (``sub``), *each* of the
+user's teams, and the calling app (``client_id``) -- in every window (minute, hour, day,
+month): reserved at admission (``reserve``, checked atomically against the limits in effect,
+pep/usage/admission.py), then ``settle``d to the real usage or ``release``d; ``record`` adds
+usage that was never reserved. Stores only differ in how they read, check-and-add and add one
+row of integers per (subject, window); this base class owns everything else so the memory
+and Redis stores cannot disagree about the document policy sees (docs/usage.md).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pep.policy.contract import QuotaRef
+from pep.policy.contract import QuotaLimit, QuotaRef
 from pep.principal import Principal
+from pep.usage.admission import Check, Reservation, failures, resolve
 from pep.usage.pricing import NANOS_PER_USD, PriceTable
 from pep.usage.settings import UsageSettings
 from pep.usage.windows import WINDOWS, WindowClock, seconds_until_reset
@@ -78,6 +81,19 @@ class CounterTracker(ABC):
     async def _add(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...],
                    now: float) -> None:
         """Atomically add ``delta`` to the row of every (subject, window)."""
+
+    @abstractmethod
+    async def _reserve(self, bounds: Bounds, subs: list[Subject], checks: list[Check],
+                       model: str, prompt: int, out: int, choices: int,
+                       now: float) -> tuple[list[tuple[int, int]], int, int]:
+        """Atomically: ``admission.fit`` on the current rows; when nothing fails, add
+        (1, prompt, out * choices, their cost, 0) to every row. Returns (failures, output
+        tokens per choice reserved, nano-USD reserved)."""
+
+    @abstractmethod
+    async def _adjust(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
+        """Add ``delta`` to the rows of ``bounds`` that still exist (a window that has rolled
+        over since the reservation is gone, and stays gone)."""
 
     @abstractmethod
     async def _list(self, bounds: Bounds, window: str,
@@ -144,6 +160,63 @@ class CounterTracker(ABC):
             exc.cost_usd = cost  # the audit record still gets the cost
             raise
         return cost
+
+    async def reserve(
+        self,
+        principal: Principal,
+        client_id: str | None,
+        model: str,
+        limits: Sequence[QuotaLimit],
+        *,
+        prompt_tokens: int,
+        output_tokens: int,
+        choices: int = 1,
+        shrinkable: bool = True,
+    ) -> Reservation:
+        """Check ``limits`` and reserve this request on every counter, atomically (see
+        pep/usage/admission.py). Raises QuotaExceeded, InvalidQuota or UsageUnavailable."""
+        now = self._clock()
+        bounds = self._windows.bounds(now)
+        subs = subjects(principal, client_id)
+        checks = resolve(limits, subs, shrinkable=shrinkable)
+        prompt, out, choices = max(0, prompt_tokens), max(0, output_tokens), max(1, choices)
+        failed, fitted, nanos = await self._reserve(bounds, subs, checks, model, prompt, out,
+                                                    choices, now)
+        if failed:
+            raise failures(limits, failed)
+        # Under a shrinking token limit the output reserved is also the output allowed.
+        shrinks = any(c.shrink for c in checks)
+        return Reservation(bounds=bounds, subs=subs,
+                           delta=(1, prompt, fitted * choices, nanos, 0),
+                           output_cap=fitted if shrinks else None)
+
+    async def settle(self, reservation: Reservation, model: str, tokens_in: int,
+                     tokens_out: int, *, estimated: bool) -> float | None:
+        """Replace the reservation by the real usage; returns the cost, like ``record``."""
+        tokens_in, tokens_out = max(0, int(tokens_in)), max(0, int(tokens_out))
+        nanos = self.prices.cost_nanos(model, tokens_in, tokens_out)
+        cost = None if nanos is None else nanos / NANOS_PER_USD
+        real = (1, tokens_in, tokens_out, nanos or 0, 1 if estimated else 0)
+        from pep.usage.tracker import UsageUnavailable
+
+        try:
+            await self._close(reservation, real)
+        except UsageUnavailable as exc:
+            exc.cost_usd = cost
+            raise
+        return cost
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give the whole reservation back: nothing was generated."""
+        await self._close(reservation, ZERO)
+
+    async def _close(self, reservation: Reservation, real: tuple[int, ...]) -> None:
+        if not reservation.open:
+            return
+        reservation.open = False  # before the await: a retry must not apply it twice
+        delta = tuple(a - b for a, b in zip(real, reservation.delta, strict=True))
+        if any(delta):
+            await self._adjust(reservation.bounds, reservation.subs, delta)
 
     def retry_after(self, quota: QuotaRef) -> int:
         return seconds_until_reset(quota.window, self._clock())

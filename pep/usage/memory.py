@@ -1,7 +1,7 @@
 """In-process counters: the embedded default for a single gateway process.
 
 No locks are needed: updates run on the event loop without an ``await`` in between, so each
-record is atomic. Memory is bounded by the subjects active in the current windows: when a
+record, and each admission's check-and-reserve, is atomic. Memory is bounded by the subjects active in the current windows: when a
 window rolls over, its whole bucket is dropped.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pep.usage.admission import Check, fit
 from pep.usage.counters import FIELDS, ZERO, Bounds, CounterTracker, Subject
 from pep.usage.windows import WINDOWS
 
@@ -37,6 +38,9 @@ class MemoryTracker(CounterTracker):
 
     async def _add(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...],
                    now: float) -> None:
+        self._add_now(bounds, subs, delta)
+
+    def _add_now(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
         for w in WINDOWS:
             start = bounds[w][0]
             bucket = self._bucket(w, start)
@@ -48,6 +52,34 @@ class MemoryTracker(CounterTracker):
                 if row is None:
                     bucket[subject] = list(delta)
                 else:
+                    for i in range(len(FIELDS)):
+                        row[i] += delta[i]
+
+    async def _reserve(self, bounds: Bounds, subs: list[Subject], checks: list[Check],
+                       model: str, prompt: int, out: int, choices: int,
+                       now: float) -> tuple[list[tuple[int, int]], int, int]:
+        # No await from here to the end: nothing else runs between the check and the add.
+        buckets = [self._bucket(w, bounds[w][0]) for w in WINDOWS]
+        rows: list[Sequence[int]] = []
+        for subject in subs:
+            for bucket in buckets:
+                row = bucket.get(subject) if bucket is not None else None
+                rows.append(row if row is not None else ZERO)
+        failed, out = fit(rows, checks, prompt, out, choices)
+        if failed:
+            return failed, out, 0
+        nanos = self.prices.cost_nanos(model, prompt, out * choices) or 0
+        self._add_now(bounds, subs, (1, prompt, out * choices, nanos, 0))
+        return failed, out, nanos
+
+    async def _adjust(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
+        for w in WINDOWS:
+            bucket = self._bucket(w, bounds[w][0])
+            if bucket is None:
+                continue
+            for subject in subs:
+                row = bucket.get(subject)
+                if row is not None:
                     for i in range(len(FIELDS)):
                         row[i] += delta[i]
 

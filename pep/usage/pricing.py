@@ -25,6 +25,13 @@ class PriceTable:
         # USD per 1M tokens * 1000 = nano-USD per token.
         return round(tokens_in * price.input_per_1m * 1000 + tokens_out * price.output_per_1m * 1000)
 
+    def rates(self, model: str) -> tuple[float, float] | None:
+        """(nano-USD per prompt token, per output token), for the Redis admission script."""
+        price = self._prices.get(model, self._default)
+        if price is None:
+            return None
+        return price.input_per_1m * 1000, price.output_per_1m * 1000
+
     def price_of(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
         """Cost in USD (to the nano-dollar), or None when no price applies to the model."""
         nanos = self.cost_nanos(model, tokens_in, tokens_out)

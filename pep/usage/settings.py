@@ -28,6 +28,10 @@ class UsageSettings(Frozen):
     key_prefix: str = Field("regogate:usage:", min_length=1, max_length=64)
     # Redis connect/read deadline; the snapshot is on every request's path.
     timeout_s: float = Field(0.25, gt=0, le=10)
+    # Output tokens reserved at admission for a request that sets no max_tokens (and gets no
+    # cap from policy); under a shrinking token limit it is also the cap forwarded. The
+    # reservation is settled to the real usage when the answer is known (docs/usage.md).
+    reserve_output_tokens: int = Field(4096, ge=1, le=10_000_000)
     # Prices by configured model name (the name clients use / the reroute target).
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     # Used for models without an entry; None means such requests carry no cost.

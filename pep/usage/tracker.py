@@ -6,10 +6,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pep.policy.contract import QuotaRef
+from pep.policy.contract import QuotaLimit, QuotaRef
 from pep.principal import Principal
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pep.usage.admission import Reservation
     from pep.usage.settings import UsageSettings
 
 
@@ -42,6 +45,32 @@ class UsageTracker(Protocol):
         estimated: bool,
     ) -> float | None:
         """Add usage; returns the estimated cost in USD when a price is configured."""
+        ...
+
+    async def reserve(
+        self,
+        principal: Principal,
+        client_id: str | None,
+        model: str,
+        limits: Sequence[QuotaLimit],
+        *,
+        prompt_tokens: int,
+        output_tokens: int,
+        choices: int = 1,
+        shrinkable: bool = True,
+    ) -> Reservation:
+        """Atomically check ``limits`` and reserve the request's estimated usage on every
+        counter (pep/usage/admission.py). Raises QuotaExceeded, InvalidQuota or
+        UsageUnavailable."""
+        ...
+
+    async def settle(self, reservation: Reservation, model: str, tokens_in: int,
+                     tokens_out: int, *, estimated: bool) -> float | None:
+        """Replace a reservation by the real usage; returns the cost like ``record``."""
+        ...
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give a reservation back in full (nothing was generated)."""
         ...
 
     def retry_after(self, quota: QuotaRef) -> int:

@@ -55,6 +55,28 @@ max_tokens := min(caps) if {
 	count(caps) > 0
 }
 
+# METADATA
+# description: |
+#   The limits in effect, as the PEP's `quota` obligation. The deny rules above decide on the
+#   snapshot in input.usage (which already counts requests in flight at their reservation);
+#   the PEP then checks these limits again and reserves this request's estimated usage on
+#   every counter in one atomic step, so concurrent requests cannot all pass the same
+#   snapshot. A failed reservation is the same 429 with the same code (docs/usage.md).
+obligation := [{
+	"scope": key[0],
+	"key": key[1],
+	"metric": key[2],
+	"window": key[3],
+	"limit": max_value,
+	"code": _code(r),
+	"name": object.get(r, "name", key[0]),
+	"shrink": object.get(r, "shrink", true),
+} |
+	some [key, r, max_value, _] in effective
+] if {
+	count(effective) > 0
+}
+
 _code(r) := r.code if is_string(r.code)
 
 else := "quota_team_share" if r.share_of_team

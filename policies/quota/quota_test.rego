@@ -262,3 +262,41 @@ test_config_errors_name_each_broken_limit if {
 		"unknown section \"group\"",
 	} with data.quota.limits as limits
 }
+
+# The quota obligation: the limits in effect, for the PEP's atomic check-and-reserve ----
+
+test_obligation_lists_the_limits_in_effect_for_a_contractor if {
+	ob := quota.obligation with input as {"user": contractor, "request": req(10), "usage": {}}
+	{l.code | some l in ob} == {"quota_tokens_per_day", "quota_requests_per_minute", "quota_team_share", "quota_cost_usd_per_month"}
+	some l in ob
+	l == {
+		"scope": "user", "key": "carol", "metric": "requests", "window": "minute", "limit": 60,
+		"code": "quota_requests_per_minute", "name": "contractors requests per minute", "shrink": true,
+	}
+}
+
+test_obligation_carries_the_team_key_and_the_share_as_a_limit if {
+	ob := quota.obligation with input as {"user": researcher, "request": req(1), "usage": {}}
+	{[l.scope, l.key, l.metric, l.limit] | some l in ob} == {["team", "research", "cost_usd", 500], ["user", "rita", "cost_usd", 100]}
+}
+
+test_obligation_follows_precedence if {
+	ob := quota.obligation with input as {"user": contractor, "request": req(1), "usage": {}}
+		with data.quota.limits as precedence
+	{[l.scope, l.limit] | some l in ob} == {["user", 5000], ["team", 8000]}
+}
+
+test_obligation_is_listed_even_when_the_snapshot_already_denies if {
+	ob := quota.obligation with input as {"user": contractor, "request": req(10), "usage": day_tokens(50000)}
+	"quota_tokens_per_day" in {l.code | some l in ob}
+}
+
+test_obligation_keeps_shrink_false if {
+	limits := {"groups": {"contractors": [object.union(limit("user", "tokens", "day", 30), {"shrink": false})]}}
+	[l.shrink | some l in quota.obligation] == [false] with input as {"user": contractor, "request": req(1), "usage": {}}
+		with data.quota.limits as limits
+}
+
+test_no_obligation_for_a_caller_no_limit_names if {
+	not quota.obligation with input as {"user": outsider, "request": req(1), "usage": {}}
+}

@@ -43,6 +43,12 @@ FAIL_CLOSED = [
     ("evaluation error", '{"allow": true, "n": 1 / count(input.user.groups)}', None),
     ("reroute to an unconfigured model", '{"allow": true, "obligations": {"model": "gpt-9"}}',
      "policy_invalid"),
+    ("quota limit on a counter the request does not add to",
+     '{"allow": true, "obligations": {"quota": [{"scope": "user", "key": "alice", '
+     '"window": "day", "metric": "requests", "limit": 5, "code": "q"}]}}', "policy_invalid"),
+    ("ill-typed quota limit",
+     '{"allow": true, "obligations": {"quota": [{"scope": "user", "key": "bob", '
+     '"window": "fortnight", "metric": "requests", "limit": 5, "code": "q"}]}}', "policy_invalid"),
 ]
 
 

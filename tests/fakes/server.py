@@ -44,6 +44,9 @@ class FakeServer:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.requests: list[Recorded] = []
+        # When set, every request waits here after it is recorded: requests that reached the
+        # provider stay in flight until the test lets them go (concurrency tests).
+        self.hold: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -74,6 +77,8 @@ class FakeServer:
                        {k.lower(): v for k, v in request.headers.items()},
                        await request.read())
         self.requests.append(rec)
+        if self.hold is not None:
+            await self.hold.wait()
         reply = self._next(rec)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
