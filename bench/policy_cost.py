@@ -64,7 +64,7 @@ def per_call_us(fn: Any, n: int) -> float:
 async def main(bundle: Path, n: int) -> None:
     engine = EmbeddedEngine(bundle, hot_reload=False)
     await engine.start()
-    raw = engine._policy._engine  # noqa: SLF001 - a benchmark may look inside
+    raw = engine._policy.program._engine  # noqa: SLF001 - a benchmark may look inside
     for name, doc in (await inputs("Say hello to the benchmark, please.")).items():
         print(f"{name}")
         out_doc = {**doc, "output": {"text": "hello", "findings": [], "types": [], "final": True}}

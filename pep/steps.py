@@ -65,9 +65,9 @@ def exchange_for(request: web.Request) -> Exchange:
     return x
 
 
-async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
-    """Append an audit event. ``required``: failure refuses the request (503); otherwise a
-    failure is logged and counted (the request is already being refused for another reason)."""
+async def audit(request: web.Request, ev: Any, *, required: bool) -> bool:
+    """Append an audit event; True once it is durable. ``required``: failure refuses the
+    request (503); otherwise a failure is logged and counted (and False returned)."""
     metrics = request.app[appkeys.METRICS]
     if ev["event"] in TERMINAL_EVENTS:
         exchange_for(request).terminal_recorded = True
@@ -81,6 +81,8 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> None:
                 "the audit store cannot record this request; nothing was forwarded",
                 code="audit_unavailable",
             ) from exc
+        return False
+    return True
 
 
 async def authenticate(request: web.Request, x: Exchange) -> Principal:

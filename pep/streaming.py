@@ -2,7 +2,8 @@
 
 The first chunk is written as soon as it arrives (no buffering, so no added time to first
 token). Whatever ends the stream -- completion, output policy cut, upstream failure or the
-client going away -- the usage is recorded and one completion record is audited.
+client going away -- the usage is recorded and one completion record is audited, and the
+stream's terminal event is sent only once that record is durable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aiohttp import web
 from adapters.types import Usage
 from pep import appkeys
 from pep.auditing import content_mode, event
-from pep.errors import GatewayError
+from pep.errors import GatewayError, Unavailable
 from pep.exchange import Exchange
 from pep.inbound import Dialect
 from pep.output import evaluate_output, output_enabled
@@ -58,6 +59,10 @@ async def relay_stream(
     )
     parts: list[str] = []
     status, error, cut_by = 200, None, None
+    # The terminal event ([DONE] / message_stop, the content_filter end, or an in-band error)
+    # is held until the completion record is durable: a client that saw the stream end
+    # cleanly is never missing its completion record, even if the gateway dies right after.
+    terminal = b""
     try:
         async for chunk in stream:
             delta = _delta_text(chunk)
@@ -72,27 +77,31 @@ async def relay_stream(
             cut_by = await _check(request, x, scanner, final=True)
         if cut_by is not None:
             status = 403
-            await resp.write(encoder.encode(_filter_chunk(x)))
-            await resp.write(encoder.close("content_filter"))
+            terminal = encoder.encode(_filter_chunk(x)) + encoder.close("content_filter")
         else:
-            closing = encoder.close()
+            terminal = encoder.close()
             # A dialect that keeps state (the Responses API's stored response) makes it
             # durable before the client sees the stream end, so a follow-up request that
             # continues it never races the write.
             on_complete = getattr(dialect, "on_complete", None)
             if on_complete is not None:
                 await on_complete()
-            await resp.write(closing)
     except GatewayError as err:
         # After the first byte the status line is gone; report in-band, audit the cause.
         status, error = err.status, err
         app[appkeys.METRICS].inc("stream_errors_total", code=err.code)
-        await _write_quietly(resp, dialect.stream_error(err))
+        terminal = dialect.stream_error(err)
     except (ConnectionResetError, asyncio.CancelledError):
         status = 499  # client closed the connection
         app[appkeys.METRICS].inc("client_disconnects_total")
     finally:
-        await asyncio.shield(_finish(request, x, stream, parts, status, error, cut_by))
+        durable = await asyncio.shield(_finish(request, x, stream, parts, status, error, cut_by))
+    if terminal:
+        if not durable:
+            terminal = dialect.stream_error(Unavailable(
+                "the audit store could not record the end of this answer",
+                code="audit_unavailable"))
+        await _write_quietly(resp, terminal)
     return resp
 
 
@@ -126,7 +135,7 @@ async def _finish(
     status: int,
     error: GatewayError | None,
     cut_by: Any,
-) -> None:
+) -> bool:
     try:
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
@@ -143,7 +152,7 @@ async def _finish(
     if cut_by is not None:
         extra = {"output_cut": [r.code for r in cut_by.reasons]}
     response = None if content_mode(x) == "none" else [text]
-    await audit(
+    return await audit(
         request,
         event("request.completion", x, status=status, error=error, response_content=response,
               extra=extra),

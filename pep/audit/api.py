@@ -28,11 +28,11 @@ from pep.audit.checkpoints import (
     DEFAULT_PUBLIC_KEY_NAME,
     SigningKeyError,
     load_public_key,
-    read_checkpoint_dir,
+    read_witness,
 )
 from pep.audit.events import AuditUnavailable
-from pep.audit.export import REPORT_GROUPS, build_report, csv_header, csv_line
-from pep.audit.factory import store_url
+from pep.audit.export import REPORT_GROUPS, csv_header, csv_line
+from pep.audit.factory import store_url, witness_dir
 from pep.audit.query import AuditQuery, QueryError
 from pep.audit.reader import AuditReader, open_reader
 from pep.audit.verify import verify_trail
@@ -124,7 +124,10 @@ async def verify_handler(request: web.Request) -> web.Response:
             except SigningKeyError:
                 continue
             break
-    extra = read_checkpoint_dir(audit.checkpoint_dir) if audit.checkpoint_dir and audit.checkpoint_dir.is_dir() else None
+    extra = []
+    for path in (witness_dir(audit, settings.server.data_dir), audit.witness_log):
+        if path is not None and path.exists():
+            extra.extend(read_witness(path))
     try:
         report = await verify_trail(_reader(request), public_keys=keys, extra_checkpoints=extra,
                                     since=q.since, until=q.until)
@@ -141,7 +144,7 @@ async def report_handler(request: web.Request) -> web.Response:
     q = _parse(params)
     await _authorize_and_record(request, "report", {**params, "by": by})
     try:
-        rows = build_report([r async for r in _reader(request).matching(q)], by=by)
+        rows = await _reader(request).report(q, by)
     except AuditUnavailable as exc:
         raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
     return _json({"object": "list", "by": by, "data": rows})

@@ -4,7 +4,12 @@ A checkpoint says "at ``time`` the trail held ``seq`` records and its head hash 
 It links to the previous checkpoint (``prev_checkpoint``: SHA-256 of that checkpoint's
 canonical payload) so checkpoints form their own chain. ``kind`` is ``checkpoint`` when records
 were added since the last one, ``heartbeat`` when the trail was idle (so an auditor can tell
-"nothing happened" from "the gateway stopped sealing"), and ``close`` at a clean shutdown.
+"nothing happened" from "the gateway stopped sealing"), ``start`` when a writer starts (the
+gap before it is downtime, not missing heartbeats) and ``close`` at a clean shutdown.
+
+Since format 1.1 a payload also carries ``interval_s`` (the longest the writer lets pass
+between two checkpoints while it runs: the verifier's heartbeat cadence), ``users`` and
+``users_root`` (the root of the per-user heads tree, see pep.audit.merkle).
 
 The signature is Ed25519 over the canonical JSON of the payload (see records.canonical_json),
 base64 (standard alphabet). A checkpoint file holds ``{"payload": {...}, "signature": "..."}``.
@@ -16,6 +21,7 @@ import base64
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pep.audit.merkle import root_of
 from pep.audit.records import canonical_json
 
 log = logging.getLogger("regogate.audit")
@@ -145,9 +152,17 @@ class Signer:
         self.writer = writer
 
     def sign(
-        self, *, kind: str, seq: int, head: str, prev_checkpoint: str | None, time: str
+        self,
+        *,
+        kind: str,
+        seq: int,
+        head: str,
+        prev_checkpoint: str | None,
+        time: str,
+        interval_s: float | None = None,
+        user_heads: Mapping[str, str] | None = None,
     ) -> Checkpoint:
-        payload = {
+        payload: dict[str, Any] = {
             "v": 1,
             "kind": kind,
             "seq": seq,
@@ -157,6 +172,11 @@ class Signer:
             "key_id": self.key_id,
             "writer": self.writer,
         }
+        if interval_s is not None:
+            payload["interval_s"] = interval_s
+        if user_heads is not None:
+            payload["users"] = len(user_heads)
+            payload["users_root"] = root_of(user_heads)
         sig = base64.b64encode(self._key.sign(canonical_json(payload))).decode()
         return Checkpoint(payload, sig)
 
@@ -174,12 +194,29 @@ def write_checkpoint_file(directory: Path, cp: Checkpoint) -> None:
     os.replace(tmp, directory / name)
 
 
+def read_witness(path: Path) -> list[Checkpoint]:
+    """Checkpoints from a witness: a checkpoint directory or an append-only JSON-lines log."""
+    if path.is_dir():
+        return read_checkpoint_dir(path)
+    out: list[Checkpoint] = []
+    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Checkpoint.from_json(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable checkpoint line %d of %s: %s", n, path, exc)
+            out.append(Checkpoint(payload={"file": f"{path.name}:{n}", "seq": -1, "head": ""},
+                                  signature=""))
+    return out
+
+
 def read_checkpoint_dir(directory: Path) -> list[Checkpoint]:
     out: list[Checkpoint] = []
     for path in sorted(directory.glob("checkpoint-*.json")):
         try:
             out.append(Checkpoint.from_json(path.read_bytes()))
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             # An unreadable checkpoint is reported by the verifier as a bad signature.
             log.warning("unreadable checkpoint %s: %s", path, exc)
             out.append(Checkpoint(payload={"file": path.name, "seq": -1, "head": ""}, signature=""))

@@ -21,15 +21,16 @@ from pep.audit.checkpoints import (
     DEFAULT_PUBLIC_KEY_NAME,
     SigningKeyError,
     load_public_key,
-    read_checkpoint_dir,
+    read_witness,
 )
+from pep.audit.bundle import BundleError, build_bundle, verify_bundle
 from pep.audit.events import AuditUnavailable
-from pep.audit.export import REPORT_GROUPS, build_report, csv_header, csv_line, ocsf_event
-from pep.audit.factory import StoreURLError, sqlite_path, store_url
+from pep.audit.export import REPORT_GROUPS, csv_header, csv_line, ocsf_event
+from pep.audit.factory import StoreURLError, sqlite_path, store_url, witness_dir
 from pep.audit.query import DECISIONS, AuditQuery, QueryError
 from pep.audit.reader import AuditReader, open_reader
 from pep.audit.settings import AuditSettings
-from pep.audit.verify import VerifyReport, verify_trail
+from pep.audit.verify import Break, VerifyReport, verify_trail
 
 
 class AuditCliError(Exception):
@@ -44,8 +45,13 @@ def register(subparsers: Any) -> None:
     _store_args(v)
     v.add_argument("--since", help="RFC 3339 time, date, or 15m/24h/7d")
     v.add_argument("--until", help="RFC 3339 time, date, or 15m/24h/7d")
-    v.add_argument("--checkpoints", type=Path, metavar="DIR",
-                   help="also use the checkpoints in this directory (the separate location)")
+    v.add_argument("--checkpoints", type=Path, action="append", metavar="PATH",
+                   help="external witness: a checkpoint directory or JSON-lines file; repeat for "
+                        "several (default: the configured/default directory beside the data dir)")
+    v.add_argument("--user", help="check one subject's chain (subject or e-mail) against the "
+                                  "newest signed per-user heads")
+    v.add_argument("--bundle", type=Path, metavar="FILE",
+                   help="verify an `export --proof` bundle offline (no store needed)")
     v.add_argument("--public-key", type=Path, action="append", metavar="FILE",
                    help="Ed25519 public key (PEM); repeat for several replicas' keys")
     v.add_argument("--json", action="store_true", help="machine-readable report")
@@ -63,6 +69,9 @@ def register(subparsers: Any) -> None:
     _filter_args(e)
     e.add_argument("--format", choices=("jsonl", "csv", "ocsf"), default="jsonl")
     e.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+    e.add_argument("--proof", action="store_true",
+                   help="with --user: write a bundle (records + signed checkpoint + Merkle proof) "
+                        "that `verify --bundle` checks offline")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="requests, denies by reason, tokens and cost per day")
@@ -157,20 +166,74 @@ def public_keys(args: argparse.Namespace, settings: AuditSettings, data_dir: Pat
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        return verify_bundle_file(args)
+
     async def body(reader: AuditReader, settings: AuditSettings, data_dir: Path) -> int:
         q = _query(args)
-        extra = None
-        if args.checkpoints is not None:
-            if not args.checkpoints.is_dir():
-                raise AuditCliError(f"checkpoint directory {args.checkpoints} does not exist")
-            extra = read_checkpoint_dir(args.checkpoints)
-        report = await verify_trail(reader, public_keys=public_keys(args, settings, data_dir),
-                                    extra_checkpoints=extra, since=q.since, until=q.until)
+        keys = public_keys(args, settings, data_dir)
+        if args.user:
+            witness, _ = witness_checkpoints(args, settings, data_dir)
+            report = await verify_user(reader, args.user, keys, witness)
+        else:
+            # Witnesses first, the database second: the writer publishes a checkpoint only
+            # after committing it, so a live trail never looks like a deleted checkpoint.
+            extra, warnings = witness_checkpoints(args, settings, data_dir)
+            report = await verify_trail(reader, public_keys=keys, extra_checkpoints=extra,
+                                        since=q.since, until=q.until)
+            report.warnings[:0] = warnings
         print(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
               if args.json else render_verify(report))
         return 0 if report.valid else 1
 
     return await _run(args, body)
+
+
+def witness_checkpoints(args: argparse.Namespace, settings: AuditSettings,
+                        data_dir: Path) -> tuple[list[Any], list[str]]:
+    """--checkpoints PATHs, else the gateway's witness directory and log (when present)."""
+    if args.checkpoints:
+        paths = list(args.checkpoints)
+        for p in paths:
+            if not p.exists():
+                raise AuditCliError(f"checkpoint witness {p} does not exist")
+    else:
+        paths = [p for p in (witness_dir(settings, data_dir), settings.witness_log)
+                 if p is not None and p.exists()]
+    if not paths:
+        return [], ["no external witness found: deleting checkpoint rows in the database "
+                    "together with records cannot be detected (pass --checkpoints)"]
+    out: list[Any] = []
+    for p in paths:
+        out.extend(read_witness(p))
+    return out, []
+
+
+async def verify_user(reader: AuditReader, user: str, keys: list[Any],
+                      witness: list[Any] | None = None) -> VerifyReport:
+    try:
+        bundle = await build_bundle(reader, user, witness)
+    except BundleError as exc:
+        report = VerifyReport(valid=False)
+        report.error = Break("deleted", "user", None, str(exc), user)
+        return report
+    return verify_bundle(bundle, keys)
+
+
+def verify_bundle_file(args: argparse.Namespace) -> int:
+    try:
+        bundle = orjson.loads(args.bundle.read_bytes())
+        keys = [load_public_key(p) for p in args.public_key or []]
+    except (OSError, orjson.JSONDecodeError, SigningKeyError) as exc:
+        print(f"regogate audit: cannot read bundle: {exc}", file=sys.stderr)
+        return 2
+    if not keys:
+        print("regogate audit: --bundle needs --public-key", file=sys.stderr)
+        return 2
+    report = verify_bundle(bundle, keys)
+    print(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
+          if args.json else render_verify(report))
+    return 0 if report.valid else 1
 
 
 def render_verify(r: VerifyReport) -> str:
@@ -234,6 +297,19 @@ def render_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 async def cmd_export(args: argparse.Namespace) -> int:
     async def body(reader: AuditReader, _s: AuditSettings, _d: Path) -> int:
+        if args.proof:
+            if not args.user:
+                raise AuditCliError("--proof needs --user")
+            try:
+                bundle = await build_bundle(reader, args.user)  # the store's own view
+            except BundleError as exc:
+                raise AuditCliError(str(exc)) from exc
+            data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+            if args.output:
+                args.output.write_bytes(data)
+            else:
+                sys.stdout.write(data.decode())
+            return 0
         with contextlib.ExitStack() as stack:
             out: TextIO = sys.stdout
             if args.output:
@@ -255,8 +331,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
 
 async def cmd_report(args: argparse.Namespace) -> int:
     async def body(reader: AuditReader, _s: AuditSettings, _d: Path) -> int:
-        records = [rec async for rec in reader.matching(_query(args))]
-        rows = build_report(records, by=args.by)
+        rows = await reader.report(_query(args), args.by)
         if args.format == "json":
             print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
             return 0

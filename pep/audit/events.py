@@ -28,6 +28,8 @@ EventType = Literal[
     "upstream.error",
     "shadow.divergence",
     "audit.read",
+    "request.aborted",
+    "audit.outage",
 ]
 
 

@@ -163,13 +163,15 @@ def ocsf_event(rec: StoredRecord, *, product_version: str = "0.1.0") -> dict[str
 REPORT_GROUPS = ("user", "team", "model")
 # A request is counted once, from its terminal record (intent records would double count).
 _TERMINAL = {"request.completion", "upstream.error", "request.error", "policy.deny", "policy.error",
-             "request.rejected"}
+             "request.rejected", "request.aborted"}
 
 
 def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[dict[str, Any]]:
     """Per group and day: requests, allowed, denies by reason, errors, rejected (refused before
     policy: bad body, unknown model, size), tokens, estimated cost, cache hits and the provider
-    cost they saved."""
+    cost they saved.
+
+    The in-memory reference for the SQL aggregation the CLI and API use (report_sql)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for rec in records:
         ix = rec.index

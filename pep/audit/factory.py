@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pep.audit.checkpoints import Signer, ensure_default_key, load_private_key
 from pep.audit.settings import AuditSettings
+from pep.audit.witness import Witness, WitnessConfig, default_witness_dir
 
 if TYPE_CHECKING:
     from pep.audit.events import AuditStore
@@ -46,13 +47,25 @@ def make_signer(settings: AuditSettings, data_dir: Path) -> Signer:
     return Signer(load_private_key(key_path), writer)
 
 
+def witness_dir(settings: AuditSettings, data_dir: Path) -> Path:
+    return settings.checkpoint_dir or default_witness_dir(Path(data_dir))
+
+
+def make_witness(settings: AuditSettings, data_dir: Path) -> Witness:
+    return Witness(WitnessConfig(
+        directory=witness_dir(settings, data_dir), log_file=settings.witness_log,
+        syslog=settings.witness_syslog, url=settings.witness_url,
+        timeout_s=settings.write_timeout_s))
+
+
 def open_store(settings: AuditSettings, data_dir: Path) -> AuditStore:
     url = store_url(settings, data_dir)
     signer = make_signer(settings, data_dir)
     common = {
         "checkpoint_every_records": settings.checkpoint_every_records,
         "checkpoint_every_s": settings.checkpoint_every_s,
-        "checkpoint_dir": settings.checkpoint_dir,
+        "seal_idle_s": settings.seal_idle_s,
+        "witness": make_witness(settings, data_dir),
         "max_batch": settings.max_batch,
         "write_timeout_s": settings.write_timeout_s,
     }

@@ -13,6 +13,7 @@ from pep.audit.events import AuditUnavailable
 from pep.audit.query import AuditQuery
 from pep.audit.reader import CHUNK
 from pep.audit.records import ALL_COLUMNS, StoredRecord
+from pep.audit.report_sql import assemble, report_sql
 
 _COLS = ", ".join(ALL_COLUMNS)
 
@@ -81,6 +82,23 @@ class PostgresAuditReader:
             v = (await self._fetch(f"SELECT MAX(seq) AS v FROM {self._s}.audit_records WHERE time < $1", until))[0]["v"]
             hi = int(v) if v is not None else 0
         return lo, hi
+
+    async def previous_of_user(self, user_key: str, before_seq: int) -> StoredRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_COLS} FROM {self._s}.audit_records WHERE user_key = $1 AND seq < $2 "
+            "ORDER BY seq DESC LIMIT 1", user_key, before_seq)
+        return StoredRecord.from_row(rows[0]) if rows else None
+
+    async def user_heads_at(self, seq: int) -> dict[str, str]:
+        rows = await self._fetch(
+            f"SELECT DISTINCT ON (user_key) user_key, hash FROM {self._s}.audit_records "
+            "WHERE user_key IS NOT NULL AND seq <= $1 ORDER BY user_key, seq DESC", seq)
+        return {str(r["user_key"]): str(r["hash"]) for r in rows}
+
+    async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
+        totals, reasons, params = report_sql(q, by, "postgres", f"{self._s}.audit_records")
+        return assemble(by, [tuple(r) for r in await self._fetch(totals, *params)],
+                        [tuple(r) for r in await self._fetch(reasons, *params)])
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -59,4 +59,6 @@ def ddl(schema: str) -> list[str]:
             hash TEXT NOT NULL
         )""",
         f"INSERT INTO {s}.audit_head VALUES (1, 0, '{GENESIS}', 0, NULL) ON CONFLICT DO NOTHING",
+        # Orphan intents up to this seq have been closed (request.aborted) by a lone replica.
+        f"ALTER TABLE {s}.audit_head ADD COLUMN IF NOT EXISTS recovered_seq BIGINT NOT NULL DEFAULT 0",
     ]

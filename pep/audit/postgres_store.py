@@ -18,18 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
-from pep.audit.checkpoints import Checkpoint, Signer, write_checkpoint_file
+from pep.audit.checkpoints import Checkpoint, Signer
 from pep.audit.events import AuditEvent, AuditUnavailable
+from pep.audit.lifecycle import aborted_event, outage_event
 from pep.audit.postgres_schema import ddl
-from pep.audit.records import ALL_COLUMNS, ChainHead, StoredRecord, event_body, user_key_of
+from pep.audit.records import (
+    ALL_COLUMNS,
+    ChainHead,
+    StoredRecord,
+    canonical_json,
+    event_body,
+    user_key_of,
+)
 from pep.audit.sqlite_store import WriterStats
 from pep.audit.timefmt import now_rfc3339
+from pep.audit.witness import Witness, WitnessConfig
 
 log = logging.getLogger("regogate.audit")
 
@@ -42,8 +50,9 @@ class PostgresAuditStore:
         *,
         schema: str = "public",
         checkpoint_every_records: int = 1000,
-        checkpoint_every_s: float = 60.0,
-        checkpoint_dir: Path | None = None,
+        checkpoint_every_s: float = 30.0,
+        seal_idle_s: float = 1.0,
+        witness: Witness | None = None,
         max_batch: int = 512,
         write_timeout_s: float = 5.0,
     ) -> None:
@@ -53,7 +62,15 @@ class PostgresAuditStore:
         self._s = f'"{schema}"'
         self._cp_every_records = checkpoint_every_records
         self._cp_every_s = checkpoint_every_s
-        self._cp_dir = checkpoint_dir
+        self._seal_idle_s = min(seal_idle_s, checkpoint_every_s)
+        self.witness = witness or Witness(WitnessConfig())
+        self._live: asyncpg.Connection | None = None
+        self._outage: dict[str, Any] | None = None
+        self._last_write = 0.0
+        # One batch transaction at a time from this replica (the writer and the /readyz probe).
+        self._write_lock = asyncio.Lock()
+        self._unsealed = False
+        self.orphans_closed = 0
         self._max_batch = max_batch
         self._timeout = write_timeout_s
         self._pool: asyncpg.Pool | None = None
@@ -75,13 +92,63 @@ class PostgresAuditStore:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"regogate-audit:{self._schema}")
                 for stmt in ddl(self._schema):
                     await conn.execute(stmt)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            if self._pool is not None:
-                await self._pool.close()
-                self._pool = None
+            await self._recover()
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._close_connections()
             raise AuditUnavailable(f"cannot open PostgreSQL audit store: {exc}") from exc
+        self.witness.start()
         self._running = True
         self._writer = asyncio.create_task(self._write_loop(), name="regogate-audit-writer")
+        try:
+            await self._checkpoint("start")
+        except AuditUnavailable as exc:
+            self._failed(str(exc), 0)
+            log.error("start checkpoint failed: %s", exc)
+
+    async def _close_connections(self) -> None:
+        if self._live is not None:
+            await self._live.close()
+            self._live = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _recover(self) -> None:
+        """Close orphan intents (``request.aborted``) when no other replica is alive.
+
+        Every running replica holds a shared advisory lock on one liveness connection. A
+        starting replica that gets the lock *exclusively* knows every other writer is gone, so
+        any intent without a terminal record was left by a crash and is closed. With another
+        replica running, its in-flight requests are indistinguishable from orphans; those are
+        then closed at the next start that finds the trail alone."""
+        self._live = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        key = f"regogate-audit-live:{self._schema}"
+        alone = await self._live.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
+        await self._live.execute("SELECT pg_advisory_lock_shared(hashtext($1))", key)
+        if not alone:
+            return
+        try:
+            s = self._s
+            since = await self._live.fetchval(f"SELECT recovered_seq FROM {s}.audit_head WHERE id = 1")
+            rows = await self._live.fetch(
+                f"SELECT i.seq, i.body FROM {s}.audit_records i WHERE i.seq > $1 "
+                "AND i.event = 'request.intent' AND NOT EXISTS (SELECT 1 FROM "
+                f"{s}.audit_records t WHERE t.request_id = i.request_id AND t.seq > i.seq) "
+                "ORDER BY i.seq", int(since or 0))
+            if rows:
+                now = now_rfc3339()
+                docs = [aborted_event(orjson.loads(r["body"]), int(r["seq"]), now) for r in rows]
+                loop = asyncio.get_running_loop()
+                batch = [(canonical_json(d), d, loop.create_future()) for d in docs]
+                await self._write(batch)
+                for *_, fut in batch:
+                    await fut  # raises AuditUnavailable if the batch failed
+                self.orphans_closed = len(docs)
+                log.warning("closed %d request(s) left open by an unclean shutdown", len(docs))
+            await self._live.execute(
+                f"UPDATE {s}.audit_head SET recovered_seq = seq WHERE id = 1")
+        finally:
+            await self._live.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
     async def close(self) -> None:
         if not self._running:
@@ -94,9 +161,8 @@ class PostgresAuditStore:
             await asyncio.wait_for(self._checkpoint("close"), self._timeout)
         except (TimeoutError, AuditUnavailable) as exc:
             log.error("final audit checkpoint failed: %s", exc)
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await asyncio.to_thread(self.witness.close)
+        await self._close_connections()
 
     async def append(self, event: AuditEvent | dict[str, Any]) -> None:
         if not self._running:
@@ -114,10 +180,15 @@ class PostgresAuditStore:
         detail: dict[str, Any] = {"store": "postgresql", "schema": self._schema}
         if not self._running or self._pool is None or self._writer is None or self._writer.done():
             return False, {**detail, "error": "not running"}
+        if self._last_error is not None:
+            # The last write failed: only a real commit (the outage record) says it is back.
+            await self._write([])
+            if self._last_error is not None:
+                return False, {**detail, "error": f"audit store not writable: {self._last_error}"}
         try:
             async with self._pool.acquire(timeout=self._timeout) as conn:
                 seq = await conn.fetchval(f"SELECT seq FROM {self._s}.audit_head WHERE id = 1")
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             return False, {**detail, "error": f"database not reachable: {exc}"}
         return True, {**detail, "seq": seq}
 
@@ -127,28 +198,64 @@ class PostgresAuditStore:
     # -- writer ------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_cp = loop.time() + self._cp_every_s
         while self._running or self._pending:
+            now = loop.time()
+            # Periodic seal (heartbeat when idle, also under constant load) and a seal soon
+            # after a burst ends, so the unsealed tail stays short.
+            due = min(next_cp, self._last_write + self._seal_idle_s) if self._unsealed else next_cp
+            if now >= due:
+                await self._periodic_checkpoint()
+                # After a failed seal retry on the idle timer, not in a spin.
+                self._last_write = loop.time()
+                next_cp = self._last_write + self._cp_every_s
+                continue
             if not self._pending:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._cp_every_s)
+                    await asyncio.wait_for(self._wake.wait(), due - now)
                 except TimeoutError:
-                    await self._periodic_checkpoint()
                     continue
                 self._wake.clear()
                 continue
             batch = self._pending[: self._max_batch]
             del self._pending[: len(batch)]
             await self._write(batch)
+            self._last_write = loop.time()
 
     async def _periodic_checkpoint(self) -> None:
         try:
             await self._checkpoint(None)
         except AuditUnavailable as exc:
+            self._failed(str(exc), 0)
             log.error("periodic audit checkpoint failed: %s", exc)
 
+    def _failed(self, error: str, records: int) -> None:
+        self._last_error = error
+        if self._outage is None:
+            self._outage = {"from": now_rfc3339(), "failed_records": 0, "error": error}
+        self._outage["failed_records"] += records
+        self._outage["error"] = error
+
+    async def _all_user_heads(self, conn: asyncpg.Connection) -> dict[str, str]:
+        rows = await conn.fetch(f"SELECT user_key, hash FROM {self._s}.audit_user_heads")
+        return {r["user_key"]: r["hash"] for r in rows}
+
     async def _write(self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]) -> None:
+        async with self._write_lock:
+            await self._write_locked(batch)
+
+    async def _write_locked(
+        self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]
+    ) -> None:
         assert self._pool is not None
         cp: Checkpoint | None = None
+        items = [(b, d) for b, d, _ in batch]
+        if self._outage is not None:
+            doc = outage_event(self._outage, now_rfc3339())
+            items.insert(0, (canonical_json(doc), doc))
+        if not items:
+            return
         try:
             async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
                 head_row = await conn.fetchrow(
@@ -156,14 +263,14 @@ class PostgresAuditStore:
                     "WHERE id = 1 FOR UPDATE"
                 )
                 head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
-                keys = sorted({k for k in (user_key_of(d) for _, d, _ in batch) if k})
+                keys = sorted({k for k in (user_key_of(d) for _, d in items) if k})
                 if keys:
                     rows = await conn.fetch(
                         f"SELECT user_key, hash FROM {self._s}.audit_user_heads WHERE user_key = ANY($1)",
                         keys,
                     )
                     head.user_heads = {r["user_key"]: r["hash"] for r in rows}
-                records, updates = head.link_batch([(b, d) for b, d, _ in batch], lambda _k: None)
+                records, updates = head.link_batch(items, lambda _k: None)
                 await conn.copy_records_to_table(
                     "audit_records", records=[r.row() for r in records],
                     columns=list(ALL_COLUMNS), schema_name=self._schema,
@@ -178,7 +285,9 @@ class PostgresAuditStore:
                 last_cp = head_row["last_checkpoint"]
                 if since >= self._cp_every_records:
                     cp = self._signer.sign(kind="checkpoint", seq=records[-1].seq, head=records[-1].hash,
-                                           prev_checkpoint=last_cp, time=now_rfc3339())
+                                           prev_checkpoint=last_cp, time=now_rfc3339(),
+                                           interval_s=self._cp_every_s,
+                                           user_heads=await self._all_user_heads(conn))
                     await self._insert_checkpoint(conn, cp)
                     since, last_cp = 0, cp.hash
                 await conn.execute(
@@ -188,7 +297,7 @@ class PostgresAuditStore:
                 )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             self.stats.failures += 1
-            self._last_error = str(exc)
+            self._failed(str(exc), len(batch))
             log.error("audit batch of %d records failed: %s", len(batch), exc)
             err = AuditUnavailable(f"audit write failed: {exc}")
             for _, _, fut in batch:
@@ -196,6 +305,8 @@ class PostgresAuditStore:
                     fut.set_exception(err)
             return
         self._last_error = None
+        self._outage = None
+        self._unsealed = cp is None
         self.stats.transactions += 1
         self.stats.records += len(records)
         self.stats.largest_batch = max(self.stats.largest_batch, len(records))
@@ -225,7 +336,9 @@ class PostgresAuditStore:
                 )
                 k = kind or ("checkpoint" if row["since_checkpoint"] else "heartbeat")
                 cp = self._signer.sign(kind=k, seq=int(row["seq"]), head=str(row["hash"]),
-                                       prev_checkpoint=row["last_checkpoint"], time=now_rfc3339())
+                                       prev_checkpoint=row["last_checkpoint"], time=now_rfc3339(),
+                                       interval_s=self._cp_every_s,
+                                       user_heads=await self._all_user_heads(conn))
                 await self._insert_checkpoint(conn, cp)
                 await conn.execute(
                     f"UPDATE {self._s}.audit_head SET since_checkpoint = 0, last_checkpoint = $1 "
@@ -233,15 +346,11 @@ class PostgresAuditStore:
                 )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise AuditUnavailable(f"checkpoint failed: {exc}") from exc
+        self._unsealed = False
         self._copy_out(cp)
 
     def _copy_out(self, cp: Checkpoint) -> None:
-        if self._cp_dir is None:
-            return
-        try:
-            write_checkpoint_file(self._cp_dir, cp)
-        except OSError as exc:
-            log.error("cannot write checkpoint to %s: %s", self._cp_dir, exc)
+        self.witness.publish(cp)
 
 
 

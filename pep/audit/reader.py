@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,6 +20,7 @@ from pep.audit.events import AuditUnavailable
 from pep.audit.factory import is_postgres, sqlite_path
 from pep.audit.query import AuditQuery
 from pep.audit.records import ALL_COLUMNS, StoredRecord
+from pep.audit.report_sql import assemble, report_sql
 
 CHUNK = 2000
 _COLS = ", ".join(ALL_COLUMNS)
@@ -42,6 +43,18 @@ class AuditReader(Protocol):
 
     async def seq_bounds(self, since: str | None, until: str | None) -> tuple[int | None, int | None]:
         """Smallest seq with time >= since, largest seq with time < until (None: open end)."""
+        ...
+
+    async def previous_of_user(self, user_key: str, before_seq: int) -> StoredRecord | None:
+        """The subject's newest record with seq < before_seq."""
+        ...
+
+    async def user_heads_at(self, seq: int) -> dict[str, str]:
+        """Every subject's newest record hash among records with seq <= ``seq``."""
+        ...
+
+    async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
+        """Aggregated by the database (see pep.audit.report_sql)."""
         ...
 
     async def close(self) -> None: ...
@@ -128,6 +141,23 @@ class SqliteAuditReader:
             rows = await self._fetch("SELECT MAX(seq) FROM audit_records WHERE time < ?", (until,))
             hi = int(rows[0][0]) if rows and rows[0][0] is not None else 0  # type: ignore[call-overload]
         return lo, hi
+
+    async def previous_of_user(self, user_key: str, before_seq: int) -> StoredRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_COLS} FROM audit_records WHERE user_key = ? AND seq < ? "
+            "ORDER BY seq DESC LIMIT 1", (user_key, before_seq))
+        return StoredRecord.from_row(rows[0]) if rows else None
+
+    async def user_heads_at(self, seq: int) -> dict[str, str]:
+        rows = await self._fetch(
+            "SELECT r.user_key, r.hash FROM audit_records r JOIN (SELECT MAX(seq) AS m FROM "
+            "audit_records WHERE user_key IS NOT NULL AND seq <= ? GROUP BY user_key) h "
+            "ON r.seq = h.m", (seq,))
+        return {str(k): str(h) for k, h in rows}
+
+    async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
+        totals, reasons, params = report_sql(q, by, "sqlite", "audit_records")
+        return assemble(by, await self._fetch(totals, params), await self._fetch(reasons, params))
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -36,6 +36,7 @@ _DECISION_BY_EVENT = {
     "policy.error": "error",
     "upstream.error": "error",
     "request.error": "error",
+    "request.aborted": "error",
 }
 
 # Index columns derived from the body; the verifier recomputes them so that nobody can hide a

@@ -15,8 +15,17 @@ class AuditSettings(Frozen):
     store: str | None = None
     signing_key: Path | None = None  # Ed25519 private key (PEM) for checkpoints
     checkpoint_every_records: int = Field(1000, gt=0)
-    checkpoint_every_s: float = Field(60.0, gt=0)
-    checkpoint_dir: Path | None = None  # optional second location for checkpoints
+    # The longest the head stays unsealed while the gateway runs; also the heartbeat period
+    # when idle. `verify` fails on unsealed records older than this (plus tolerance).
+    checkpoint_every_s: float = Field(30.0, gt=0)
+    # Seal the head once no record has arrived for this long (a burst is sealed right after).
+    seal_idle_s: float = Field(1.0, gt=0)
+    # External witnesses (pep.audit.witness). The directory is always on: None means
+    # `<data_dir>-checkpoints`, beside the data directory.
+    checkpoint_dir: Path | None = None
+    witness_log: Path | None = None  # append-only JSON-lines copy of every checkpoint
+    witness_syslog: str | None = None  # "/dev/log" or "host:port" (UDP)
+    witness_url: str | None = None  # POST each checkpoint here (an HTTP witness service)
     # PostgreSQL schema holding the audit tables (created if missing).
     pg_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # Most records committed in one transaction (group commit).

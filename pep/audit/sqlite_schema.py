@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 """
 
 
+# request.intent records after seq ? that no later record of the same request closes.
+ORPHANS_SQL = (
+    "SELECT i.seq, i.body FROM audit_records i WHERE i.seq > ? AND i.event = 'request.intent' "
+    "AND NOT EXISTS (SELECT 1 FROM audit_records t WHERE t.request_id = i.request_id "
+    "AND t.seq > i.seq) ORDER BY i.seq"
+)
+
+
 def insert_record_sql() -> str:
     cols = ", ".join(ALL_COLUMNS)
     marks = ", ".join("?" for _ in ALL_COLUMNS)

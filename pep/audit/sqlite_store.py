@@ -32,11 +32,13 @@ from typing import Any
 
 import orjson
 
-from pep.audit.checkpoints import Checkpoint, Signer, write_checkpoint_file
+from pep.audit.checkpoints import Checkpoint, Signer
 from pep.audit.events import AuditEvent, AuditUnavailable
-from pep.audit.records import ALL_COLUMNS, ChainHead, StoredRecord, event_body
-from pep.audit.sqlite_schema import SCHEMA, insert_checkpoint_sql, insert_record_sql
+from pep.audit.lifecycle import aborted_event, outage_event
+from pep.audit.records import ALL_COLUMNS, ChainHead, StoredRecord, canonical_json, event_body
+from pep.audit.sqlite_schema import ORPHANS_SQL, SCHEMA, insert_checkpoint_sql, insert_record_sql
 from pep.audit.timefmt import now_rfc3339
+from pep.audit.witness import Witness, WitnessConfig
 
 log = logging.getLogger("regogate.audit")
 
@@ -60,8 +62,9 @@ class SqliteAuditStore:
         signer: Signer,
         *,
         checkpoint_every_records: int = 1000,
-        checkpoint_every_s: float = 60.0,
-        checkpoint_dir: Path | None = None,
+        checkpoint_every_s: float = 30.0,
+        seal_idle_s: float = 1.0,
+        witness: Witness | None = None,
         max_batch: int = 512,
         write_timeout_s: float = 5.0,
     ) -> None:
@@ -69,7 +72,8 @@ class SqliteAuditStore:
         self._signer = signer
         self._cp_every_records = checkpoint_every_records
         self._cp_every_s = checkpoint_every_s
-        self._cp_dir = checkpoint_dir
+        self._seal_idle_s = min(seal_idle_s, checkpoint_every_s)
+        self.witness = witness or Witness(WitnessConfig())
         self._max_batch = max_batch
         self._timeout = write_timeout_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -80,6 +84,10 @@ class SqliteAuditStore:
         self._since_cp = 0
         self._last_cp: Checkpoint | None = None
         self._last_error: str | None = None
+        # An outage in progress: {"from", "failed_records", "error"}; its audit.outage record
+        # is committed with the first batch that succeeds afterwards.
+        self._outage: dict[str, Any] | None = None
+        self.orphans_closed = 0
         self._lock_fd: int | None = None
         # (deadline, future) in enqueue order; one watchdog task fails the overdue ones, which
         # is far cheaper than a timer per append (wait_for) on the request path.
@@ -90,6 +98,7 @@ class SqliteAuditStore:
     # -- event-loop side ---------------------------------------------------------------
 
     async def start(self) -> None:
+        self.witness.start()
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
@@ -123,6 +132,7 @@ class SqliteAuditStore:
             self._watchdog.cancel()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self.witness.close)
 
     async def append(self, event: AuditEvent | dict[str, Any]) -> None:
         if not self._running or self._loop is None:
@@ -177,23 +187,34 @@ class SqliteAuditStore:
     def _run(self, ready: asyncio.Future[None]) -> None:
         try:
             conn = self._open()
+            self._recover(conn)
         except Exception as exc:  # noqa: BLE001 -- reported to start() as AuditUnavailable
             self._release_lock()
             self._resolve(ready, AuditUnavailable(f"cannot open audit database {self.path}: {exc}"))
             return
         self._resolve(ready, None)
         next_cp = time.monotonic() + self._cp_every_s
+        last_write = time.monotonic()
         try:
             while True:
-                try:
-                    first = self._queue.get(timeout=max(0.0, next_cp - time.monotonic()))
-                except queue.Empty:
+                now = time.monotonic()
+                # Seal on the periodic timer (heartbeat when idle, also under constant load)
+                # and soon after a burst ends (idle timer), so the unsealed tail stays short.
+                due = next_cp if not self._since_cp else min(next_cp, last_write + self._seal_idle_s)
+                if now >= due:
                     self._checkpoint(conn, "checkpoint" if self._since_cp else "heartbeat")
-                    next_cp = time.monotonic() + self._cp_every_s
+                    # After a failed seal (disk full) retry on the idle timer, not in a spin.
+                    next_cp = last_write = time.monotonic()
+                    next_cp += self._cp_every_s
+                    continue
+                try:
+                    first = self._queue.get(timeout=due - now)
+                except queue.Empty:
                     continue
                 batch, controls = self._drain(first)
                 if batch:
                     self._write(conn, batch)
+                    last_write = time.monotonic()
                 for kind, fut in controls:
                     if kind is _PROBE:
                         self._resolve(fut, self._probe(conn))
@@ -213,6 +234,23 @@ class SqliteAuditStore:
             self._running = False
             self._fail_pending()
             raise
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        """At start: close the previous run's orphan intents (a crash left them without a
+        terminal record) with ``request.aborted``, then sign a ``start`` checkpoint."""
+        row = conn.execute("SELECT MAX(seq) FROM audit_checkpoints WHERE kind = 'start'").fetchone()
+        since = int(row[0]) if row and row[0] is not None else 0
+        orphans = conn.execute(ORPHANS_SQL, (since,)).fetchall()
+        if orphans:
+            now = now_rfc3339()
+            docs = [aborted_event(orjson.loads(body), int(seq), now) for seq, body in orphans]
+            self._write(conn, [(canonical_json(d), d, None) for d in docs])
+            if self._last_error is not None:
+                raise AuditUnavailable(f"cannot close orphan intents: {self._last_error}")
+            self.orphans_closed = len(docs)
+            log.warning("closed %d request(s) left open by an unclean shutdown", len(docs))
+        if self._checkpoint(conn, "start") is not None:
+            raise AuditUnavailable(f"cannot write the start checkpoint: {self._last_error}")
 
     def _drain(self, first: Any) -> tuple[list[Any], list[Any]]:
         batch: list[Any] = []
@@ -239,7 +277,8 @@ class SqliteAuditStore:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            self._resolve(item[-1], AuditUnavailable("audit store is shutting down"))
+            if item[-1] is not None:
+                self._resolve(item[-1], AuditUnavailable("audit store is shutting down"))
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +297,11 @@ class SqliteAuditStore:
         row = conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
         if row is not None:
             self._head = ChainHead(int(row[0]), str(row[1]))
+        # Every subject's head, so each checkpoint can commit to all of them (users_root).
+        self._head.user_heads = dict(conn.execute(
+            "SELECT r.user_key, r.hash FROM audit_records r JOIN (SELECT MAX(seq) AS m "
+            "FROM audit_records WHERE user_key IS NOT NULL GROUP BY user_key) h ON r.seq = h.m"
+        ).fetchall())
         cp = conn.execute(
             "SELECT payload, signature FROM audit_checkpoints ORDER BY id DESC LIMIT 1"
         ).fetchone()
@@ -280,27 +324,33 @@ class SqliteAuditStore:
         return None if row is None else str(row[0])
 
     def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        """``batch``: (body, doc, future) triples, in arrival order."""
+        """``batch``: (body, doc, future | None) triples, in arrival order."""
         cp: Checkpoint | None = None
-        futs = [item[2] for item in batch]
+        futs = [item[2] for item in batch if item[2] is not None]
+        items = [(item[0], item[1]) for item in batch]
+        if self._outage is not None:
+            doc = outage_event(self._outage, now_rfc3339())
+            items.insert(0, (canonical_json(doc), doc))
         try:
-            records, updates = self._head.link_batch(
-                [(item[0], item[1]) for item in batch], lambda k: self._user_head(conn, k)
-            )
+            records, updates = self._head.link_batch(items, lambda k: self._user_head(conn, k))
+            if not records:
+                return
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(insert_record_sql(), [r.row() for r in records])
-            if self._since_cp + len(records) >= self._cp_every_records:
-                cp = self._sign("checkpoint", records[-1].seq, records[-1].hash)
+            if records and self._since_cp + len(records) >= self._cp_every_records:
+                cp = self._sign("checkpoint", records[-1].seq, records[-1].hash,
+                                {**self._head.user_heads, **updates})
                 conn.execute(insert_checkpoint_sql(), _cp_row(cp))
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 -- any failure means "not durable"
             self._rollback(conn)
             self.stats.failures += 1
-            self._last_error = str(exc)
+            self._failed(str(exc), len(batch))
             log.error("audit batch of %d records failed: %s", len(batch), exc)
             self._resolve_all(futs, AuditUnavailable(f"audit write failed: {exc}"))
             return
         self._last_error = None
+        self._outage = None
         self._head.advance(records, updates)
         self.stats.transactions += 1
         self.stats.records += len(records)
@@ -310,34 +360,46 @@ class SqliteAuditStore:
         if cp is not None:
             self._sealed(cp)
 
-    def _sign(self, kind: str, seq: int, head: str) -> Checkpoint:
+    def _failed(self, error: str, records: int) -> None:
+        self._last_error = error
+        if self._outage is None:
+            self._outage = {"from": now_rfc3339(), "failed_records": 0, "error": error}
+        self._outage["failed_records"] += records
+        self._outage["error"] = error
+
+    def _sign(self, kind: str, seq: int, head: str, user_heads: dict[str, str]) -> Checkpoint:
         prev = self._last_cp.hash if self._last_cp is not None else None
-        return self._signer.sign(kind=kind, seq=seq, head=head, prev_checkpoint=prev, time=now_rfc3339())
+        return self._signer.sign(kind=kind, seq=seq, head=head, prev_checkpoint=prev,
+                                 time=now_rfc3339(), interval_s=self._cp_every_s,
+                                 user_heads=user_heads)
 
     def _sealed(self, cp: Checkpoint) -> None:
         self._last_cp = cp
         self._since_cp = 0
-        if self._cp_dir is not None:
-            try:
-                write_checkpoint_file(self._cp_dir, cp)
-            except OSError as exc:
-                # The in-database copy exists; the second location is best effort and logged.
-                log.error("cannot write checkpoint to %s: %s", self._cp_dir, exc)
+        self.witness.publish(cp)
 
     def _checkpoint(self, conn: sqlite3.Connection, kind: str) -> AuditUnavailable | None:
-        cp = self._sign(kind, self._head.seq, self._head.head)
+        cp = self._sign(kind, self._head.seq, self._head.head, self._head.user_heads)
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(insert_checkpoint_sql(), _cp_row(cp))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback(conn)
+            self._failed(str(exc), 0)
             log.error("audit checkpoint failed: %s", exc)
             return AuditUnavailable(f"checkpoint failed: {exc}")
         self._sealed(cp)
         return None
 
     def _probe(self, conn: sqlite3.Connection) -> AuditUnavailable | None:
+        if self._last_error is not None:
+            # The last write failed (disk full, locked, I/O error): only a real commit tells
+            # whether the store is back; the outage record is that commit.
+            self._write(conn, [])
+            if self._last_error is not None:
+                return AuditUnavailable(f"audit database not writable: {self._last_error}")
+            return None
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")

@@ -94,7 +94,8 @@ async def metrics(request: web.Request) -> web.Response:
     engine = app[appkeys.POLICY]
     # Component-owned counters, read at scrape time rather than mirrored on every event.
     for attr, name in (("reloads", "policy_reloads_total"),
-                       ("reload_errors", "policy_reload_errors_total")):
+                       ("reload_errors", "policy_reload_errors_total"),
+                       ("engine_failures", "policy_engine_failures_total")):
         if hasattr(engine, attr):
             lines.append(f"regogate_{name} {getattr(engine, attr)}")
     lines.append(f'regogate_policy_revision_info{{engine="{engine.name}",'

@@ -1,8 +1,10 @@
-"""OPA builtins the embedded engine (regorus 0.13) lacks, registered as extensions.
+"""The registry of Python extensions of the embedded engine (regorus 0.13).
 
-Only builtins that are easy to implement *exactly* as OPA does are added here; anything else
-is refused by ``regogate policy check`` so a policy never behaves differently on the
-embedded engine and on the OPA sidecar. ``EXTENSIONS`` is the list ``check`` consults.
+``EXTENSIONS`` adds OPA builtins regorus lacks and *replaces* (an extension shadows a native
+builtin of the same name) those regorus computes differently from OPA; the implementations
+live in ``builtins_text/net/jwt/time/fmt.py``, each pinned by conformance cases. What cannot
+be made exact is refused at load (``REFUSED`` here, constructs in ``support.py``), so a
+policy never decides differently on the embedded engine and on the OPA sidecar.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from typing import Any
 
 import orjson
 
+from pep.policy.builtins_fmt import FMT_EXTENSIONS
+from pep.policy.builtins_jwt import JWT_EXTENSIONS
+from pep.policy.builtins_net import NET_EXTENSIONS
+from pep.policy.builtins_text import ARITH, TEXT_EXTENSIONS
+from pep.policy.builtins_text import BuiltinError as _BuiltinError
+from pep.policy.builtins_time import TIME_EXTENSIONS
 
-class _BuiltinError(ValueError):
-    """Raised inside an extension; regorus turns it into an evaluation error, as OPA does."""
+# The arithmetic operators, routed to exact decimal arithmetic (nonstrict.rewrite_arith).
+ARITH_OPS = {"Add": ("+", "add"), "Sub": ("-", "sub"), "Mul": ("*", "mul"),
+             "Div": ("/", "div"), "Mod": ("%", "rem")}
 
 
 def _text(value: Any, fn: str) -> bytes:
@@ -84,6 +93,12 @@ EXTENSIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "crypto.hmac.sha512": (2, _hmac("sha512")),
     "crypto.hmac.equal": (2, _hmac_equal),
     "io.jwt.decode": (1, _jwt_decode),
+    **TEXT_EXTENSIONS,
+    **NET_EXTENSIONS,
+    **TIME_EXTENSIONS,
+    **JWT_EXTENSIONS,
+    **FMT_EXTENSIONS,
+    **{f"__arith.{name}": (2, ARITH[op]) for op, (_, name) in ARITH_OPS.items()},
 }
 
 # Builtins regorus *has* but which do not behave as in OPA, or which a gateway policy must
@@ -93,6 +108,11 @@ REFUSED: dict[str, str] = {
     "http.send": "network calls from policy are not allowed (regorus returns undefined)",
     "net.lookup_ip_addr": "DNS lookups from policy are not allowed",
     "opa.runtime": "differs between the embedded engine and OPA",
+    "json.match_schema": "its result shape differs from OPA's on the embedded engine",
+    "graph.reachable_paths": (
+        "differs on cyclic graphs between the embedded engine and OPA (and between OPA "
+        "releases)"
+    ),
 }
 
 

@@ -1,9 +1,10 @@
-"""One compiled, immutable policy bundle on the embedded engine (regorus).
+"""One compiled, immutable policy bundle answering the gateway's decision rule.
 
-Compilation (parse every module, load data, register extensions) happens once per bundle
-revision; evaluation only sets the input and evaluates one rule, ~15 us for a typical
-decision. A ``regorus.Engine`` is *unsendable* (pyo3): it must be created, used and dropped
-on the event-loop thread, so nothing here is handed to a worker thread.
+Compilation (parse, refuse unsupported constructs, load data, register extensions) happens
+once per bundle revision in ``Program``; evaluation only sets the input and evaluates one
+rule, ~15 us for a typical decision. A ``regorus.Engine`` is *unsendable* (pyo3): it must be
+created, used and dropped on the event-loop thread, so nothing here is handed to a worker
+thread.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import regorus
 
-from pep.policy import builtins
 from pep.policy.bundle import Bundle
 from pep.policy.engine import PolicyError
+from pep.policy.program import (
+    EngineFailure,
+    Prepared,
+    Program,
+    clean_error,
+    is_panic,
+    new_engine,
+)
 
-# eval_rule_as_json renders both "undefined" and the string "<undefined>" this way.
-_UNDEFINED_JSON = '"<undefined>"'
-
-
-def clean_error(exc: BaseException) -> str:
-    """regorus messages may carry a Rust backtrace; keep the part a human needs."""
-    text = str(exc).split("Stack backtrace:", 1)[0].strip()
-    return text or type(exc).__name__
+__all__ = ["CompiledPolicy", "EngineFailure", "clean_error", "eval_rule", "is_panic",
+           "load_modules", "new_engine", "rule_path"]
 
 
 def rule_path(decision: str) -> str:
@@ -33,14 +34,8 @@ def rule_path(decision: str) -> str:
     return path if path.startswith("data.") or path == "data" else f"data.{path}"
 
 
-def new_engine() -> Any:
-    engine = regorus.Engine()
-    builtins.register(engine)
-    return engine
-
-
 def load_modules(engine: Any, modules: dict[str, str], data: dict[str, Any]) -> None:
-    """Add modules and data; a parse error raises PolicyError naming file and line."""
+    """Add modules and data to a raw engine (tooling); a parse error names file and line."""
     for name, src in modules.items():
         try:
             engine.add_policy(name, src)
@@ -59,7 +54,7 @@ def eval_rule(engine: Any, path: str) -> tuple[bool, Any]:
         if "not a valid rule path" in str(exc):
             return False, None
         raise
-    if out == _UNDEFINED_JSON:
+    if out == '"<undefined>"':
         value = engine.eval_rule(path)
         return value is not None, value
     return True, orjson.loads(out)
@@ -68,25 +63,31 @@ def eval_rule(engine: Any, path: str) -> tuple[bool, Any]:
 class CompiledPolicy:
     """A compiled bundle answering one decision rule."""
 
-    __slots__ = ("_engine", "revision", "rule")
+    __slots__ = ("program", "revision", "rule")
 
-    def __init__(self, bundle: Bundle, decision: str) -> None:
+    def __init__(self, bundle: Bundle, decision: str, prepared: Prepared | None = None) -> None:
         self.rule = rule_path(decision)
         self.revision = bundle.revision
-        self._engine = new_engine()
-        load_modules(self._engine, bundle.modules, bundle.data)
+        self.program = Program(bundle.modules, bundle.data, prepared)
+        problem = self._problem(bundle)
+        if problem is not None:
+            # Drop the engines before raising: the traceback keeps this frame (and so this
+            # object) alive, and thread-bound engines must be freed here, on this thread.
+            del self.program
+            raise problem
+
+    def _problem(self, bundle: Bundle) -> PolicyError | None:
         # A missing decision rule is a broken bundle, found now rather than per request.
-        self._engine.set_input_json("{}")
+        if not any(p == self.rule or p.startswith(self.rule + ".") for p in
+                   self.program.rule_paths):
+            return PolicyError(
+                f"policy bundle {bundle.root} does not define {self.rule}", "policy_invalid"
+            )
         try:
-            self._engine.eval_rule_as_json(self.rule)
-        except Exception as exc:
-            msg = clean_error(exc)
-            if "not a valid rule path" in msg:
-                raise PolicyError(
-                    f"policy bundle {bundle.root} does not define {self.rule}", "policy_invalid"
-                ) from exc
-            # Other errors depend on the input (e.g. a conflict only some inputs trigger).
-        self._check_config(bundle)
+            self._check_config(bundle)
+        except PolicyError as exc:
+            return PolicyError(str(exc), exc.code)
+        return None
 
     def _check_config(self, bundle: Bundle) -> None:
         """Refuse a bundle whose data the policy itself finds broken.
@@ -96,32 +97,31 @@ class CompiledPolicy:
         rather than on every request; non-empty fails start-up, and a hot reload keeps the
         previous policy. Bundles without the rule are not checked."""
         path = self.rule.rsplit(".", 1)[0] + ".config_errors"
-        try:
-            defined, errors = eval_rule(self._engine, path)
-        except Exception as exc:
-            raise PolicyError(f"{path}: {clean_error(exc)}", "policy_invalid") from exc
-        if defined and errors:
+        if path not in self.program.rule_paths:
+            return
+        _, errors = self.program.evaluate(path, "{}")
+        if errors:
             listed = "; ".join(sorted(str(e) for e in errors)) if isinstance(errors, list) else str(errors)
             raise PolicyError(
                 f"policy bundle {bundle.root}: {path} is not empty: {listed}", "policy_invalid"
             )
 
     def evaluate_json(self, input_json: str) -> Any:
-        """Raw decision value for an input already serialised as JSON; None if undefined."""
-        engine = self._engine
+        """Raw decision value for an input already serialised as JSON; None if undefined.
+        Raises PolicyError (EngineFailure for a panic); never leaves the engine broken."""
+        defined, value = self.program.evaluate(self.rule, input_json)
+        return value if defined else None
+
+    def probe(self) -> str | None:
+        """None if a fresh engine evaluates the decision rule (on an empty input) without
+        failing; else why not. An input-dependent policy error is not an engine problem."""
         try:
-            engine.set_input_json(input_json)
-            out = engine.eval_rule_as_json(self.rule)
-            if out == _UNDEFINED_JSON:
-                # Ambiguous: undefined, or a rule whose value is that very string.
-                return engine.eval_rule(self.rule)
-        except Exception as exc:
-            # Conflicts ("rule conflicts with ..."), division by zero (OPA: undefined; here an
-            # error -- documented), extension errors: the policy is broken for this input.
-            raise PolicyError(
-                f"policy evaluation failed: {clean_error(exc)}", "policy_invalid"
-            ) from exc
-        return orjson.loads(out)
+            self.program.evaluate(self.rule, "{}", fresh=True)
+        except EngineFailure as exc:
+            return str(exc)
+        except PolicyError:
+            return None
+        return None
 
     def evaluate(self, policy_input: dict[str, Any]) -> Any:
         return self.evaluate_json(orjson.dumps(policy_input).decode())

@@ -4,6 +4,14 @@ Hot reload polls the bundle's file mtimes (one ``os.walk`` + ``stat`` per interv
 thread); on a change it reads the bundle, compiles a *fresh* engine on the loop thread and
 swaps one reference. A request always sees one whole compiled bundle. On a compile error the
 old policy keeps serving; the error is logged, counted and shown in ``ready()``.
+
+Engine failures are contained per request (GUIDE.md 3.15): a Rust panic inside regorus (a
+``BaseException``) or any other error fails that one request closed and the live engine is
+re-cloned from the compiled bundle before the next one (``Program``); panics are counted in
+``engine_failures`` (``regogate_policy_engine_failures_total``). ``ready()`` probes a fresh
+engine on an empty input and is false after ``FAILURE_STREAK_NOT_READY`` consecutive engine
+failures with no successful decision in between (a bundle that cannot evaluate at all); one
+panicking request does not take the replica out of rotation.
 """
 
 from __future__ import annotations
@@ -17,11 +25,15 @@ from typing import Any
 import orjson
 
 from pep.policy import bundle as bundle_mod
-from pep.policy.compiled import CompiledPolicy
+from pep.policy.compiled import CompiledPolicy, EngineFailure
 from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError, parse_decision
 
 log = logging.getLogger("regogate.policy")
+
+# One panicking input must not take a replica out of rotation (that would let any client
+# do it); a run of failures with no successful decision in between means it cannot decide.
+FAILURE_STREAK_NOT_READY = 3
 
 
 class EmbeddedEngine:
@@ -45,6 +57,11 @@ class EmbeddedEngine:
         self.reloads = 0
         self.reload_errors = 0
         self.last_reload_error: str | None = None
+        self.engine_failures = 0
+        # Consecutive engine failures with no successful decision in between: the engine
+        # cannot evaluate what it is being asked (see ready()).
+        self._failure_streak = 0
+        self._last_failure: str | None = None
 
     @property
     def revision(self) -> str:
@@ -93,39 +110,63 @@ class EmbeddedEngine:
             loaded = await asyncio.to_thread(bundle_mod.load, self._root)
             if self._policy is not None and loaded.revision == self._policy.revision:
                 return False  # touched, or only tests changed
-            # regorus engines are thread-bound: compile here, on the loop thread.
+            # regorus engines are thread-bound: analyse and compile here, on the loop thread
+            # (about 45 ms of CPU for the shipped library, once per edit).
             fresh = CompiledPolicy(loaded, self._decision)
         except (bundle_mod.BundleError, PolicyError) as exc:
             self.reload_errors += 1
             self.last_reload_error = str(exc)
-            log.error("policy reload failed, still serving %s: %s", self.revision, exc)
+            log.error("policy reload failed, still serving %s: %s", self.revision, str(exc))
             return False
         old = self.revision
         self._policy = fresh
+        self._failure_streak = 0
         self.reloads += 1
         self.last_reload_error = None
         log.info("policy reloaded: revision %s -> %s", old, fresh.revision)
         return True
 
     def evaluate_raw(self, input_json: str) -> Any:
+        raw, revision = self._evaluate(input_json)
+        return raw
+
+    def _evaluate(self, input_json: str) -> tuple[Any, str]:
+        """(raw decision, revision). An error is raised from here with its traceback cut:
+        the frames below hold the compiled policy, whose regorus engines are thread-bound,
+        and an exception kept in a reference cycle would let the garbage collector free
+        them on whatever thread it runs (an audit writer's), which pyo3 refuses."""
         policy = self._policy
         if policy is None:
             raise PolicyError("policy engine not started", "policy_unavailable")
-        return policy.evaluate_json(input_json)
+        revision = policy.revision
+        error: PolicyError | None = None
+        raw: Any = None
+        try:
+            raw = policy.evaluate_json(input_json)
+        except PolicyError as exc:
+            error = exc.with_traceback(None)
+        del policy
+        if error is None:
+            self._failure_streak = 0
+            return raw, revision
+        if isinstance(error, EngineFailure):
+            self.engine_failures += 1
+            self._failure_streak += 1
+            self._last_failure = str(error)
+            log.error("policy engine failure contained; engine rebuilt from revision %s",
+                      revision)
+        raise error
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
         return self.decide(orjson.dumps(policy_input).decode(), policy_input)
 
     def decide(self, input_json: str, policy_input: dict[str, Any]) -> Decision:
         """Synchronous core of ``evaluate`` (shadow mode reuses the serialised input)."""
-        policy = self._policy
-        if policy is None:
-            raise PolicyError("policy engine not started", "policy_unavailable")
-        raw = policy.evaluate_json(input_json)
+        raw, revision = self._evaluate(input_json)
         request = policy_input.get("request")
         request_id = request.get("id") if isinstance(request, dict) else None
         # One request = one decision id (GUIDE.md section 1): the request id.
-        return parse_decision(raw, revision=policy.revision, decision_id=request_id)
+        return parse_decision(raw, revision=revision, decision_id=request_id)
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {
@@ -133,7 +174,16 @@ class EmbeddedEngine:
             "revision": self.revision,
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
+            "engine_failures": self.engine_failures,
         }
         if self.last_reload_error:
             detail["last_reload_error"] = self.last_reload_error
-        return self._policy is not None, detail
+        policy = self._policy
+        if policy is None:
+            return False, detail
+        problem = policy.probe()
+        if problem is None and self._failure_streak >= FAILURE_STREAK_NOT_READY:
+            problem = f"{self._failure_streak} consecutive engine failures: {self._last_failure}"
+        if problem:
+            detail["engine_error"] = problem
+        return problem is None, detail

@@ -20,7 +20,9 @@ from typing import IO, Literal
 import orjson
 
 from pep.policy import bundle as bundle_mod
-from pep.policy.compiled import clean_error, load_modules, new_engine
+from pep.policy.compiled import load_modules, new_engine
+from pep.policy.engine import PolicyError
+from pep.policy.program import Program
 from pep.policy.rego_ast import module_info
 
 Outcome = Literal["PASS", "FAIL", "ERROR", "SKIPPED"]
@@ -49,8 +51,11 @@ def find_opa() -> str | None:
 
 def run_embedded(root: Path) -> list[TestResult]:
     loaded = bundle_mod.load(root)
+    # The tests run as the gateway runs the policy (Program: refusals, exact arithmetic,
+    # OPA's non-strict builtin errors), so a passing test means what it says in production.
+    program = Program({**loaded.modules, **loaded.tests}, loaded.data)
     engine = new_engine()
-    load_modules(engine, {**loaded.modules, **loaded.tests}, loaded.data)
+    load_modules(engine, {**loaded.modules, **loaded.tests}, {})  # for the AST only
     results: list[TestResult] = []
     test_files = set(loaded.tests)
     for entry in orjson.loads(engine.get_ast_as_json()):
@@ -69,20 +74,28 @@ def run_embedded(root: Path) -> list[TestResult]:
             if not name.startswith("test_"):
                 continue
             seen.add(name)
-            results.append(_run_one(engine, info.file, info.package, name))
+            results.append(_run_one(program, info.file, info.package, name))
     return results
 
 
-def _run_one(engine: object, file: str, package: str, name: str) -> TestResult:
+def _run_one(program: Program, file: str, package: str, name: str) -> TestResult:
     path = f"data.{package}.{name}"
     start = time.perf_counter_ns()
+    fallbacks = program.fallbacks
     try:
-        value = engine.eval_rule(path)  # type: ignore[attr-defined]
-    except RuntimeError as exc:
+        defined, value = program.evaluate(path, None)
+    except PolicyError as exc:
         took = time.perf_counter_ns() - start
-        return TestResult(file, package, name, "ERROR", took, clean_error(exc))
+        return TestResult(file, package, name, "ERROR", took, str(exc))
     took = time.perf_counter_ns() - start
-    return TestResult(file, package, name, "PASS" if value is True else "FAIL", took)
+    if defined and value is True:
+        return TestResult(file, package, name, "PASS", took)
+    if program.fallbacks != fallbacks:
+        # A builtin error made an expression undefined (OPA's semantics, as the gateway
+        # decides); a test that then fails is reported with the error that caused it.
+        return TestResult(file, package, name, "ERROR", took,
+                          f"builtin error: {program.last_fallback_error}")
+    return TestResult(file, package, name, "FAIL", took)
 
 
 def run_opa(root: Path, opa: str) -> list[TestResult]:

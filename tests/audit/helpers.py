@@ -49,6 +49,8 @@ def make_event(
 
 
 def settings(tmp: Path, **kw: object) -> AuditSettings:
-    base: dict[str, object] = {"store": f"sqlite:///{tmp / 'audit.db'}", "checkpoint_every_s": 3600.0}
+    base: dict[str, object] = {"store": f"sqlite:///{tmp / 'audit.db'}", "checkpoint_every_s": 3600.0,
+                              # no idle seal racing the tests' own lock-holding
+                              "seal_idle_s": 3600.0}
     base.update(kw)
     return AuditSettings(**base)  # type: ignore[arg-type]

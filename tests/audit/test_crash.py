@@ -1,6 +1,8 @@
-"""kill -9 the gateway under concurrent load: every request a client saw succeed is in the
-trail, and the trail verifies. Runs ``regogate serve`` as a real subprocess on SQLite and on
-PostgreSQL, driven by the official openai SDK."""
+"""kill -9 the gateway under concurrent load: every request a client saw succeed (plain, or a
+stream that reached ``[DONE]``) has its intent AND its completion in the trail; the restart
+closes the requests the kill cut off with ``request.aborted``; the trail verifies. Runs
+``regogate serve`` as a real subprocess on SQLite and on PostgreSQL, driven by the official
+openai SDK."""
 
 from __future__ import annotations
 
@@ -133,11 +135,36 @@ async def check_trail(store: dict[str, Any], succeeded: list[tuple[str, bool]]) 
         for rid, streamed in succeeded:
             events = {r.index["event"] for r in await reader.query(AuditQuery(request_id=rid))}
             assert "request.intent" in events, f"{rid} succeeded but has no durable intent"
-            if not streamed:
-                # The plain answer is sent only after its completion record was appended.
-                assert "request.completion" in events, f"{rid} has no completion record"
+            # A plain answer is sent, and a stream's [DONE] written, only after the completion
+            # record is durable.
+            kind = "stream" if streamed else "plain"
+            assert "request.completion" in events, f"{kind} {rid} has no completion record"
     finally:
         await reader.close()
+
+
+async def open_requests(store: dict[str, Any]) -> tuple[set[str], int]:
+    """Request ids with an intent but no terminal record; number of request.aborted records."""
+    reader = open_reader(store["store"], pg_schema=store.get("pg_schema", "public"))
+    try:
+        intents: set[str] = set()
+        closed: set[str] = set()
+        aborted = 0
+        async for rec in reader.records():
+            if rec.index["event"] == "request.intent":
+                intents.add(rec.index["request_id"])
+            else:
+                closed.add(rec.index["request_id"])
+                aborted += rec.index["event"] == "request.aborted"
+        return intents - closed, aborted
+    finally:
+        await reader.close()
+
+
+def serve(cfg: Path, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as fh:
+        return subprocess.Popen([sys.executable, "-m", "pep", "serve", "--config", str(cfg)],
+                                env=env(), stdout=fh, stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: dict[str, Any]) -> None:
@@ -154,9 +181,7 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: 
         cfg = tmp_path / "gateway.yaml"
         cfg.write_text(yaml.safe_dump(mapping))
         log = tmp_path / "gateway.log"
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "pep", "serve", "--config", str(cfg)],
-                                    env=env(), stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path)
+        proc = serve(cfg, log, tmp_path)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc, log)
@@ -165,10 +190,21 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: 
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
-    logscan.assert_clean(log.read_text(errors="replace"), "the gateway's output")  # GUIDE 3.10
+        assert proc.returncode == -signal.SIGKILL
+        asyncio.run(check_trail(store, succeeded))
+        still_open, _ = asyncio.run(open_requests(store))
 
-    asyncio.run(check_trail(store, succeeded))
+        # Restart: the store closes what the kill cut off before serving, then a clean stop.
+        proc = serve(cfg, log, tmp_path)
+        try:
+            wait_healthy(url, proc, log)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    left, aborted = asyncio.run(open_requests(store))
+    assert left == set(), f"{len(left)} intent(s) still open after the restart"
+    assert aborted == len(still_open)
+    logscan.assert_clean(log.read_text(errors="replace"), "the gateway's output")  # GUIDE 3.10
 
     out = subprocess.run([sys.executable, "-m", "pep", "audit", "verify", "--config", str(cfg),
                           "--checkpoints", str(tmp_path / "cp"), "--json"],
@@ -176,3 +212,5 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, store: 
     report = json.loads(out.stdout)
     assert out.returncode == 0, report
     assert report["valid"] and report["records"] >= 2 * SUCCESSES_BEFORE_KILL
+    assert any("unclean shutdown" in w for w in report["warnings"]), report["warnings"]
+    assert report["unsealed_records"] == 0  # the restart's start checkpoint sealed the tail

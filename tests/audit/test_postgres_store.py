@@ -34,6 +34,7 @@ async def schema(postgres_dsn: str) -> AsyncIterator[str]:
 
 def pg_settings(dsn: str, schema: str, **kw: object) -> AuditSettings:
     base: dict[str, object] = {"store": dsn, "pg_schema": schema, "checkpoint_every_s": 3600.0,
+                               "seal_idle_s": 3600.0,
                                "checkpoint_every_records": 50}
     base.update(kw)
     return AuditSettings(**base)  # type: ignore[arg-type]
@@ -109,7 +110,12 @@ async def test_dropped_connection_makes_append_raise_audit_unavailable(
     await store.append(make_event("alice", 2))  # the pool reconnects
     await store.close()
     report = await verify(postgres_dsn, schema, tmp_path)
-    assert report.valid and report.records == 2
+    # record 1, the audit.outage record for the failed batch, record 2
+    assert report.valid and report.records == 3
+    reader = PostgresAuditReader(postgres_dsn, schema=schema)
+    outage = [r.doc() async for r in reader.records()][1]
+    await reader.close()
+    assert outage["event"] == "audit.outage" and outage["extra"]["failed_records"] == 1
 
 
 async def test_unreachable_database_fails_start_with_audit_unavailable(tmp_path: Path) -> None:

@@ -107,7 +107,10 @@ async def test_truncation_hidden_in_the_store_is_caught_by_the_checkpoint_dir(tr
     with db(trail) as conn:
         conn.execute("DELETE FROM audit_records WHERE seq > 9")
         conn.execute("DELETE FROM audit_checkpoints WHERE seq > 8")
-    assert (await verify(trail)).valid  # without the second location this is undetectable
+    # Without the witness: seq 9 is now covered by no checkpoint although it is old.
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("unsealed", 9)
     report = await verify(trail, with_dir=True)
     assert report.error is not None
     assert (report.error.kind, report.error.seq) == ("truncated", 10)
@@ -182,3 +185,168 @@ async def test_forged_checkpoint_signature_is_rejected(trail: Path) -> None:
     report = await verify(trail)
     assert report.error is not None
     assert report.error.kind == "checkpoint"
+
+
+async def test_body_edit_that_leaves_every_index_column_alone_fails_the_hash(trail: Path) -> None:
+    with db(trail) as conn:
+        rec = load(conn, 6)
+        conn.execute("UPDATE audit_records SET body = ? WHERE seq = 6", (forge_body(rec, api="embeddings"),))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("modified", 6)
+    assert report.error.message == "record content does not match its hash"
+
+
+async def test_deleted_first_record_is_reported_as_missing_genesis(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 1")
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.chain, report.error.seq) == ("deleted", "global", 1)
+    assert "genesis" in report.error.message
+
+
+async def test_rehashed_record_with_a_skipped_user_link_breaks_the_user_chain(trail: Path) -> None:
+    # Seq 5 is alice's third record; pointing its user_prev at her first (seq 1) and re-hashing
+    # it keeps its content valid, so only the per-user chain shows the omission.
+    with db(trail) as conn:
+        rec, first = load(conn, 5), load(conn, 1)
+        h = record_hash(rec.prev_hash, rec.user_key, first.hash, rec.body.encode())
+        conn.execute("UPDATE audit_records SET user_prev = ?, hash = ? WHERE seq = 5", (first.hash, h))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.chain, report.error.seq, report.error.subject) == (
+        "modified", "user", 5, "alice")
+
+
+async def test_renumbered_seq_is_reported(trail: Path) -> None:
+    with db(trail) as conn:
+        for seq in range(len(ORDER), 6, -1):
+            conn.execute("UPDATE audit_records SET seq = seq + 1 WHERE seq = ?", (seq,))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("modified", 8)
+
+
+async def test_edited_user_key_column_is_reported(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("""UPDATE audit_records SET user_key = '["x","mallory"]' WHERE seq = 2""")
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("modified", 2)
+
+
+async def test_unreadable_body_is_reported(trail: Path) -> None:
+    with db(trail) as conn:
+        rec = load(conn, 3)
+        body = "{not json"
+        h = record_hash(rec.prev_hash, rec.user_key, rec.user_prev, body.encode())
+        conn.execute("UPDATE audit_records SET body = ?, hash = ? WHERE seq = 3", (body, h))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("modified", 3)
+    assert "not valid JSON" in report.error.message
+
+
+async def test_no_public_key_is_a_checkpoint_failure(trail: Path) -> None:
+    reader = SqliteAuditReader(trail / "audit.db")
+    try:
+        report = await verify_trail(reader, public_keys=[])
+    finally:
+        await reader.close()
+    assert report.error is not None and report.error.kind == "checkpoint"
+
+
+async def test_unreadable_witness_file_is_a_checkpoint_failure(trail: Path) -> None:
+    (trail / "cp" / "checkpoint-000000000099-x-deadbeef.json").write_text("{broken")
+    report = await verify(trail, with_dir=True)
+    assert report.error is not None and report.error.kind == "checkpoint"
+
+
+async def test_checkpoint_rewritten_to_a_lower_seq_is_reported(trail: Path) -> None:
+    # Re-signing is impossible without the key: a payload edit is an invalid signature.
+    with db(trail) as conn:
+        payload = orjson.loads(conn.execute("SELECT payload FROM audit_checkpoints ORDER BY id DESC").fetchone()[0])
+        payload["prev_checkpoint"] = None
+        conn.execute("UPDATE audit_checkpoints SET payload = ? WHERE id = (SELECT MAX(id) FROM audit_checkpoints)",
+                     (orjson.dumps(payload).decode(),))
+    report = await verify(trail)
+    assert report.error is not None and report.error.kind == "checkpoint"
+
+
+async def test_deletion_messages_name_exactly_the_missing_seqs(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 5")
+    report = await verify(trail)
+    assert report.error is not None and report.error.message == "record(s) seq 5 are missing"
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 6")
+    report = await verify(trail)
+    assert report.error is not None and report.error.message == "record(s) seq 5..6 are missing"
+    assert (report.error.kind, report.error.chain, report.error.seq) == ("deleted", "global", 5)
+
+
+async def test_deleted_and_renumbered_record_is_reported_as_deleted(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 5")
+        for seq in range(6, len(ORDER) + 1):
+            conn.execute("UPDATE audit_records SET seq = seq - 1 WHERE seq = ?", (seq,))
+    report = await verify(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("deleted", 5)
+    assert "renumbered" in report.error.message
+
+
+def test_cadence_and_time_helpers() -> None:
+    from pep.audit.checkpoints import Checkpoint
+    from pep.audit.verify import allowed_gap, parse_time
+
+    assert allowed_gap(Checkpoint({"interval_s": 10}, "")) == 10 * 1.5 + 5
+    assert allowed_gap(Checkpoint({"interval_s": 0}, "")) is None
+    assert allowed_gap(Checkpoint({"interval_s": True}, "")) is None
+    assert allowed_gap(Checkpoint({}, "")) is None
+    naive, aware = parse_time("2025-01-01T00:00:00"), parse_time("2025-01-01T00:00:00Z")
+    assert naive == aware and naive is not None and naive.tzinfo is not None
+    assert parse_time("yesterday") is None
+
+
+async def test_unreadable_witness_file_is_named(trail: Path) -> None:
+    (trail / "cp" / "checkpoint-000000000099-x-deadbeef.json").write_text("{broken")
+    report = await verify(trail, with_dir=True)
+    assert report.error is not None
+    assert "checkpoint-000000000099-x-deadbeef.json" in report.error.message
+
+
+async def test_stale_newest_checkpoint_without_close_is_warned_about(trail: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_checkpoints WHERE kind = 'close'")
+    reader = SqliteAuditReader(trail / "audit.db")
+    try:
+        key = load_public_key(trail / DEFAULT_PUBLIC_KEY_NAME)
+        fresh = await verify_trail(reader, public_keys=[key])
+        later = await verify_trail(reader, public_keys=[key], now=datetime.now(UTC) + timedelta(days=1))
+    finally:
+        await reader.close()
+    assert fresh.valid and not any("older than its cadence" in w for w in fresh.warnings)
+    assert later.valid and any("older than its cadence" in w for w in later.warnings)
+
+
+async def test_restart_after_a_crash_is_warned_as_an_unclean_shutdown(tmp_path: Path) -> None:
+    # Two runs; the first one's close checkpoint is what a kill -9 never writes. The second run
+    # links to the first run's last checkpoint, so removing the close row models the crash.
+    store = open_store(settings(tmp_path), tmp_path)
+    await store.start()
+    await store.append(make_event("alice", 1, kind="request.completion"))
+    await store.close()
+    clean = await verify(tmp_path)
+    assert clean.valid and not any("unclean" in w for w in clean.warnings)
+    with db(tmp_path) as conn:
+        conn.execute("DELETE FROM audit_checkpoints WHERE kind = 'close'")
+    store = open_store(settings(tmp_path), tmp_path)
+    await store.start()
+    await store.close()
+    report = await verify(tmp_path)
+    assert report.valid, report.error
+    assert any("unclean shutdown" in w for w in report.warnings)

@@ -18,6 +18,7 @@ import pytest
 from pep.audit.export import build_report, ocsf_event
 from pep.audit.factory import store_url
 from pep.audit.query import AuditQuery
+from pep.audit.checkpoints import DEFAULT_PUBLIC_KEY_NAME, load_public_key
 from pep.audit.reader import open_reader
 from pep.audit.verify import verify_trail
 from pep.steps import TERMINAL_EVENTS
@@ -212,7 +213,9 @@ async def test_rejections_are_known_to_the_verifier_query_and_report(tmp_path: P
             await post(gw, "/v1/chat/completions", _json(chat(url="http://evil")))
         reader = open_reader(store_url(gw.settings.audit, gw.settings.server.data_dir))
         try:
-            report = await verify_trail(reader, public_keys=[])
+            # Every trail has a signed start checkpoint, so the verifier needs the public key.
+            key = load_public_key(gw.settings.server.data_dir / DEFAULT_PUBLIC_KEY_NAME)
+            report = await verify_trail(reader, public_keys=[key])
             rejected = [r async for r in reader.matching(AuditQuery(decision="rejected"))]
             rows = build_report([r async for r in reader.records()], by="user")
         finally:

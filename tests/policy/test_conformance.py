@@ -1,89 +1,82 @@
-"""The embedded engine must decide exactly as real OPA on the shared conformance corpus.
+"""The embedded engine decides exactly as real OPA on the conformance corpus, or refuses.
 
-Expectations in the corpus were produced by OPA v1.9.0 (see its README). Cases listed in
-KNOWN_DIFFERENCES are documented engine differences (also in docs/policies.md); every other
-case must agree, and a known difference that starts agreeing fails too, so the list stays
-honest.
+The corpus (tests/policy/conformance/{cases,extended}.json, expectations from OPA v1.9.0; see
+its README) is a copy of ../shared/rego-conformance/, refreshed with
+``scripts/refresh_conformance.py``. A case passes when the embedded engine, run as the
+gateway runs it (``pep.policy.program.Program``), gives OPA's result, or when the policy is
+refused at load with a message naming the construct. A different value never passes.
+Cases run in worker processes, so a Rust panic is a counted failure, not a crashed suite.
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from pep.policy.compiled import eval_rule, load_modules, new_engine
-from pep.policy.engine import PolicyError
-from tests.conftest import services_required
+from tests.policy.conformance.runner import agrees, run_case
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS_CANDIDATES = (
-    Path(os.environ["REGOGATE_CONFORMANCE"]) if os.environ.get("REGOGATE_CONFORMANCE") else None,
-    REPO.parent / "shared" / "rego-conformance" / "cases.json",
-)
-
-KNOWN_DIFFERENCES = {
-    # regorus raises "divide by zero"; OPA makes the expression undefined. Fail-closed either
-    # way on the request path (an error is a 503, an undefined decision is a 503 too), but a
-    # policy relying on undefined-on-zero behaves differently: guard divisions (`d != 0`).
-    "div_zero": "regorus raises on division by zero where OPA gives undefined",
-}
+CORPUS = REPO / "tests" / "policy" / "conformance"
+FILES = ("cases.json", "extended.json")
 
 
-def _corpus() -> list[dict[str, Any]]:
-    for path in CORPUS_CANDIDATES:
-        if path is not None and path.is_file():
-            return list(orjson.loads(path.read_bytes()))
-    return []
+def _load(name: str) -> list[dict[str, Any]]:
+    return list(orjson.loads((CORPUS / name).read_bytes()))
 
 
-CASES = _corpus()
+def _refresh_script() -> Any:
+    spec = importlib.util.spec_from_file_location("refresh", REPO / "scripts" / "refresh_conformance.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _canonical(value: Any) -> Any:
-    """OPA prints sets as arrays; compare arrays order-free (as multisets)."""
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return sorted(
-            (_canonical(v) for v in value),
-            key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS),
-        )
-    return value
+CASES = [c for name in FILES for c in _load(name)]
 
 
-def _run(case: dict[str, Any]) -> tuple[str, Any]:
-    engine = new_engine()
-    try:
-        load_modules(engine, case["modules"], case.get("data") or {})
-        if case.get("input") is not None:
-            engine.set_input_json(orjson.dumps(case["input"]).decode())
-        defined, value = eval_rule(engine, case["query"])
-    except (PolicyError, RuntimeError) as exc:  # compile or evaluation error
-        return "error", str(exc)
-    return ("value", value) if defined else ("undefined", None)
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, tuple[str, Any]]:
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run_case, CASES, chunksize=16))
+    return {c["id"]: r for c, r in zip(CASES, results, strict=True)}
 
 
-def test_corpus_is_present() -> None:
-    if not CASES:
-        msg = f"conformance corpus not found at {[str(p) for p in CORPUS_CANDIDATES if p]}"
-        if services_required():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    assert len(CASES) >= 45
+def test_the_corpus_is_in_the_repo_with_both_files() -> None:
+    assert len(_load("cases.json")) == 45
+    assert len(_load("extended.json")) == 291
+    assert len({c["id"] for c in CASES}) == len(CASES)
+
+
+def test_the_copy_matches_the_shared_corpus() -> None:
+    refresh = _refresh_script()
+    source = refresh.default_source()
+    if not (source / "cases.json").is_file():
+        pytest.skip(f"no shared corpus at {source}: nothing to compare the copy with")
+    assert refresh.stale(source) == [], "run scripts/refresh_conformance.py"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_embedded_engine_agrees_with_opa(case: dict[str, Any]) -> None:
-    kind, value = _run(case)
-    expected = case["opa_result"]
-    agrees = kind == expected["kind"] and (
-        kind != "value" or _canonical(value) == _canonical(expected["value"])
+def test_embedded_engine_agrees_with_opa_or_refuses(
+    case: dict[str, Any], outcomes: dict[str, tuple[str, Any]]
+) -> None:
+    kind, value = outcomes[case["id"]]
+    assert agrees(case, kind, value), (
+        f"{case['id']} ({case['category']}): embedded gave {kind} {value!r}, "
+        f"OPA gave {case['opa_result']}"
     )
-    if case["id"] in KNOWN_DIFFERENCES:
-        assert not agrees, f"{case['id']} now agrees with OPA: remove it from KNOWN_DIFFERENCES"
-        return
-    assert agrees, f"{case['id']}: embedded gave {kind} {value!r}, OPA gave {expected}"
+
+
+def test_refusals_name_construct_file_and_line(outcomes: dict[str, tuple[str, Any]]) -> None:
+    refused = {i: v for i, (k, v) in outcomes.items() if k == "refused"}
+    for case_id, message in refused.items():
+        assert ".rego:" in message, f"{case_id}: refusal without file:line: {message}"
+
+
+def test_no_case_panics(outcomes: dict[str, tuple[str, Any]]) -> None:
+    assert [i for i, (k, _) in outcomes.items() if k == "panic"] == []

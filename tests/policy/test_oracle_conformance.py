@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 _DIRS = (
     Path(os.environ["REGOGATE_CONFORMANCE"]).parent if os.environ.get("REGOGATE_CONFORMANCE")
     else None,
+    # The repo's copy (scripts/refresh_conformance.py keeps it equal to the shared corpus).
+    REPO / "tests" / "policy" / "conformance",
     REPO.parent / "shared" / "rego-conformance",
 )
 
