@@ -15,11 +15,9 @@ from pep.request import NormalizedRequest
 
 
 class Redactor(Protocol):
-    def redact_messages(
-        self, messages: list[dict[str, Any]], types: set[str]
-    ) -> tuple[list[dict[str, Any]], int]: ...
-
-    def redact(self, text: str, types: set[str]) -> tuple[str, int]: ...
+    def redact_request(
+        self, body: dict[str, Any], api: str, types: set[str]
+    ) -> tuple[dict[str, Any], int]: ...
 
 
 def apply_obligations(
@@ -53,19 +51,11 @@ def apply_obligations(
         if wanted:
             if redactor is None:
                 raise PolicyError("redact obligation but content inspection is off", "policy_invalid")
-            if req.api == "embeddings":
-                redacted = _redact_inputs(redactor, original, wanted)
-            else:
-                redacted, _ = redactor.redact_messages(original, wanted)
-            body[key] = redacted
+            # Every forwarded client string, not only message text (pep.content.walk).
+            body, _ = redactor.redact_request(body, req.api, wanted)
+            redacted = body.get(key)
     if ob.system_prompt and req.api != "embeddings":
         body["messages"] = [{"role": "system", "content": ob.system_prompt}, *body["messages"]]
     mode = ob.audit_content or "digest"
     prompt_audit = None if mode == "none" else (redacted if mode == "redacted" else original)
     return body, model, prompt_audit
-
-
-def _redact_inputs(redactor: Redactor, inputs: Any, types: set[str]) -> Any:
-    if isinstance(inputs, str):
-        return redactor.redact(inputs, types)[0]
-    return [redactor.redact(i, types)[0] if isinstance(i, str) else i for i in inputs]

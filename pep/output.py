@@ -1,10 +1,10 @@
 """The optional output decision: the policy evaluated again on the model's answer.
 
 The same decision path is evaluated with ``input.output`` set (text, findings, final). A deny
-withholds a plain answer (403) or cuts a stream (finish_reason ``content_filter``); a
-``redact`` obligation masks finding types *found in the answer* in a plain answer. Streams
-cannot be un-sent, so for streams only cutting applies: text already delivered before a check
-stays delivered (at most ``output_check_every_chars`` characters). Semantics: docs/policies.md.
+withholds a plain answer (403) or cuts a stream (pep.streaming: text is held back until it
+was checked, so nothing unchecked is delivered); a ``redact`` obligation masks finding types
+*found in the answer* in a plain answer, in content and tool-call arguments alike. Streams
+cannot be redacted, only cut. Semantics: docs/policy-contract.md.
 """
 
 from __future__ import annotations
@@ -59,10 +59,12 @@ async def check_output_plain(request: web.Request, x: Exchange, body: dict[str, 
         return body
     inspector = request.app[appkeys.CONTENT]
     choices = body.get("choices") or []
+    # Content and tool-call arguments are both model output the client receives.
     texts = [
-        inspector.normalise(c["message"]["content"])
+        inspector.normalise(t)
         for c in choices
-        if isinstance(c.get("message"), dict) and isinstance(c["message"].get("content"), str)
+        if isinstance(c.get("message"), dict)
+        for t in _output_strings(c["message"])
     ]
     text = "\n".join(texts)
     findings = inspector.inspect([text])
@@ -76,6 +78,16 @@ async def check_output_plain(request: web.Request, x: Exchange, body: dict[str, 
     if wanted:
         for c in choices:
             msg = c.get("message")
-            if isinstance(msg, dict) and isinstance(msg.get("content"), str):
-                msg["content"], _ = inspector.redact(msg["content"], wanted)
+            if isinstance(msg, dict):
+                # The request walker: content and tool arguments (still valid JSON).
+                (c["message"],), _ = inspector.redact_messages([msg], wanted)
     return body
+
+
+def _output_strings(message: dict[str, Any]) -> list[str]:
+    out = [message["content"]] if isinstance(message.get("content"), str) else []
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            out.append(fn["arguments"])
+    return out

@@ -58,15 +58,21 @@ async def admit(
     app = request.app
     inspector = app[appkeys.CONTENT]
     if inspector is not None:
-        # One pass: normalise (NFKC, invisible characters stripped) and detect. The policy
-        # sees the normalised texts, so finding offsets line up with request.messages[i].text.
+        # One pass over every forwarded client string (pep.content.walk): findings with their
+        # location, and the body to forward with invisible characters stripped (strip mode)
+        # so the provider gets exactly what was inspected. The policy sees the normalised
+        # message texts, so finding offsets line up with request.messages[i].text.
         # Large inputs are scanned on a worker thread: the regexes still hold the GIL, but only
         # a switch interval at a time, so one huge prompt cannot stall every other request.
-        if sum(len(t) for t in req.texts) > INLINE_SCAN_CHARS:
-            scan = await asyncio.to_thread(inspector.scan, req.texts)
+        size = max(request.content_length or 0, sum(map(len, req.texts)))
+        if size > INLINE_SCAN_CHARS:
+            scan = await asyncio.to_thread(inspector.scan_request, req.body, req.api,
+                                           len(req.texts))
         else:
-            scan = inspector.scan(req.texts)
-        req.texts, x.findings = scan.texts, scan.findings
+            scan = inspector.scan_request(req.body, req.api, len(req.texts))
+        if scan.body is not req.body:  # something was stripped: params as forwarded too
+            req.params = {k: scan.body[k] for k in req.params if k in scan.body}
+        req.body, req.texts, x.findings = scan.body, scan.texts, scan.findings
     usage = await usage_snapshot(request, principal)
     policy_input = build_policy_input(
         principal,

@@ -1,15 +1,30 @@
 """Relay a provider stream to the client in its dialect, with output checks and audit.
 
-The first chunk is written as soon as it arrives (no buffering, so no added time to first
-token). Whatever ends the stream -- completion, output policy cut, upstream failure or the
-client going away -- the usage is recorded and one completion record is audited, and the
-stream's terminal event is sent only once that record is durable.
+With the output decision on, nothing reaches the client before it was checked (GUIDE.md
+3.14): text chunks are held back in a window bounded by ``policy.output_check_every_chars``
+characters and ``policy.output_hold_ms`` milliseconds (counted from the oldest held chunk),
+the answer so far is checked (incremental scan, pep.content.output) and only then is the
+window written. Chunks without answer text (the role chunk, usage) pass at once when nothing
+is held, so the time to first byte gains nothing; the first *text* waits at most the window.
+A mid-stream deny writes the dialect's end-of-stream for a filtered answer (Chat Completions:
+a content_filter final chunk and an ``error`` data frame; Responses: ``response.incomplete``
+with reason content_filter; Anthropic: an ``error`` event) and drops the held window.
+
+Whatever ends the stream -- completion, output policy cut, upstream failure or the client
+going away -- the usage is recorded and one completion record is audited, with exactly what
+was delivered (characters and SHA-256 of the delivered answer text). The stream's terminal
+event ([DONE] / message_stop / response.completed, the filtered end, or an in-band error) is
+sent only once that record is durable: a client that saw the stream end cleanly is never
+missing its completion record, even if the gateway dies right after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
+from collections import deque
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +35,7 @@ from pep.auditing import content_mode, event
 from pep.errors import GatewayError, Unavailable
 from pep.exchange import Exchange
 from pep.inbound import Dialect
-from pep.output import evaluate_output, output_enabled
+from pep.output import evaluate_output, output_denial, output_enabled
 from pep.steps import audit, record_usage
 
 log = logging.getLogger("regogate.streaming")
@@ -32,54 +47,223 @@ SSE_HEADERS = {
 }
 
 
-def _delta_text(chunk: dict[str, Any]) -> str:
+def delta_text(chunk: dict[str, Any]) -> str:
+    """The answer text a chunk carries: content and tool-call argument deltas (both are
+    model output the client receives)."""
     choices = chunk.get("choices")
     if not choices:
         return ""
-    delta = choices[0].get("delta") or {}
-    content = delta.get("content")
-    return content if isinstance(content, str) else ""
+    text = ""
+    for choice in choices:  # every choice (n > 1) reaches an OpenAI client
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            text += content
+        calls = delta.get("tool_calls")
+        if calls:
+            for call in calls:
+                fn = call.get("function") if isinstance(call, dict) else None
+                args = fn.get("arguments") if isinstance(fn, dict) else None
+                if isinstance(args, str) and args:
+                    text += args
+    return text
+
+
+_WHITESPACE = re.compile(r"\s")
+# A window is released up to its last whitespace: the unfinished word after it (where a key
+# or token may be arriving piece by piece) stays held, up to this many characters and
+# TAIL_HOLD_FACTOR times the window's time bound; then it is released as checked.
+TAIL_MAX_CHARS = 256
+TAIL_HOLD_FACTOR = 4
+
+
+_END = object()
+_TIMEOUT = object()
+_READ_AHEAD = 64  # chunks the reader may queue before it waits for the writer
+
+
+class _Feed:
+    """Reads the upstream stream in its own task, so the writer can wait for the next chunk
+    *or* the held window's deadline: one future and one timer per wait (~3 us per chunk),
+    where a task plus asyncio.wait per chunk costs ~13 us. Bounded read-ahead."""
+
+    def __init__(self, stream: Any) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._items: deque[Any] = deque()
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self.task = self._loop.create_task(self._run(stream))
+
+    async def _run(self, stream: Any) -> None:
+        try:
+            async for chunk in stream:
+                self._items.append(chunk)
+                self._wake()
+                if len(self._items) >= _READ_AHEAD:
+                    self._room = self._loop.create_future()
+                    await self._room
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer, which re-raises
+            self._error = exc
+        finally:
+            self._done = True
+            self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def next(self, deadline: float | None) -> Any:
+        """The next chunk; _END when the stream is over; _TIMEOUT when ``deadline`` (loop
+        time) passed first."""
+        if not self._items and not self._done:
+            self._waiter = self._loop.create_future()
+            timer = None if deadline is None else self._loop.call_at(deadline, self._wake)
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        if self._items:
+            item = self._items.popleft()
+            room = self._room
+            if room is not None and not room.done() and len(self._items) < _READ_AHEAD // 2:
+                room.set_result(None)
+            return item
+        if self._done:
+            if self._error is not None:
+                raise self._error
+            return _END
+        return _TIMEOUT
+
+    async def close(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+        await asyncio.wait({self.task})
+
+
+class _Relay:
+    """Per stream: the held window, what was delivered, and the writes."""
+
+    def __init__(self, request: web.Request, x: Exchange, dialect: Dialect,
+                 resp: web.StreamResponse, scanner: Any, hold_s: float) -> None:
+        self.request, self.x, self.dialect, self.resp = request, x, dialect, resp
+        self.encoder = dialect.stream_encoder(x.model_served or "")
+        self.scanner = scanner
+        self.hold_s = hold_s
+        self.held: list[tuple[dict[str, Any], str, float]] = []  # chunk, its text, arrival
+        self.deadline = 0.0  # when the held window must be checked and released
+        self.parts: list[str] = []  # all answer text received
+        self.delivered = 0  # how many of ``parts`` reached the client
+        self.cut_by: Any = None
+
+    async def send(self, chunk: dict[str, Any], text: str) -> None:
+        await self.resp.write(self.encoder.encode(chunk))
+        if text:
+            self.delivered += 1
+
+    def hold(self, chunk: dict[str, Any], text: str, now: float) -> None:
+        if not self.held:
+            self.deadline = now + self.hold_s
+        self.held.append((chunk, text, now))
+
+    async def release(self, *, final: bool, now: float = 0.0) -> bool:
+        """Check the answer so far; write the held window if allowed. False on a cut."""
+        if self.scanner is not None and (self.held or final):
+            self.scanner.checked()
+            decision = await evaluate_output(self.request, self.x, self.scanner.text,
+                                             self.scanner.findings(), final=final)
+            if not decision.allow:
+                self.cut_by = decision
+                self.held = []
+                return False
+        keep = 0 if final else self._tail(now)
+        held = self.held[: len(self.held) - keep]
+        self.held = self.held[len(self.held) - keep :]
+        if self.held:
+            self.deadline = self.held[0][2] + self.hold_s * TAIL_HOLD_FACTOR
+        if held:
+            await self.resp.write(b"".join(self.encoder.encode(c) for c, _, _ in held))
+            self.delivered += sum(1 for _, t, _ in held if t)
+        return True
+
+    def _tail(self, now: float) -> int:
+        """How many trailing held chunks form an unfinished word that may stay held."""
+        n, chars = 0, 0
+        for _chunk, text, arrived in reversed(self.held):
+            if not text or _WHITESPACE.search(text) is not None:
+                break
+            chars += len(text)
+            if chars > TAIL_MAX_CHARS or now - arrived >= self.hold_s * TAIL_HOLD_FACTOR:
+                return 0
+            n += 1
+        return n
+
+    def cut(self) -> bytes:
+        """The end of a stream the output decision denied, per the dialect's convention: Chat
+        Completions a content_filter final chunk and an ``error`` frame; the Responses API a
+        ``response.incomplete`` with reason content_filter (its documented outcome of a
+        content filter); Anthropic an ``error`` event."""
+        err = output_denial(self.request, self.cut_by)
+        out = b""
+        if self.dialect.name == "openai":
+            out += self.encoder.encode(_filter_chunk(self.x))
+        if self.dialect.api == "responses":
+            return out + self.encoder.close("content_filter")
+        return out + self.dialect.stream_error(err)
+
+    def delivered_text(self) -> str:
+        return "".join(self.parts[: self.delivered])
 
 
 async def relay_stream(
     request: web.Request, x: Exchange, dialect: Dialect, stream: Any
 ) -> web.StreamResponse:
     app = request.app
+    settings = app[appkeys.SETTINGS].policy
     resp = web.StreamResponse(headers=SSE_HEADERS)
     resp.headers[app[appkeys.SETTINGS].server.request_id_header] = x.request_id
     resp.headers["request-id"] = x.request_id
     await resp.prepare(request)
-    encoder = dialect.stream_encoder(x.model_served or "")
-    inspector = app[appkeys.CONTENT]
-    checking = output_enabled(request)
-    scanner = (
-        inspector.output_scanner(app[appkeys.SETTINGS].policy.output_check_every_chars)
-        if checking
-        else None
-    )
-    parts: list[str] = []
-    status, error, cut_by = 200, None, None
-    # The terminal event ([DONE] / message_stop, the content_filter end, or an in-band error)
-    # is held until the completion record is durable: a client that saw the stream end
-    # cleanly is never missing its completion record, even if the gateway dies right after.
-    terminal = b""
+    scanner = (app[appkeys.CONTENT].output_scanner(settings.output_check_every_chars)
+               if output_enabled(request) else None)
+    relay = _Relay(request, x, dialect, resp, scanner, settings.output_hold_ms / 1000)
+    loop = asyncio.get_running_loop()
+    feed = _Feed(stream)
+    status, error = 200, None
+    terminal = b""  # written once the completion record is durable (module docstring)
     try:
-        async for chunk in stream:
-            delta = _delta_text(chunk)
-            if delta:
-                parts.append(delta)
-                if scanner is not None and scanner.feed(delta):
-                    cut_by = await _check(request, x, scanner, final=False)
-                    if cut_by is not None:
-                        break
-            await resp.write(encoder.encode(chunk))
-        if cut_by is None and scanner is not None:
-            cut_by = await _check(request, x, scanner, final=True)
-        if cut_by is not None:
+        while True:
+            chunk = await feed.next(relay.deadline if relay.held else None)
+            if chunk is _END:
+                break
+            if chunk is _TIMEOUT:
+                # The held window's time bound passed before the next chunk: check, release.
+                if not await relay.release(final=False, now=loop.time()):
+                    break
+                continue
+            text = delta_text(chunk)
+            if text:
+                relay.parts.append(text)
+            if scanner is None or (not text and not relay.held):
+                await relay.send(chunk, text)
+                continue
+            now = loop.time()
+            relay.hold(chunk, text, now)
+            if scanner.feed(text) and not await relay.release(final=False, now=now):
+                break
+        if relay.cut_by is None:
+            await relay.release(final=True)
+        if relay.cut_by is not None:
             status = 403
-            terminal = encoder.encode(_filter_chunk(x)) + encoder.close("content_filter")
+            terminal = relay.cut()
         else:
-            terminal = encoder.close()
+            terminal = relay.encoder.close()
             # A dialect that keeps state (the Responses API's stored response) makes it
             # durable before the client sees the stream end, so a follow-up request that
             # continues it never races the write.
@@ -95,7 +279,7 @@ async def relay_stream(
         status = 499  # client closed the connection
         app[appkeys.METRICS].inc("client_disconnects_total")
     finally:
-        durable = await asyncio.shield(_finish(request, x, stream, parts, status, error, cut_by))
+        durable = await asyncio.shield(_finish(request, x, stream, feed, relay, status, error))
     if terminal:
         if not durable:
             terminal = dialect.stream_error(Unavailable(
@@ -103,11 +287,6 @@ async def relay_stream(
                 code="audit_unavailable"))
         await _write_quietly(resp, terminal)
     return resp
-
-
-async def _check(request: web.Request, x: Exchange, scanner: Any, *, final: bool) -> Any:
-    decision = await evaluate_output(request, x, scanner.text, scanner.findings(), final=final)
-    return None if decision.allow else decision
 
 
 def _filter_chunk(x: Exchange) -> dict[str, Any]:
@@ -131,26 +310,31 @@ async def _finish(
     request: web.Request,
     x: Exchange,
     stream: Any,
-    parts: list[str],
+    feed: _Feed,
+    relay: _Relay,
     status: int,
     error: GatewayError | None,
-    cut_by: Any,
 ) -> bool:
+    await feed.close()  # the reader task first: it may be mid-read of the upstream
     try:
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
         log.debug("error closing upstream stream for %s", x.request_id, exc_info=True)
     x.status = status
-    text = "".join(parts)
+    text = "".join(relay.parts)
     x.usage = stream.usage or Usage(
         prompt_tokens=x.req.estimated_tokens if x.req else 0,
         completion_tokens=(len(text) + 3) // 4,
         estimated=True,
     )
     await record_usage(request, x)
-    extra: dict[str, Any] = {}
-    if cut_by is not None:
-        extra = {"output_cut": [r.code for r in cut_by.reasons]}
+    delivered = relay.delivered_text()
+    extra: dict[str, Any] = {
+        "delivered_chars": len(delivered),
+        "delivered_sha256": hashlib.sha256(delivered.encode()).hexdigest(),
+    }
+    if relay.cut_by is not None:
+        extra["output_cut"] = [r.code for r in relay.cut_by.reasons]
     response = None if content_mode(x) == "none" else [text]
     return await audit(
         request,

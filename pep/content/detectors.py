@@ -27,6 +27,8 @@ PRIORITY: dict[str, int] = {
     "email": 3,
     "ip_address": 2,
     "phone": 1,
+    # Not a span detector: reported by the inspector where invisible characters were removed.
+    "invisible_text": 0,
 }
 FINDING_TYPES: frozenset[str] = frozenset(PRIORITY)
 

@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pep.content.detectors import FINDING_TYPES, PRIORITY, Detector, Span, build_detectors
+from pep.content.encoded import EncodedRuns
 from pep.content.normalise import Normaliser
 from pep.content.output import OutputScanner
 from pep.content.settings import ContentSettings
+from pep.content.walk import Site, walk
 from pep.errors import PayloadTooLarge, Unavailable
 from pep.policy.contract import ContentInput, Finding
 
-# Content parts whose "text" is forwarded to the model (OpenAI "text", Responses-style
-# "input_text"/"output_text"; Anthropic "text"). Everything else (images, audio, files) is
-# left untouched; Anthropic tool_result blocks are searched for nested text blocks.
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
 
 
@@ -46,6 +44,17 @@ class ContentScan:
         return ContentInput(findings=self.findings, types=self.types)
 
 
+@dataclass(frozen=True, slots=True)
+class RequestScan:
+    """One inspection of a whole canonical request (``scan_request``): the body to forward
+    (invisible characters stripped in strip mode), the normalised message texts
+    (request.messages[i].text) and the findings over every forwarded client string."""
+
+    body: dict[str, Any]
+    texts: list[str]
+    findings: list[Finding] = field(default_factory=list)
+
+
 class ContentInspector:
     def __init__(self, settings: ContentSettings) -> None:
         self._settings = settings
@@ -53,8 +62,11 @@ class ContentInspector:
         self._detectors = build_detectors()
         wanted = set(settings.types) if settings.enabled else set()
         self._reported = tuple(d for d in self._detectors if d.type in wanted)
+        self._report_invisible = "invisible_text" in wanted
+        self._strip = settings.invisible == "strip"
         self._masks = {t: settings.mask.format(TYPE=t.upper(), type=t) for t in FINDING_TYPES}
-        # Detector subsets per redact type set; at most 2**8 keys, filled on first use.
+        self._decoder = EncodedRuns(settings) if settings.decode_encoded else None
+        # Detector subsets per redact type set; at most 2**9 keys, filled on first use.
         self._subsets: dict[frozenset[str], tuple[Detector, ...]] = {}
 
     @property
@@ -73,12 +85,7 @@ class ContentInspector:
     def scan(self, texts: list[str]) -> ContentScan:
         """Like ``inspect``, also returning the normalised texts (what the policy should see
         as request.messages[i].text so that offsets line up)."""
-        if sum(map(len, texts)) > self._settings.max_chars:
-            raise PayloadTooLarge(
-                f"message text exceeds {self._settings.max_chars} characters, the most this "
-                "gateway inspects per request",
-                code="content_too_large",
-            )
+        self._check_size(sum(map(len, texts)))
         normalised = [self.normalise(t) for t in texts]
         findings: list[Finding] = []
         if self._reported:
@@ -87,22 +94,67 @@ class ContentInspector:
                     findings.append(_finding(span, index))
         return ContentScan(normalised, findings)
 
+    def scan_request(self, body: dict[str, Any], api: str, n_texts: int) -> RequestScan:
+        """Inspect every forwarded client string of a canonical request (pep.content.walk):
+        findings carry their location; message text findings index request.messages[i].text
+        (the normalised parts joined with newlines) as before."""
+        parts: list[list[str]] = [[] for _ in range(n_texts)]
+        bases = [0] * n_texts
+        findings: list[Finding] = []
+        chars = 0
+        reported = self._reported
+
+        def visit(site: Site, text: str) -> str | None:
+            nonlocal chars
+            chars += len(text)
+            if chars > self._settings.max_chars:
+                self._check_size(chars)
+            stripped = self._normaliser.strip(text)
+            if stripped is not text and stripped != text and self._report_invisible:
+                for offset, kind in self._normaliser.invisible_runs(text):
+                    findings.append(_located(site, "invisible_text", offset, offset, kind, 0))
+            normalised = self.normalise(stripped)
+            base = 0
+            i = site.message_index
+            if site.content and 0 <= i < n_texts:
+                base = bases[i]
+                parts[i].append(normalised)
+                bases[i] += len(normalised) + 1  # the "\n" the parts are joined with
+            if reported and normalised:
+                for span in self._spans(normalised, reported):
+                    findings.append(_located(site, span.type, span.start, span.end,
+                                             span.detector, base if site.content else 0))
+            return stripped if self._strip and stripped is not text else None
+
+        forwarded = walk(body, api, visit)
+        texts = ["\n".join(p) for p in parts]
+        return RequestScan(forwarded, texts, findings)
+
+    def _check_size(self, chars: int) -> None:
+        if chars > self._settings.max_chars:
+            raise PayloadTooLarge(
+                f"request text exceeds {self._settings.max_chars} characters, the most this "
+                "gateway inspects per request",
+                code="content_too_large",
+            )
+
     def spans(self, normalised_text: str, types: Iterable[str] | None = None) -> list[Span]:
         """Raw spans over an already normalised text (all known types when ``types`` is None)."""
         detectors = self._detectors if types is None else self._for_types(types)
         return self._spans(normalised_text, detectors)
 
     def _spans(self, text: str, detectors: tuple[Detector, ...]) -> list[Span]:
-        if not text:
+        if not text or not detectors:
             return []
-        # One C-level pass; every number detector's gate is a comparison against it.
-        if text.isascii():  # O(1); translate has a fast path for ASCII only
-            digits = len(text) - len(text.translate(_DROP_DIGITS))
-        else:
-            digits = sum(map(text.count, "0123456789"))
-        spans: list[Span] = []
-        for detector in detectors:
-            spans.extend(detector.find(text, digits))
+        # One byte per character, for the fold gate and the encoded-run search.
+        view = text.encode("ascii", "replace")
+        # Confusables folded one for one, so the spans index ``text`` itself.
+        folded = self._normaliser.fold(text, view)
+        spans = _detect(folded, detectors)
+        if self._decoder is not None:
+            spans.extend(self._decoder.spans(folded, lambda t: _detect(
+                self._normaliser.fold(self.normalise(t)), detectors),
+                view if folded is text else None))
         return _resolve_overlaps(spans) if len(spans) > 1 else spans
 
     def _for_types(self, types: Iterable[str]) -> tuple[Detector, ...]:
@@ -125,14 +177,22 @@ class ContentInspector:
 
     def redact(self, text: str, types: set[str] | frozenset[str]) -> tuple[str, int]:
         """Mask every finding of ``types``. Returns (text, count); when count > 0 the text is
-        the normalised form with masks, otherwise the original text unchanged."""
+        the normalised form with masks, otherwise the original text unchanged. Redacting
+        ``invisible_text`` removes invisible characters (counted as one per string)."""
         detectors = self._for_types(types)
-        if not detectors or not text:
+        if not text:
             return text, 0
+        removed = 0
+        if "invisible_text" in types:
+            stripped = self._normaliser.strip(text)
+            if stripped != text:
+                text, removed = stripped, 1
+        if not detectors:
+            return text, removed
         normalised = self.normalise(text)
         spans = self._spans(normalised, detectors)
         if not spans:
-            return text, 0
+            return text, removed
         out: list[str] = []
         pos = 0
         for span in spans:
@@ -140,51 +200,60 @@ class ContentInspector:
             out.append(self._masks[span.type])
             pos = span.end
         out.append(normalised[pos:])
-        return "".join(out), len(spans)
+        return "".join(out), len(spans) + removed
+
+    def redact_request(
+        self, body: dict[str, Any], api: str, types: set[str] | frozenset[str]
+    ) -> tuple[dict[str, Any], int]:
+        """Apply ``redact`` to every forwarded client string of a canonical request (the
+        same walk as ``scan_request``). Unchanged parts are returned as the same objects."""
+        self._for_types(types)  # unknown types fail even when there is nothing to mask
+        total = 0
+
+        def visit(_site: Site, text: str) -> str | None:
+            nonlocal total
+            new, count = self.redact(text, types)
+            total += count
+            return new if count else None
+
+        return walk(body, api, visit), total
 
     def redact_messages(
         self, messages: list[dict[str, Any]], types: set[str] | frozenset[str]
     ) -> tuple[list[dict[str, Any]], int]:
-        """Redact OpenAI/Anthropic-style messages (content as a string or a list of parts).
+        """Redact OpenAI-style messages (every client string in them, tool calls included).
         The input is not modified; unchanged messages are returned as the same objects."""
-        self._for_types(types)  # unknown types fail even when there is nothing to mask
-        total = 0
-        result: list[dict[str, Any]] = []
-        for message in messages:
-            content = message.get("content")
-            new_content, count = self._redact_content(content, types)
-            total += count
-            result.append({**message, "content": new_content} if count else message)
-        return result, total
-
-    def _redact_content(self, content: Any, types: set[str] | frozenset[str]) -> tuple[Any, int]:
-        if isinstance(content, str):
-            return self.redact(content, types)
-        if not isinstance(content, list):
-            return content, 0
-        total = 0
-        parts: list[Any] = []
-        for part in content:
-            count = 0
-            if isinstance(part, dict):
-                kind = part.get("type")
-                if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
-                    text, count = self.redact(part["text"], types)
-                    if count:
-                        part = {**part, "text": text}
-                elif kind == "tool_result" and "content" in part:
-                    nested, count = self._redact_content(part["content"], types)
-                    if count:
-                        part = {**part, "content": nested}
-            total += count
-            parts.append(part)
-        return (parts, total) if total else (content, 0)
+        body, total = self.redact_request({"messages": messages}, "chat.completions", types)
+        return body["messages"], total
 
     # --- model output --------------------------------------------------------------------
 
     def output_scanner(self, check_every_chars: int) -> OutputScanner:
         """Per-request accumulator for the output decision (see pep.content.output)."""
         return OutputScanner(self, check_every_chars)
+
+
+def _detect(text: str, detectors: tuple[Detector, ...]) -> list[Span]:
+    # One C-level pass; every number detector's gate is a comparison against it.
+    if text.isascii():  # O(1); translate has a fast path for ASCII only
+        digits = len(text) - len(text.translate(_DROP_DIGITS))
+    else:
+        digits = sum(map(text.count, "0123456789"))
+    spans: list[Span] = []
+    for detector in detectors:
+        spans.extend(detector.find(text, digits))
+    return spans
+
+
+def _located(site: Site, kind: str, start: int, end: int, detector: str, base: int) -> Finding:
+    return Finding(
+        type=kind,
+        message_index=site.message_index if site.content else -1,
+        start=start + base,
+        end=end + base,
+        detector=f"builtin:{detector}",
+        location=site.location,
+    )
 
 
 def _finding(span: Span, index: int) -> Finding:

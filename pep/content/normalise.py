@@ -10,6 +10,17 @@ Steps (docs/content-inspection.md explains each):
 3. NFKC (fullwidth "４１１１＠ｅｘａｍｐｌｅ．ｃｏｍ", ligatures, compatibility spaces);
 4. remove combining marks left on ASCII characters after composition ("a̲l̲i̲c̲e̲").
 
+Two more views exist beside ``normalise``:
+
+* ``strip`` does step 1 only. It is what the gateway forwards (``content.invisible: strip``):
+  the provider must receive the text that was inspected, and a hidden instruction written in
+  tag characters or a secret split by zero-width spaces must not travel past the checks.
+* ``fold`` maps Unicode TR39 confusables of ASCII (Cyrillic "о", Greek "ο", ...) to their
+  ASCII prototype, one character for one, so offsets do not move. It is for detection only:
+  forwarding it would turn Russian prose into Latin gibberish. The table comes from the
+  ``confusable-homoglyphs`` package (Unicode's confusables.txt, maintained upstream and
+  regenerated per Unicode release) rather than a hand-written list.
+
 Pure ASCII text without control characters is returned as is (the same object): NFKC is the
 identity on ASCII, and that is the common case, so it costs one ``isascii`` and one search.
 """
@@ -18,6 +29,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
+from functools import lru_cache
+from importlib import resources
+
+import orjson
 
 # Unicode 14 Cf, listed rather than computed so nothing is scanned at start-up; plus the
 # invisible non-Cf characters attackers use (Hangul fillers, Khmer inherent vowels,
@@ -65,6 +81,53 @@ def _expand(ranges: str) -> list[int]:
     return points
 
 
+_BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A)) | {0x200E, 0x200F,
+                                                                              0x061C}
+_ZERO_WIDTH = frozenset({0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x180E})
+
+
+def invisible_kind(ch: str) -> str:
+    """The detector name of an invisible_text finding: what kind of character hid text."""
+    cp = ord(ch)
+    if 0xE0000 <= cp <= 0xE007F:
+        return "unicode_tag"
+    if cp in _ZERO_WIDTH:
+        return "zero_width"
+    if cp in _BIDI:
+        return "bidi_control"
+    if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:
+        return "variation_selector"
+    if cp < 0x20 or 0x7F <= cp <= 0x9F:
+        return "control"
+    return "format"
+
+
+@lru_cache(maxsize=1)
+def confusable_table() -> dict[int, str]:
+    """Non-ASCII character -> its single-ASCII-character TR39 prototype (confusables.txt via
+    confusable-homoglyphs). Loaded once per process, on first use."""
+    raw = resources.files("confusable_homoglyphs").joinpath("confusables.json").read_bytes()
+    table: dict[int, str] = {}
+    for char, entries in orjson.loads(raw).items():
+        if len(char) != 1 or char.isascii():
+            continue
+        targets = {e["c"] for e in entries
+                   if len(e["c"]) == 1 and e["c"].isascii() and e["c"].isprintable()}
+        if len(targets) == 1:
+            table[ord(char)] = targets.pop()
+    return table
+
+
+# For fold(): ASCII letters, digits, "@" and "_" -> b"a" (not "." or "-": they follow
+# words of any script), "?" (what encode(..., "replace") makes
+# of a non-ASCII character, and a literal "?": a false positive only costs a fold) -> b"q".
+_MIX_TABLE = bytes(
+    ord("a") if chr(b).isalnum() and b < 128 or chr(b) in "@_" else
+    ord("q") if b == ord("?") else ord(" ")
+    for b in range(256)
+)
+
+
 class Normaliser:
     """Precompiled; ``normalise`` is safe to call concurrently (no mutable state)."""
 
@@ -86,6 +149,15 @@ class Normaliser:
         self._ascii_controls = re.compile(f"[{_ASCII_CONTROLS}]")
         self._any_mark = re.compile(f"[{_COMBINING}]")
         self._marks = re.compile(f"(?<=[\\x21-\\x7e])[{_COMBINING}]+")
+        self._strip_bmp = re.compile(f"[{_INVISIBLE_BMP}{_CONTROLS}]+")
+        self._strip_astral = re.compile(f"[{_INVISIBLE_ASTRAL}]+")
+        self._strip_all = re.compile(f"[{_INVISIBLE}{_CONTROLS}]+")
+        folds = confusable_table()
+        # A dict (~70 ns/char in str.translate): fold only runs on mixed-script text (the
+        # gate below), so a faster 65,536-entry list table is not worth its 2 MB per process.
+        self._fold_table = folds
+        self._foldable = re.compile(
+            "[" + "".join(re.escape(chr(c)) for c in sorted(folds)) + "]")
 
     def normalise(self, text: str) -> str:
         if text.isascii():
@@ -99,6 +171,43 @@ class Normaliser:
         if self._any_mark.search(text) is not None:
             text = self._marks.sub("", text)
         return text
+
+    def strip(self, text: str) -> str:
+        """Remove invisible characters only (step 1): what is forwarded in strip mode."""
+        if text.isascii():
+            if self._ascii_controls.search(text) is None:
+                return text
+            return self._ascii_controls.sub("", text)
+        text = self._strip_bmp.sub("", text)
+        if self._any_astral.search(text) is not None:
+            text = self._strip_astral.sub("", text)
+        return text
+
+    def invisible_runs(self, text: str) -> Iterator[tuple[int, str]]:
+        """(offset in ``strip(text)``, kind) of each run of invisible characters. Only called
+        on text that ``strip`` changed (rare), so the slower all-planes class is fine here."""
+        removed = 0
+        for m in self._strip_all.finditer(text):
+            yield m.start() - removed, invisible_kind(m.group()[0])
+            removed += m.end() - m.start()
+
+    def fold(self, text: str, ascii_view: bytes | None = None) -> str:
+        """TR39 confusables of ASCII -> ASCII, length-preserving (detection only).
+
+        Only text in which a non-ASCII character touches an ASCII letter, digit, "@" or "_"
+        is folded: every detector needs such ASCII anchors, and disguised content
+        mixes scripts ("ѕk-proj", "аlice@"), while prose in one script (Russian, Greek) is
+        left alone at the cost of one encode and translate (~1 ns/char)."""
+        if text.isascii():
+            return text
+        if ascii_view is None:
+            ascii_view = text.encode("ascii", "replace")
+        mixed = ascii_view.translate(_MIX_TABLE)
+        if b"aq" not in mixed and b"qa" not in mixed:
+            return text
+        if self._foldable.search(text) is None:
+            return text
+        return text.translate(self._fold_table)
 
     def _fix(self, text: str) -> str:
         # sub() only calls back for the (rare) runs it finds; translating the whole text

@@ -2,13 +2,16 @@
 
 One per request (``inspector.output_scanner(check_every_chars)``). The pipeline feeds every
 text delta; ``feed`` returns True when at least ``check_every_chars`` characters arrived since
-the last due check (0 or less: never mid-stream, only the final check). ``text`` and
-``findings()`` describe the whole answer so far in normalised form, as message_index 0, so the
-spans index ``text`` -- exactly what input.output carries.
+the last due check (0 or less: never by size, only when the caller's time bound or the end of
+the stream asks). ``text`` and ``findings()`` describe the whole answer so far in normalised
+form, as message_index 0, so the spans index ``text`` -- exactly what input.output carries.
 
-Each check rescans the whole answer (a finding can straddle chunk boundaries, and NFKC is not
-chunk-safe), so the cost over a stream is about answer_length**2 / check_every_chars
-characters scanned: pick an interval of a few hundred characters or more.
+Incremental, so a stream's scanning cost stays linear in its length: each delta is
+normalised once when it is first read, and ``findings()`` scans only the text added since
+the previous call plus an overlap of ``OVERLAP`` characters (longer than any detector's
+span except a PEM block, whose BEGIN line is found by an earlier scan and kept). Findings
+that start before the overlap window are kept from earlier scans; new ones that overlap a
+kept one are dropped, so a finding is reported once.
 """
 
 from __future__ import annotations
@@ -20,23 +23,31 @@ from pep.policy.contract import Finding
 if TYPE_CHECKING:
     from pep.content.inspector import ContentInspector
 
+OVERLAP = 1024
+
 
 class OutputScanner:
-    __slots__ = ("_every", "_inspector", "_normalised", "_parts", "_raw", "_since")
+    __slots__ = ("_every", "_findings", "_inspector", "_norm", "_normalised", "_pending",
+                 "_raw", "_raw_parts", "_scanned", "_since")
 
     def __init__(self, inspector: ContentInspector, check_every_chars: int) -> None:
         self._inspector = inspector
         self._every = check_every_chars
-        self._parts: list[str] = []
-        self._since = 0
+        self._raw_parts: list[str] = []
         self._raw: str | None = ""
+        self._pending: list[str] = []  # deltas not normalised yet
+        self._norm: list[str] = []  # normalised deltas
         self._normalised: str | None = ""
+        self._since = 0
+        self._scanned = 0  # length of the normalised text the last findings() covered
+        self._findings: list[Finding] = []
 
     def feed(self, delta: str) -> bool:
-        """Add a chunk of answer text; True when a mid-stream check is due."""
+        """Add a chunk of answer text; True when a check is due by size."""
         if not delta:
             return False
-        self._parts.append(delta)
+        self._raw_parts.append(delta)
+        self._pending.append(delta)
         self._raw = self._normalised = None
         self._since += len(delta)
         if self._every > 0 and self._since >= self._every:
@@ -44,23 +55,44 @@ class OutputScanner:
             return True
         return False
 
+    def checked(self) -> None:
+        """The caller ran a check now (time bound or end): restart the size count."""
+        self._since = 0
+
     @property
     def raw_text(self) -> str:
         """The answer exactly as the provider sent it."""
         if self._raw is None:
-            self._raw = "".join(self._parts)
-            self._parts = [self._raw]  # keep joins linear over a long stream
+            self._raw = "".join(self._raw_parts)
+            self._raw_parts = [self._raw]  # keep joins linear over a long stream
         return self._raw
 
     @property
     def text(self) -> str:
         """The answer so far, normalised: the text findings' offsets refer to."""
         if self._normalised is None:
-            self._normalised = self._inspector.normalise(self.raw_text)
+            if self._pending:
+                self._norm.append(self._inspector.normalise("".join(self._pending)))
+                self._pending = []
+            self._normalised = "".join(self._norm)
+            self._norm = [self._normalised]
         return self._normalised
 
     def findings(self) -> list[Finding]:
-        return self._inspector.inspect([self.text])
+        text = self.text
+        if len(text) == self._scanned:
+            return list(self._findings)
+        region = max(0, self._scanned - OVERLAP)
+        kept = [f for f in self._findings if f.start < region]
+        limit = max((f.end for f in kept), default=0)
+        for f in self._inspector.inspect([text[region:]]):
+            start = f.start + region
+            if start < limit:
+                continue  # part of a finding an earlier scan already reported
+            kept.append(f.model_copy(update={"start": start, "end": f.end + region}))
+        self._findings = kept
+        self._scanned = len(text)
+        return list(kept)
 
     def types(self) -> list[str]:
         return sorted({f.type for f in self.findings()})

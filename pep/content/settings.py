@@ -17,6 +17,7 @@ FindingType = Literal[
     "ip_address",
     "api_key",
     "private_key",
+    "invisible_text",
 ]
 
 
@@ -31,6 +32,20 @@ class ContentSettings(Frozen):
     # Inspection is linear but not free (about 1 us per character on digit-only text), so a
     # larger request is refused (413) rather than scanned partially: fail closed.
     max_chars: int = Field(1_000_000, gt=0)
+    # Invisible characters (Unicode tag block, zero-width, bidi controls, variation selectors,
+    # C0/C1 controls) in client text: "strip" removes them from what is forwarded, so the
+    # provider receives exactly the text that was inspected; "keep" forwards them unchanged
+    # (a policy can then deny on the invisible_text finding, or redact it, which strips).
+    # Either way they are reported as invisible_text findings.
+    invisible: Literal["strip", "keep"] = "strip"
+    # Long base64 / hex runs are decoded (one level) and what they contain is scanned: a
+    # base64-encoded key is still a key. Bounded: runs of at least decode_min_chars, at most
+    # decode_max_chars each (longer runs: their first decode_max_chars), decode_max_runs per
+    # string.
+    decode_encoded: bool = True
+    decode_min_chars: int = Field(24, ge=8)
+    decode_max_chars: int = Field(8192, ge=16)
+    decode_max_runs: int = Field(16, ge=1)
     # What a masked span becomes. {TYPE} is the upper-case type, {type} the type as is.
     mask: str = Field("[REDACTED:{TYPE}]", min_length=1, max_length=64)
 

@@ -133,12 +133,15 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
         if args.max_tokens is not None:
             body["max_tokens"] = args.max_tokens
         req = normalize_chat(body, normalise_text=inspector.normalise, api=args.api)
+    # The gateway's own inspection (every forwarded string, findings with locations).
+    scan = inspector.scan_request(req.body, req.api, len(req.texts))
+    req.texts = scan.texts
     doc = build_policy_input(
         principal,
         req,
         request_id=f"cli-{uuid.uuid4()}",
         source_ip=None,
-        findings=inspector.inspect(req.texts),
+        findings=scan.findings,
         usage={},
     )
     if args.api not in ("chat.completions", "messages", "embeddings"):

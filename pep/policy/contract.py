@@ -86,10 +86,19 @@ class RequestInput(_Model):
 
 class Finding(_Model):
     type: str = Field(examples=["email"])
-    message_index: int
+    message_index: int = Field(
+        description="Message whose text (request.messages[i].text) the offsets index; -1 when "
+        "the finding is in another field (tool arguments, tool schemas, stop, user, ...): "
+        "then the offsets index the normalised string at ``location``")
     start: int = Field(description="Start offset in the message text (normalised form)")
     end: int
     detector: str = "builtin"
+    location: str | None = Field(
+        None,
+        description="Where in the canonical request the text was found; None for output "
+        "findings and for findings made by older PEP versions",
+        examples=["messages[2].tool_calls[0].function.arguments.query",
+                  "messages[0].content", "tools[0].function.description", "input[1]"])
 
 
 class ContentInput(_Model):

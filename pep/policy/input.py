@@ -53,6 +53,7 @@ def finding_docs(findings: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
             "start": f.start,
             "end": f.end,
             "detector": f.detector,
+            "location": f.location,
         }
         for f in findings[:MAX_POLICY_FINDINGS]
     ]

@@ -21,3 +21,12 @@ redact contains t if {
 	some t in input.content.types
 	t in data.gateway.content.redact
 }
+
+# Off by default (data.gateway.content.deny_invisible: false). Invisible characters (Unicode
+# tag block, zero-width, bidi controls) are stripped from what is forwarded anyway
+# (content.invisible: strip); set deny_invisible: true to refuse such requests instead, e.g.
+# together with content.invisible: keep, when hidden text should be evidence, not cleaned up.
+deny contains {"code": "invisible_text", "message": "the request contains invisible characters (hidden text); remove them and retry"} if {
+	"invisible_text" in input.content.types
+	object.get(data.gateway.content, "deny_invisible", false) == true
+}

@@ -26,3 +26,17 @@ test_unknown_finding_type_is_ignored if {
 	count(content.deny) == 0 with input as with_types(["weather"])
 	count(content.redact) == 0 with input as with_types(["weather"])
 }
+
+test_invisible_text_is_allowed_by_default if {
+	count(content.deny) == 0 with input as with_types(["invisible_text"])
+}
+
+test_invisible_text_is_denied_when_the_option_is_on if {
+	{r.code | some r in content.deny} == {"invisible_text"} with input as with_types(["invisible_text"])
+		with data.gateway.content.deny_invisible as true
+}
+
+test_deny_invisible_without_invisible_text_denies_nothing if {
+	count(content.deny) == 0 with input as with_types(["email"])
+		with data.gateway.content.deny_invisible as true
+}

@@ -88,25 +88,30 @@ async def test_dropped_connection_makes_append_raise_audit_unavailable(
     await store.start()
     await store.append(make_event("alice", 0))
     holder = await asyncpg.connect(postgres_dsn)
-    tx = holder.transaction()
-    await tx.start()
-    await holder.execute(f'SELECT * FROM "{schema}".audit_head WHERE id = 1 FOR UPDATE')
-    pending = asyncio.create_task(store.append(make_event("alice", 1)))
-    # Wait until the store's batch is blocked on the head lock, then kill its connection.
-    for _ in range(100):
-        pids = await holder.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'regogate-audit' "
-            "AND wait_event_type = 'Lock' AND query LIKE $1", f"%{schema}%")
-        if pids:
-            break
-        await asyncio.sleep(0.02)
-    assert pids, "the store never blocked on the head lock"
-    for row in pids:
-        await holder.execute("SELECT pg_terminate_backend($1)", row["pid"])
-    with pytest.raises(AuditUnavailable):
-        await pending
-    await tx.rollback()
-    await holder.close()
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(f'SELECT * FROM "{schema}".audit_head WHERE id = 1 FOR UPDATE')
+        pending = asyncio.create_task(store.append(make_event("alice", 1)))
+        # Wait until the store's batch is blocked on the head lock, then kill its connection.
+        # (Generous bound: the database is shared with concurrent suites.)
+        for _ in range(500):
+            pids = await holder.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'regogate-audit' "
+                "AND wait_event_type = 'Lock' AND query LIKE $1", f"%{schema}%")
+            if pids:
+                break
+            await asyncio.sleep(0.02)
+        assert pids, "the store never blocked on the head lock"
+        for row in pids:
+            await holder.execute("SELECT pg_terminate_backend($1)", row["pid"])
+        with pytest.raises(AuditUnavailable):
+            await pending
+        await tx.rollback()
+    finally:
+        # A failure above must not leave the head row locked: the schema fixture's DROP
+        # would then wait for ever.
+        await holder.close()
     await store.append(make_event("alice", 2))  # the pool reconnects
     await store.close()
     report = await verify(postgres_dsn, schema, tmp_path)

@@ -49,6 +49,7 @@ def test_scan_returns_normalised_texts_and_a_content_input() -> None:
     assert content.findings[0].detector == "builtin:email"
     assert content.model_dump()["findings"][0] == {
         "type": "email", "message_index": 1, "start": 5, "end": 20, "detector": "builtin:email",
+            "location": None,
     }  # fmt: skip
 
 

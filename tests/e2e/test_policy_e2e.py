@@ -4,6 +4,7 @@ and every way the policy can fail closed (503, nothing forwarded, audited)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from pep.defaults import repo_policies_dir
 from tests.e2e.conftest import upstream_config, write_bundle
+from tests.e2e.test_content_edges_e2e import trail_until_completion
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, running_gateway
@@ -217,13 +219,18 @@ async def test_output_decision_cuts_a_stream_that_starts_leaking_a_private_key(
             stream = await gw.openai("alice").chat.completions.create(
                 model="mock-gpt", messages=HELLO, stream=True)
             text, finish = "", None
-            async for chunk in stream:
-                if chunk.choices:
-                    text += chunk.choices[0].delta.content or ""
-                    finish = chunk.choices[0].finish_reason or finish
-            events = await gw.audit_records()
+            with pytest.raises(openai.APIError, match="private_key"):
+                async for chunk in stream:
+                    if chunk.choices:
+                        text += chunk.choices[0].delta.content or ""
+                        finish = chunk.choices[0].finish_reason or finish
+            events = await trail_until_completion(gw)
     assert finish == "content_filter"
-    assert "END OPENSSH PRIVATE KEY" not in text
+    # Held back until checked: none of the key material reached the client (the header
+    # line, which is no secret, may have), and the audit says exactly what was delivered.
+    assert "b3Blbn" not in text and "END OPENSSH" not in text
+    assert events[-1]["extra"]["delivered_chars"] == len(text)
+    assert events[-1]["extra"]["delivered_sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert events[-1]["event"] == "request.completion"
     assert events[-1]["extra"]["output_cut"]
 
