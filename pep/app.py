@@ -21,6 +21,7 @@ from pep.catalog import Catalog
 from pep.config import Settings
 from pep.http.middleware import error_middleware
 from pep.http.routes import setup_routes
+from pep.inbound import Dialect
 from pep.inbound.openai import OpenAIDialect
 from pep.metrics import Metrics
 
@@ -70,8 +71,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.CATALOG] = Catalog(settings.models, settings.providers)
-    app[appkeys.DIALECTS] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
-                             "completions": CompletionsDialect()}
+    dialects: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
+                                    "completions": CompletionsDialect()}
+    app[appkeys.DIALECTS] = dialects
     app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
     app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
 

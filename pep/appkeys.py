@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -12,23 +12,32 @@ from pep.config import Settings
 
 if TYPE_CHECKING:
     from pep.audit.events import AuditStore
+    from pep.auth.authenticator import Authenticator
+    from pep.cache.service import ResponseCache
+    from pep.catalog import Catalog
+    from pep.content import ContentInspector
     from pep.conversations import ConversationStore
+    from pep.inbound import Dialect
+    from pep.metrics import Metrics
     from pep.policy.engine import PolicyEngine
+    from pep.policy.shadow import ShadowEvaluator
+    from pep.routing.router import Router
     from pep.usage.tracker import UsageTracker
 
 SETTINGS = web.AppKey("settings", Settings)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 PROVIDER_SESSION = web.AppKey("provider_session", aiohttp.ClientSession)
-AUTHENTICATOR: web.AppKey[Any] = web.AppKey("authenticator")
+AUTHENTICATOR: web.AppKey["Authenticator"] = web.AppKey("authenticator")
 POLICY: web.AppKey["PolicyEngine"] = web.AppKey("policy")
-SHADOW: web.AppKey[Any] = web.AppKey("shadow")
+SHADOW: web.AppKey["ShadowEvaluator"] = web.AppKey("shadow")
 AUDIT: web.AppKey["AuditStore"] = web.AppKey("audit")
 USAGE: web.AppKey["UsageTracker"] = web.AppKey("usage")
-ROUTER: web.AppKey[Any] = web.AppKey("router")
-METRICS: web.AppKey[Any] = web.AppKey("metrics")
-CONTENT: web.AppKey[Any] = web.AppKey("content")
-CATALOG: web.AppKey[Any] = web.AppKey("catalog")
-DIALECTS: web.AppKey[dict[str, Any]] = web.AppKey("dialects")
+ROUTER: web.AppKey["Router"] = web.AppKey("router")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+# None when content inspection is off (settings.content.enabled: false).
+CONTENT: web.AppKey["ContentInspector | None"] = web.AppKey("content")
+CATALOG: web.AppKey["Catalog"] = web.AppKey("catalog")
+DIALECTS: web.AppKey["dict[str, Dialect]"] = web.AppKey("dialects")
 CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
-CACHE: web.AppKey[Any] = web.AppKey("cache")
+CACHE: web.AppKey["ResponseCache"] = web.AppKey("cache")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)

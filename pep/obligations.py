@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError
-from pep.request import NormalizedRequest
+from pep.request import TOKEN_LIMIT_FIELDS, NormalizedRequest
 
 
 class Redactor(Protocol):
@@ -42,9 +42,7 @@ def apply_obligations(
         model = ob.model
         body["model"] = model
     if ob.max_tokens is not None and req.api != "embeddings":
-        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        current = body.get(field)
-        body[field] = ob.max_tokens if current is None else min(current, ob.max_tokens)
+        _cap_tokens(body, ob.max_tokens)
     redacted = original
     if ob.redact:
         wanted = set(ob.redact) & finding_types
@@ -59,3 +57,14 @@ def apply_obligations(
     mode = ob.audit_content or "digest"
     prompt_audit = None if mode == "none" else (redacted if mode == "redacted" else original)
     return body, model, prompt_audit
+
+
+def _cap_tokens(body: dict[str, Any], cap: int) -> None:
+    """Cap every output-token field the request carries: a provider may honour any of them
+    (OpenAI reads max_completion_tokens, older compatible servers max_tokens), so capping one
+    and forwarding the other uncapped would let the client out-ask the policy. With none
+    set, ``max_tokens`` is added: every adapter and OpenAI-compatible server reads it."""
+    present = [f for f in TOKEN_LIMIT_FIELDS if body.get(f) is not None]
+    for name in present or ["max_tokens"]:
+        current = body.get(name)
+        body[name] = cap if current is None else min(current, cap)

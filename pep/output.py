@@ -55,9 +55,9 @@ def output_denial(request: web.Request, decision: Decision) -> PolicyDenied:
 
 
 async def check_output_plain(request: web.Request, x: Exchange, body: dict[str, Any]) -> dict[str, Any]:
-    if not output_enabled(request):
-        return body
     inspector = request.app[appkeys.CONTENT]
+    if not output_enabled(request) or inspector is None:
+        return body
     choices = body.get("choices") or []
     # Content and tool-call arguments are both model output the client receives.
     texts = [

@@ -15,6 +15,9 @@ from pep.errors import BadRequest
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NOT_PARAMS = frozenset({"model", "messages", "stream", "tools", "input"})
+# Every field of the canonical (OpenAI) body that limits output tokens. The Anthropic dialect's
+# max_tokens maps onto max_tokens; a max_tokens obligation caps all of these (pep.obligations).
+TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 @dataclass(slots=True)
@@ -73,7 +76,7 @@ def message_text(content: Any, index: int) -> str:
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
     value = None
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in TOKEN_LIMIT_FIELDS:
         v = body.get(key)
         if v is None:
             continue

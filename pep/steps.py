@@ -29,6 +29,7 @@ from pep.exchange import Exchange
 from pep.policy.contract import Decision, QuotaRef, Reason
 from pep.policy.engine import PolicyError
 from pep.principal import Principal
+from pep.request import TOKEN_LIMIT_FIELDS
 from pep.usage.admission import InvalidQuota, QuotaExceeded, message
 from pep.usage.tracker import UsageUnavailable
 
@@ -174,8 +175,15 @@ def denial(request: web.Request, x: Exchange, decision: Decision) -> GatewayErro
     return PolicyDenied(message, code=codes[0], details=details, headers=headers)
 
 
-def _output_field(body: dict[str, Any]) -> str:
-    return "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+def _output_limits(body: dict[str, Any]) -> list[str]:
+    """The output-token fields the body carries (a provider may honour any of them)."""
+    return [f for f in TOKEN_LIMIT_FIELDS if body.get(f) is not None]
+
+
+def _output_limit(body: dict[str, Any]) -> Any:
+    """The largest output-token limit sent: what the provider may generate at most."""
+    values = [body[f] for f in _output_limits(body) if isinstance(body[f], int)]
+    return max(values) if values else None
 
 
 async def reserve_usage(
@@ -193,7 +201,7 @@ async def reserve_usage(
     embeddings = req.api == "embeddings"
     out, choices = 0, 1
     if not embeddings:
-        cap = body.get(_output_field(body))
+        cap = _output_limit(body)
         out = cap if isinstance(cap, int) else app[appkeys.SETTINGS].usage.reserve_output_tokens
         n = body.get("n")
         choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
@@ -230,11 +238,13 @@ async def reserve_usage(
     cap_out = x.reservation.output_cap
     if cap_out is None or embeddings:
         return None
-    field = _output_field(body)
-    current = body.get(field)
-    if isinstance(current, int) and current <= cap_out:
+    # Lower every token field sent (as the max_tokens obligation does), never just one.
+    fields = _output_limits(body) or ["max_tokens"]
+    if all(isinstance(body.get(f), int) and body[f] <= cap_out for f in fields):
         return None
-    body[field] = cap_out
+    for f in fields:
+        current = body.get(f)
+        body[f] = cap_out if not isinstance(current, int) else min(current, cap_out)
     return cap_out
 
 

@@ -230,8 +230,9 @@ async def relay_stream(
     resp.headers[app[appkeys.SETTINGS].server.request_id_header] = x.request_id
     resp.headers["request-id"] = x.request_id
     await resp.prepare(request)
-    scanner = (app[appkeys.CONTENT].output_scanner(settings.output_check_every_chars)
-               if output_enabled(request) else None)
+    inspector = app[appkeys.CONTENT]
+    scanner = (inspector.output_scanner(settings.output_check_every_chars)
+               if inspector is not None and output_enabled(request) else None)
     relay = _Relay(request, x, dialect, resp, scanner, settings.output_hold_ms / 1000)
     loop = asyncio.get_running_loop()
     feed = _Feed(stream)

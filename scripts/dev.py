@@ -3,9 +3,11 @@
 
     python3 scripts/dev.py run     # venv + install, then `regogate serve` on embedded defaults
     python3 scripts/dev.py test    # venv + install with test extras, then the whole test suite
+    python3 scripts/dev.py mutate  # mutation testing of the security core (scripts/mutate.py)
 
 Extra arguments are passed on (`run --port 9000`, `test -k audit`). The virtual environment
-lives in .venv; it is reinstalled only when pyproject.toml changes.
+lives in .venv; it is reinstalled only when pyproject.toml or constraints.txt changes. Both
+commands install with ``-c constraints.txt`` (exact versions; scripts/constraints.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
+CONSTRAINTS = ROOT / "constraints.txt"
 
 
 def say(msg: str) -> None:
@@ -34,14 +37,16 @@ def ensure_venv(extras: str) -> None:
         say(f"creating virtual environment in {VENV}")
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
     stamp_file = VENV / f".regogate-installed-{extras or 'base'}"
-    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
+                           + CONSTRAINTS.read_bytes()).hexdigest()
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return
     say("installing regogate and its dependencies (first run takes a minute)")
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.check_call([*pip, "--upgrade", "pip"])
     target = f".[{extras}]" if extras else "."
-    subprocess.check_call([*pip, "-e", target], cwd=ROOT)
+    # Exact versions the suite last passed with (scripts/constraints.py writes the file).
+    subprocess.check_call([*pip, "-c", str(CONSTRAINTS), "-e", target], cwd=ROOT)
     stamp_file.write_text(stamp)
 
 
@@ -79,7 +84,7 @@ def ensure_interop_provider() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test", "mutate"):
         print(__doc__)
         return 2
     command, rest = sys.argv[1], sys.argv[2:]
@@ -89,9 +94,24 @@ def main() -> int:
         return subprocess.call([str(BIN / "regogate"), "serve", *rest])
     ensure_venv("test")
     ensure_opa_oracle()
+    if command == "mutate":
+        return subprocess.call([str(PY), str(ROOT / "scripts" / "mutate.py"), *rest])
     ensure_interop_provider()
-    result = subprocess.call([str(PY), "-m", "pytest", *rest])
+    # Coverage of pep, adapters and idp (subprocesses included: pyproject [tool.coverage]),
+    # reported at the end; then the security core's per-file floor (scripts/coverage_floor.py).
+    cov = [] if "--no-cov" in rest else ["--cov", "--cov-report=term-missing:skip-covered"]
+    for stale in ROOT.glob(".coverage*"):
+        stale.unlink()
+    result = subprocess.call([str(PY), "-m", "pytest", *cov, *rest])
+    if result == 0 and cov and not _selected(rest):
+        result = subprocess.call([str(PY), str(ROOT / "scripts" / "coverage_floor.py")])
     return result
+
+
+def _selected(args: list[str]) -> bool:
+    """True when the run is a subset (-k, -m, paths, ...): the floor applies to the whole suite."""
+    return any(a in ("-k", "-m", "--lf", "--deselect") or a.startswith(("tests", "-k", "-m"))
+               for a in args)
 
 
 if __name__ == "__main__":

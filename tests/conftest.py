@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,19 @@ from tests.logscan import SessionLogHandler, assert_clean
 
 POSTGRES_DSN = os.environ.get("REGOGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REGOGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+SERVICE_TEST_TIMEOUT_S = 180
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on a real service fails after SERVICE_TEST_TIMEOUT_S instead of hanging the
+    suite (unless it sets its own pytest.mark.timeout)."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ())) & {"postgres_dsn", "redis_url"}
+        if item.get_closest_marker("timeout") is None and (
+                uses or item.get_closest_marker("postgres") or item.get_closest_marker("redis")):
+            item.add_marker(pytest.mark.timeout(SERVICE_TEST_TIMEOUT_S))
 
 
 def services_required() -> bool:
@@ -50,6 +64,48 @@ def postgres_dsn() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     _need("Redis", "127.0.0.1", 6379)
     yield REDIS_URL
+
+
+# Every client a test opens on a real service has a bound on each wait (pytest-timeout bounds the
+# test as a whole), so a service that stops answering, or a lock left behind by a failed test,
+# makes a failure, never a hang.
+SERVICE_TIMEOUT_S = 30.0
+
+
+async def pg_connect(dsn: str) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=10, command_timeout=SERVICE_TIMEOUT_S)
+    await conn.execute(f"SET lock_timeout = '{int(SERVICE_TIMEOUT_S)}s'")
+    return conn
+
+
+async def drop_pg_schema(dsn: str, schema: str) -> None:
+    conn = await pg_connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close(timeout=10)
+
+
+def redis_sync(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=SERVICE_TIMEOUT_S, socket_connect_timeout=10)
+
+
+def redis_async(url: str) -> Any:
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(url, socket_timeout=SERVICE_TIMEOUT_S,
+                                   socket_connect_timeout=10)
+
+
+def drop_redis_prefix(url: str, prefix: str) -> None:
+    with redis_sync(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
 
 
 # --- no secret in any log line (tests/logscan.py) ---------------------------------------------

@@ -28,6 +28,14 @@ from pep.defaults import embedded_mapping
 from pep.http.edge import GatewayRunner
 
 
+def error_body(exc: Any) -> dict[str, Any]:
+    """The JSON error body of an SDK exception (openai's ``APIStatusError.body`` is typed
+    ``object``): the gateway always answers errors with an object."""
+    body = exc.body
+    assert isinstance(body, dict), body
+    return body
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in extra.items():

@@ -1,6 +1,6 @@
 """The code base stays free of the errors pyflakes finds (unused imports, undefined names,
 shadowing...), with the rule set in pyproject.toml [tool.ruff.lint], and type-checks under
-``mypy --strict`` (pyproject.toml [tool.mypy])."""
+``mypy --strict`` (pyproject.toml [tool.mypy]), tests included."""
 
 from __future__ import annotations
 
@@ -25,5 +25,5 @@ def test_ruff_finds_no_errors() -> None:
 
 def test_mypy_strict_finds_no_errors(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path),
-                          "pep", "adapters", "idp"], cwd=ROOT, capture_output=True, text=True)
+                          "pep", "adapters", "idp", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -182,7 +182,7 @@ class EdgeServer(Server):
         return EdgeRequestHandler(self, loop=self._loop, **self._kwargs)
 
     def metrics_inc(self, name: str, **labels: str) -> None:
-        self.app[appkeys.METRICS].inc(name, **labels)
+        self.app[appkeys.METRICS].inc(name, 1.0, **labels)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)

@@ -102,6 +102,10 @@ class CounterTracker(ABC):
 
     # -- protocol -------------------------------------------------------------------------
 
+    @abstractmethod
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """(ok, detail) for /readyz."""
+
     async def start(self) -> None:
         return None
 

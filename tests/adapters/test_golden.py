@@ -55,7 +55,8 @@ def question(**extra: Any) -> dict[str, Any]:
 
 
 async def collect(cs: ChunkStream) -> tuple[str, dict[int, dict[str, str]], list[str | None]]:
-    text, calls, finishes = "", {}, []
+    text, finishes = "", []
+    calls: dict[int, dict[str, str]] = {}
     async for chunk in cs:
         for c in chunk["choices"]:
             delta = c["delta"]
@@ -198,7 +199,7 @@ async def test_bedrock_stream_exception_before_first_chunk_falls_back(
         providers = {"a": provider_settings("bedrock", a.url),
                      "b": provider_settings("bedrock", b.url)}
         models = {"assistant": ModelSettings(provider="a", model="m1", fallbacks=(
-            {"provider": "b", "model": "m2"},))}  # type: ignore[arg-type]
+            {"provider": "b", "model": "m2"},))}
         cs = await Router(providers, models, session).chat(question(stream=True), "assistant",
                                                            request_id="r")
         assert isinstance(cs, ChunkStream)

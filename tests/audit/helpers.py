@@ -37,7 +37,7 @@ def make_event(
                           cost_usd=0.001 if tokens else None)
     reasons = [] if allow else [{"code": "model_not_allowed", "message": "no"}]
     return AuditEvent(
-        event=kind,  # type: ignore[arg-type]
+        event=kind,
         time=f"2025-01-{day:02d}T10:00:{n % 60:02d}.{n:06d}Z",
         request_id=f"req_{user}_{n}",
         decision_id=f"dec_{user}_{n}",
@@ -53,4 +53,4 @@ def settings(tmp: Path, **kw: object) -> AuditSettings:
                               # no idle seal racing the tests' own lock-holding
                               "seal_idle_s": 3600.0}
     base.update(kw)
-    return AuditSettings(**base)  # type: ignore[arg-type]
+    return AuditSettings(**base)

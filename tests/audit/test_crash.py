@@ -28,6 +28,7 @@ from pep.audit.query import AuditQuery
 from pep.audit.reader import open_reader
 from pep.defaults import embedded_mapping
 from tests import logscan
+from tests.conftest import drop_pg_schema
 
 REPO = Path(__file__).resolve().parents[2]
 SUCCESSES_BEFORE_KILL = 40
@@ -69,16 +70,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
     schema = f"audit_crash_{uuid.uuid4().hex[:10]}"
     yield {"store": dsn, "pg_schema": schema}
     subprocess.run(["psql", dsn, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
-                   check=False, capture_output=True)
+                   check=False, capture_output=True, timeout=60)
     if not _dropped(dsn, schema):  # psql may be absent: drop through asyncpg
-        import asyncpg
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(dsn)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
-
-        asyncio.run(drop())
+        asyncio.run(drop_pg_schema(dsn, schema))
 
 
 def _dropped(dsn: str, schema: str) -> bool:
@@ -110,10 +104,10 @@ async def drive(url: str, token: str, proc: subprocess.Popen[bytes]) -> list[tup
                     async for _ in raw.parse():
                         pass
                 else:
-                    raw = await client.chat.completions.with_raw_response.create(
+                    plain = await client.chat.completions.with_raw_response.create(
                         model="mock-gpt", messages=[{"role": "user", "content": f"hi {n}"}])
-                    rid = raw.headers["x-request-id"]
-                    raw.parse()
+                    rid = plain.headers["x-request-id"]
+                    plain.parse()
             except Exception:
                 if killed.is_set():
                     return

@@ -18,6 +18,8 @@ from pep.audit.postgres_store import PostgresAuditStore
 from pep.audit.settings import AuditSettings
 from pep.audit.verify import VerifyReport, verify_trail
 
+from tests.conftest import drop_pg_schema, pg_connect
+
 from .helpers import make_event
 
 pytestmark = pytest.mark.postgres
@@ -27,9 +29,7 @@ pytestmark = pytest.mark.postgres
 async def schema(postgres_dsn: str) -> AsyncIterator[str]:
     name = f"audit_t_{uuid.uuid4().hex[:12]}"
     yield name
-    conn = await asyncpg.connect(postgres_dsn)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    await conn.close()
+    await drop_pg_schema(postgres_dsn, name)
 
 
 def pg_settings(dsn: str, schema: str, **kw: object) -> AuditSettings:
@@ -37,7 +37,7 @@ def pg_settings(dsn: str, schema: str, **kw: object) -> AuditSettings:
                                "seal_idle_s": 3600.0,
                                "checkpoint_every_records": 50}
     base.update(kw)
-    return AuditSettings(**base)  # type: ignore[arg-type]
+    return AuditSettings(**base)
 
 
 async def verify(dsn: str, schema: str, tmp: Path) -> VerifyReport:
@@ -74,9 +74,11 @@ async def test_tampered_postgres_record_is_pinpointed(postgres_dsn: str, schema:
     for n in range(5):
         await store.append(make_event("alice", n))
     await store.close()
-    conn = await asyncpg.connect(postgres_dsn)
-    await conn.execute(f'DELETE FROM "{schema}".audit_records WHERE seq = 3')
-    await conn.close()
+    conn = await pg_connect(postgres_dsn)
+    try:
+        await conn.execute(f'DELETE FROM "{schema}".audit_records WHERE seq = 3')
+    finally:
+        await conn.close(timeout=10)
     report = await verify(postgres_dsn, schema, tmp_path)
     assert report.error is not None and (report.error.kind, report.error.seq) == ("deleted", 3)
 
@@ -84,36 +86,32 @@ async def test_tampered_postgres_record_is_pinpointed(postgres_dsn: str, schema:
 async def test_dropped_connection_makes_append_raise_audit_unavailable(
     postgres_dsn: str, schema: str, tmp_path: Path
 ) -> None:
-    store = open_store(pg_settings(postgres_dsn, schema), tmp_path)
+    # Deterministic: the store's write is parked on a row lock we hold, we find exactly the
+    # backend our lock blocks (pg_blocking_pids) and kill it. The store's own timeout is far
+    # longer than any wait here, so only the dropped connection can fail the append, however
+    # slow the machine. Everything is released in finally blocks, so a failure never leaves
+    # a transaction open that would block the schema's cleanup.
+    store = open_store(pg_settings(postgres_dsn, schema, write_timeout_s=300), tmp_path)
     await store.start()
-    await store.append(make_event("alice", 0))
-    holder = await asyncpg.connect(postgres_dsn)
     try:
-        tx = holder.transaction()
-        await tx.start()
-        await holder.execute(f'SELECT * FROM "{schema}".audit_head WHERE id = 1 FOR UPDATE')
-        pending = asyncio.create_task(store.append(make_event("alice", 1)))
-        # Wait until the store's batch is blocked on the head lock, then kill its connection.
-        # (Generous bound: the database is shared with concurrent suites.)
-        for _ in range(500):
-            pids = await holder.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'regogate-audit' "
-                "AND wait_event_type = 'Lock' AND query LIKE $1", f"%{schema}%")
-            if pids:
-                break
-            await asyncio.sleep(0.02)
-        assert pids, "the store never blocked on the head lock"
-        for row in pids:
-            await holder.execute("SELECT pg_terminate_backend($1)", row["pid"])
-        with pytest.raises(AuditUnavailable):
-            await pending
-        await tx.rollback()
+        await store.append(make_event("alice", 0))
+        holder = await pg_connect(postgres_dsn)
+        try:
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute(f'SELECT * FROM "{schema}".audit_head WHERE id = 1 FOR UPDATE')
+            pending = asyncio.create_task(store.append(make_event("alice", 1)))
+            blocked = await _backends_blocked_by(holder, pending)
+            for pid in blocked:
+                await holder.execute("SELECT pg_terminate_backend($1)", pid)
+            with pytest.raises(AuditUnavailable):
+                await pending
+            await tx.rollback()
+        finally:
+            await holder.close(timeout=10)
+        await store.append(make_event("alice", 2))  # the pool reconnects
     finally:
-        # A failure above must not leave the head row locked: the schema fixture's DROP
-        # would then wait for ever.
-        await holder.close()
-    await store.append(make_event("alice", 2))  # the pool reconnects
-    await store.close()
+        await store.close()
     report = await verify(postgres_dsn, schema, tmp_path)
     # record 1, the audit.outage record for the failed batch, record 2
     assert report.valid and report.records == 3
@@ -121,6 +119,21 @@ async def test_dropped_connection_makes_append_raise_audit_unavailable(
     outage = [r.doc() async for r in reader.records()][1]
     await reader.close()
     assert outage["event"] == "audit.outage" and outage["extra"]["failed_records"] == 1
+
+
+async def _backends_blocked_by(holder: asyncpg.Connection, pending: asyncio.Task[None]) -> list[int]:
+    """Wait (event by event, no deadline of our own: pytest-timeout bounds the test) until a
+    backend is blocked by holder's lock; fail at once if the append finished instead."""
+    me = holder.get_server_pid()
+    while True:
+        if pending.done():
+            pending.result()
+            pytest.fail("the append completed although the head row was locked")
+        rows = await holder.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", me)
+        if rows:
+            return [int(r["pid"]) for r in rows]
+        await asyncio.sleep(0.01)
 
 
 async def test_unreachable_database_fails_start_with_audit_unavailable(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,9 +22,12 @@ async def test_token_living_past_the_issuers_maximum_is_refused(make_auth: MakeA
                                                                 idp: FakeIdp) -> None:
     auth = await make_auth(issuer={"max_token_lifetime_s": 3600})
     now = int(time.time())
-    for claims in ({"exp": YEAR_2283},  # exp - iat and exp - now both huge
-                   {"iat": now - 7200, "exp": now + 60},  # issued for 2 h, 1 min left
-                   {"iat": now + 20, "exp": now + 3600 + 40}):  # exp - now beyond bound+skew
+    cases: tuple[dict[str, Any], ...] = (
+        {"exp": YEAR_2283},  # exp - iat and exp - now both huge
+        {"iat": now - 7200, "exp": now + 60},  # issued for 2 h, 1 min left
+        {"iat": now + 20, "exp": now + 3600 + 40},  # exp - now beyond bound+skew
+    )
+    for claims in cases:
         err = await rejected(auth, idp.token(**claims))
         assert (err.status, err.code) == (401, "token_lifetime_exceeded"), claims
         assert 'error="invalid_token"' in err.headers["WWW-Authenticate"]

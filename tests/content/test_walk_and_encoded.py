@@ -71,7 +71,7 @@ def test_walker_covers_embeddings_inputs() -> None:
 
 
 def test_redacted_tool_arguments_stay_valid_json(inspector: ContentInspector) -> None:
-    body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {
+    body: dict[str, Any] = {"messages": [{"role": "assistant", "tool_calls": [{"function": {
         "name": "f", "arguments": json.dumps({"to": "a\"b@example.com", "n": 1})}}]}]}
     out, count = inspector.redact_request(body, "chat.completions", {"email"})
     args = out["messages"][0]["tool_calls"][0]["function"]["arguments"]
@@ -83,7 +83,7 @@ def test_object_keys_in_tool_arguments_are_inspected_and_redacted(
     inspector: ContentInspector,
 ) -> None:
     args = json.dumps({"ann@example.com": "owner", "n": 1})
-    body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {
+    body: dict[str, Any] = {"messages": [{"role": "assistant", "tool_calls": [{"function": {
         "name": "f", "arguments": args}}]}]}
     scan = inspector.scan_request(body, "chat.completions", 1)
     assert [(f.type, f.location) for f in scan.findings] == [

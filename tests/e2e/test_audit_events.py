@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from adapters.types import Served, Usage
-from pep.audit.events import AuditEvent
+from pep.audit.events import AuditEvent, EventType
 from pep.auditing import event
 from pep.errors import PolicyDenied, Unauthorized
 from pep.exchange import Exchange
@@ -38,9 +38,9 @@ def _exchange() -> Exchange:
 
 @pytest.mark.parametrize("kind", ["request.intent", "request.completion", "policy.deny",
                                   "policy.error", "upstream.error", "shadow.divergence"])
-def test_every_event_kind_built_on_the_request_path_is_a_valid_audit_event(kind: str) -> None:
+def test_every_event_kind_built_on_the_request_path_is_a_valid_audit_event(kind: EventType) -> None:
     doc = event(kind, _exchange(), status=200, error=PolicyDenied("no", code="model_not_allowed"),
-                response_content=["hello"], extra={"k": 1})  # type: ignore[arg-type]
+                response_content=["hello"], extra={"k": 1})
     parsed = AuditEvent.model_validate(doc)
     assert parsed.model_dump(mode="json", exclude_none=True) == doc
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from tests.e2e.conftest import upstream_config, write_bundle
 from tests.fakes.openai_wire import SSE, chunk, reply, stream_reply
 from tests.fakes.server import FakeServer, Recorded, Reply
-from tests.harness import deep_merge, running_gateway
+from tests.harness import deep_merge, error_body, running_gateway
 
 HELLO = [{"role": "user", "content": "Hello"}]
 # A syntactically valid OpenAI-style key (test value, never issued).
@@ -31,12 +31,14 @@ KEY = "sk-proj-Tz7cQ1vXk2LmN8pR4sW6yB0dF3gH5jK9"
 
 def sent(server: FakeServer) -> dict[str, Any]:
     (rec,) = server.requests
-    return json.loads(rec.body)
+    doc: dict[str, Any] = json.loads(rec.body)
+    return doc
 
 
 async def trail_until_completion(gw: Any) -> list[dict[str, Any]]:
     """The audit trail once the stream's completion record is written (the client may see
     the end of a cut stream before the gateway has committed its record)."""
+    events: list[dict[str, Any]] = []
     for _ in range(200):
         events = await gw.audit_records()
         if events and events[-1]["event"] == "request.completion":
@@ -92,7 +94,7 @@ async def test_findings_name_every_client_field_they_were_found_in(tmp_path: Pat
                     user="frank@example.com")
             events = await gw.audit_records()
     assert up.requests == []
-    found = set(info.value.body["message"].split(","))
+    found = set(error_body(info.value)["message"].split(","))
     assert found == {
         "email@messages[1].tool_calls[0].function.arguments.q",
         "email@messages[2].content",
@@ -146,7 +148,7 @@ async def test_a_key_in_tool_arguments_is_refused_and_nothing_is_forwarded(tmp_p
             with pytest.raises(openai.PermissionDeniedError) as info:
                 await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=messages)
             events = await gw.audit_records()
-    assert info.value.body["code"] == "secret_in_prompt"
+    assert error_body(info.value)["code"] == "secret_in_prompt"
     assert up.requests == []
     assert events[-1]["event"] == "policy.deny"
     assert events[-1]["outcome"]["status"] == 403
@@ -190,7 +192,7 @@ async def test_anthropic_key_in_tool_use_input_is_refused(tmp_path: Path) -> Non
                                                            "name": "f", "input": {"k": KEY}}]},
                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
                                                       "content": "done"}]}])
-    assert info.value.body["error"]["type"] == "permission_error"
+    assert error_body(info.value)["error"]["type"] == "permission_error"
     assert up.requests == []
 
 
@@ -231,7 +233,7 @@ async def test_invisible_text_is_a_finding_a_policy_can_deny_on(tmp_path: Path) 
                     model="mock-gpt", messages=[{"role": "user", "content": "hi" + HIDDEN}])
             ok = await gw.openai("alice").chat.completions.create(
                 model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
-    assert info.value.body["code"] == "invisible_text"
+    assert error_body(info.value)["code"] == "invisible_text"
     assert ok.choices[0].message.content
     assert len(up.requests) == 1
 
@@ -257,7 +259,7 @@ async def test_disguised_keys_are_still_found(tmp_path: Path, disguised: str) ->
             with pytest.raises(openai.PermissionDeniedError) as info:
                 await gw.openai("alice").chat.completions.create(
                     model="mock-gpt", messages=[{"role": "user", "content": f"use {disguised}"}])
-    assert info.value.body["code"] == "secret_in_prompt"
+    assert error_body(info.value)["code"] == "secret_in_prompt"
     assert up.requests == []
 
 

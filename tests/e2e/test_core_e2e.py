@@ -14,7 +14,7 @@ from pep import appkeys
 from pep.audit.events import AuditUnavailable
 from tests.e2e.conftest import upstream_config
 from tests.fakes.server import FakeServer
-from tests.harness import deep_merge, running_gateway
+from tests.harness import deep_merge, error_body, running_gateway
 
 HELLO = [{"role": "user", "content": "Hello, gateway"}]
 
@@ -53,7 +53,7 @@ async def test_bob_is_refused_the_admin_model_with_a_reason_code(
     async with running_gateway(tmp_path, config=engine_config) as gw:
         with pytest.raises(openai.PermissionDeniedError) as info:
             await gw.openai("bob").chat.completions.create(model="mock-gpt-admin", messages=HELLO)
-        error = info.value.body
+        error = error_body(info.value)
         assert info.value.status_code == 403
         assert error["code"] == "model_not_allowed"
         assert "model_not_allowed" in error["reasons"]
@@ -100,7 +100,7 @@ async def test_dead_opa_sidecar_gives_503_forwards_nothing_and_is_audited(
             await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
         events = await gw.audit_records()
     assert info.value.status_code == 503
-    assert info.value.body["code"] == "policy_unavailable"
+    assert error_body(info.value)["code"] == "policy_unavailable"
     assert upstream.requests == []
     assert [e["event"] for e in events] == ["policy.error"]
     assert events[0]["who"]["subject"] == "alice"
@@ -134,7 +134,7 @@ async def test_audit_store_failure_refuses_the_request_and_forwards_nothing(
             await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
         async with aiohttp.ClientSession() as s, s.get(gw.url + "/readyz") as r:
             ready = r.status
-    assert info.value.status_code == 503 and info.value.body["code"] == "audit_unavailable"
+    assert info.value.status_code == 503 and error_body(info.value)["code"] == "audit_unavailable"
     assert upstream.requests == []
     assert [e["event"] for e in store.attempts] == ["request.intent"]
     assert ready == 503
@@ -289,7 +289,7 @@ async def test_streams_beyond_the_concurrency_limit_get_503_and_are_audited(
             events = await gw.audit_records()
     finally:
         await runner.cleanup()
-    assert info.value.status_code == 503 and info.value.body["code"] == "too_many_streams"
+    assert info.value.status_code == 503 and error_body(info.value)["code"] == "too_many_streams"
     assert "request.error" in [e["event"] for e in events]
 
 

@@ -18,7 +18,7 @@ import pytest
 from pep.policy import builtins
 from tests.e2e.conftest import upstream_config, write_bundle
 from tests.fakes.server import FakeServer
-from tests.harness import deep_merge, running_gateway
+from tests.harness import deep_merge, error_body, running_gateway
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -75,8 +75,8 @@ async def test_a_panic_fails_that_request_closed_audited_and_the_next_request_is
         ready, _ = await _get(gw.url + "/readyz")
         events = await gw.audit_records()
     assert info.value.status_code == 503
-    assert info.value.body["code"] == "policy_unavailable"
-    assert info.value.body["cause"] == "engine_failure"
+    assert error_body(info.value)["code"] == "policy_unavailable"
+    assert error_body(info.value)["cause"] == "engine_failure"
     assert len(upstream.requests) == 3
     assert "regogate_policy_engine_failures_total 1" in metrics
     assert ready == 200  # one bad input does not make the engine unready

@@ -19,7 +19,7 @@ from tests.e2e.conftest import upstream_config, write_bundle
 from tests.e2e.test_content_edges_e2e import trail_until_completion
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer
-from tests.harness import deep_merge, running_gateway
+from tests.harness import deep_merge, error_body, running_gateway
 from tests.opa_double import OpaDouble, require_oracle
 from tests.policy.conftest import build_bundle
 
@@ -33,7 +33,8 @@ def decision_bundle(tmp_path: Path, decision: str, extra: str = "") -> dict[str,
 
 def sent_json(server: FakeServer) -> dict[str, Any]:
     (rec,) = server.requests
-    return json.loads(rec.body)
+    body: dict[str, Any] = json.loads(rec.body)
+    return body
 
 
 FAIL_CLOSED = [
@@ -60,6 +61,7 @@ async def test_a_policy_that_cannot_decide_gives_503_forwards_nothing_and_is_aud
     tmp_path: Path, upstream: FakeServer, case: tuple[str, str, str | None], engine: str
 ) -> None:
     name, decision, cause = case
+    config: dict[str, Any]
     if name == "undefined decision":
         config = {"policy": {"bundle": str(write_bundle(
             tmp_path / "bundle", "package regogate\n\nimport rego.v1\n\ndecision := 1 if false\n"))}}
@@ -83,9 +85,9 @@ async def test_a_policy_that_cannot_decide_gives_503_forwards_nothing_and_is_aud
         if sidecar is not None:
             await sidecar.stop()
     assert info.value.status_code == 503
-    assert info.value.body["code"] == "policy_unavailable"
+    assert error_body(info.value)["code"] == "policy_unavailable"
     if cause:
-        assert info.value.body["cause"] == cause
+        assert error_body(info.value)["cause"] == cause
     assert upstream.requests == []
     assert [e["event"] for e in events] == ["policy.error"]
 
@@ -105,7 +107,7 @@ async def test_opa_timeout_gives_503_and_forwards_nothing(
             events = await gw.audit_records()
     finally:
         await double.stop()
-    assert info.value.status_code == 503 and info.value.body["code"] == "policy_unavailable"
+    assert info.value.status_code == 503 and error_body(info.value)["code"] == "policy_unavailable"
     assert upstream.requests == []
     assert [e["event"] for e in events] == ["policy.error"]
 
@@ -181,7 +183,7 @@ async def test_contractors_may_not_send_personal_data_outside_the_eu(tmp_path: P
             await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=pii)
         eu = await gw.openai("bob").chat.completions.create(model="mock-gpt-eu", messages=pii)
         alice = await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=pii)
-    assert info.value.body["code"] == "personal_data_outside_eu"
+    assert error_body(info.value)["code"] == "personal_data_outside_eu"
     assert eu.choices[0].message.content and alice.choices[0].message.content
 
 
@@ -196,7 +198,7 @@ async def test_output_decision_withholds_a_plain_answer_containing_a_private_key
             with pytest.raises(openai.PermissionDeniedError) as info:
                 await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
             events = await gw.audit_records()
-    assert info.value.body["phase"] == "output"
+    assert error_body(info.value)["phase"] == "output"
     assert "BEGIN OPENSSH" not in json.dumps(info.value.body)
     assert events[-1]["event"] == "policy.deny"
 

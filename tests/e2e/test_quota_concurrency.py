@@ -33,7 +33,7 @@ from tests.e2e.test_quotas_e2e import contractors, counters, quota_bundle
 from tests.e2e.test_replicas import _write_signing_key, shared_services, start_replica  # noqa: F401
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer, Recorded, Reply
-from tests.harness import deep_merge, running_gateway
+from tests.harness import deep_merge, error_body, running_gateway
 from tests.opa_double.server import OpaDouble
 from tests.policy.conftest import _RealOpa, opa_binary
 
@@ -63,7 +63,7 @@ async def burst(upstream: FakeServer, calls: list[Call],
     refused or reached the provider. Returns (answers, quota refusals)."""
     upstream.hold = asyncio.Event()
     upstream.requests.clear()
-    tasks = [asyncio.create_task(c()) for c in calls]
+    tasks: list[asyncio.Task[Any]] = [asyncio.ensure_future(c()) for c in calls]
     async with asyncio.timeout(300):  # a bound for a hung test, not a timing assertion
         while sum(t.done() for t in tasks) + len(upstream.requests) < len(tasks):
             await asyncio.sleep(0.02)
@@ -281,6 +281,24 @@ async def test_a_request_admitted_behind_another_gets_what_is_left_of_a_token_li
     assert sorted(e["extra"].get("quota_max_tokens", 0) for e in intents) == [0, 20]
 
 
+async def test_what_is_left_of_a_token_limit_lowers_every_token_field(
+    tmp_path: Path, held_upstream: FakeServer
+) -> None:
+    # Like the max_tokens obligation: a provider may honour either field, so both are lowered.
+    limit = ('{"scope": "user", "key": input.user.sub, "window": "day", "metric": "tokens",'
+             ' "limit": 60, "code": "daily_tokens"}')
+    config = deep_merge(upstream_config(held_upstream), obligation_only_policy(tmp_path, limit))
+    async with running_gateway(tmp_path, config=config) as gw:
+        bob = gw.openai("bob")
+        calls = [lambda: bob.chat.completions.create(model="mock-gpt", messages=HELLO,
+                                                     max_tokens=30, max_completion_tokens=30)] * 3
+        answers, refused = await burst(held_upstream, calls)
+    assert (len(answers), len(refused)) == (2, 1)
+    sent = sorted((b["max_tokens"], b["max_completion_tokens"])
+                  for b in (orjson.loads(r.body) for r in held_upstream.requests))
+    assert sent == [(20, 20), (30, 30)]
+
+
 async def test_an_upstream_error_releases_the_reservation(tmp_path: Path) -> None:
     failing = [True]
 
@@ -379,5 +397,5 @@ async def test_a_usage_store_that_is_down_follows_on_store_error(
             with pytest.raises(openai.InternalServerError) as info:
                 await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
             assert info.value.status_code == 503
-            assert info.value.body["code"] == "usage_unavailable"
+            assert error_body(info.value)["code"] == "usage_unavailable"
     assert len(held_upstream.requests) == (1 if status == 200 else 0)

@@ -18,7 +18,8 @@ import yaml
 from idp.testing import running_idp
 from pep.defaults import repo_policies_dir
 from pep.usage.windows import seconds_until_reset
-from tests.harness import Gateway, running_gateway
+from tests.conftest import drop_redis_prefix
+from tests.harness import Gateway, error_body, running_gateway
 
 PRICES = {"prices": {"mock-gpt": {"input_per_1m": 2.0, "output_per_1m": 8.0}}}
 # 15 words: the mock counts words as tokens and answers with 9 words + the prompt.
@@ -34,7 +35,7 @@ def quota_bundle(tmp_path: Path, limits: dict[str, Any]) -> Path:
     return root
 
 
-def contractors(metric: str, window: str, limit: int, **extra: Any) -> dict[str, Any]:
+def contractors(metric: str, window: str, limit: float, **extra: Any) -> dict[str, Any]:
     return {"groups": {"contractors": [{"name": f"contractors {metric} per {window}",
                                         "scope": "user", "metric": metric, "window": window,
                                         "max": limit, **extra}]}}
@@ -81,8 +82,8 @@ async def test_user_crossing_daily_tokens_mid_stream_gets_429_next_with_retry_af
         after = time.time()
         err = info.value
         assert err.status_code == 429
-        assert err.body["code"] == "quota_tokens_per_day"
-        assert err.body["type"] == "rate_limit_error"
+        assert error_body(err)["code"] == "quota_tokens_per_day"
+        assert error_body(err)["type"] == "rate_limit_error"
         retry = int(err.response.headers["Retry-After"])
         assert seconds_until_reset("day", after) <= retry <= seconds_until_reset("day", before)
         # Other users are not affected by bob's quota.
@@ -101,7 +102,7 @@ async def test_token_limit_shrinks_the_answer_to_what_is_left_then_refuses(
         assert first.usage is not None and first.usage.completion_tokens < 24
         with pytest.raises(openai.RateLimitError) as info:
             await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
-        assert info.value.body["code"] == "quota_tokens_per_day"
+        assert error_body(info.value)["code"] == "quota_tokens_per_day"
 
 
 async def test_team_budget_binds_a_member_with_a_larger_personal_limit(tmp_path: Path) -> None:
@@ -116,8 +117,8 @@ async def test_team_budget_binds_a_member_with_a_larger_personal_limit(tmp_path:
             await alice.chat.completions.create(model="mock-gpt", messages=HELLO)
         with pytest.raises(openai.RateLimitError) as info:
             await alice.chat.completions.create(model="mock-gpt", messages=HELLO)
-        assert info.value.body["code"] == "quota_requests_per_day"
-        assert "(team)" in info.value.body["message"]
+        assert error_body(info.value)["code"] == "quota_requests_per_day"
+        assert "(team)" in error_body(info.value)["message"]
 
 
 async def test_usage_counters_agree_with_the_audit_cost_and_need_usage_read(
@@ -141,14 +142,9 @@ async def test_usage_counters_agree_with_the_audit_cost_and_need_usage_read(
 
 @pytest.fixture
 def shared_redis(redis_url: str) -> Iterator[dict[str, Any]]:
-    import redis
-
     prefix = f"regogate-e2e:{uuid.uuid4().hex}:"
     yield {"store": redis_url, "key_prefix": prefix}
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+    drop_redis_prefix(redis_url, prefix)
 
 
 @pytest.mark.redis
@@ -167,7 +163,7 @@ async def test_two_gateways_sharing_redis_enforce_one_combined_limit(
         for gw in (b, a):
             with pytest.raises(openai.RateLimitError) as info:
                 await gw.openai("bob").chat.completions.create(model="mock-gpt", messages=HELLO)
-            assert info.value.body["code"] == "quota_requests_per_day"
+            assert error_body(info.value)["code"] == "quota_requests_per_day"
         for gw in (a, b):
             [row] = await counters(gw, "erin", scope="user", id="bob", window="day")
             assert row["requests"] == 3

@@ -21,31 +21,22 @@ from pep.defaults import embedded_mapping
 from tests.audit.test_crash import env, free_port, wait_healthy
 from tests.e2e.test_quotas_e2e import contractors, quota_bundle
 from tests import logscan
-from tests.harness import deep_merge
+from tests.conftest import drop_pg_schema, drop_redis_prefix
+from tests.harness import deep_merge, error_body
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[Any] = [{"role": "user", "content": "Hello"}]
 
 
 @pytest.fixture
 def shared_services(postgres_dsn: str, redis_url: str) -> Iterator[dict[str, Any]]:
-    import asyncpg
-    import redis
 
     tag = uuid.uuid4().hex[:10]
     schema, prefix = f"replicas_{tag}", f"regogate-replicas:{tag}:"
     yield {"audit": {"store": postgres_dsn, "pg_schema": schema},
            "usage": {"store": redis_url, "key_prefix": prefix, "timeout_s": 5.0}}
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(postgres_dsn)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-    asyncio.run(drop())
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+    asyncio.run(drop_pg_schema(postgres_dsn, schema))
+    drop_redis_prefix(redis_url, prefix)
 
 
 def start_replica(tmp_path: Path, name: str, config: dict[str, Any]) -> tuple[str, subprocess.Popen[bytes]]:
@@ -111,7 +102,7 @@ async def test_two_gateway_processes_share_one_limit_and_write_one_verifiable_tr
         for url in (b, a):
             with pytest.raises(openai.RateLimitError) as info:
                 await clients[url].chat.completions.create(model="mock-gpt", messages=HELLO)
-            assert info.value.body["code"] == "quota_requests_per_day"
+            assert error_body(info.value)["code"] == "quota_requests_per_day"
             assert int(info.value.response.headers["Retry-After"]) >= 1
     finally:
         for c in clients.values():

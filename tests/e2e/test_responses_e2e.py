@@ -15,7 +15,7 @@ from tests.e2e.conftest import upstream_config, write_bundle
 from tests.e2e.test_policy_e2e import SECRET_ANSWER
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer, Recorded, Reply
-from tests.harness import Gateway, deep_merge, running_gateway
+from tests.harness import Gateway, deep_merge, error_body, running_gateway
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -148,7 +148,7 @@ async def test_store_false_keeps_nothing_to_fetch_or_continue(tmp_path: Path) ->
         resp = await client.responses.create(model="mock-gpt", input="ephemeral", store=False)
         with pytest.raises(openai.NotFoundError) as got:
             await client.responses.retrieve(resp.id)
-        assert got.value.body["code"] == "response_not_found"
+        assert error_body(got.value)["code"] == "response_not_found"
         with pytest.raises(openai.NotFoundError):
             await client.responses.create(model="mock-gpt", input="more",
                                           previous_response_id=resp.id)
@@ -168,7 +168,7 @@ async def test_another_users_response_is_404_exactly_like_one_that_never_existed
                                               previous_response_id=rid)):
                 with pytest.raises(openai.NotFoundError) as got:
                     await call
-                answers.append({**got.value.body, "message": got.value.body["message"].replace(
+                answers.append({**error_body(got.value), "message": error_body(got.value)["message"].replace(
                     rid, "ID")})
         assert answers[:4] == answers[4:]  # nothing tells bob the id exists
         assert (await alice.responses.retrieve(resp.id)).output_text.endswith(
@@ -198,8 +198,8 @@ async def test_policy_sees_the_conversation_chain_and_can_cap_it(tmp_path: Path)
         with pytest.raises(openai.PermissionDeniedError) as got:
             await client.responses.create(model="mock-gpt", input="3",
                                           previous_response_id=two.id)
-    assert got.value.body["code"] == "conversation_too_long"
-    assert got.value.body["message"] == "chain 2, owner alice"
+    assert error_body(got.value)["code"] == "conversation_too_long"
+    assert error_body(got.value)["message"] == "chain 2, owner alice"
 
 
 async def test_obligations_apply_to_responses_cap_redaction_and_system_prompt(
@@ -243,7 +243,7 @@ async def test_audit_content_none_keeps_no_conversation(tmp_path: Path) -> None:
         with pytest.raises(openai.BadRequestError) as got:
             await client.responses.create(model="mock-gpt", input="more",
                                           previous_response_id=resp.id)
-    assert got.value.body["code"] == "previous_response_not_kept"
+    assert error_body(got.value)["code"] == "previous_response_not_kept"
     db = (tmp_path / "gw-data" / "responses.db").read_bytes()
     assert b"do not keep this" not in db
 
@@ -264,7 +264,7 @@ async def test_unsupported_parameters_are_a_400_naming_them_and_nothing_is_forwa
         with pytest.raises(openai.BadRequestError) as got:
             await gw.openai("alice").responses.create(
                 **{"model": "mock-gpt", "input": "hi", **extra})
-    assert got.value.body["param"] == param
+    assert error_body(got.value)["param"] == param
     assert upstream.requests == []
 
 
@@ -275,7 +275,7 @@ async def test_forbidden_upstream_keys_are_refused_on_responses(
         with pytest.raises(openai.BadRequestError) as got:
             await gw.openai("alice").responses.create(
                 model="mock-gpt", input="hi", extra_body={"api_base": "http://169.254.169.254"})
-    assert got.value.body["code"] == "forbidden_parameter"
+    assert error_body(got.value)["code"] == "forbidden_parameter"
     assert upstream.requests == []
 
 
@@ -304,7 +304,7 @@ async def test_bob_is_refused_the_admin_model_on_responses_and_it_is_audited(
         with pytest.raises(openai.PermissionDeniedError) as got:
             await gw.openai("bob").responses.create(model="mock-gpt-admin", input="hi")
         records = await gw.audit_records()
-    assert got.value.body["code"] == "model_not_allowed"
+    assert error_body(got.value)["code"] == "model_not_allowed"
     denials = [r for r in records if r["event"] == "policy.deny"]
     assert denials[-1]["what"]["api"] == "responses"
     assert intents(records) == []
@@ -334,11 +334,11 @@ async def test_output_policy_withholds_a_plain_response_with_a_secret(tmp_path: 
         async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
             with pytest.raises(openai.PermissionDeniedError) as got:
                 await gw.openai("alice").responses.create(model="mock-gpt", input="key?")
-    assert got.value.body["phase"] == "output"
+    assert error_body(got.value)["phase"] == "output"
     assert "OPENSSH" not in orjson.dumps(got.value.body).decode()
 
 
-async def _gw_raw(gw: Gateway, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+async def _gw_raw(gw: Gateway, path: str, body: Any) -> tuple[int, dict[str, Any]]:
     import aiohttp
 
     async with aiohttp.ClientSession() as s:

@@ -17,7 +17,7 @@ from tests.e2e.conftest import upstream_config
 from tests.e2e.test_providers_e2e import QUESTION, TOOL, routed_to
 from tests.fakes import wire
 from tests.fakes.server import FakeServer
-from tests.harness import running_gateway
+from tests.harness import error_body, running_gateway
 
 
 async def test_legacy_completions_plain_and_streamed(tmp_path: Path) -> None:
@@ -54,10 +54,10 @@ async def test_legacy_completions_default_to_sixteen_tokens_and_refuse_echo(
                           ({"logprobs": 2}, "logprobs"), ({"best_of": 3}, "best_of")):
             with pytest.raises(openai.BadRequestError) as got:
                 await client.completions.create(model="mock-gpt", prompt="x", **kw)
-            assert got.value.body["param"] == param
+            assert error_body(got.value)["param"] == param
         with pytest.raises(openai.BadRequestError) as got:
             await client.completions.create(model="mock-gpt", prompt=["a", "b"])
-        assert got.value.body["param"] == "prompt"
+        assert error_body(got.value)["param"] == "prompt"
 
 
 async def test_bob_may_not_use_the_admin_model_through_legacy_completions(
@@ -66,7 +66,7 @@ async def test_bob_may_not_use_the_admin_model_through_legacy_completions(
     async with running_gateway(tmp_path) as gw:
         with pytest.raises(openai.PermissionDeniedError) as got:
             await gw.openai("bob").completions.create(model="mock-gpt-admin", prompt="hi")
-    assert got.value.body["code"] == "model_not_allowed"
+    assert error_body(got.value)["code"] == "model_not_allowed"
 
 
 async def test_anthropic_count_tokens_is_policy_checked_and_audited(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ async def test_anthropic_count_tokens_is_policy_checked_and_audited(tmp_path: Pa
         with pytest.raises(anthropic.PermissionDeniedError) as got:
             await gw.anthropic("bob").messages.count_tokens(
                 model="mock-gpt-admin", messages=[{"role": "user", "content": "hi"}])
-        assert got.value.body["error"]["type"] == "permission_error"
+        assert error_body(got.value)["error"]["type"] == "permission_error"
         records = await gw.audit_records()
     mine = [r for r in records if r["request_id"] == raw.headers["request-id"]]
     assert [r["event"] for r in mine] == ["request.completion"]
@@ -169,7 +169,7 @@ async def test_responses_reasoning_effort_is_refused_where_the_provider_cannot(
         with pytest.raises(openai.BadRequestError) as got:
             await gw.openai("alice").responses.create(model="mock-gpt", input="hi",
                                                       reasoning={"effort": "high"})
-    assert got.value.body["code"] == "unsupported_parameter"
+    assert error_body(got.value)["code"] == "unsupported_parameter"
     assert fake.requests == []
 
 
@@ -187,5 +187,5 @@ async def test_instructions_and_input_items_are_inspected_like_messages(
         for case in cases:
             with pytest.raises(openai.PermissionDeniedError) as got:
                 await client.responses.create(model="mock-gpt", **case)
-            assert "private_key" in got.value.body["message"]
+            assert "private_key" in error_body(got.value)["message"]
     assert upstream.requests == []

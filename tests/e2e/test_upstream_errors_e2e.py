@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.test_providers_e2e import provider
 from tests.adapters.test_golden import UPSTREAM_MODEL
 from tests.fakes.server import FakeServer, Recorded, Reply
-from tests.harness import running_gateway
+from tests.harness import error_body, running_gateway
 
 SECRET = "sk-live-4f9aXq internal host db-7.corp.example prompt: my card 4111111111111111"
 ASK = [{"role": "user", "content": "hello"}]
@@ -109,13 +109,14 @@ async def test_provider_error_text_reaches_neither_client_nor_audit(
         events = await gw.audit_records()
     # OpenAI dialect: sanitised code, our message, allow-listed provider code only.
     assert oa.value.status_code == want_status
-    err = oa.value.body
+    err = error_body(oa.value)
     assert err["code"] == want_code and err.get("provider_code") == want_provider_code
     assert err["provider_status"] == status
     assert_clean(oa.value.response.text)
     # Anthropic dialect: its own error shape, the same sanitised message.
     assert an.value.status_code == want_status
-    assert an.value.body["type"] == "error" and an.value.body["error"]["message"] == err["message"]
+    an_body = error_body(an.value)
+    assert an_body["type"] == "error" and an_body["error"]["message"] == err["message"]
     assert_clean(an.value.response.text)
     if want_status == 429:
         assert oa.value.response.headers["retry-after"] == "30"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.openai_wire import reply, stream_reply
 from tests.fakes.server import FakeServer, Recorded, Reply
-from tests.harness import Gateway, running_gateway
+from tests.harness import Gateway, error_body, running_gateway
 
 ASK = [{"role": "user", "content": "hello"}]
 LIMITED = b'{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}'
@@ -51,7 +51,7 @@ async def test_retry_after_beyond_the_wait_bound_is_not_retried(
             await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=ASK)
         events = await gw.audit_records()
     assert len(fake.requests) == expected_requests
-    assert info.value.body["code"] == "upstream_rate_limited"
+    assert error_body(info.value)["code"] == "upstream_rate_limited"
     if "retry-after" in retry_after:
         assert info.value.response.headers["retry-after"] == "30"  # passed on to the client
     (failure,) = [e for e in events if e["event"] == "upstream.error"]
@@ -92,7 +92,7 @@ async def test_exhausted_pool_is_a_503_that_never_opens_the_breaker(tmp_path: Pa
             metrics = await _metrics(gw)
             events = await gw.audit_records()
     assert info.value.status_code == 503
-    assert info.value.body["code"] == "upstream_pool_exhausted"
+    assert error_body(info.value)["code"] == "upstream_pool_exhausted"
     assert info.value.response.headers["retry-after"] == "1"
     assert busy_requests == 1  # nothing was forwarded for the refused request
     assert text == "held open"

@@ -25,7 +25,7 @@ from pep.steps import TERMINAL_EVENTS
 from pep.validation import FORBIDDEN_KEYS
 from tests.e2e.conftest import upstream_config
 from tests.fakes.server import FakeServer
-from tests.harness import Gateway, deep_merge, running_gateway
+from tests.harness import Gateway, deep_merge, error_body, running_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -148,7 +148,7 @@ async def test_the_openai_sdk_cannot_smuggle_a_forbidden_key_through_extra_body(
             await gw.openai("alice").chat.completions.create(
                 model="mock-gpt", messages=MSG, extra_body={"organization": "org-other"})
         records = await gw.audit_records()
-    assert info.value.body["code"] == "forbidden_parameter"
+    assert error_body(info.value)["code"] == "forbidden_parameter"
     assert upstream.requests == []
     assert [r["event"] for r in records] == ["request.rejected"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ HEAD = "package regogate\nimport rego.v1\n"
 
 
 async def _error_code(
-    make_engine: EngineMaker, tmp_path: Path, body: str, inp: dict | None = None
+    make_engine: EngineMaker, tmp_path: Path, body: str, inp: dict[str, Any] | None = None
 ) -> str:
     engine = await make_engine(write_bundle(tmp_path / "b", {"p.rego": HEAD + body}))
     with pytest.raises(PolicyError) as info:

@@ -74,7 +74,7 @@ def _canonical(value: Any) -> Any:
 
 
 def _oracle_result(case: dict[str, Any]) -> tuple[str, Any]:
-    data = [([], case["data"])] if case.get("data") else []
+    data: list[tuple[list[str], Any]] = [([], case["data"])] if case.get("data") else []
     try:
         engine = oracle.Oracle(case["modules"], data)
     except oracle.OracleError as exc:

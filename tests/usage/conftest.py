@@ -11,6 +11,7 @@ import pytest
 from pep.usage.counters import CounterTracker
 from pep.usage.settings import UsageSettings
 from pep.usage.tracker import open_tracker
+from tests.conftest import drop_redis_prefix
 
 # 2025-03-14T15:09:26.5Z: mid-minute, mid-month.
 T0 = 1741964966.5
@@ -35,14 +36,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
-    import redis
-
     prefix = f"regogate-test:{uuid.uuid4().hex}:"
     yield prefix
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+    drop_redis_prefix(redis_url, prefix)
 
 
 TrackerFactory = Callable[..., Any]

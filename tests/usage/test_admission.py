@@ -20,7 +20,7 @@ RITA = Principal(sub="rita", issuer="https://idp", teams=("research",))
 
 def limit(metric: str, value: float, *, scope: str = "user", key: str = "bob",
           window: str = "day", **extra: Any) -> QuotaLimit:
-    return QuotaLimit(scope=scope, key=key, window=window, metric=metric, limit=value,  # type: ignore[arg-type]
+    return QuotaLimit(scope=scope, key=key, window=window, metric=metric, limit=value,
                       code=f"quota_{metric}_per_{window}", name=f"{metric} limit", **extra)
 
 

@@ -6,13 +6,13 @@ import asyncio
 import socket
 
 import pytest
-import redis.asyncio as aioredis
 
 from pep.principal import Principal
 from pep.usage.redis_store import RedisTracker, redact_url
 from pep.usage.settings import UsageSettings
 from pep.usage.tracker import UsageUnavailable, open_tracker
 from pep.usage.windows import window_bounds
+from tests.conftest import redis_async
 from tests.usage.conftest import PRICES, T0, TrackerFactory
 
 pytestmark = pytest.mark.redis
@@ -55,7 +55,7 @@ async def test_keys_expire_shortly_after_their_window(
 ) -> None:
     t = await make_redis_tracker()
     await t.record(BOB, None, "mock-gpt", 1, 1, estimated=False)
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_async(redis_url)
     try:
         for window in ("minute", "month"):
             start, end = window_bounds(window, T0)

@@ -46,7 +46,8 @@ class Gatekeeper:
 @web.middleware
 async def render_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except GatewayError as err:
         return web.json_response(to_body(err), status=err.status, headers=err.headers)
 

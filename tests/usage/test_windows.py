@@ -7,8 +7,8 @@ import pytest
 from pep.usage.windows import WindowClock, seconds_until_reset, window_bounds
 
 
-def ts(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def test_minute_window_starts_on_the_minute() -> None:
