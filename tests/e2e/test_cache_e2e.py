@@ -25,7 +25,7 @@ from tests.fakes.openai_wire import stream_reply
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge, running_gateway
 
-HELLO = [{"role": "user", "content": "What is the capital of France?"}]
+HELLO: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _cache(scope: str = "user", **more: Any) -> str:
@@ -194,7 +194,8 @@ async def test_a_hit_still_passes_the_output_decision(
             await muted.chat.completions.create(model="mock-gpt", messages=HELLO, temperature=0)
         events = await gw.audit_records()
     assert len(upstream.requests) == 1  # the lookup hit, and the answer was withheld anyway
-    assert info.value.body["phase"] == "output"
+    body: Any = info.value.body
+    assert body["phase"] == "output"
     assert "x-regogate-cache" not in info.value.response.headers
     deny = [e for e in events if e["event"] == "policy.deny"]
     assert deny and deny[0]["extra"]["cache"]["hit"] is True

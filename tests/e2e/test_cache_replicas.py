@@ -29,7 +29,7 @@ from tests.e2e.test_replicas import start_replica
 from tests.fakes.server import FakeServer
 from tests.harness import deep_merge
 
-HELLO = [{"role": "user", "content": "What is the capital of France?"}]
+HELLO: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture
