@@ -136,6 +136,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "providers": {"mock": {"kind": "openai_compatible", "base_url": mock + "/v1",
                                    "api_key": "bench-not-a-secret"}},
             "models": {"mock-gpt": {"provider": "mock", "model": "mock-gpt"}},
+            # --cache off: the cache is disabled (the figures before issue 15 compare to this);
+            # hit: every measured request repeats the cached one; miss: Cache-Control:
+            # no-cache, so each request skips the lookup, calls the provider and fills.
+            "cache": {"enabled": args.cache != "off"},
         }
         cfg = work / "regogate.yaml"
         cfg.write_text(yaml.safe_dump(config))
@@ -148,6 +152,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             [py, "-m", "idp", "token", "alice", "--data-dir", str(work)], cwd=ROOT, text=True
         ).strip()
         auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if args.cache == "miss":
+            auth["Cache-Control"] = "no-cache"
         direct_h = {"Authorization": "Bearer bench-not-a-secret", "Content-Type": "application/json"}
         direct_plain = json.dumps(BODY).encode()
         direct_streamed = json.dumps({**BODY, "stream": True}).encode()
@@ -192,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         med["added_ttfb_ms"] = round(med["ttfb_gw"] - med["ttfb_direct"], 3)
         med["c1_added_p50_ms"] = round(med["c1_gw_p50"] - med["c1_direct_p50"], 3)
         med["c1_added_p99_ms"] = round(med["c1_gw_p99"] - med["c1_direct_p99"], 3)
-        med.update(api=args.api, requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
+        med.update(cache=args.cache, api=args.api, requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
                    cpus=ncpu)
         return med
     finally:
@@ -213,6 +219,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--api", choices=("chat", "responses"), default="chat",
                         help="gateway endpoint measured (the direct baseline is always chat)")
+    parser.add_argument("--cache", choices=("off", "hit", "miss"), default="off",
+                        help="response cache: disabled, every request a hit, or a miss + fill")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     r = asyncio.run(run(args))

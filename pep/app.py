@@ -140,6 +140,16 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
             app, appkeys.EVENTS,
             lambda: EventBus(settings.events, session(), app[appkeys.METRICS]), overrides))
         app.on_startup.append(_link_breaker_events)
+    if settings.cache.enabled:
+        from pep.cache.service import ResponseCache, cache_header
+
+        deployments = {name: tuple(f"{d.provider}/{d.model}" for d in m.deployments())
+                       for name, m in settings.models.items()}
+        app.cleanup_ctx.append(_component(app, appkeys.CACHE, lambda: ResponseCache(
+            settings.cache, settings.server.data_dir, app[appkeys.METRICS], deployments,
+            router=lambda: app[appkeys.ROUTER]),
+            overrides))
+        app.on_response_prepare.append(cache_header)
     if settings.policy.shadow is not None:
         from pep.policy.shadow import create_shadow
 

@@ -13,6 +13,7 @@ from pep.config import Settings
 if TYPE_CHECKING:
     from pep.audit.events import AuditStore
     from pep.auth.authenticator import Authenticator
+    from pep.cache.service import ResponseCache
     from pep.catalog import Catalog
     from pep.content import ContentInspector
     from pep.conversations import ConversationStore
@@ -38,6 +39,7 @@ CONTENT: web.AppKey["ContentInspector | None"] = web.AppKey("content")
 CATALOG: web.AppKey["Catalog"] = web.AppKey("catalog")
 DIALECTS: web.AppKey["dict[str, Dialect]"] = web.AppKey("dialects")
 CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
+CACHE: web.AppKey["ResponseCache"] = web.AppKey("cache")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)
 TRACING: web.AppKey[Any] = web.AppKey("tracing")
 EVENTS: web.AppKey[Any] = web.AppKey("events")

@@ -141,6 +141,11 @@ def event(
     }
     if x.trace_id is not None:  # joins the record to its OpenTelemetry trace
         doc["trace_id"] = x.trace_id
+    if x.cache is not None:
+        cache = x.cache
+        if kind == "request.completion" and cache.get("hit") and x.cost_usd is not None:
+            cache = {**cache, "saved_cost_usd": x.cost_usd}  # the provider was not paid
+        doc["extra"] = {**doc["extra"], "cache": cache}
     if x.decision is not None:
         doc["decision_id"] = x.decision.decision_id
         doc["decision"] = _decision(x)

@@ -245,6 +245,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from pep.audit.cli import register as register_audit
+    from pep.cache.cli import register as register_cache
     from pep.policy.cli import register as register_policy
     from pep.usage.cli import register as register_usage
 
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_policy(sub)
     register_audit(sub)
     register_usage(sub)
+    register_cache(sub)
     return parser
 
 

@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from pep.audit.settings import AuditSettings
+from pep.cache.settings import CacheSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
 from pep.events import EventSettings
@@ -87,10 +88,15 @@ class Settings(Frozen):
     responses: ConversationSettings = ConversationSettings()
     tracing: TracingSettings = TracingSettings()
     events: EventSettings = EventSettings()
+    cache: CacheSettings = CacheSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     def model_post_init(self, __context: Any) -> None:
+        embed = self.cache.semantic_embeddings_model
+        if embed is not None and (embed not in self.models or not self.models[embed].embeddings):
+            raise ValueError(f"cache.semantic_embeddings_model: {embed!r} is not a configured "
+                             "embeddings model")
         for name, model in self.models.items():
             for dep in model.deployments():
                 if dep.provider not in self.providers:

@@ -45,6 +45,9 @@ class Exchange:
     span: Any = None  # the request's OpenTelemetry span (None: tracing off)
     tracer: Any = None
     outcome_status: int | None = None  # a stream's real outcome (its status line said 200)
+    status: int | None = None  # a stream's final status (200: ended cleanly, not cut)
+    cache: dict[str, Any] | None = None  # extra.cache of the audit records (pep.cache)
+    cache_header: str | None = None  # x-regogate-cache: hit | miss | bypass
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

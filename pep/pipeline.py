@@ -22,6 +22,8 @@ from aiohttp import web
 from adapters.types import Completion
 from pep import appkeys
 from pep.auditing import content_mode, event
+from pep.cache.service import cache_directives
+from pep.cache.service import lookup as cache_lookup
 from pep.errors import GatewayError, Unavailable
 from pep.exchange import Exchange
 from pep.inbound import Dialect
@@ -115,6 +117,7 @@ async def forward_normalized(
     x = exchange_for(request)
     x.req = req
     x.api = api
+    req.cache_control = cache_directives(request.headers.get("Cache-Control"))
     if not req.stream:
         return await _forward_admitted(request, dialect, api, principal, req)
     slots = app[appkeys.STREAM_SLOTS]
@@ -133,7 +136,6 @@ async def _forward_admitted(
     app = request.app
     x = exchange_for(request)
     inspector = app[appkeys.CONTENT]
-    router = app[appkeys.ROUTER]
     catalog = app[appkeys.CATALOG]
     decision = await admit(request, x, req, principal)
     try:
@@ -151,6 +153,8 @@ async def _forward_admitted(
     x.model_served = model
     x.forwarded = out_body  # the reservation below may still lower its max_tokens in place
     cap = await reserve_usage(request, x, decision, out_body, model)
+    # After the reservation's cap (part of the key); a hit is still audited and output-checked.
+    ticket = await cache_lookup(request, x, api)
     try:
         # The decision record shows the policy's obligations; a cap the reservation lowered
         # further (what was left under concurrency) is recorded beside it.
@@ -160,6 +164,23 @@ async def _forward_admitted(
     except GatewayError:
         await release_usage(request, x)
         raise
+    result: Any = ticket.result
+    if result is None:  # a miss: the provider answers, and the cache watches the answer
+        result = ticket.watch(await _call_upstream(request, x, api, out_body, model))
+    x.served = result.served
+    if isinstance(result, Completion):
+        response = await _complete_plain(request, x, dialect, result, api)
+    else:
+        response = await relay_stream(request, x, dialect, result)
+    await ticket.fill(x)
+    return response
+
+
+async def _call_upstream(request: web.Request, x: Exchange, api: str, out_body: dict[str, Any],
+                         model: str) -> Completion | ChunkStream:
+    app = request.app
+    router = app[appkeys.ROUTER]
+    catalog = app[appkeys.CATALOG]
     result: Completion | ChunkStream
     t0 = time.perf_counter()
     op = "embeddings" if api == "embeddings" else "chat"
@@ -190,10 +211,7 @@ async def _forward_admitted(
         raise
     x.upstream_s = time.perf_counter() - t0
     app[appkeys.METRICS].observe("upstream_duration_seconds", x.upstream_s, model=model)
-    x.served = result.served
-    if isinstance(result, Completion):
-        return await _complete_plain(request, x, dialect, result, api)
-    return await relay_stream(request, x, dialect, result)
+    return result
 
 
 async def _complete_plain(

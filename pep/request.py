@@ -35,6 +35,8 @@ class NormalizedRequest:
     estimated_tokens: int = 0
     # Responses API: the stored response this request continues ({id, owner, chain_length}).
     previous_response: dict[str, Any] | None = None
+    # Directives of the client's Cache-Control header (the cache obligation may honour them).
+    cache_control: list[str] = field(default_factory=list)
 
 
 def _require_model(body: dict[str, Any]) -> str:

@@ -333,6 +333,7 @@ async def _finish(
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome
         log.debug("error closing upstream stream for %s", x.request_id, exc_info=True)
+    x.status = status
     text = "".join(relay.parts)
     x.outcome_status = status
     x.usage = stream.usage or Usage(

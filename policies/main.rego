@@ -44,7 +44,7 @@ system_prompts contains p if {
 # description: >-
 #   Obligations of the request decision: max_tokens (the minimum over every module's
 #   max_tokens, each optional), and for model calls redact, model (reroute), quota (the
-#   limits in effect, reserved atomically by the PEP) and system_prompt (chat);
+#   limits in effect, reserved atomically by the PEP), system_prompt and cache (chat);
 #   audit_content always. Pairs from comprehensions, in one rule:
 #   cheaper on the embedded engine than a rule per obligation.
 obligations := {k: v |
@@ -62,6 +62,9 @@ obligations := {k: v |
 	} | {["quota", q] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		q := data.regogate.quota.obligation
+	} | {["cache", c] |
+		input.request.api in {"chat.completions", "responses", "completions", "messages"}
+		c := data.regogate.cache.obligation
 	} | {["system_prompt", concat("\n\n", sort(prompts))] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages"}
 		prompts := {p | some g in input.user.groups; p := data.gateway.system_prompts[g]}

@@ -24,10 +24,15 @@ test_alice_chat_is_allowed_with_cap_and_digest if {
 	d := regogate.decision with input as chat(alice, "mock-gpt", [])
 	d.allow
 	d.reasons == []
-	object.remove(d.obligations, ["quota"]) == {"max_tokens": 4096, "audit_content": "digest"}
+	object.remove(d.obligations, ["quota"]) == {"max_tokens": 4096, "audit_content": "digest", "cache": {"mode": "exact", "scope": "user", "ttl_s": 300, "sampled": true}}
 
 	# alice's team has a monthly budget (policies/quota/limits/data.yaml)
 	{l.code | some l in d.obligations.quota} == {"quota_cost_usd_per_month", "quota_team_share"}
+}
+
+test_personal_data_turns_the_cache_off_while_redacting if {
+	d := regogate.decision with input as chat(alice, "mock-gpt", ["email"])
+	d.obligations.cache == {"mode": "off"}
 }
 
 test_bob_admin_model_is_denied_with_reason_code if {

@@ -338,7 +338,8 @@ async def cmd_report(args: argparse.Namespace) -> int:
         table = [{**r, "denies_by_reason": ",".join(f"{k}={v}" for k, v in r["denies_by_reason"].items()) or "-"}
                  for r in rows]
         print(render_table(table, (args.by, "day", "requests", "allowed", "denied", "errors",
-                                   "rejected", "denies_by_reason", "tokens_in", "tokens_out", "cost_usd")))
+                                   "rejected", "denies_by_reason", "tokens_in", "tokens_out", "cost_usd",
+                                   "cache_hits", "saved_cost_usd")))
         return 0
 
     return await _run(args, body)

@@ -168,7 +168,8 @@ _TERMINAL = {"request.completion", "upstream.error", "request.error", "policy.de
 
 def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[dict[str, Any]]:
     """Per group and day: requests, allowed, denies by reason, errors, rejected (refused before
-    policy: bad body, unknown model, size), tokens, estimated cost.
+    policy: bad body, unknown model, size), tokens, estimated cost, cache hits and the provider
+    cost they saved.
 
     The in-memory reference for the SQL aggregation the CLI and API use (report_sql)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -191,7 +192,7 @@ def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[d
                     by: key, "day": day, "requests": 0, "allowed": 0, "denied": 0, "errors": 0,
                     "rejected": 0,
                     "denies_by_reason": defaultdict(int), "tokens_in": 0, "tokens_out": 0,
-                    "cost_usd": 0.0,
+                    "cost_usd": 0.0, "cache_hits": 0, "saved_cost_usd": 0.0,
                 }
             row["requests"] += 1
             if ix["decision"] == "deny":
@@ -207,9 +208,14 @@ def build_report(records: Iterable[StoredRecord], *, by: str = "user") -> list[d
             row["tokens_in"] += ix.get("tokens_in") or 0
             row["tokens_out"] += ix.get("tokens_out") or 0
             row["cost_usd"] += ix.get("cost_usd") or 0.0
+            cache = (doc.get("extra") or {}).get("cache") or {}
+            if cache.get("hit") and ix["event"] == "request.completion":  # answered from cache
+                row["cache_hits"] += 1
+                row["saved_cost_usd"] += cache.get("saved_cost_usd") or 0.0
     out = []
     for (_, _), row in sorted(rows.items()):
         row["denies_by_reason"] = dict(sorted(row["denies_by_reason"].items()))
         row["cost_usd"] = round(row["cost_usd"], 6)
+        row["saved_cost_usd"] = round(row["saved_cost_usd"], 6)
         out.append(row)
     return out

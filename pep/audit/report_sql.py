@@ -1,7 +1,8 @@
 """``audit report`` aggregated by the database (GROUP BY), not in memory.
 
 Per group (user | team | model) and UTC day: requests (counted once, from the terminal record),
-allowed, denied, errors, rejected, denies by reason code, tokens in/out and estimated cost. The rows are
+allowed, denied, errors, rejected, denies by reason code, tokens in/out, estimated cost, cache hits
+and the cost they saved (``extra.cache`` of completions). The rows are
 identical to ``export.build_report`` (the in-memory reference the tests compare against).
 """
 
@@ -39,6 +40,19 @@ def _key(by: str, style: Style) -> tuple[str, str]:
             "THEN '[\"(none)\"]'::jsonb ELSE b.teams::jsonb END) AS tm(v)", "tm.v")
 
 
+def _cache_columns(style: Style) -> str:
+    """Hits answered from the response cache, and the provider cost they saved."""
+    if style == "sqlite":
+        hit = "json_extract(b.body, '$.extra.cache.hit') = 1"
+        saved = "COALESCE(json_extract(b.body, '$.extra.cache.saved_cost_usd'), 0)"
+    else:
+        hit = "(b.body::jsonb -> 'extra' -> 'cache' ->> 'hit') = 'true'"
+        saved = "COALESCE((b.body::jsonb -> 'extra' -> 'cache' ->> 'saved_cost_usd')::float8, 0)"
+    when = f"b.event = 'request.completion' AND {hit}"
+    return (f"SUM(CASE WHEN {when} THEN 1 ELSE 0 END) AS cache_hits, "
+            f"SUM(CASE WHEN {when} THEN {saved} ELSE 0 END) AS saved_cost_usd")
+
+
 def report_sql(q: AuditQuery, by: str, style: Style, table: str) -> tuple[str, str, list[Any]]:
     """(totals SQL, reasons SQL, params) -- both take the same params."""
     base, params = _base(q, style, table)
@@ -50,7 +64,8 @@ def report_sql(q: AuditQuery, by: str, style: Style, table: str) -> tuple[str, s
         "SUM(CASE WHEN b.decision = 'error' THEN 1 ELSE 0 END) AS errors, "
         "SUM(CASE WHEN b.decision = 'rejected' THEN 1 ELSE 0 END) AS rejected, "
         "SUM(COALESCE(b.tokens_in, 0)) AS tokens_in, SUM(COALESCE(b.tokens_out, 0)) AS tokens_out, "
-        f"SUM(COALESCE(b.cost_usd, 0)) AS cost_usd FROM b{join} GROUP BY 1, 2"
+        f"SUM(COALESCE(b.cost_usd, 0)) AS cost_usd, {_cache_columns(style)} "
+        f"FROM b{join} GROUP BY 1, 2"
     )
     if style == "sqlite":
         reasons_src = ("json_each(COALESCE(json_extract(b.body, '$.decision.reasons'), '[]')) r")
@@ -77,7 +92,7 @@ def assemble(by: str, totals: list[Any], reasons: list[Any]) -> list[dict[str, A
         slot = by_reason[(str(k), str(day))]
         slot[str(code)] = slot.get(str(code), 0) + int(n)
     rows = []
-    for k, day, requests, denied, errors, rejected, t_in, t_out, cost in sorted(
+    for k, day, requests, denied, errors, rejected, t_in, t_out, cost, hits, saved in sorted(
             totals, key=lambda r: (str(r[0]), str(r[1]))):
         rows.append({
             by: str(k), "day": str(day), "requests": int(requests),
@@ -86,5 +101,6 @@ def assemble(by: str, totals: list[Any], reasons: list[Any]) -> list[dict[str, A
             "denies_by_reason": dict(sorted(by_reason.get((str(k), str(day)), {}).items())),
             "tokens_in": int(t_in or 0), "tokens_out": int(t_out or 0),
             "cost_usd": round(float(cost or 0.0), 6),
+            "cache_hits": int(hits or 0), "saved_cost_usd": round(float(saved or 0.0), 6),
         })
     return rows

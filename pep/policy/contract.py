@@ -79,6 +79,9 @@ class RequestInput(_Model):
     source_ip: str | None = None
     previous_response: PreviousResponseInput | None = Field(
         None, description="Responses API: the stored conversation this request continues")
+    cache_control: list[str] = Field(
+        default_factory=list, description="Directives of the client's Cache-Control header, "
+        "lower-cased", examples=[["no-cache"]])
 
 
 class Finding(_Model):
@@ -175,6 +178,26 @@ class QuotaLimit(_Model):
     shrink: bool = Field(True, description="Token limits: cap max_tokens to what is left")
 
 
+class CacheObligation(_Model):
+    """Response caching for this request (docs/caching.md). Absent or ``mode: off``: no
+    caching. Entries are partitioned by ``scope`` (the verified identity) and the policy
+    revision, so a cached answer never reaches someone this policy would not have shown it to."""
+
+    mode: Literal["exact", "semantic", "off"] = Field(
+        "exact", description="exact: identical canonical request; semantic: the last user "
+        "message may be a paraphrase (exact when no embeddings model is configured)")
+    scope: Literal["user", "team", "client", "org"] = Field(
+        "user", description="Who shares entries: the user (issuer+sub), the user's first team, "
+        "the calling app, or everyone of the issuer")
+    ttl_s: int = Field(300, ge=1, description="Entry lifetime (capped by cache.max_ttl_s)")
+    min_similarity: float | None = Field(
+        None, ge=0, le=1, description="semantic mode: least cosine similarity for a hit")
+    sampled: bool = Field(
+        False, description="Also cache requests with temperature > 0 or unset (sampling)")
+    client_control: bool = Field(
+        True, description="Honour the client's Cache-Control no-cache / no-store")
+
+
 class Obligations(_Model):
     """Everything the PEP enforces. Unknown keys are rejected (fail closed)."""
 
@@ -185,6 +208,7 @@ class Obligations(_Model):
     audit_content: AuditContent | None = Field(None, description="How much content to audit")
     quota: list[QuotaLimit] | None = Field(
         None, description="Limits the PEP checks and reserves against atomically")
+    cache: CacheObligation | None = Field(None, description="Response caching (docs/caching.md)")
 
 
 class Decision(_Model):

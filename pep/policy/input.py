@@ -97,6 +97,7 @@ def build_policy_input(
             "estimated_tokens": req.estimated_tokens,
             "source_ip": source_ip,
             "previous_response": req.previous_response,
+            "cache_control": req.cache_control,
         },
         "content": {"findings": content_findings, "types": types,
                     "truncated": len(findings) > MAX_POLICY_FINDINGS},

@@ -43,7 +43,11 @@ async def reader(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     no_reason.decision = DecisionRecord(allow=False, reasons=[])
     two = make_event("bob", 9, kind="policy.deny", allow=False, day=3)
     two.decision = DecisionRecord(allow=False, reasons=[{"code": "a"}, {"code": "model_not_allowed"}])
-    for ev in [*events, no_reason, two]:
+    cached = make_event("alice", 11, kind="request.completion", tokens=(10, 5), day=3)
+    cached.extra = {"cache": {"hit": True, "filled_by": "req-2", "saved_cost_usd": 0.25}}
+    denied_hit = make_event("alice", 12, kind="policy.deny", allow=False, day=3)
+    denied_hit.extra = {"cache": {"hit": True, "filled_by": "req-2"}}  # withheld: not a hit
+    for ev in [*events, no_reason, two, cached, denied_hit]:
         await store.append(ev)
     await store.close()
     r = open_reader(url, pg_schema=schema)
@@ -65,3 +69,13 @@ async def test_sql_report_equals_the_in_memory_reference(
     got = await reader.report(q, by)
     assert got == expected
     assert got, "the filter matched nothing: the comparison would prove nothing"
+
+
+async def test_cache_hits_and_saved_cost_are_aggregated_from_completions_only(
+    reader: AuditReader,
+) -> None:
+    rows = {(r["user"], r["day"]): r for r in await reader.report(AuditQuery.from_params({}), "user")}
+    day3 = next(v for (u, d), v in rows.items() if u == "alice" and d.endswith("03"))
+    assert day3["cache_hits"] == 1 and day3["saved_cost_usd"] == 0.25
+    assert sum(r["cache_hits"] for r in rows.values()) == 1
+

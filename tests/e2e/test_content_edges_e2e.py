@@ -430,7 +430,9 @@ async def test_plain_answer_tool_arguments_pass_the_output_decision(tmp_path: Pa
     script = [reply(None, tool_calls=calls, finish="tool_calls"),
               reply(None, tool_calls=leak, finish="tool_calls")]
     async with FakeServer(script) as up:
-        async with running_gateway(tmp_path, config=upstream_config(up)) as gw:
+        # The repeated request must reach the provider (the default policy would cache it).
+        config = {**upstream_config(up), "cache": {"enabled": False}}
+        async with running_gateway(tmp_path, config=config) as gw:
             client = gw.openai("alice")
             out = await client.chat.completions.create(model="mock-gpt", messages=HELLO)
             with pytest.raises(openai.PermissionDeniedError):

@@ -75,6 +75,7 @@ async def test_exhausted_pool_is_a_503_that_never_opens_the_breaker(tmp_path: Pa
     async with FakeServer(answer) as fake:
         config = one_provider(fake, max_connections=1, pool_timeout_s=0.2, max_retries=0,
                               breaker_failures=1, breaker_cooldown_s=60)
+        config["cache"] = {"enabled": False}  # the repeated request must reach the provider
         async with running_gateway(tmp_path, config=config) as gw:
             client = gw.openai("alice")
             stream = await client.chat.completions.create(model="mock-gpt", messages=ASK,
