@@ -94,6 +94,17 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
     # usage / quotas
     "usage_store_failures_total": ("counter", "Usage store reads/writes that failed", ()),
     "conversation_store_failures_total": ("counter", "Responses API state store failures", ()),
+    # response cache (pep/cache/)
+    "cache_lookups_total": ("counter", "Cache lookups, by result (hit, miss, bypass)",
+                            ("result",)),
+    "cache_fills_total": ("counter", "Answers stored in the cache", ()),
+    "cache_fill_bytes_total": ("counter", "Bytes of answers stored in the cache", ()),
+    "cache_fills_skipped_total": ("counter", "Answers not stored, by reason", ("reason",)),
+    "cache_evictions_total": ("counter", "Entries evicted from the in-memory cache", ()),
+    "cache_store_errors_total": ("counter", "Cache store failures (treated as misses)", ()),
+    "cache_embedding_errors_total": ("counter", "Semantic cache embedding failures", ()),
+    "cache_memory_bytes": ("gauge", "Bytes held by the in-memory cache", ()),
+    "cache_memory_entries": ("gauge", "Entries held by the in-memory cache", ()),
     # audit
     "audit_write_duration_seconds": ("histogram", "Time to make an audit record durable",
                                      ("event",)),
@@ -167,6 +178,12 @@ class Metrics:
         m = self._series(name, "counter", labels)
         if m is not None:
             m.inc(value)
+
+    def add(self, name: str, delta: float, **labels: str) -> None:
+        """Move a gauge up or down (sizes held in memory)."""
+        m = self._series(name, "gauge", labels)
+        if m is not None:
+            m.inc(delta)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
         m = self._series(name, "histogram", labels)

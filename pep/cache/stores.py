@@ -60,6 +60,8 @@ class Purge:
 class Counters(Protocol):
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
 
+    def add(self, name: str, delta: float, **labels: str) -> None: ...
+
 
 class CacheStore(Protocol):
     kind: str
@@ -74,6 +76,9 @@ class CacheStore(Protocol):
 
 class _Nothing:
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        return None
+
+    def add(self, name: str, delta: float, **labels: str) -> None:
         return None
 
 
@@ -120,8 +125,8 @@ class MemoryStore:
 
     def _account(self, delta: int) -> None:
         self.bytes += delta
-        self._metrics.inc("cache_memory_bytes", delta)
-        self._metrics.inc("cache_memory_entries", 1 if delta > 0 else -1)
+        self._metrics.add("cache_memory_bytes", delta)
+        self._metrics.add("cache_memory_entries", 1 if delta > 0 else -1)
 
     def _drop(self, key: str) -> None:
         _, blob, _ = self._entries.pop(key)
