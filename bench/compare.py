@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead as ov  # noqa: E402 - the shared process, load and percentile helpers
 
 ROOT = ov.ROOT
-BENCH_KEY = "bench-not-a-secret"
 
 
 def rss_mb(pid: int) -> float:
@@ -62,14 +61,7 @@ async def start_regogate(work: Path, mock: str) -> Target:
                     "--data-dir", str(work)], other)
     await ov.wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
     config = {
-        "server": {"host": "127.0.0.1", "port": gw_port, "data_dir": str(work / "gw")},
-        "identity": {"issuers": [{"issuer": f"http://127.0.0.1:{idp_port}",
-                                  "audiences": ["regogate"], "required_typ": "at+jwt"}]},
-        "policy": {"engine": "embedded", "bundle": str(ROOT / "policies")},
-        "audit": {"store": f"sqlite:///{work / 'audit.db'}"},
-        "providers": {"mock": {"kind": "openai_compatible", "base_url": mock + "/v1",
-                               "api_key": BENCH_KEY}},
-        "models": {"mock-gpt": {"provider": "mock", "model": "mock-gpt"}},
+        **ov.gateway_config(work, gw_port, idp_port, mock),
         # Repeated identical requests would be cache hits under the default policy; the
         # comparison is of the uncached path (bench/overhead.py --cache hit measures hits).
         "cache": {"enabled": False},

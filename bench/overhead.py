@@ -66,6 +66,21 @@ def spawn(args: list[str], cpus: set[int], env: dict[str, str] | None = None) ->
     return proc
 
 
+def gateway_config(work: Path, gw_port: int, idp_port: int, mock: str) -> dict[str, Any]:
+    """Everything on: dev-IdP tokens, embedded policy, SQLite audit, the HTTP mock provider
+    through the openai_compatible adapter (bench/compare.py uses the same)."""
+    return {
+        "server": {"host": "127.0.0.1", "port": gw_port, "data_dir": str(work / "gw")},
+        "identity": {"issuers": [{"issuer": f"http://127.0.0.1:{idp_port}",
+                                  "audiences": ["regogate"], "required_typ": "at+jwt"}]},
+        "policy": {"engine": "embedded", "bundle": str(ROOT / "policies")},
+        "audit": {"store": f"sqlite:///{work / 'audit.db'}"},
+        "providers": {"mock": {"kind": "openai_compatible", "base_url": mock + "/v1",
+                               "api_key": "bench-not-a-secret"}},
+        "models": {"mock-gpt": {"provider": "mock", "model": "mock-gpt"}},
+    }
+
+
 async def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
@@ -128,14 +143,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
         await wait_http(mock + "/v1/models")
         config = {
-            "server": {"host": "127.0.0.1", "port": gw_port, "data_dir": str(work / "gw")},
-            "identity": {"issuers": [{"issuer": f"http://127.0.0.1:{idp_port}",
-                                      "audiences": ["regogate"], "required_typ": "at+jwt"}]},
-            "policy": {"engine": "embedded", "bundle": str(ROOT / "policies")},
-            "audit": {"store": f"sqlite:///{work / 'audit.db'}"},
-            "providers": {"mock": {"kind": "openai_compatible", "base_url": mock + "/v1",
-                                   "api_key": "bench-not-a-secret"}},
-            "models": {"mock-gpt": {"provider": "mock", "model": "mock-gpt"}},
+            **gateway_config(work, gw_port, idp_port, mock),
             # --cache off: the cache is disabled (the figures before issue 15 compare to this);
             # hit: every measured request repeats the cached one; miss: Cache-Control:
             # no-cache, so each request skips the lookup, calls the provider and fills.
