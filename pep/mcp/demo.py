@@ -1,0 +1,93 @@
+"""The demo MCP server of the embedded defaults, served at ``/mcp/demo`` through the gateway.
+
+A few harmless tools (``echo``, ``add``, ``word_count``), a resource and a prompt, plus
+``admin_report``, which the default policy lets only admins call (policies/mcp). It is an
+``mcp`` SDK server (MCPServer, streamable HTTP) that the gateway runs on an ephemeral
+loopback port in a thread of its own, and reaches like any other upstream: over HTTP, with
+the server's own credentials, never the user's token.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("regogate.mcp.demo")
+
+
+def build_demo_app() -> Any:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("regogate-demo", instructions="Demo tools behind the regogate gateway.",
+                       log_level="WARNING")
+
+    @server.tool(description="Echo the text back.")
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool(description="Add two numbers.")
+    def add(a: float, b: float) -> float:
+        return a + b
+
+    @server.tool(description="Count the words of a text.")
+    def word_count(text: str) -> int:
+        return len(text.split())
+
+    @server.tool(description="Gateway demo statistics (admins only in the default policy).")
+    def admin_report() -> str:
+        return "demo report: 3 users, 4 tools, 0 incidents"
+
+    @server.resource("demo://readme", name="readme", mime_type="text/plain",
+                     description="What this demo server is.")
+    def readme() -> str:
+        return "The regogate demo MCP server: echo, add, word_count and admin_report."
+
+    @server.prompt(description="Ask for a short summary of a text.")
+    def summarize(text: str) -> str:
+        return f"Summarize in one sentence: {text}"
+
+    return server.streamable_http_app(streamable_http_path="/mcp")
+
+
+class DemoServer:
+    """The demo app under uvicorn on 127.0.0.1:<ephemeral>, in its own thread (and event
+    loop), so it installs no signal handlers in the gateway's main thread."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self.url = ""
+
+    async def start(self) -> None:
+        import asyncio
+
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(build_demo_app(), log_level="warning", lifespan="on",
+                                access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="regogate-mcp-demo", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the demo MCP server did not start")
+            await asyncio.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        log.info("demo MCP server on %s", self.url)
+
+    async def close(self) -> None:
+        import asyncio
+
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
