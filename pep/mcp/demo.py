@@ -9,11 +9,18 @@ the server's own credentials, never the user's token.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import aiohttp
+
+from pep.mcp.http_upstream import HttpUpstream
+from pep.mcp.upstream import UpstreamReply, UpstreamUnavailable
 
 log = logging.getLogger("regogate.mcp.demo")
 
@@ -62,8 +69,6 @@ class DemoServer:
         self.url = ""
 
     async def start(self) -> None:
-        import asyncio
-
         import uvicorn
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -85,9 +90,54 @@ class DemoServer:
         log.info("demo MCP server on %s", self.url)
 
     async def close(self) -> None:
-        import asyncio
-
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
+
+
+class DemoUpstream:
+    """The demo server as an upstream, started on the first message (a gateway that never
+    serves /mcp/demo never imports the SDK nor opens the port)."""
+
+    def __init__(self, name: str, session: Callable[[], aiohttp.ClientSession], *,
+                 max_bytes: int, connect_timeout_s: float) -> None:
+        self.name = name
+        self._session = session
+        self._max_bytes = max_bytes
+        self._connect_timeout_s = connect_timeout_s
+        self._server: DemoServer | None = None
+        self._http: HttpUpstream | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        return None
+
+    async def _upstream(self) -> HttpUpstream:
+        async with self._lock:
+            if self._http is None:
+                server = DemoServer()
+                try:
+                    await server.start()
+                except Exception as exc:
+                    await server.close()
+                    raise UpstreamUnavailable(f"the demo MCP server did not start: {exc}") from exc
+                self._server = server
+                self._http = HttpUpstream(self.name, server.url, self._session,
+                                          max_bytes=self._max_bytes,
+                                          connect_timeout_s=self._connect_timeout_s)
+            return self._http
+
+    async def send(self, message: dict[str, Any], *, headers: Mapping[str, str],
+                   session_id: str | None, timeout_s: float) -> UpstreamReply:
+        upstream = await self._upstream()
+        return await upstream.send(message, headers=headers, session_id=session_id,
+                                   timeout_s=timeout_s)
+
+    async def terminate(self, session_id: str, headers: Mapping[str, str]) -> None:
+        if self._http is not None:
+            await self._http.terminate(session_id, headers)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()

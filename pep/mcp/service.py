@@ -34,7 +34,6 @@ class McpGateway:
                          for name, s in settings.servers.items()}
         self._http = session
         self.upstreams: dict[str, McpUpstream] = {}
-        self._demo: Any = None
 
     def server(self, name: str) -> McpServerSettings | None:
         return self.settings.servers.get(name)
@@ -42,26 +41,24 @@ class McpGateway:
     async def start(self) -> None:
         await self.usage.start()
         for name, s in self.settings.servers.items():
-            url = s.url
+            upstream: McpUpstream
             if s.type == "demo":
-                from pep.mcp.demo import DemoServer
+                from pep.mcp.demo import DemoUpstream
 
-                if self._demo is None:
-                    self._demo = DemoServer()
-                    await self._demo.start()
-                url = self._demo.url
-            assert url is not None  # settings: an http server has a url
-            upstream = HttpUpstream(name, url, self._http,
-                                    max_bytes=self.settings.max_upstream_bytes,
-                                    connect_timeout_s=s.connect_timeout_s)
+                upstream = self._demo = DemoUpstream(
+                    name, self._http, max_bytes=self.settings.max_upstream_bytes,
+                    connect_timeout_s=s.connect_timeout_s)
+            else:
+                assert s.url is not None  # settings: an http server has a url
+                upstream = HttpUpstream(name, s.url, self._http,
+                                        max_bytes=self.settings.max_upstream_bytes,
+                                        connect_timeout_s=s.connect_timeout_s)
             await upstream.start()
             self.upstreams[name] = upstream
 
     async def close(self) -> None:
         for upstream in self.upstreams.values():
             await upstream.close()
-        if self._demo is not None:
-            await self._demo.close()
         await self.usage.close()
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:

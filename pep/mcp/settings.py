@@ -44,8 +44,6 @@ class McpServerSettings(Frozen):
 class McpSettings(Frozen):
     enabled: bool = True
     servers: dict[str, McpServerSettings] = Field(default_factory=dict)
-    # One aggregated endpoint at /mcp: the tools of every server, named "<server>__<tool>".
-    aggregate: bool = True
     # A JSON-RPC message (request body) larger than this is refused (413, JSON-RPC error).
     max_message_bytes: int = Field(1024 * 1024, gt=0, le=64 * 1024 * 1024)
     # An upstream answer larger than this is refused as garbage (502-equivalent).
@@ -54,6 +52,9 @@ class McpSettings(Frozen):
     # Sessions: idle ones expire; each user may hold at most this many at once.
     session_idle_s: float = Field(3600.0, gt=0)
     max_sessions_per_user: int = Field(32, ge=1, le=10_000)
+    # Browsers' Origin values allowed on the MCP routes (DNS-rebinding defence); a request
+    # with any other Origin is refused 403. Clients that send no Origin are not affected.
+    allowed_origins: list[str] = Field(default_factory=list)
     # The output decision on tool results, resource contents and prompts (a secret a tool
     # returns is withheld or redacted). Needs content inspection on.
     output_decision: bool = True
