@@ -59,11 +59,13 @@ def build_demo_app() -> Any:
     return server.streamable_http_app(streamable_http_path="/mcp")
 
 
-class DemoServer:
-    """The demo app under uvicorn on 127.0.0.1:<ephemeral>, in its own thread (and event
-    loop), so it installs no signal handlers in the gateway's main thread."""
+class LoopbackServer:
+    """An ASGI app (by default the demo) under uvicorn on 127.0.0.1:<ephemeral>, in its own
+    thread and event loop, so it installs no signal handlers in the gateway's main thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any = None, *, path: str = "/mcp") -> None:
+        self._app = app
+        self._path = path
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self.url = ""
@@ -75,8 +77,8 @@ class DemoServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(build_demo_app(), log_level="warning", lifespan="on",
-                                access_log=False)
+        app = self._app if self._app is not None else build_demo_app()
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="regogate-mcp-demo", daemon=True)
@@ -84,10 +86,10 @@ class DemoServer:
         deadline = time.monotonic() + 15
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the demo MCP server did not start")
+                raise RuntimeError("the MCP server did not start")
             await asyncio.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port}/mcp"
-        log.info("demo MCP server on %s", self.url)
+        self.url = f"http://127.0.0.1:{port}{self._path}"
+        log.info("loopback MCP server on %s", self.url)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -106,7 +108,7 @@ class DemoUpstream:
         self._session = session
         self._max_bytes = max_bytes
         self._connect_timeout_s = connect_timeout_s
-        self._server: DemoServer | None = None
+        self._server: LoopbackServer | None = None
         self._http: HttpUpstream | None = None
         self._lock = asyncio.Lock()
 
@@ -116,7 +118,7 @@ class DemoUpstream:
     async def _upstream(self) -> HttpUpstream:
         async with self._lock:
             if self._http is None:
-                server = DemoServer()
+                server = LoopbackServer()
                 try:
                     await server.start()
                 except Exception as exc:
