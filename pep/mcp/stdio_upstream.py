@@ -72,6 +72,7 @@ class StdioUpstream:
         self._protocol_error: str | None = None
         self.restarts = 0
         self.last_exit: int | None = None
+        self.planned_delays: list[float] = []  # the last restart delays chosen (diagnostics)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class StdioUpstream:
             if self._clock() - started >= self._s.backoff_reset_after_s:
                 delay = self._s.restart_backoff_initial_s
             self.restarts += 1
+            self.planned_delays = [*self.planned_delays[-19:], delay]
             log.warning("MCP stdio server %s exited (code %s); restarting in %.2fs",
                         self.name, self.last_exit, delay)
             await asyncio.sleep(delay)
