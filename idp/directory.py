@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 CLIENT_CREDENTIALS = "client_credentials"
 # Dev-only grant: a registered client asks for a user's token by username, no password.
 DEV_USER_GRANT = "urn:regogate:dev:user"
-GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT)
+# RFC 6749 4.1 with PKCE (S256 only, as OAuth 2.1 requires): what MCP clients use.
+AUTHORIZATION_CODE = "authorization_code"
+# RFC 8693: only for clients that list it (a gateway trading a user's token for one
+# audience-bound to an upstream).
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT, AUTHORIZATION_CODE, TOKEN_EXCHANGE)
+DEFAULT_CLIENT_GRANTS = (CLIENT_CREDENTIALS, DEV_USER_GRANT, AUTHORIZATION_CODE)
 
 
 class DirectoryError(Exception):
@@ -54,10 +60,15 @@ class User(_Entry):
 class Client(_Entry):
     client_id: str
     secret: str = Field(repr=False)
-    grant_types: tuple[str, ...] = GRANT_TYPES
+    grant_types: tuple[str, ...] = DEFAULT_CLIENT_GRANTS
     scope: str = "openid"
     roles: tuple[str, ...] = ()
     description: str = ""
+    # authorization_code: exact redirect URIs; loopback http URIs on any port are always
+    # allowed (RFC 8252 section 7.3, native apps and CLIs).
+    redirect_uris: tuple[str, ...] = ()
+    # token exchange: the resource/audience values this client may ask for (empty: any).
+    exchange_targets: tuple[str, ...] = ()
 
     def secret_matches(self, presented: str) -> bool:
         return hmac.compare_digest(self.secret.encode(), presented.encode())

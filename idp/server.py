@@ -2,7 +2,9 @@
 
     GET  /.well-known/openid-configuration   discovery (also at oauth-authorization-server)
     GET  /jwks                               public keys only (kid, alg, use)
-    POST /token                              client_credentials | urn:regogate:dev:user
+    GET  /authorize                          authorization code + PKCE (login_hint = user)
+    POST /token                              client_credentials | urn:regogate:dev:user |
+                                             authorization_code | RFC 8693 token exchange
     POST /introspect                         RFC 7662, client authentication required
 
 Errors follow RFC 6749 section 5.2: ``{"error": ..., "error_description": ...}``.
@@ -23,7 +25,22 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from idp.directory import CLIENT_CREDENTIALS, GRANT_TYPES, Client, load_directory
+from idp.directory import (
+    AUTHORIZATION_CODE,
+    CLIENT_CREDENTIALS,
+    GRANT_TYPES,
+    TOKEN_EXCHANGE,
+    Client,
+    load_directory,
+)
+from idp.grants import (
+    ACCESS_TOKEN_TYPE,
+    CodeStore,
+    OAuthError,
+    authorization_code_claims,
+    authorization_redirect,
+    token_exchange_claims,
+)
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
 from idp.state import NonLoopbackError, is_loopback, issuer_for, write_state
@@ -38,6 +55,7 @@ __all__ = ["IdpServer", "NonLoopbackError", "create_idp_app", "start_server"]
 
 TOKENS = web.AppKey("tokens", TokenIssuer)
 OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
+CODES = web.AppKey("codes", CodeStore)
 
 MAX_BODY_BYTES = 64 * 1024
 JWKS_MAX_AGE_S = 60
@@ -50,12 +68,6 @@ BANNER = (
     "regogate dev IdP: FOR DEVELOPMENT ONLY, NOT FOR PRODUCTION. "
     "Anyone who can reach it can mint tokens for any listed user."
 )
-
-
-class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
 
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -137,18 +149,20 @@ async def discovery(request: web.Request) -> web.Response:
     doc: dict[str, Any] = {
         "issuer": iss,
         "jwks_uri": f"{iss}/jwks",
+        "authorization_endpoint": f"{iss}/authorize",
         "token_endpoint": f"{iss}/token",
         "introspection_endpoint": f"{iss}/introspect",
         "grant_types_supported": list(GRANT_TYPES),
-        # No authorization endpoint: tokens come from the token endpoint only.
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED.split(),
-        "service_documentation": "docs/dev-idp.md (development only, not for production)",
     }
     return web.json_response(doc, headers={"Cache-Control": "public, max-age=300"})
 
@@ -177,8 +191,15 @@ async def token(request: web.Request) -> web.Response:
     opts: dict[str, Any] = {"audience": form.get("audience") or form.get("resource") or None}
     if form.get("scope"):
         opts["scope"] = form["scope"]
+    extra: dict[str, Any] = {}
     if grant == CLIENT_CREDENTIALS:
         claims = tokens.service_claims(client.client_id, **opts)
+    elif grant == AUTHORIZATION_CODE:
+        claims = authorization_code_claims(tokens, request.app[CODES], client, form)
+    elif grant == TOKEN_EXCHANGE:
+        subject = _active_claims(request, form.get("subject_token", ""))
+        claims = token_exchange_claims(tokens, subject, client, form)
+        extra["issued_token_type"] = ACCESS_TOKEN_TYPE
     else:
         username = form.get("username")
         if not username:
@@ -193,8 +214,24 @@ async def token(request: web.Request) -> web.Response:
         "token_type": "Bearer",
         "expires_in": claims["exp"] - claims["iat"],
         "scope": claims["scope"],
+        **extra,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _active_claims(request: web.Request, token: str) -> dict[str, Any] | None:
+    """Claims of an active access token this server issued (opaque or JWT), else None."""
+    if not token:
+        return None
+    claims = request.app[OPAQUE].lookup(token)
+    return claims if claims is not None else request.app[TOKENS].verify_access_token(token)
+
+
+async def authorize(request: web.Request) -> web.Response:
+    counts = {name: len(request.query.getall(name)) for name in set(request.query.keys())}
+    query = {name: request.query[name] for name in counts}
+    location = authorization_redirect(request.app[TOKENS], request.app[CODES], query, counts)
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 async def introspect(request: web.Request) -> web.Response:
@@ -217,9 +254,11 @@ def create_idp_app(tokens: TokenIssuer, opaque: OpaqueTokenStore) -> web.Applica
     app = web.Application(middlewares=[_oauth_errors], client_max_size=MAX_BODY_BYTES)
     app[TOKENS] = tokens
     app[OPAQUE] = opaque
+    app[CODES] = CodeStore()
     app.router.add_get("/.well-known/openid-configuration", discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery)
     app.router.add_get("/jwks", jwks)
+    app.router.add_get("/authorize", authorize)
     app.router.add_post("/token", token)
     app.router.add_post("/introspect", introspect)
     return app
