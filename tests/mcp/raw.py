@@ -27,11 +27,13 @@ class Raw:
         return h
 
     async def post(self, body: Any, *, raw: bytes | None = None,
-                   **headers: str) -> tuple[int, dict[str, Any] | None, aiohttp.ClientResponse]:
+                   headers: dict[str, str] | None = None
+                   ) -> tuple[int, dict[str, Any] | None, aiohttp.ClientResponse]:
         import orjson
 
         data = raw if raw is not None else orjson.dumps(body)
-        async with self.http.post(self.url, data=data, headers=self.headers(**headers)) as resp:
+        async with self.http.post(self.url, data=data,
+                                  headers=self.headers(**(headers or {}))) as resp:
             text = await resp.read()
             doc = orjson.loads(text) if text else None
             return resp.status, doc, resp
@@ -42,7 +44,7 @@ class Raw:
         sid = resp.headers["Mcp-Session-Id"]
         self.session_id = sid
         status, _, _ = await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"},
-                                       **{"MCP-Protocol-Version": "2025-11-25"})
+                                       headers={"MCP-Protocol-Version": "2025-11-25"})
         assert status == 202
         return sid
 

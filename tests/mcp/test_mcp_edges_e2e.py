@@ -83,7 +83,7 @@ async def test_bad_messages_get_json_rpc_errors_and_are_audited(
             records = await _records(gw, resp.headers["x-request-id"])
             assert [r["event"] for r in records] == ["request.rejected"], (body, records)
         assert len(upstream.headers) == seen  # none of them was forwarded
-        status, doc, _ = await raw.post(INIT, **{"Content-Type": "text/plain"})
+        status, doc, _ = await raw.post(INIT, headers={"Content-Type": "text/plain"})
         assert status == 415 and doc is not None and doc["error"]["code"] == -32015
         raw.session_id = None
         status, doc = await raw.call(9, "tools/list")
