@@ -38,8 +38,8 @@ async def test_demo_server_on_embedded_defaults(tmp_path: Path) -> None:
     assert "alice may not call demo/admin_report" in refused.value.message
     assert report.content[0].text.startswith("demo report")
     assert [str(r.uri) for r in resources.resources] == ["demo://readme"]
-    assert "demo MCP server" in readme.contents[0].text  # type: ignore[union-attr]
-    assert "a b c" in prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert "demo MCP server" in readme.contents[0].text
+    assert "a b c" in prompt.messages[0].content.text
 
 
 LIMITS = {"limits": {"tools/search": [{"scope": "user_tool", "window": "day", "max": 2,
