@@ -15,7 +15,7 @@ from idp.testing import RunningIdp, running_idp
 from pep import appkeys
 from pep.mcp.auth_settings import McpResourceSettings
 from pep.mcp.resource import authenticate_mcp
-from tests.mcp.conftest import McpGateway, mcp_gateway
+from tests.mcp.authgw import McpGateway, mcp_gateway
 
 
 async def whoami(request: web.Request) -> web.Response:
