@@ -27,6 +27,7 @@ from pep.cache.settings import CacheSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
 from pep.events import EventSettings
+from pep.mcp.settings import McpSettings
 from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
@@ -89,6 +90,7 @@ class Settings(Frozen):
     tracing: TracingSettings = TracingSettings()
     events: EventSettings = EventSettings()
     cache: CacheSettings = CacheSettings()
+    mcp: McpSettings = McpSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
