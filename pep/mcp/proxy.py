@@ -38,6 +38,7 @@ from pep.http.body import BodySizes, read_body
 from pep.mcp import jsonrpc
 from pep.mcp.admission import admit_call, reserve_call, snapshot
 from pep.mcp.jsonrpc import Message
+from pep.mcp.resource import MCP_RESOURCE, authenticate_mcp
 from pep.mcp.results import CHECKED, LISTS, rewrite, strings
 from pep.mcp.service import McpGateway
 from pep.mcp.sessions import McpSession
@@ -70,6 +71,38 @@ def _gateway(request: web.Request) -> McpGateway:
     return request.app[appkeys.MCP]
 
 
+async def _authenticate(request: web.Request, x: Exchange) -> Principal:
+    """With ``mcp.resource`` set, only tokens for the gateway's MCP resource (RFC 8707), and
+    401s that point MCP clients at the Protected Resource Metadata (RFC 9728); without it,
+    the same verification as model calls."""
+    if MCP_RESOURCE in request.app:
+        return await authenticate_mcp(request)
+    return await authenticate(request, x)
+
+
+def _subject_token(request: web.Request) -> str:
+    """The user's token as presented (verified already): what credentials must never carry
+    and what a token exchange trades in."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+async def _credentials(request: web.Request, x: Exchange, gw: McpGateway, server: str,
+                       principal: Principal) -> dict[str, str]:
+    """The upstream's credential headers (pep/mcp/credentials.py); a failure refuses the
+    call (503), audited, nothing forwarded."""
+    try:
+        return await gw.credentials[server].headers(server, principal, _subject_token(request))
+    except GatewayError as err:
+        request.app[appkeys.METRICS].inc("mcp_upstream_errors_total", server=server,
+                                         code=err.code)
+        await release_usage_mcp(request, x, gw)
+        await audit(request, event("request.error", x, error=err), required=False)
+        raise
+
+
 def _start(request: web.Request) -> tuple[Exchange, str]:
     x = exchange_for(request)
     x.api = "mcp"
@@ -85,28 +118,34 @@ def _start(request: web.Request) -> tuple[Exchange, str]:
 async def handle_get(request: web.Request) -> web.StreamResponse:
     """No server-initiated stream: MCP lets a server answer the GET with 405."""
     x, _ = _start(request)
-    await authenticate(request, x)
+    await _authenticate(request, x)
     raise MethodNotAllowed("this gateway opens no server-initiated stream (GET); POST "
                            "messages", headers={"Allow": "POST, DELETE"})
 
 
 async def handle_delete(request: web.Request) -> web.StreamResponse:
     x, server = _start(request)
-    principal = await authenticate(request, x)
+    principal = await _authenticate(request, x)
     gw = _gateway(request)
     session = _session(request, gw, principal, server)
     x.mcp = {"server": server, "method": "session/delete"}
     gw.sessions.drop(session.id)
     terminate = getattr(gw.upstreams[server], "terminate", None)
     if terminate is not None and session.upstream_id is not None:
-        await terminate(session.upstream_id, _upstream_headers(gw, server, session))
+        try:
+            creds = await gw.credentials[server].headers(server, principal,
+                                                         _subject_token(request))
+        except GatewayError:
+            creds = None  # the upstream session then just expires there
+        if creds is not None:
+            await terminate(session.upstream_id, _upstream_headers(creds, session))
     await audit(request, event("request.completion", x, status=204), required=False)
     return web.Response(status=204)
 
 
 async def handle_post(request: web.Request) -> web.StreamResponse:
     x, server = _start(request)
-    principal = await authenticate(request, x)
+    principal = await _authenticate(request, x)
     gw = _gateway(request)
     _check_origin(request, gw)
     raw = await _read(request, x, gw)
@@ -142,13 +181,14 @@ async def _forward(request: web.Request, x: Exchange, gw: McpGateway, principal:
         app[appkeys.METRICS].inc("mcp_upstream_errors_total", server=server, code=err.code)
         await audit(request, event("upstream.error", x, error=err), required=False)
         raise err
+    creds = await _credentials(request, x, gw, server, principal)
     x.prompt_audit = forwarded.get("params")
     try:
         await audit(request, event("request.intent", x), required=True)
     except GatewayError:
         await release_usage_mcp(request, x, gw)
         raise
-    reply = await _send(request, x, gw, server, session, forwarded)
+    reply = await _send(request, x, gw, server, session, forwarded, creds)
     if msg.kind != "request":
         await audit(request, event("request.completion", x, status=202), required=False)
         return web.Response(status=202)
@@ -214,14 +254,15 @@ def _response_for(reply: UpstreamReply, msg: Message, server: str) -> dict[str, 
 
 
 async def _send(request: web.Request, x: Exchange, gw: McpGateway, server: str,
-                session: McpSession | None, forwarded: dict[str, Any]) -> UpstreamReply:
+                session: McpSession | None, forwarded: dict[str, Any],
+                creds: dict[str, str]) -> UpstreamReply:
     srv = gw.settings.servers[server]
     breaker = gw.breakers[server]
     t0 = time.perf_counter()
     err: GatewayError
     try:
         reply = await gw.upstreams[server].send(
-            forwarded, headers=_upstream_headers(gw, server, session),
+            forwarded, headers=_upstream_headers(creds, session),
             session_id=session.upstream_id if session is not None else None,
             timeout_s=srv.timeout_s)
     except UpstreamTimeout as exc:
@@ -267,10 +308,10 @@ async def _upstream_failed(request: web.Request, x: Exchange, err: GatewayError)
     raise err
 
 
-def _upstream_headers(gw: McpGateway, server: str, session: McpSession | None) -> dict[str, str]:
-    """The upstream's own credentials from configuration and the negotiated protocol
-    version; nothing of the client's request (its Authorization least of all)."""
-    headers = dict(gw.settings.servers[server].headers)
+def _upstream_headers(creds: dict[str, str], session: McpSession | None) -> dict[str, str]:
+    """The upstream's own credentials and the negotiated protocol version; nothing of the
+    client's request (its Authorization least of all)."""
+    headers = dict(creds)
     if session is not None and session.protocol_version:
         headers[VERSION_HEADER] = session.protocol_version
     return headers

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from pep.mcp.credentials import UpstreamCredentials, credentials_for
 from pep.mcp.http_upstream import HttpUpstream
 from pep.mcp.sessions import SessionStore
 from pep.mcp.settings import McpServerSettings, McpSettings
@@ -34,6 +35,8 @@ class McpGateway:
                          for name, s in settings.servers.items()}
         self._http = session
         self.upstreams: dict[str, McpUpstream] = {}
+        self.credentials: dict[str, UpstreamCredentials] = {
+            name: credentials_for(s.auth, session) for name, s in settings.servers.items()}
 
     def server(self, name: str) -> McpServerSettings | None:
         return self.settings.servers.get(name)
@@ -42,7 +45,12 @@ class McpGateway:
         await self.usage.start()
         for name, s in self.settings.servers.items():
             upstream: McpUpstream
-            if s.type == "demo":
+            if s.type == "stdio":
+                from pep.mcp.stdio_upstream import StdioUpstream
+
+                assert s.stdio is not None  # settings: type stdio has its stdio block
+                upstream = StdioUpstream(name, s.stdio)
+            elif s.type == "demo":
                 from pep.mcp.demo import DemoUpstream
 
                 upstream = self._demo = DemoUpstream(

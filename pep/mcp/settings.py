@@ -11,14 +11,21 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pep.mcp.auth_settings import McpResourceSettings, NoAuth, UpstreamAuth
+from pep.mcp.stdio_settings import StdioServerSettings
 from pep.settings_base import Frozen
 
 
 class McpServerSettings(Frozen):
-    # http: a streamable-HTTP MCP server at ``url``; demo: the built-in demo server
-    # (pep/mcp/demo.py) the gateway itself serves on a loopback port.
-    type: Literal["http", "demo"] = "http"
+    # http: a streamable-HTTP MCP server at ``url``; stdio: a local server the gateway
+    # launches and supervises (``stdio``: command from configuration only); demo: the
+    # built-in demo server (pep/mcp/demo.py) the gateway itself serves on a loopback port.
+    type: Literal["http", "stdio", "demo"] = "http"
     url: str | None = None
+    stdio: StdioServerSettings | None = None
+    # What the upstream sees instead of the user's token (pep/mcp/credentials.py): none,
+    # static headers from configuration, or an RFC 8693 token exchange.
+    auth: UpstreamAuth = NoAuth()
     description: str = ""
     # Until the upstream's whole answer to one message (JSON or its SSE stream) arrived.
     timeout_s: float = Field(30.0, gt=0, le=600)
@@ -27,23 +34,25 @@ class McpServerSettings(Frozen):
     # timeout, 5xx, garbage) open it; after cooldown_s one call probes the server again.
     breaker_failures: int = Field(5, ge=1, le=1000)
     breaker_cooldown_s: float = Field(30.0, gt=0)
-    # Headers sent to this upstream on every message (upstream credentials: use ${file:...}
-    # or ${ENV}). Never the user's token.
-    headers: dict[str, str] = Field(default_factory=dict)
-
     @model_validator(mode="after")
-    def _url_for_http(self) -> McpServerSettings:
+    def _transport(self) -> McpServerSettings:
         if self.type == "http":
             if not self.url or not self.url.startswith(("http://", "https://")):
                 raise ValueError("an http MCP server needs url: http(s)://...")
         elif self.url is not None:
-            raise ValueError("the demo server has no url (the gateway serves it itself)")
+            raise ValueError(f"a {self.type} MCP server has no url")
+        if (self.type == "stdio") != (self.stdio is not None):
+            raise ValueError("stdio: is required for type stdio, and only for it")
         return self
 
 
 class McpSettings(Frozen):
     enabled: bool = True
     servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    # The gateway as OAuth resource server for MCP clients (RFC 9728 metadata, RFC 8707
+    # audience). Set: MCP tokens must carry ``resource`` in ``aud`` (pep/mcp/resource.py).
+    # Unset: MCP requests are verified like model calls (identity.issuers[*].audiences).
+    resource: McpResourceSettings | None = None
     # A JSON-RPC message (request body) larger than this is refused (413, JSON-RPC error).
     max_message_bytes: int = Field(1024 * 1024, gt=0, le=64 * 1024 * 1024)
     # An upstream answer larger than this is refused as garbage (502-equivalent).

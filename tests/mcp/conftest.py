@@ -17,6 +17,8 @@ from pep.defaults import repo_policies_dir
 from tests.harness import Gateway, running_gateway
 from tests.mcp.servers import TOOLS_CATALOG, Upstream, tools_server
 
+UPSTREAM_KEY = "upstream-credential-from-config"
+
 
 def policy_bundle(root: Path, mcp_data: dict[str, Any] | None = None) -> Path:
     """The shipped policies, with the test server ``tools`` added to the MCP catalog and
@@ -35,7 +37,8 @@ async def mcp_gateway(tmp_path: Path, upstream: Upstream, *, mcp: dict[str, Any]
                       mcp_data: dict[str, Any] | None = None,
                       config: dict[str, Any] | None = None) -> AsyncIterator[Gateway]:
     servers = {"tools": {"url": upstream.url, "timeout_s": 5,
-                         "headers": {"X-Upstream-Key": "upstream-credential-from-config"}}}
+                         "auth": {"type": "static",
+                                  "headers": {"X-Upstream-Key": UPSTREAM_KEY}}}}
     cfg: dict[str, Any] = {
         "policy": {"bundle": str(policy_bundle(tmp_path, mcp_data))},
         "mcp": {"servers": servers, **(mcp or {})},
