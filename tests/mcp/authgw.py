@@ -70,3 +70,55 @@ async def mcp_gateway(tmp_path: Path, idp: RunningIdp, setup: Setup | None = Non
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bundle_with(root: Path, catalog: dict[str, Any],
+                defaults: dict[str, Any] | None = None) -> Path:
+    """The shipped policies (with the core tests' ``tools`` server) plus ``catalog`` entries
+    under data.gateway.mcp.servers, and ``defaults`` for servers not in it yet."""
+    import yaml
+
+    from tests.mcp.conftest import policy_bundle
+
+    bundle = policy_bundle(root)
+    data = yaml.safe_load((bundle / "data.yaml").read_text())
+    servers = data["gateway"]["mcp"]["servers"]
+    servers.update(catalog)
+    for name, entry in (defaults or {}).items():
+        servers.setdefault(name, entry)
+    (bundle / "data.yaml").write_text(yaml.safe_dump(data))
+    return bundle
+
+
+@asynccontextmanager
+async def full_gateway(tmp_path: Path, idp: RunningIdp, servers: dict[str, Any], *,
+                       catalog: dict[str, Any] | None = None,
+                       mcp: dict[str, Any] | None = None) -> AsyncIterator[McpGateway]:
+    """The whole gateway (MCP proxy at /mcp/{server}, ``mcp.resource`` = <url>/mcp) with
+    ``servers`` as configured upstreams; a server not in the policy catalog (or ``catalog``)
+    is added to it open to all groups and tools."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    defaults = {name: {"groups": ["*"], "unlisted_tools": "allow"} for name in servers}
+    mapping = deep_merge(
+        embedded_mapping(data_dir=tmp_path / "gw-data", issuer=idp.issuer, port=port),
+        {"policy": {"bundle": str(bundle_with(tmp_path, catalog or {}, defaults))},
+         "mcp": {"servers": servers, "resource": {"resource": f"{url}/mcp"}, **(mcp or {})}})
+    app = create_app(settings_from_mapping(mapping))
+    runner = GatewayRunner(app, handler_cancellation=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield McpGateway(url=url, resource=f"{url}/mcp", app=app, idp=idp)
+    finally:
+        await runner.cleanup()
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The (unverified) payload of a compact JWS, for assertions on tokens the test holds."""
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
