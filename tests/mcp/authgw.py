@@ -54,6 +54,9 @@ async def mcp_gateway(tmp_path: Path, idp: RunningIdp, setup: Setup | None = Non
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     mapping = embedded_mapping(data_dir=tmp_path / "gw-data", issuer=idp.issuer, port=port)
+    # The MCP proxy off: these tests install the resource-server pieces (and their own
+    # probe route) by hand, to test them apart from the proxy.
+    mapping = deep_merge(mapping, {"mcp": {"enabled": False}})
     settings = settings_from_mapping(deep_merge(mapping, config or {}))
     app = create_app(settings)
     resource = McpResourceSettings(resource=f"{url}/mcp", **(resource_extra or {}))

@@ -15,6 +15,7 @@ from idp.testing import RunningIdp, running_idp
 from pep import appkeys
 from pep.mcp.auth_settings import McpResourceSettings
 from pep.mcp.resource import authenticate_mcp
+from tests.logscan import register
 from tests.mcp.authgw import McpGateway, mcp_gateway
 
 
@@ -88,7 +89,7 @@ async def test_no_token_is_401_with_a_bare_challenge_naming_the_metadata(
     assert (f'resource_metadata="{gw.url}/.well-known/oauth-protected-resource/mcp/demo"'
             in challenge)
     assert "error=" not in challenge  # RFC 6750 3.1: no error code without credentials
-    assert body["error"]["code"] == "missing_token"
+    assert body["error"]["data"]["code"] == "missing_token"
 
 
 async def test_a_token_for_the_gateway_mcp_resource_is_accepted(
@@ -104,7 +105,7 @@ async def test_a_token_for_the_model_api_audience_is_refused_invalid_token(
     token = gw.idp.token("alice")  # aud = "regogate": fine for /v1, not for MCP
     status, body, headers = await post(http, gw, token)
     assert status == 401
-    assert body["error"]["code"] == "invalid_audience"
+    assert body["error"]["data"]["code"] == "invalid_audience"
     challenge = headers["WWW-Authenticate"]
     assert 'error="invalid_token"' in challenge and "resource_metadata=" in challenge
     assert token not in challenge
@@ -115,7 +116,7 @@ async def test_a_token_for_another_resource_server_is_refused(
 ) -> None:
     for aud in ("https://other.example/mcp", f"{gw.url}/mcp/demo", f"{gw.url}/mc"):
         status, body, _ = await post(http, gw, gw.token("alice", audience=aud))
-        assert (status, body["error"]["code"]) == (401, "invalid_audience"), aud
+        assert (status, body["error"]["data"]["code"]) == (401, "invalid_audience"), aud
 
 
 async def test_a_token_carrying_the_resource_among_several_audiences_is_accepted(
@@ -146,7 +147,7 @@ async def test_x_api_key_is_not_a_credential_on_mcp_paths(
     gw: McpGateway, http: aiohttp.ClientSession
 ) -> None:
     status, body, headers = await post(http, gw, None, **{"x-api-key": gw.token("alice")})
-    assert status == 401 and body["error"]["code"] == "missing_token"
+    assert status == 401 and body["error"]["data"]["code"] == "missing_token"
     assert "resource_metadata=" in headers["WWW-Authenticate"]
 
 
@@ -163,7 +164,7 @@ async def test_expired_and_id_tokens_are_refused(
     gw: McpGateway, http: aiohttp.ClientSession
 ) -> None:
     expired = gw.token("alice", ttl_s=-120)
-    assert (await post(http, gw, expired))[1]["error"]["code"] == "token_expired"
+    assert (await post(http, gw, expired))[1]["error"]["data"]["code"] == "token_expired"
     id_token = gw.idp.id_token("alice")
     assert (await post(http, gw, id_token))[0] == 401
 
@@ -205,3 +206,22 @@ async def test_authorization_servers_must_be_configured_issuers(
         async with mcp_gateway(tmp_path, idp, resource_extra={
                 "authorization_servers": ("https://elsewhere.example",)}):
             pass
+
+
+async def test_opaque_tokens_are_introspected_and_must_name_the_mcp_resource_too(
+    tmp_path: Path, idp: RunningIdp, http: aiohttp.ClientSession
+) -> None:
+    introspection = {"client_id": "regogate-gateway",
+                     "client_secret": idp.client_secret("regogate-gateway")}
+    config = {"identity": {"issuers": [{"issuer": idp.issuer, "audiences": ["regogate"],
+                                        "required_typ": "at+jwt",
+                                        "introspection": introspection}]}}
+    async with mcp_gateway(tmp_path, idp, add_probe, config=config) as gw:
+        ours = idp.opaque_token("carol", audience=gw.resource)
+        theirs = idp.opaque_token("carol")  # aud = regogate: for the model API
+        register(ours, theirs)
+        status, body, _ = await post(http, gw, ours)
+        assert (status, body["sub"]) == (200, "carol")
+        status, body, headers = await post(http, gw, theirs)
+        assert (status, body["error"]["data"]["code"]) == (401, "invalid_audience")
+        assert "resource_metadata=" in headers["WWW-Authenticate"]
