@@ -129,9 +129,13 @@ def error_message(rpc_id: str | int | None, err: GatewayError, request_id: str) 
 # OAuth challenge), 404 (the session is gone: the client must re-initialize), and the
 # transport-level refusals.
 _HTTP_LEVEL = frozenset({401, 404, 405, 406, 413, 415})
+# ... and the transport's own refusals, whatever their status (MCP transports: 400 for a
+# missing session id or a wrong MCP-Protocol-Version, 403 for an Origin not allowed).
+_HTTP_LEVEL_CODES = frozenset({"missing_session", "protocol_version_mismatch",
+                               "session_on_initialize", "origin_not_allowed"})
 
 
 def http_status(err: GatewayError, rpc_id: str | int | None) -> int:
-    if rpc_id is None or err.status in _HTTP_LEVEL:
+    if rpc_id is None or err.status in _HTTP_LEVEL or err.code in _HTTP_LEVEL_CODES:
         return err.status
     return 200

@@ -35,7 +35,8 @@ def policy_bundle(root: Path, mcp_data: dict[str, Any] | None = None) -> Path:
 @asynccontextmanager
 async def mcp_gateway(tmp_path: Path, upstream: Upstream, *, mcp: dict[str, Any] | None = None,
                       mcp_data: dict[str, Any] | None = None,
-                      config: dict[str, Any] | None = None) -> AsyncIterator[Gateway]:
+                      config: dict[str, Any] | None = None, port: int = 0
+                      ) -> AsyncIterator[Gateway]:
     servers = {"tools": {"url": upstream.url, "timeout_s": 5,
                          "auth": {"type": "static",
                                   "headers": {"X-Upstream-Key": UPSTREAM_KEY}}}}
@@ -44,7 +45,7 @@ async def mcp_gateway(tmp_path: Path, upstream: Upstream, *, mcp: dict[str, Any]
         "mcp": {"servers": servers, **(mcp or {})},
         **(config or {}),
     }
-    async with running_gateway(tmp_path, config=cfg) as gw:
+    async with running_gateway(tmp_path, config=cfg, port=port) as gw:
         yield gw
 
 

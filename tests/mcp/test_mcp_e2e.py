@@ -3,6 +3,7 @@ ClientSession) through the gateway to MCP servers built with the SDK."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,69 @@ async def test_a_tool_returning_a_secret_is_withheld(tmp_path: Path, upstream: U
     assert ("read_settings", {}) in upstream.calls  # it ran; its answer was withheld
     text = result.content[0].text
     assert "jane.doe@example.com" not in text and "plan gold" in text
+
+
+async def test_every_call_is_in_verified_per_user_trails(tmp_path: Path, upstream: Upstream,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from pep.audit.checkpoints import DEFAULT_PUBLIC_KEY_NAME, load_public_key
+    from pep.audit.cli import verify_user
+    from pep.audit.factory import store_url
+    from pep.audit.reader import open_reader
+    from pep.audit.verify import verify_trail
+    from pep.cli import main
+
+    async with mcp_gateway(tmp_path, upstream) as gw:
+        async with mcp_client(f"{gw.url}/mcp/tools", gw.token("alice")) as session:
+            await session.call_tool("search", {"query": "audit me"})
+        async with mcp_client(f"{gw.url}/mcp/tools", gw.token("bob")) as session:
+            with pytest.raises(MCPError):
+                await session.call_tool("shell", {"command": "id"})
+        client = gw.openai("alice")
+        await client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
+        records = await gw.audit_records()
+        url = store_url(gw.settings.audit, gw.settings.server.data_dir)
+        key = load_public_key(gw.settings.server.data_dir / DEFAULT_PUBLIC_KEY_NAME)
+        reader = open_reader(url)
+        try:
+            whole = await verify_trail(reader, public_keys=[key])
+            alice = await verify_user(reader, "alice", [key])
+            bob = await verify_user(reader, "bob", [key])
+        finally:
+            await reader.close()
+    assert whole.valid and alice.valid and bob.valid, (whole, alice, bob)
+    mcp = [r for r in records if r["what"].get("api") == "mcp"]
+    call = next(r for r in mcp if r["event"] == "request.completion"
+                and r["extra"]["mcp"].get("tool") == "search")
+    info = call["extra"]["mcp"]
+    assert info["server"] == "tools" and info["method"] == "tools/call"
+    assert len(info["arguments_sha256"]) == 64 and info["result_status"] == "ok"
+    assert info["request_bytes"] > 0 and info["response_bytes"] > 0
+    assert call["outcome"]["status"] == 200 and call["outcome"]["latency_ms"] > 0
+    assert call["decision_id"] == call["request_id"]
+    assert call["content"]["mode"] == "digest" and "prompt" not in call["content"]
+    intent = next(r for r in mcp if r["event"] == "request.intent"
+                  and r["request_id"] == call["request_id"])
+    assert intent["decision"]["allow"] is True
+    denied = next(r for r in mcp if r["event"] == "policy.deny")
+    assert denied["who"]["subject"] == "bob" and denied["extra"]["mcp"]["tool"] == "shell"
+    assert {x["code"] for x in denied["decision"]["reasons"]} == {"tool_not_read_only",
+                                                                  "tool_platform_only"}
+    # Every request ends in exactly one terminal record, MCP or model call alike.
+    from pep.steps import TERMINAL_EVENTS
+
+    by_request: dict[str, list[str]] = {}
+    for r in records:
+        by_request.setdefault(r["request_id"], []).append(r["event"])
+    assert all(sum(e in TERMINAL_EVENTS for e in events) == 1
+               for events in by_request.values()), by_request
+    # `regogate audit query --api mcp`: the MCP records only, beside the model call's.
+    capsys.readouterr()
+    assert await asyncio.to_thread(
+        main, ["audit", "query", "--store", url, "--api", "mcp", "--user", "alice"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines and all('"api":"mcp"' in line for line in lines)
+    assert await asyncio.to_thread(
+        main, ["audit", "query", "--store", url, "--api", "chat.completions"]) == 0
+    assert '"model_requested":"mock-gpt"' in capsys.readouterr().out
