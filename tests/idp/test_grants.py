@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from idp.testing import RunningIdp
+from idp.testing import RunningIdp, running_idp
 from tests.idp.conftest import basic, verify_against_jwks
 
 TE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -220,3 +221,31 @@ async def test_token_exchange_requires_a_known_subject_token_type_and_no_actor(
                    "requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"}):
         status, body = await _token(http, idp, {**base, **extra}, GATEWAY)
         assert (status, body["error"]) == (400, "invalid_request"), extra
+
+
+async def test_exchange_targets_and_registered_redirects_come_from_the_users_file(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text(
+        "users:\n  zoe: {email: zoe@example.com}\n"
+        "clients:\n"
+        "  gw2:\n    secret: gw2-secret\n"
+        f"    grant_types: [\"{TE}\"]\n    exchange_targets: [\"{UPSTREAM}\"]\n"
+        "  web:\n    secret: web-secret\n    grant_types: [authorization_code]\n"
+        "    redirect_uris: [\"https://app.example/cb\"]\n")
+    async with running_idp(tmp_path / "data", users=users) as idp:
+        subject = idp.token("zoe", client="web")
+        for target, expected in ((UPSTREAM, 200), ("https://elsewhere.example/mcp", 400)):
+            data = {"grant_type": TE, "subject_token": subject, "subject_token_type": AT,
+                    "resource": target}
+            status, body = await _token(http, idp, data, basic("gw2", "gw2-secret"))
+            assert status == expected, body
+            if status == 400:
+                assert body["error"] == "invalid_target"
+        _, challenge = _pkce()
+        params = {**_auth_params(challenge, login_hint="zoe"), "client_id": "web",
+                  "redirect_uri": "https://app.example/cb"}
+        status, q, location = await _authorize(http, idp, **params)
+        assert status == 302 and location.startswith("https://app.example/cb?")
+        assert "code" in q
