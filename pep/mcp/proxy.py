@@ -201,6 +201,9 @@ async def _forward(request: web.Request, x: Exchange, gw: McpGateway, principal:
         return await _upstream_failed(request, x, err)
     breaker.success()
     headers: dict[str, str] = {}
+    found = reply_match(reply, msg)
+    # Notifications that came with the answer reach an SSE client only, checked with it.
+    notes = [m for m in reply.messages if m is not found] if _accepts_sse(request) else []
     if "result" in response:
         result = response["result"]
         if not isinstance(result, dict):
@@ -215,14 +218,17 @@ async def _forward(request: web.Request, x: Exchange, gw: McpGateway, principal:
             headers[SESSION_HEADER] = new.id
         elif msg.method in LISTS:
             result = await _filter(request, x, principal, server, msg.method, result)
-        elif msg.method in CHECKED:
-            result = await _check_result(request, x, decision, result)
+        if msg.method in CHECKED:
+            await _check_size(request, x, decision, result)
+        result, notes = await _check_output(request, x, msg, result, notes)
         response = {**response, "result": result}
         x.mcp = {**(x.mcp or {}), "result_status":
                  "tool_error" if result.get("isError") is True else "ok"}
     else:
-        err_obj = response.get("error")
-        code = err_obj.get("code") if isinstance(err_obj, dict) else None
+        # The upstream's own error: its text reaches the client (and the model) too.
+        error, notes = await _check_output(request, x, msg, response["error"], notes)
+        response = {**response, "error": error}
+        code = error.get("code") if isinstance(error, dict) else None
         x.mcp = {**(x.mcp or {}), "result_status": "error",
                  "error_code": code if isinstance(code, int) else None}
     body = orjson.dumps(response)
@@ -232,8 +238,7 @@ async def _forward(request: web.Request, x: Exchange, gw: McpGateway, principal:
                 required=False)
     app[appkeys.METRICS].inc("mcp_messages_total", server=server,
                              method=_metric_method(msg.method), outcome=x.mcp["result_status"])
-    notes = [m for m in reply.messages if m is not reply_match(reply, msg)]
-    if notes and _accepts_sse(request):
+    if notes:
         return _sse([*notes, response], headers)
     return web.Response(body=body, content_type="application/json", headers=headers)
 
@@ -342,29 +347,37 @@ async def _filter(request: web.Request, x: Exchange, principal: Principal, serve
     return {**result, key: kept}
 
 
-async def _check_result(request: web.Request, x: Exchange, decision: Decision,
-                        result: dict[str, Any]) -> dict[str, Any]:
-    """The output decision on what a tool, resource or prompt returned, and the size cap."""
-    gw = _gateway(request)
+async def _check_size(request: web.Request, x: Exchange, decision: Decision,
+                      result: dict[str, Any]) -> None:
+    """The ``max_result_bytes`` obligation on what a tool, resource or prompt returned."""
     cap = decision.obligations.max_result_bytes
     if cap is not None and len(orjson.dumps(result)) > cap:
         err = PolicyDenied(f"the result exceeds {cap} bytes, the most this policy allows",
                            code="result_too_large",
                            details={"reasons": ["result_too_large"], "phase": "output",
                                     "decision_id": decision.decision_id})
-        return await _withheld(request, x, err)
+        await _withheld(request, x, err)
+
+
+async def _check_output(request: web.Request, x: Exchange, msg: Message, value: Any,
+                        notes: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """The output decision on everything of the upstream's that reaches the client: the
+    result (tool content, resource text, prompt messages, listed tools' descriptions) or
+    its error, and the notifications that came with it. A deny withholds the answer; a
+    redact obligation masks what was found. ``initialize`` and ``ping`` carry no content."""
     inspector = request.app[appkeys.CONTENT]
-    if inspector is None or not gw.settings.output_decision:
-        return result
-    texts = [inspector.normalise(t) for t in strings(result, [])]
-    text = "\n".join(texts)
+    if inspector is None or not _gateway(request).settings.output_decision \
+            or msg.method in ("initialize", "ping"):
+        return value, notes
+    docs = [value, *notes]
+    text = "\n".join(inspector.normalise(t) for t in strings(docs, []))
     findings = inspector.inspect([text])
     out = await evaluate_output(request, x, text, findings, final=True)
     if not out.allow:
-        return await _withheld(request, x, output_denial(request, out))
+        await _withheld(request, x, output_denial(request, out))
     wanted = set(out.obligations.redact or ()) & {f.type for f in findings}
     if not wanted:
-        return result
+        return value, notes
     count = 0
 
     def mask(s: str) -> str:
@@ -373,9 +386,9 @@ async def _check_result(request: web.Request, x: Exchange, decision: Decision,
         count += n
         return new
 
-    redacted: dict[str, Any] = rewrite(result, mask)
+    redacted: list[Any] = rewrite(docs, mask)
     x.mcp = {**(x.mcp or {}), "result_redacted": count}
-    return redacted
+    return redacted[0], redacted[1:]
 
 
 async def _withheld(request: web.Request, x: Exchange, err: GatewayError) -> NoReturn:

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.server.mcpserver import Context
+
 from pep.mcp.demo import LoopbackServer
 
 # A well-known example AWS key id (AWS documentation): the api_key detector finds it.
@@ -80,6 +82,14 @@ def tools_app(record: Upstream) -> Any:
         record.calls.append(("big", {"size": size}))
         return "x" * size
 
+    @server.tool(description="Report progress while working.")
+    async def chatty(note: str, ctx: Context) -> str:
+        record.calls.append(("chatty", {"note": note}))
+        # Asked about the settings, it reports the key it read: a secret in a notification.
+        message = f"working on {note}" if note != "settings" else f"read {FAKE_SECRET}"
+        await ctx.report_progress(1, 2, message=message)
+        return "finished"
+
     @server.resource("files://readme", name="readme", mime_type="text/plain")
     def readme() -> str:
         return "project readme"
@@ -107,6 +117,7 @@ TOOLS_CATALOG: dict[str, Any] = {
         "shell": {},
         "slow": {"read_only": True},
         "big": {"read_only": True},
+        "chatty": {"read_only": True},
     },
 }
 

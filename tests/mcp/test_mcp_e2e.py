@@ -22,7 +22,7 @@ async def test_alice_lists_and_calls_allowed_tools(tmp_path: Path, upstream: Ups
         async with mcp_client(f"{gw.url}/mcp/tools", gw.token("alice")) as session:
             listing = await session.list_tools()
             # write_file and shell are the platform team's; everything else alice may call.
-            assert _names(listing) == {"search", "read_settings", "lookup", "slow", "big"}
+            assert _names(listing) == {"search", "read_settings", "lookup", "slow", "big", "chatty"}
             result = await session.call_tool("search", {"query": "gateway"})
             assert result.is_error is False
             assert result.content[0].text == "3 documents match 'gateway'"
@@ -38,8 +38,9 @@ async def test_bob_sees_fewer_tools_and_is_refused_with_the_reason(
             bob = _names(await session.list_tools())
             with pytest.raises(MCPError) as refused:
                 await session.call_tool("write_file", {"path": "/etc/x", "content": "y"})
-    assert carol == {"search", "read_settings", "lookup", "slow", "big", "write_file", "shell"}
-    assert bob == {"search", "read_settings", "lookup", "slow", "big"}
+    assert carol == {"search", "read_settings", "lookup", "slow", "big", "chatty", "write_file",
+                     "shell"}
+    assert bob == {"search", "read_settings", "lookup", "slow", "big", "chatty"}
     assert refused.value.code == -32003
     assert "bob may only call read-only tools" in refused.value.message
     assert refused.value.data["reasons"] == ["tool_not_read_only", "tool_platform_only"] or \
@@ -159,3 +160,33 @@ async def test_every_call_is_in_verified_per_user_trails(tmp_path: Path, upstrea
     assert await asyncio.to_thread(
         main, ["audit", "query", "--store", url, "--api", "chat.completions"]) == 0
     assert '"model_requested":"mock-gpt"' in capsys.readouterr().out
+
+
+async def test_notifications_reach_the_client_checked_with_the_answer(
+        tmp_path: Path, upstream: Upstream) -> None:
+    from typing import Any
+
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    logged: list[Any] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        logged.append(message)
+
+    async with mcp_gateway(tmp_path, upstream) as gw:
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {gw.token('alice')}"})
+        async with http, streamable_http_client(f"{gw.url}/mcp/tools", http_client=http) as (
+                read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            ok = await session.call_tool("chatty", {"note": "the report"},
+                                         progress_callback=on_progress)
+            # A secret in a log notification withholds the answer it came with.
+            with pytest.raises(MCPError) as withheld:
+                await session.call_tool("chatty", {"note": "settings"},
+                                        progress_callback=on_progress)
+    assert ok.content[0].text == "finished"
+    assert logged == ["working on the report"]  # the second one never reached the client
+    assert withheld.value.data["reasons"] == ["secret_in_output"]
+    assert ("chatty", {"note": "settings"}) in upstream.calls
