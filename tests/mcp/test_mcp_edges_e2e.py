@@ -181,3 +181,40 @@ async def test_garbage_upstream_opens_the_circuit_breaker(
             assert sum(r["event"] == "upstream.error" for r in records) == 3
             ready = await gw.app[appkeys.MCP].ready()
             assert ready[1]["breakers_open"] == ["tools"]
+
+
+async def test_transport_rules_get_delete_origin_and_version(
+        tmp_path: Path, upstream: Upstream, http: aiohttp.ClientSession) -> None:
+    cfg = {"allowed_origins": ["https://agent.example"]}
+    async with mcp_gateway(tmp_path, upstream, mcp=cfg) as gw:
+        url = f"{gw.url}/mcp/tools"
+        raw = Raw(http, url, gw.token("alice"))
+        sid = await raw.initialize()
+        async with http.get(url, headers=raw.headers()) as resp:
+            assert resp.status == 405 and resp.headers["Allow"] == "POST, DELETE"
+        status, doc, _ = await raw.post({"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                                        headers={"MCP-Protocol-Version": "2024-11-05"})
+        assert status == 400 and doc is not None
+        assert doc["error"]["data"]["code"] == "protocol_version_mismatch"
+        status, doc, _ = await raw.post({"jsonrpc": "2.0", "id": 3, "method": "ping"},
+                                        headers={"Origin": "https://evil.example"})
+        assert status == 403 and doc is not None
+        assert doc["error"]["data"]["code"] == "origin_not_allowed"
+        status, doc, _ = await raw.post({"jsonrpc": "2.0", "id": 4, "method": "ping"},
+                                        headers={"Origin": "https://agent.example"})
+        assert status == 200 and doc is not None and doc["result"] == {}
+        status, doc, _ = await raw.post(INIT)  # a second initialize on a session
+        assert status == 400 and doc is not None
+        assert doc["error"]["data"]["code"] == "session_on_initialize"
+        # bob cannot end alice's session; alice can, and then it is gone.
+        async with http.delete(url, headers={**raw.headers(),
+                                             "Authorization": f"Bearer {gw.token('bob')}"}) as r:
+            assert r.status == 404
+        async with http.delete(url, headers=raw.headers()) as resp:
+            assert resp.status == 204
+        status, doc = await raw.call(5, "ping")
+        assert status == 404 and doc is not None and doc["error"]["code"] == -32004
+        records = await gw.audit_records()
+    deleted = [r for r in records if (r.get("extra", {}).get("mcp") or {}).get("method")
+               == "session/delete" and r["event"] == "request.completion"]
+    assert len(deleted) == 1 and deleted[0]["who"]["subject"] == "alice" and sid
