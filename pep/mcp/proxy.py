@@ -327,9 +327,13 @@ async def _filter(request: web.Request, x: Exchange, principal: Principal, serve
     """One evaluation per listed item, the item named in request.mcp: only what the policy
     allows this user is listed. A policy failure fails the whole listing closed (503)."""
     key, field, item_key = LISTS[method]
-    items = result.get(key)
+    items = result.get(key, [])
     if not isinstance(items, list):
-        return result
+        # Unfiltered is never an option: a list that is not a list is garbage (502).
+        await release_usage_mcp(request, x, _gateway(request))
+        await _upstream_failed(request, x, Upstream502(
+            f"MCP server {server!r} sent a {method} result without a list of {key}",
+            code="mcp_upstream_garbage"))
     enforced = x.decision
     base: dict[str, Any] = request[POLICY_INPUT]
     kept: list[Any] = []
