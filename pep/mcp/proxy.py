@@ -181,12 +181,18 @@ async def _forward(request: web.Request, x: Exchange, gw: McpGateway, principal:
         app[appkeys.METRICS].inc("mcp_upstream_errors_total", server=server, code=err.code)
         await audit(request, event("upstream.error", x, error=err), required=False)
         raise err
-    creds = await _credentials(request, x, gw, server, principal)
-    x.prompt_audit = forwarded.get("params")
     try:
-        await audit(request, event("request.intent", x), required=True)
+        creds = await _credentials(request, x, gw, server, principal)
+        x.prompt_audit = forwarded.get("params")
+        try:
+            await audit(request, event("request.intent", x), required=True)
+        except GatewayError:
+            await release_usage_mcp(request, x, gw)
+            raise
     except GatewayError:
-        await release_usage_mcp(request, x, gw)
+        # Nothing reached the server: that proves nothing about it, so a half-open
+        # breaker's trial slot goes back for the next call.
+        breaker.abandon()
         raise
     reply = await _send(request, x, gw, server, session, forwarded, creds)
     if msg.kind != "request":
