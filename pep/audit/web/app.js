@@ -117,6 +117,8 @@ import { apiFetch, currentUser, mountSessionHeader } from "/audit/session.js";
   document.addEventListener("regogate:session", (ev) => {
     if (ev.detail && !ev.detail.signed_in) {  // signed out or expired: nothing stays on screen
       render([]);
+      $("#chain").dataset.state = "unknown";
+      $("#chain").textContent = "chain: not checked";
       say(ev.detail.reason === "expired" ? "Your session has expired: sign in again."
         : "Sign in to read the audit trail.", ev.detail.reason === "expired");
     }
