@@ -2,9 +2,11 @@
 
     GET  /.well-known/openid-configuration   discovery (also at oauth-authorization-server)
     GET  /jwks                               public keys only (kid, alg, use)
-    GET  /authorize                          authorization code + PKCE (login_hint = user)
+    GET  /authorize                          code flow + PKCE S256: the development login
+    POST /authorize                          page (pick a listed user; idp/authorize.py)
     POST /token                              client_credentials | urn:regogate:dev:user |
-                                             authorization_code | RFC 8693 token exchange
+                                             authorization_code (ID token + access token) |
+                                             RFC 8693 token exchange (idp/grants.py)
     POST /introspect                         RFC 7662, client authentication required
 
 Errors follow RFC 6749 section 5.2: ``{"error": ..., "error_description": ...}``.
@@ -17,14 +19,30 @@ import binascii
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 
+from idp.authorize import (
+    BROWSER_COOKIE,
+    PENDING_TTL_S,
+    AuthorizationStore,
+    AuthorizeError,
+    GrantError,
+    browser_id,
+    check_login_form,
+    error_page,
+    login_page,
+    origin_of,
+    page_headers,
+    validate_request,
+)
+from idp.authorize import _query as authorize_query
 from idp.directory import (
     AUTHORIZATION_CODE,
     CLIENT_CREDENTIALS,
@@ -33,14 +51,7 @@ from idp.directory import (
     Client,
     load_directory,
 )
-from idp.grants import (
-    ACCESS_TOKEN_TYPE,
-    CodeStore,
-    OAuthError,
-    authorization_code_claims,
-    authorization_redirect,
-    token_exchange_claims,
-)
+from idp.grants import ACCESS_TOKEN_TYPE, OAuthError, absolute_uri, token_exchange_claims
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
 from idp.state import NonLoopbackError, is_loopback, issuer_for, write_state
@@ -55,11 +66,13 @@ __all__ = ["IdpServer", "NonLoopbackError", "create_idp_app", "start_server"]
 
 TOKENS = web.AppKey("tokens", TokenIssuer)
 OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
-CODES = web.AppKey("codes", CodeStore)
+AUTHZ = web.AppKey("authorizations", AuthorizationStore)
 
 MAX_BODY_BYTES = 64 * 1024
 JWKS_MAX_AGE_S = 60
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Public clients (no secret) authenticate by PKCE alone, at the token endpoint only.
+TOKEN_AUTH_METHODS = [*AUTH_METHODS, "none"]
 CLAIMS_SUPPORTED = (
     "iss sub aud exp iat nbf jti client_id azp scope "
     "email name preferred_username groups team roles nonce"
@@ -130,7 +143,7 @@ def _authenticate_client(request: web.Request, form: dict[str, str]) -> Client:
     elif posted:
         client_id, secret = form.get("client_id", ""), form["client_secret"]
     else:
-        raise OAuthError(401, "invalid_client", "client authentication required")
+        return _public_client(request, form)
     tokens = request.app[TOKENS]
     client = tokens.directory.clients.get(client_id)
     # Same answer for unknown client and wrong secret: no client-id oracle.
@@ -140,6 +153,15 @@ def _authenticate_client(request: web.Request, form: dict[str, str]) -> Client:
         raise OAuthError(
             400, "invalid_request", "client_id does not match the authenticated client"
         )
+    return client
+
+
+def _public_client(request: web.Request, form: dict[str, str]) -> Client:
+    """A public client names itself and may only redeem a code (its PKCE verifier is the
+    proof); a confidential client that sends no secret is refused like a wrong secret."""
+    client = request.app[TOKENS].directory.clients.get(form.get("client_id", ""))
+    if client is None or not client.public or form.get("grant_type") != AUTHORIZATION_CODE:
+        raise OAuthError(401, "invalid_client", "client authentication required")
     return client
 
 
@@ -156,13 +178,15 @@ async def discovery(request: web.Request) -> web.Response:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],
+        # RFC 9207: the redirect carries iss, so a client can tell which IdP answered.
         "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED.split(),
+        "service_documentation": "docs/dev-idp.md (development only, not for production)",
     }
     return web.json_response(doc, headers={"Cache-Control": "public, max-age=300"})
 
@@ -188,14 +212,14 @@ async def token(request: web.Request) -> web.Response:
     if fmt not in ("jwt", "opaque"):
         raise OAuthError(400, "invalid_request", "token_format must be jwt or opaque")
     tokens = request.app[TOKENS]
+    if grant == AUTHORIZATION_CODE:
+        return _code_grant(request, form, client)
     opts: dict[str, Any] = {"audience": form.get("audience") or form.get("resource") or None}
     if form.get("scope"):
         opts["scope"] = form["scope"]
     extra: dict[str, Any] = {}
     if grant == CLIENT_CREDENTIALS:
         claims = tokens.service_claims(client.client_id, **opts)
-    elif grant == AUTHORIZATION_CODE:
-        claims = authorization_code_claims(tokens, request.app[CODES], client, form)
     elif grant == TOKEN_EXCHANGE:
         subject = _active_claims(request, form.get("subject_token", ""))
         claims = token_exchange_claims(tokens, subject, client, form)
@@ -227,11 +251,88 @@ def _active_claims(request: web.Request, token: str) -> dict[str, Any] | None:
     return claims if claims is not None else request.app[TOKENS].verify_access_token(token)
 
 
-async def authorize(request: web.Request) -> web.Response:
-    counts = {name: len(request.query.getall(name)) for name in set(request.query.keys())}
-    query = {name: request.query[name] for name in counts}
-    location = authorization_redirect(request.app[TOKENS], request.app[CODES], query, counts)
-    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+def _code_grant(request: web.Request, form: dict[str, str], client: Client) -> web.Response:
+    tokens = request.app[TOKENS]
+    missing = [p for p in ("code", "redirect_uri", "code_verifier") if not form.get(p)]
+    if missing:
+        raise OAuthError(400, "invalid_request", f"{', '.join(missing)} required for this grant")
+    try:
+        grant = request.app[AUTHZ].redeem(
+            form["code"], client, form["redirect_uri"], form["code_verifier"])
+    except GrantError as exc:
+        raise OAuthError(400, exc.error, exc.description) from None
+    resource = form.get("resource") or grant.resource
+    if grant.resource is not None and resource != grant.resource:
+        # RFC 8707 2.2: the token request may not name another resource than was authorized.
+        raise OAuthError(400, "invalid_target", "resource differs from the authorization")
+    if resource is not None and not absolute_uri(resource):
+        raise OAuthError(400, "invalid_target", "resource must be an absolute URI")
+    claims = tokens.user_claims(grant.username, client=client.client_id, scope=grant.scope,
+                                audience=resource)
+    body = {
+        "access_token": tokens.sign(claims),
+        "token_type": "Bearer",
+        "expires_in": claims["exp"] - claims["iat"],
+        "scope": claims["scope"],
+    }
+    if "openid" in grant.scope.split():  # OIDC: an ID token too; plain OAuth: none
+        body["id_token"] = tokens.id_token(grant.username, client=client.client_id,
+                                           nonce=grant.nonce)
+    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+async def authorize_get(request: web.Request) -> web.StreamResponse:
+    tokens, store = request.app[TOKENS], request.app[AUTHZ]
+    try:
+        q = authorize_query(request)
+        browser, new = browser_id(request)
+        req = validate_request(tokens.directory, q, browser=browser, now=time.time())
+    except AuthorizeError as exc:
+        return error_page(exc.status, str(exc))
+    hint = q.get("login_hint")
+    if hint is not None:
+        # Dev-only: the client names the user it would otherwise ask the page for.
+        sep = "&" if "?" in req.redirect_uri else "?"
+        if hint not in tokens.directory.users:
+            raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode(
+                {"error": "access_denied", "error_description": "unknown user",
+                 "state": req.state, "iss": tokens.issuer}))
+        code = store.issue_code(req, hint)
+        raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode(
+            {"code": code, "state": req.state, "iss": tokens.issuer}),
+            headers={"Cache-Control": "no-store"})
+    rid = store.add_request(req)
+    resp = web.Response(text=login_page(tokens.directory, req, rid), content_type="text/html",
+                        headers=page_headers(origin_of(req.redirect_uri)))
+    if new:
+        resp.set_cookie(BROWSER_COOKIE, browser, path="/authorize", httponly=True,
+                        samesite="Strict", max_age=PENDING_TTL_S,
+                        secure=not is_loopback(request.url.host or ""))
+    return resp
+
+
+async def authorize_post(request: web.Request) -> web.StreamResponse:
+    tokens, store = request.app[TOKENS], request.app[AUTHZ]
+    try:
+        form = await _form(request)
+    except OAuthError as exc:
+        return error_page(exc.status, exc.description)
+    try:
+        req = check_login_form(store.take_request(form.get("rid", "")), form, request,
+                               tokens.issuer)
+    except AuthorizeError as exc:
+        return error_page(exc.status, str(exc))
+    base = {"state": req.state, "iss": tokens.issuer}
+    sep = "&" if "?" in req.redirect_uri else "?"
+    if form.get("action") != "approve":
+        raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode(
+            {"error": "access_denied", "error_description": "sign-in cancelled", **base}))
+    username = form.get("username", "")
+    if username not in tokens.directory.users:
+        return error_page(400, "pick one of the listed users")
+    code = store.issue_code(req, username)
+    raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode({"code": code, **base}),
+                           headers={"Cache-Control": "no-store"})
 
 
 async def introspect(request: web.Request) -> web.Response:
@@ -254,11 +355,12 @@ def create_idp_app(tokens: TokenIssuer, opaque: OpaqueTokenStore) -> web.Applica
     app = web.Application(middlewares=[_oauth_errors], client_max_size=MAX_BODY_BYTES)
     app[TOKENS] = tokens
     app[OPAQUE] = opaque
-    app[CODES] = CodeStore()
+    app[AUTHZ] = AuthorizationStore()
     app.router.add_get("/.well-known/openid-configuration", discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery)
     app.router.add_get("/jwks", jwks)
-    app.router.add_get("/authorize", authorize)
+    app.router.add_get("/authorize", authorize_get)
+    app.router.add_post("/authorize", authorize_post)
     app.router.add_post("/token", token)
     app.router.add_post("/introspect", introspect)
     return app
