@@ -11,7 +11,7 @@ the point of a development IdP, and why it refuses to bind anything but loopback
 Rules kept even so, because the gateway's sign-in is tested against them:
 - an unknown client or an unregistered redirect URI gets an error page, never a redirect
   (RFC 6749 4.1.2.1: otherwise the endpoint is an open redirector);
-- ``state`` and ``code_challenge`` (S256 only) are required, and ``nonce`` with ``openid``;
+- ``state`` and ``code_challenge`` (S256 only) are required, and ``nonce`` for a sign-in;
   ``scope`` must include ``openid`` unless the request names an RFC 8707 ``resource`` (a
   plain OAuth 2.1 client such as an MCP client's: then no ID token is issued, and the access
   token's ``aud`` is that resource);
@@ -221,7 +221,9 @@ def validate_request(directory: Directory, q: dict[str, str], *, browser: str,
     oidc = "openid" in scope.split()
     if not oidc and resource is None:
         raise refuse("invalid_scope", "scope must include openid")
-    if oidc and not q.get("nonce"):
+    # OIDC Core 3.1.2.1 makes nonce optional in the code flow; this IdP requires it of
+    # sign-ins (its relying parties send one), not of OAuth resource requests.
+    if oidc and resource is None and not q.get("nonce"):
         raise refuse("invalid_request", "nonce is required")
     if q.get("code_challenge_method") != "S256":
         raise refuse("invalid_request", "PKCE is required: code_challenge_method=S256")

@@ -186,7 +186,8 @@ async def discovery(request: web.Request) -> web.Response:
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED.split(),
-        "service_documentation": "docs/dev-idp.md (development only, not for production)",
+        # No service_documentation: RFC 8414 makes it a URL, and strict clients (the MCP
+        # SDK) refuse a document whose member is not one. The docs are docs/dev-idp.md.
     }
     return web.json_response(doc, headers={"Cache-Control": "public, max-age=300"})
 
@@ -277,7 +278,7 @@ def _code_grant(request: web.Request, form: dict[str, str], client: Client) -> w
     }
     if "openid" in grant.scope.split():  # OIDC: an ID token too; plain OAuth: none
         body["id_token"] = tokens.id_token(grant.username, client=client.client_id,
-                                           nonce=grant.nonce)
+                                           nonce=grant.nonce or None)
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
