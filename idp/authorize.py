@@ -11,12 +11,7 @@ the point of a development IdP, and why it refuses to bind anything but loopback
 Rules kept even so, because the gateway's sign-in is tested against them:
 - an unknown client or an unregistered redirect URI gets an error page, never a redirect
   (RFC 6749 4.1.2.1: otherwise the endpoint is an open redirector);
-- ``state`` and ``code_challenge`` (S256 only) are required, and ``nonce`` for a sign-in;
-  ``scope`` must include ``openid`` unless the request names an RFC 8707 ``resource`` (a
-  plain OAuth 2.1 client such as an MCP client's: then no ID token is issued, and the access
-  token's ``aud`` is that resource);
-- ``login_hint`` naming a listed user skips the page (the same password-less choice, made
-  by the client: what lets an OAuth client's flow run unattended in tests);
+- ``state``, ``nonce`` and ``code_challenge`` (S256 only) are required;
 - the login form is CSRF-safe: it carries a per-request token, and the request is bound to
   the browser that opened it by an ``HttpOnly; SameSite=Strict`` cookie; ``Origin`` must be
   ours when the browser sends it; the page may not be framed;
@@ -41,7 +36,6 @@ from aiohttp import web
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from idp.directory import AUTHORIZATION_CODE, Client, Directory
-from idp.grants import absolute_uri
 
 PENDING_TTL_S = 600
 CODE_TTL_S = 60
@@ -51,8 +45,7 @@ BROWSER_COOKIE = "regogate_idp_browser"
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 _SINGLE = ("response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
-           "code_challenge", "code_challenge_method", "prompt", "response_mode", "resource",
-           "login_hint")
+           "code_challenge", "code_challenge_method", "prompt", "response_mode")
 
 
 class AuthorizeError(Exception):
@@ -82,7 +75,6 @@ class AuthRequest:
     csrf: str
     browser: str
     expires: float
-    resource: str | None = None
 
 
 @dataclass(slots=True)
@@ -95,7 +87,6 @@ class CodeGrant:
     code_challenge: str
     expires: float
     used: bool = False
-    resource: str | None = None
 
 
 def _digest(value: str) -> str:
@@ -148,7 +139,7 @@ class AuthorizationStore:
         code = secrets.token_urlsafe(32)
         self._codes[_digest(code)] = CodeGrant(
             req.client_id, req.redirect_uri, username, req.scope, req.nonce,
-            req.code_challenge, self._clock() + CODE_TTL_S, resource=req.resource)
+            req.code_challenge, self._clock() + CODE_TTL_S)
         return code
 
     def redeem(self, code: str, client: Client, redirect_uri: str, verifier: str) -> CodeGrant:
@@ -215,23 +206,16 @@ def validate_request(directory: Directory, q: dict[str, str], *, browser: str,
     if not state:
         raise refuse("invalid_request", "state is required")
     scope = q.get("scope", "")
-    resource = q.get("resource")
-    if resource is not None and not absolute_uri(resource):
-        raise refuse("invalid_target", "resource must be an absolute URI (RFC 8707)")
-    oidc = "openid" in scope.split()
-    if not oidc and resource is None:
+    if "openid" not in scope.split():
         raise refuse("invalid_scope", "scope must include openid")
-    # OIDC Core 3.1.2.1 makes nonce optional in the code flow; this IdP requires it of
-    # sign-ins (its relying parties send one), not of OAuth resource requests.
-    if oidc and resource is None and not q.get("nonce"):
+    if not q.get("nonce"):
         raise refuse("invalid_request", "nonce is required")
     if q.get("code_challenge_method") != "S256":
         raise refuse("invalid_request", "PKCE is required: code_challenge_method=S256")
     if not _CHALLENGE.fullmatch(q.get("code_challenge", "")):
         raise refuse("invalid_request", "code_challenge must be a base64url SHA-256 (43 chars)")
-    return AuthRequest(client.client_id, uri, scope, state, q.get("nonce", ""),
-                       q["code_challenge"], secrets.token_urlsafe(24), browser,
-                       now + PENDING_TTL_S, resource=resource)
+    return AuthRequest(client.client_id, uri, scope, state, q["nonce"], q["code_challenge"],
+                       secrets.token_urlsafe(24), browser, now + PENDING_TTL_S)
 
 
 def page_headers(form_target: str | None = None) -> dict[str, str]:

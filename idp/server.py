@@ -3,10 +3,11 @@
     GET  /.well-known/openid-configuration   discovery (also at oauth-authorization-server)
     GET  /jwks                               public keys only (kid, alg, use)
     GET  /authorize                          code flow + PKCE S256: the development login
-    POST /authorize                          page (pick a listed user; idp/authorize.py)
+    POST /authorize                          page (pick a listed user; idp/authorize.py), or
+                                             with login_hint=<user> a redirect at once
+                                             (idp/grants.py: MCP clients, unattended tests)
     POST /token                              client_credentials | urn:regogate:dev:user |
-                                             authorization_code (ID token + access token) |
-                                             RFC 8693 token exchange (idp/grants.py)
+                                             authorization_code | RFC 8693 token exchange
     POST /introspect                         RFC 7662, client authentication required
 
 Errors follow RFC 6749 section 5.2: ``{"error": ..., "error_description": ...}``.
@@ -51,7 +52,14 @@ from idp.directory import (
     Client,
     load_directory,
 )
-from idp.grants import ACCESS_TOKEN_TYPE, OAuthError, absolute_uri, token_exchange_claims
+from idp.grants import (
+    ACCESS_TOKEN_TYPE,
+    CodeStore,
+    OAuthError,
+    authorization_code_claims,
+    authorization_redirect,
+    token_exchange_claims,
+)
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
 from idp.state import NonLoopbackError, is_loopback, issuer_for, write_state
@@ -67,6 +75,7 @@ __all__ = ["IdpServer", "NonLoopbackError", "create_idp_app", "start_server"]
 TOKENS = web.AppKey("tokens", TokenIssuer)
 OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
 AUTHZ = web.AppKey("authorizations", AuthorizationStore)
+CODES = web.AppKey("codes", CodeStore)
 
 MAX_BODY_BYTES = 64 * 1024
 JWKS_MAX_AGE_S = 60
@@ -186,8 +195,6 @@ async def discovery(request: web.Request) -> web.Response:
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED.split(),
-        # No service_documentation: RFC 8414 makes it a URL, and strict clients (the MCP
-        # SDK) refuse a document whose member is not one. The docs are docs/dev-idp.md.
     }
     return web.json_response(doc, headers={"Cache-Control": "public, max-age=300"})
 
@@ -213,7 +220,8 @@ async def token(request: web.Request) -> web.Response:
     if fmt not in ("jwt", "opaque"):
         raise OAuthError(400, "invalid_request", "token_format must be jwt or opaque")
     tokens = request.app[TOKENS]
-    if grant == AUTHORIZATION_CODE:
+    if grant == AUTHORIZATION_CODE and not request.app[CODES].holds(form.get("code", "")):
+        # A code from the login page (idp/authorize.py): the workspace's OIDC sign-in.
         return _code_grant(request, form, client)
     opts: dict[str, Any] = {"audience": form.get("audience") or form.get("resource") or None}
     if form.get("scope"):
@@ -221,6 +229,8 @@ async def token(request: web.Request) -> web.Response:
     extra: dict[str, Any] = {}
     if grant == CLIENT_CREDENTIALS:
         claims = tokens.service_claims(client.client_id, **opts)
+    elif grant == AUTHORIZATION_CODE:
+        claims = authorization_code_claims(tokens, request.app[CODES], client, form)
     elif grant == TOKEN_EXCHANGE:
         subject = _active_claims(request, form.get("subject_token", ""))
         claims = token_exchange_claims(tokens, subject, client, form)
@@ -244,14 +254,6 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-def _active_claims(request: web.Request, token: str) -> dict[str, Any] | None:
-    """Claims of an active access token this server issued (opaque or JWT), else None."""
-    if not token:
-        return None
-    claims = request.app[OPAQUE].lookup(token)
-    return claims if claims is not None else request.app[TOKENS].verify_access_token(token)
-
-
 def _code_grant(request: web.Request, form: dict[str, str], client: Client) -> web.Response:
     tokens = request.app[TOKENS]
     missing = [p for p in ("code", "redirect_uri", "code_verifier") if not form.get(p)]
@@ -262,24 +264,23 @@ def _code_grant(request: web.Request, form: dict[str, str], client: Client) -> w
             form["code"], client, form["redirect_uri"], form["code_verifier"])
     except GrantError as exc:
         raise OAuthError(400, exc.error, exc.description) from None
-    resource = form.get("resource") or grant.resource
-    if grant.resource is not None and resource != grant.resource:
-        # RFC 8707 2.2: the token request may not name another resource than was authorized.
-        raise OAuthError(400, "invalid_target", "resource differs from the authorization")
-    if resource is not None and not absolute_uri(resource):
-        raise OAuthError(400, "invalid_target", "resource must be an absolute URI")
-    claims = tokens.user_claims(grant.username, client=client.client_id, scope=grant.scope,
-                                audience=resource)
+    claims = tokens.user_claims(grant.username, client=client.client_id, scope=grant.scope)
     body = {
         "access_token": tokens.sign(claims),
         "token_type": "Bearer",
         "expires_in": claims["exp"] - claims["iat"],
         "scope": claims["scope"],
+        "id_token": tokens.id_token(grant.username, client=client.client_id, nonce=grant.nonce),
     }
-    if "openid" in grant.scope.split():  # OIDC: an ID token too; plain OAuth: none
-        body["id_token"] = tokens.id_token(grant.username, client=client.client_id,
-                                           nonce=grant.nonce or None)
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+async def authorize(request: web.Request) -> web.StreamResponse:
+    """``login_hint`` names the dev user: redirect at once (idp/grants.py, what MCP clients
+    and unattended tests use); otherwise the development login page (idp/authorize.py)."""
+    if "login_hint" in request.query:
+        return await authorize_hinted(request)
+    return await authorize_get(request)
 
 
 async def authorize_get(request: web.Request) -> web.StreamResponse:
@@ -290,18 +291,6 @@ async def authorize_get(request: web.Request) -> web.StreamResponse:
         req = validate_request(tokens.directory, q, browser=browser, now=time.time())
     except AuthorizeError as exc:
         return error_page(exc.status, str(exc))
-    hint = q.get("login_hint")
-    if hint is not None:
-        # Dev-only: the client names the user it would otherwise ask the page for.
-        sep = "&" if "?" in req.redirect_uri else "?"
-        if hint not in tokens.directory.users:
-            raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode(
-                {"error": "access_denied", "error_description": "unknown user",
-                 "state": req.state, "iss": tokens.issuer}))
-        code = store.issue_code(req, hint)
-        raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode(
-            {"code": code, "state": req.state, "iss": tokens.issuer}),
-            headers={"Cache-Control": "no-store"})
     rid = store.add_request(req)
     resp = web.Response(text=login_page(tokens.directory, req, rid), content_type="text/html",
                         headers=page_headers(origin_of(req.redirect_uri)))
@@ -336,6 +325,21 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
                            headers={"Cache-Control": "no-store"})
 
 
+def _active_claims(request: web.Request, token: str) -> dict[str, Any] | None:
+    """Claims of an active access token this server issued (opaque or JWT), else None."""
+    if not token:
+        return None
+    claims = request.app[OPAQUE].lookup(token)
+    return claims if claims is not None else request.app[TOKENS].verify_access_token(token)
+
+
+async def authorize_hinted(request: web.Request) -> web.Response:
+    counts = {name: len(request.query.getall(name)) for name in set(request.query.keys())}
+    query = {name: request.query[name] for name in counts}
+    location = authorization_redirect(request.app[TOKENS], request.app[CODES], query, counts)
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
 async def introspect(request: web.Request) -> web.Response:
     form = await _form(request)
     _authenticate_client(request, form)
@@ -357,10 +361,11 @@ def create_idp_app(tokens: TokenIssuer, opaque: OpaqueTokenStore) -> web.Applica
     app[TOKENS] = tokens
     app[OPAQUE] = opaque
     app[AUTHZ] = AuthorizationStore()
+    app[CODES] = CodeStore()
     app.router.add_get("/.well-known/openid-configuration", discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery)
     app.router.add_get("/jwks", jwks)
-    app.router.add_get("/authorize", authorize_get)
+    app.router.add_get("/authorize", authorize)
     app.router.add_post("/authorize", authorize_post)
     app.router.add_post("/token", token)
     app.router.add_post("/introspect", introspect)

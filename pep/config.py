@@ -91,8 +91,8 @@ class Settings(Frozen):
     tracing: TracingSettings = TracingSettings()
     events: EventSettings = EventSettings()
     cache: CacheSettings = CacheSettings()
-    mcp: McpSettings = McpSettings()
     workspace: WorkspaceSettings = WorkspaceSettings()
+    mcp: McpSettings = McpSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

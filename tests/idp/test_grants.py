@@ -1,6 +1,5 @@
-"""The authorization code flow as an OAuth 2.1 / MCP client runs it (RFC 8707 ``resource``,
-``login_hint`` as the dev login, no OIDC) and the RFC 8693 token-exchange grant, against a
-real dev IdP on 127.0.0.1. (The browser sign-in is tests/idp/test_authorize.py.)"""
+"""Authorization code + PKCE (GET /authorize, login_hint as the dev login) and the RFC 8693
+token-exchange grant, against a real dev IdP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,9 +18,8 @@ from tests.idp.conftest import basic, verify_against_jwks
 TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 AT = "urn:ietf:params:oauth:token-type:access_token"
 GATEWAY = basic("regogate-gateway", "regogate-gateway-secret")
-REDIRECT = "http://127.0.0.1:33333/callback"  # dev-cli registers loopback, any port
+REDIRECT = "http://127.0.0.1:33333/callback"
 UPSTREAM = "https://tickets.example/mcp"
-RESOURCE = "http://127.0.0.1:9/mcp"
 
 
 def _pkce() -> tuple[str, str]:
@@ -41,7 +39,7 @@ async def _authorize(http: aiohttp.ClientSession, idp: RunningIdp,
 def _auth_params(challenge: str, **extra: str) -> dict[str, str]:
     return {"response_type": "code", "client_id": "dev-cli", "redirect_uri": REDIRECT,
             "code_challenge": challenge, "code_challenge_method": "S256", "state": "st-1",
-            "login_hint": "alice", "resource": RESOURCE, **extra}
+            "login_hint": "alice", **extra}
 
 
 async def _token(http: aiohttp.ClientSession, idp: RunningIdp, data: dict[str, str],
@@ -66,9 +64,9 @@ async def test_authorization_code_with_pkce_yields_an_audience_bound_user_token(
     idp: RunningIdp, http: aiohttp.ClientSession
 ) -> None:
     verifier, challenge = _pkce()
-    resource = RESOURCE
-    status, q, location = await _authorize(http, idp, **_auth_params(challenge))
-    assert status == 303 and location.startswith(REDIRECT + "?")
+    resource = "http://127.0.0.1:9/mcp"
+    status, q, location = await _authorize(http, idp, **_auth_params(challenge, resource=resource))
+    assert status == 302 and location.startswith(REDIRECT + "?")
     assert q["state"] == ["st-1"] and q["iss"] == [idp.issuer]
     data = {"grant_type": "authorization_code", "code": q["code"][0], "redirect_uri": REDIRECT,
             "code_verifier": verifier, "resource": resource}
@@ -78,7 +76,6 @@ async def test_authorization_code_with_pkce_yields_an_audience_bound_user_token(
                                        issuer=idp.issuer, audience=resource)
     assert claims["sub"] == "alice" and claims["aud"] == resource
     assert claims["client_id"] == "dev-cli"
-    assert "id_token" not in body  # plain OAuth (no openid scope): no ID token
     # A code works once.
     status, body = await _token(http, idp, data, basic("dev-cli", "dev-cli-secret"))
     assert (status, body["error"]) == (400, "invalid_grant")
@@ -93,7 +90,7 @@ async def test_a_wrong_pkce_verifier_is_invalid_grant(
             "code_verifier": _pkce()[0]}
     status, body = await _token(http, idp, data, basic("dev-cli", "dev-cli-secret"))
     assert (status, body["error"]) == (400, "invalid_grant")
-    assert "code_verifier" in body["error_description"]
+    assert "PKCE" in body["error_description"]
 
 
 async def test_a_token_request_may_not_widen_the_authorized_resource(
@@ -113,7 +110,7 @@ async def test_authorize_without_pkce_or_with_plain_is_sent_back_as_invalid_requ
     _, challenge = _pkce()
     params = _auth_params(challenge, code_challenge_method="plain")
     status, q, _ = await _authorize(http, idp, **params)
-    assert status == 303 and q["error"] == ["invalid_request"] and "code" not in q
+    assert status == 302 and q["error"] == ["invalid_request"] and "code" not in q
     params.pop("code_challenge_method")
     params.pop("code_challenge")
     status, q, _ = await _authorize(http, idp, **params)
@@ -137,22 +134,14 @@ async def test_authorize_for_an_unknown_user_is_access_denied(
     assert q["error"] == ["access_denied"] and q["state"] == ["st-1"]
 
 
-async def test_without_a_resource_the_flow_is_oidc_and_needs_openid(
+async def test_authorize_with_a_repeated_parameter_is_refused(
     idp: RunningIdp, http: aiohttp.ClientSession
 ) -> None:
-    _, challenge = _pkce()
-    params = _auth_params(challenge)
-    params.pop("resource")
-    _, q, _ = await _authorize(http, idp, **params)
-    assert q["error"] == ["invalid_scope"]
-
-
-async def test_a_resource_that_is_not_an_absolute_uri_is_invalid_target(
-    idp: RunningIdp, http: aiohttp.ClientSession
-) -> None:
-    _, challenge = _pkce()
-    _, q, _ = await _authorize(http, idp, **_auth_params(challenge, resource="not/absolute"))
-    assert q["error"] == ["invalid_target"]
+    url = (f"{idp.issuer}/authorize?response_type=code&client_id=dev-cli&client_id=chat-ui"
+           f"&redirect_uri={REDIRECT}&login_hint=alice")
+    async with http.get(url, allow_redirects=False) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "invalid_request"
 
 
 async def test_token_exchange_issues_an_audience_bound_token_with_an_actor(
@@ -258,5 +247,5 @@ async def test_exchange_targets_and_registered_redirects_come_from_the_users_fil
         params = {**_auth_params(challenge, login_hint="zoe"), "client_id": "web",
                   "redirect_uri": "https://app.example/cb"}
         status, q, location = await _authorize(http, idp, **params)
-        assert status == 303 and location.startswith("https://app.example/cb?")
+        assert status == 302 and location.startswith("https://app.example/cb?")
         assert "code" in q
