@@ -57,7 +57,7 @@ class DevBrowser:
         async with aiohttp.ClientSession() as http:
             async with http.get(url, params={"login_hint": self.user},
                                 allow_redirects=False) as resp:
-                assert resp.status in (302, 303), await resp.text()
+                assert resp.status == 302, await resp.text()
                 location = resp.headers["Location"]
         assert location.startswith(REDIRECT)
         self.result = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
