@@ -10,6 +10,7 @@ import orjson
 
 from pep.audit.checkpoints import Checkpoint
 from pep.audit.events import AuditUnavailable
+from pep.audit.overview_sql import decisions_sql, series_rows, series_sql
 from pep.audit.query import AuditQuery
 from pep.audit.reader import CHUNK
 from pep.audit.records import ALL_COLUMNS, StoredRecord
@@ -55,6 +56,12 @@ class PostgresAuditReader:
             f"LIMIT {int(q.limit or 1000)}", *params)
         return [StoredRecord.from_row(r) for r in rows]
 
+    async def count(self, q: AuditQuery) -> int:
+        where, params = q.where("postgres")
+        rows = await self._fetch(f"SELECT COUNT(*) AS n FROM {self._s}.audit_records WHERE {where}",
+                                 *params)
+        return int(rows[0]["n"])
+
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("postgres")
         n = len(params)
@@ -99,6 +106,13 @@ class PostgresAuditReader:
         totals, reasons, params = report_sql(q, by, "postgres", f"{self._s}.audit_records")
         return assemble(by, [tuple(r) for r in await self._fetch(totals, *params)],
                         [tuple(r) for r in await self._fetch(reasons, *params)])
+
+    async def overview(self, q: AuditQuery, bucket: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        table = f"{self._s}.audit_records"
+        sql, params = series_sql(q, bucket, "postgres", table)
+        series = series_rows([tuple(r) for r in await self._fetch(sql, *params)])
+        sql, params = decisions_sql(q, "postgres", table)
+        return series, {str(r[0]): int(r[1]) for r in await self._fetch(sql, *params)}
 
     async def close(self) -> None:
         if self._pool is not None:

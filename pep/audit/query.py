@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -25,13 +26,21 @@ class AuditQuery:
     request_id: str | None = None
     since: str | None = None  # RFC 3339, inclusive
     until: str | None = None  # RFC 3339, exclusive
+    reason: str | None = None  # a deny reason code (decision.reasons[].code)
+    api: str | None = None  # what.api: chat.completions, messages, audit.read, ...
+    # Hide the auditors' own successful reads (event audit.read): the workspace's default,
+    # so reading the trail does not flood it. Refused reads (policy.deny) always show.
+    hide_reads: bool = False
     limit: int | None = None
     order: Literal["asc", "desc"] = "asc"
+    # Keyset position (exclusive), set from a validated cursor, never from a raw parameter.
+    before_seq: int | None = None
+    after_seq: int | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> AuditQuery:
         """Validate raw strings (CLI args or URL query); unknown keys are the caller's job."""
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - _INTERNAL
         values: dict[str, Any] = {}
         for key, raw in params.items():
             if key not in names or raw is None or raw == "":
@@ -55,6 +64,11 @@ class AuditQuery:
             values["limit"] = limit
         if "order" in values and values["order"] not in ("asc", "desc"):
             raise QueryError("order must be asc or desc")
+        if "hide_reads" in values:
+            values["hide_reads"] = values["hide_reads"] in ("1", "true", "True")
+        for key in ("reason", "api"):
+            if key in values and not _CODE.fullmatch(values[key]):
+                raise QueryError(f"{key} must be letters, digits and . _ - only")
         return cls(**values)
 
     def where(self, style: Literal["sqlite", "postgres"]) -> tuple[str, list[Any]]:
@@ -87,7 +101,35 @@ class AuditQuery:
             clauses.append(f"time >= {p(self.since)}")
         if self.until:
             clauses.append(f"time < {p(self.until)}")
+        if self.reason:
+            if style == "sqlite":
+                clauses.append("EXISTS (SELECT 1 FROM json_each(COALESCE(json_extract(body, "
+                               "'$.decision.reasons'), '[]')) WHERE json_extract(value, '$.code') "
+                               f"= {p(self.reason)})")
+            else:
+                clauses.append("(body::jsonb -> 'decision' -> 'reasons') @> "
+                               f"jsonb_build_array(jsonb_build_object('code', {p(self.reason)}::text))")
+        if self.api:
+            if style == "sqlite":
+                clauses.append(f"json_extract(body, '$.what.api') = {p(self.api)}")
+            else:
+                clauses.append(f"(body::jsonb -> 'what' ->> 'api') = {p(self.api)}")
+        if self.hide_reads and self.event != "audit.read":
+            clauses.append("event <> 'audit.read'")
+        if self.before_seq is not None:
+            clauses.append(f"seq < {p(self.before_seq)}")
+        if self.after_seq is not None:
+            clauses.append(f"seq > {p(self.after_seq)}")
         return (" AND ".join(clauses) or "TRUE"), params
 
     def as_params(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in _INTERNAL and getattr(self, f.name)}
+
+    def filters(self) -> dict[str, Any]:
+        """The filters alone (no limit, order or position): what a cursor is bound to."""
+        return {k: v for k, v in self.as_params().items() if k not in ("limit", "order")}
+
+
+_INTERNAL = frozenset({"before_seq", "after_seq"})
+_CODE = re.compile(r"[A-Za-z0-9._-]{1,128}")

@@ -18,6 +18,7 @@ import orjson
 from pep.audit.checkpoints import Checkpoint
 from pep.audit.events import AuditUnavailable
 from pep.audit.factory import is_postgres, sqlite_path
+from pep.audit.overview_sql import decisions_sql, series_rows, series_sql
 from pep.audit.query import AuditQuery
 from pep.audit.records import ALL_COLUMNS, StoredRecord
 from pep.audit.report_sql import assemble, report_sql
@@ -32,6 +33,10 @@ class AuditReader(Protocol):
         ...
 
     async def query(self, q: AuditQuery) -> list[StoredRecord]: ...
+
+    async def count(self, q: AuditQuery) -> int:
+        """How many records match (the list views' totals)."""
+        ...
 
     def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         """Like query() without a result cap, streamed (exports, reports)."""
@@ -55,6 +60,10 @@ class AuditReader(Protocol):
 
     async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
         """Aggregated by the database (see pep.audit.report_sql)."""
+        ...
+
+    async def overview(self, q: AuditQuery, bucket: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Requests per time bucket and per decision (see pep.audit.overview_sql)."""
         ...
 
     async def close(self) -> None: ...
@@ -114,6 +123,11 @@ class SqliteAuditReader:
         )
         return [StoredRecord.from_row(r) for r in rows]
 
+    async def count(self, q: AuditQuery) -> int:
+        where, params = q.where("sqlite")
+        rows = await self._fetch(f"SELECT COUNT(*) FROM audit_records WHERE {where}", params)
+        return int(rows[0][0])  # type: ignore[call-overload]
+
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("sqlite")
         after = -1
@@ -158,6 +172,12 @@ class SqliteAuditReader:
     async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
         totals, reasons, params = report_sql(q, by, "sqlite", "audit_records")
         return assemble(by, await self._fetch(totals, params), await self._fetch(reasons, params))
+
+    async def overview(self, q: AuditQuery, bucket: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        sql, params = series_sql(q, bucket, "sqlite", "audit_records")
+        series = series_rows(await self._fetch(sql, params))
+        sql, params = decisions_sql(q, "sqlite", "audit_records")
+        return series, {str(k): int(n) for k, n in await self._fetch(sql, params)}  # type: ignore[call-overload]
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -32,6 +32,13 @@ CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user_key, seq);
 CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records (subject, seq);
 CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id);
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+-- The auditor workspace's filters (newest first by seq); created on start, so an existing
+-- store is upgraded the next time the gateway opens it.
+CREATE INDEX IF NOT EXISTS audit_records_email ON audit_records (email, seq);
+CREATE INDEX IF NOT EXISTS audit_records_event ON audit_records (event, seq);
+CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records (decision, seq);
+CREATE INDEX IF NOT EXISTS audit_records_model ON audit_records (model_requested, seq);
+CREATE INDEX IF NOT EXISTS audit_records_served ON audit_records (model_served, seq);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id INTEGER PRIMARY KEY,
     seq INTEGER NOT NULL,
