@@ -1,136 +1,87 @@
-// regogate auditor view: plain JS, no build step. The token stays in this page's memory:
-// it is taken from the paste field or the URL fragment (#token=..., never sent to a server),
-// the fragment is then removed from the address bar, and every API call sends it only as
-// "Authorization: Bearer".
-"use strict";
+// regogate auditor workspace: plain JS modules, no build step. The view and its filters live
+// in the query string (/audit/?view=records&user=alice...), so every screen is a shareable
+// URL; links are real <a href> elements and a plain click navigates in-page.
+import { getJSON, hasCredentials, setToken, takeFragmentToken } from "./lib/api.js";
+import * as overview from "./views/overview.js";
+import * as person from "./views/person.js";
+import * as records from "./views/records.js";
+import * as request from "./views/request.js";
 
-(function () {
-  let token = "";
-  const $ = (sel) => document.querySelector(sel);
+const VIEWS = { overview, records, person, request };
+const $ = (sel) => document.querySelector(sel);
+const main = $("#view");
+let verifying = null;
+
+function say(text, isError) {
   const status = $("#status");
+  status.textContent = text;
+  status.className = isError ? "error" : "";
+}
 
-  function takeFragmentToken() {
-    const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-    const t = params.get("token");
-    if (t) {
-      token = t;
-      history.replaceState(null, "", window.location.pathname + window.location.search);
-    }
+// The trail's verification, shared by the header badge and the overview sentence.
+async function verify(force) {
+  if (verifying && !force) return verifying;
+  const badge = $("#chain");
+  badge.dataset.state = "unknown";
+  badge.textContent = "chain: checking…";
+  verifying = getJSON("/audit/v1/verify").then((report) => {
+    badge.dataset.state = report.valid ? "valid" : "invalid";
+    badge.textContent = report.valid
+      ? "chain: valid (" + report.records + " records, " + report.checkpoints_verified + " checkpoints)"
+      : "chain: INVALID — " + report.error.kind + " at seq " + report.error.seq + ": " + report.error.message;
+    return report;
+  }, (e) => { badge.textContent = "chain: " + e.message; verifying = null; return null; });
+  return verifying;
+}
+
+function navigate(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v != null && v !== "") q.set(k, v);
+  history.pushState(null, "", "/audit/?" + q.toString());
+  render(true);
+}
+
+const ctx = { say, navigate, verify };
+
+async function render(moveFocus) {
+  const params = new URLSearchParams(window.location.search);
+  const name = VIEWS[params.get("view")] ? params.get("view") : "overview";
+  for (const a of document.querySelectorAll("header nav a")) {
+    if (a.dataset.view === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
-
-  function say(text, isError) {
-    status.textContent = text;
-    status.className = isError ? "error" : "";
+  main.replaceChildren();
+  main.dataset.view = name;
+  if (!hasCredentials()) { say("paste an auditor's bearer token to start"); return; }
+  say("loading…");
+  try {
+    await VIEWS[name].render(main, params, ctx);
+    main.dataset.ready = "true";
+  } catch (e) {
+    main.dataset.ready = "error";
+    say(e.message, true);
   }
+  if (moveFocus) main.focus();
+  if (name !== "overview") verify();
+}
 
-  function filterQuery() {
-    const q = new URLSearchParams();
-    for (const el of $("#filters").elements) {
-      if (el.name && el.value.trim()) q.set(el.name, el.value.trim());
-    }
-    return q;
-  }
+document.addEventListener("click", (ev) => {
+  const a = ev.target.closest("a[href]");
+  if (!a || a.hasAttribute("download") || a.target || ev.button !== 0 ||
+      ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+  const url = new URL(a.href, window.location.href);
+  if (url.origin !== window.location.origin || url.pathname !== "/audit/") return;
+  ev.preventDefault();
+  history.pushState(null, "", url.pathname + url.search);
+  render(true);
+});
+window.addEventListener("popstate", () => render(true));
+$("#chain").addEventListener("click", () => verify(true));
+$("#use-token").addEventListener("click", () => {
+  setToken($("#token").value.trim());
+  $("#token").value = "";
+  verifying = null;
+  render(false);
+});
 
-  async function api(path, query) {
-    if (!token) throw new Error("paste an auditor's bearer token first");
-    const url = path + (query && [...query].length ? "?" + query.toString() : "");
-    const resp = await fetch(url, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
-    if (!resp.ok) {
-      let msg = resp.status + " " + resp.statusText;
-      try { const body = await resp.json(); msg = resp.status + ": " + body.error.message; } catch (e) { /* not JSON */ }
-      const err = new Error(msg);
-      err.status = resp.status;
-      throw err;
-    }
-    return resp;
-  }
-
-  function cell(text) {
-    const td = document.createElement("td");
-    td.textContent = text == null ? "" : String(text);  // textContent: record data is never HTML
-    return td;
-  }
-
-  function render(records) {
-    const body = $("#timeline tbody");
-    body.replaceChildren();
-    for (const r of records) {
-      const who = r.who || {}, what = r.what || {}, out = r.outcome || {}, dec = r.decision;
-      const category = r.event === "auth.failure" ? "unauthenticated"
-        : r.event === "request.rejected" ? "rejected"
-        : (["policy.error", "upstream.error", "request.error"].includes(r.event) ? "error"
-        : (dec ? (dec.allow ? "allow" : "deny") : ""));
-      const tr = document.createElement("tr");
-      tr.className = category;
-      tr.dataset.requestId = r.request_id;
-      const tokens = out.tokens_in != null ? out.tokens_in + "/" + out.tokens_out : "";
-      const reasons = dec ? (dec.reasons || []).map((x) => x.code).join(", ") : "";
-      for (const v of [r.time, r.event, who.subject || who.email || "-", (who.teams || []).join(", "),
-        what.model_requested || "", category, reasons, out.status, tokens, r.request_id,
-        r.decision_id, r.chain ? r.chain.seq : ""]) {
-        tr.appendChild(cell(v));
-      }
-      body.appendChild(tr);
-    }
-  }
-
-  async function search() {
-    say("loading…");
-    try {
-      const resp = await api("/audit/v1/events", filterQuery());
-      const doc = await resp.json();
-      render(doc.data);
-      say(doc.count + " record(s)");
-    } catch (e) {
-      render([]);
-      say(e.message, true);
-    }
-  }
-
-  async function verify() {
-    const badge = $("#chain");
-    badge.dataset.state = "unknown";
-    badge.textContent = "chain: checking…";
-    try {
-      const q = new URLSearchParams();
-      const f = filterQuery();
-      for (const k of ["since", "until"]) if (f.get(k)) q.set(k, f.get(k));
-      const report = await (await api("/audit/v1/verify", q)).json();
-      badge.dataset.state = report.valid ? "valid" : "invalid";
-      badge.textContent = report.valid
-        ? "chain: valid (" + report.records + " records, " + report.checkpoints_verified + " checkpoints)"
-        : "chain: INVALID — " + report.error.kind + " at seq " + report.error.seq + ": " + report.error.message;
-    } catch (e) {
-      badge.textContent = "chain: " + e.message;
-    }
-  }
-
-  async function downloadCsv() {
-    try {
-      const q = filterQuery();
-      q.delete("limit");
-      const blob = await (await api("/audit/v1/export.csv", q)).blob();
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(blob);
-      a.download = "regogate-audit.csv";
-      document.body.appendChild(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-    } catch (e) {
-      say(e.message, true);
-    }
-  }
-
-  $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
-  $("#use-token").addEventListener("click", () => {
-    token = $("#token").value.trim();
-    $("#token").value = "";
-    search().then(verify);
-  });
-  $("#verify").addEventListener("click", verify);
-  $("#csv").addEventListener("click", downloadCsv);
-
-  takeFragmentToken();
-  if (token) search().then(verify);
-})();
+takeFragmentToken();
+render(false);
