@@ -67,7 +67,8 @@ _PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".txt": "text/plain"}
+_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".txt": "text/plain",
+          ".svg": "image/svg+xml"}
 _STATIC = re.compile(r"(?:[A-Za-z0-9_-]+/){0,2}[A-Za-z0-9_.-]+")
 
 

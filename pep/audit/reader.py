@@ -126,7 +126,9 @@ class SqliteAuditReader:
     async def count(self, q: AuditQuery) -> int:
         where, params = q.where("sqlite")
         rows = await self._fetch(f"SELECT COUNT(*) FROM audit_records WHERE {where}", params)
-        return int(rows[0][0])  # type: ignore[call-overload]
+        n = rows[0][0]
+        assert isinstance(n, int)
+        return n
 
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("sqlite")

@@ -50,8 +50,13 @@ async function render(moveFocus) {
     if (a.dataset.view === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   main.replaceChildren();
+  delete main.dataset.ready;
   main.dataset.view = name;
-  if (!hasCredentials()) { say("paste an auditor's bearer token to start"); return; }
+  if (!hasCredentials()) {
+    main.dataset.ready = "signed-out";
+    say("paste an auditor's bearer token to start");
+    return;
+  }
   say("loading…");
   try {
     await VIEWS[name].render(main, params, ctx);
