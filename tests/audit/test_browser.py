@@ -42,7 +42,7 @@ async def test_auditor_sees_alices_requests_and_a_non_auditor_is_refused(
             try:
                 page = await browser.new_page()
                 # The token rides in the fragment: never sent to the server, removed by the page.
-                await page.goto(f"{gw.url}/audit/#token={gw.token('erin')}")
+                await page.goto(f"{gw.url}/audit/?view=records#token={gw.token('erin')}")
                 await page.wait_for_selector("#timeline tbody tr")
                 assert "#token" not in page.url
                 await page.fill("input[name=user]", "alice")
@@ -57,7 +57,7 @@ async def test_auditor_sees_alices_requests_and_a_non_auditor_is_refused(
                     "() => document.querySelector('#chain').dataset.state === 'valid'")
 
                 other = await browser.new_page()
-                await other.goto(f"{gw.url}/audit/")
+                await other.goto(f"{gw.url}/audit/?view=records")
                 await other.fill("#token", gw.token("bob"))
                 await other.click("#use-token")
                 await other.wait_for_function(

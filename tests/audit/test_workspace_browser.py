@@ -28,7 +28,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_IMG = ROOT / "docs" / "img"
-ALICE_REQUESTS = 105  # 210 records: past the old page's silent 200-row stop
+ALICE_REQUESTS = 105  # + the e-mail one: 212 records, past the old page's silent 200-row stop
+ALICE_RECORDS = 2 * (ALICE_REQUESTS + 1)
 
 
 async def traffic(gw: Gateway, alice: int = ALICE_REQUESTS) -> dict[str, str]:
@@ -45,6 +46,9 @@ async def traffic(gw: Gateway, alice: int = ALICE_REQUESTS) -> dict[str, str]:
             await bob.chat.completions.create(
                 model="mock-gpt-admin", messages=[{"role": "user", "content": "let me in"}])
         ids["bob_denied"] = info.value.response.headers["x-request-id"]
+    done = await client.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "write to dana@example.org"}])
+    ids["alice_email"] = done.headers["x-request-id"]
     carol = gw.openai("carol")
     await carol.chat.completions.create(
         model="mock-gpt-admin", messages=[{"role": "user", "content": "admin work"}])
@@ -97,7 +101,7 @@ async def test_overview_person_and_request_views(tmp_path: Path, chromium: str) 
                 status = await page.text_content("#trail-status") or ""
                 assert status.startswith("Trail verified:") and "last checkpoint" in status
                 cards = await page.inner_text(".cards")
-                assert "16" in cards  # 12 + 3 + 1 requests
+                assert "17" in cards  # 12 + 1 + 3 + 1 requests
                 assert await page.locator("#chart-requests canvas").count() == 1
                 assert await page.locator("#chart-usage canvas").count() == 1
                 denials = await page.inner_text("#recent-denials")
@@ -131,6 +135,10 @@ async def test_overview_person_and_request_views(tmp_path: Path, chromium: str) 
                 assert "request.intent → request.completion" in summary
                 assert "SHA-256" in await page.inner_text("#req-content")  # audit level: digest
                 await shot(page, tmp_path, "audit-request.png")
+                await open_view(page, gw, f"view=request&id={ids['alice_email']}")
+                decision = await page.inner_text("#req-decision")
+                assert "email: 1" in decision and "redact" in decision
+                assert "dana@example.org" not in await page.inner_text("#view")
                 assert errors == []
             finally:
                 await browser.close()
@@ -148,16 +156,16 @@ async def test_records_pages_past_200_filters_and_exports(tmp_path: Path, chromi
                                               accept_downloads=True)
                 await open_view(page, gw, "view=records&user=alice&limit=100")
                 info = await page.text_content("#page-info") or ""
-                assert info == f"Records 1–100 of {2 * ALICE_REQUESTS}"
+                assert info == f"Records 1–100 of {ALICE_RECORDS}"
                 seen: list[str] = []
-                for expected in ("Records 101–200", f"Records 201–{2 * ALICE_REQUESTS}"):
+                for expected in ("Records 101–200", f"Records 201–{ALICE_RECORDS}"):
                     seen += await page.eval_on_selector_all(
                         "#timeline tbody tr", "rows => rows.map(r => r.dataset.seq)")
                     await click_and_wait(page, "#next-page")
                     assert (await page.text_content("#page-info") or "").startswith(expected)
                 seen += await page.eval_on_selector_all(
                     "#timeline tbody tr", "rows => rows.map(r => r.dataset.seq)")
-                assert len(seen) == len(set(seen)) == 2 * ALICE_REQUESTS
+                assert len(seen) == len(set(seen)) == ALICE_RECORDS
                 assert await page.locator("#next-page").count() == 0
                 # The browser's Back button returns to the previous page of records ...
                 await page.evaluate("() => { delete document.querySelector('#view').dataset.ready; }")

@@ -9,9 +9,21 @@ export function bucketTime(t) {
   return Date.parse(full) / 1000;
 }
 
-export function timeChart(container, title, buckets, series) {
+// Every bucket between the first and the last, empty ones as zero (a line never bridges a
+// quiet day), and one empty bucket either side so a single point has a sensible axis.
+export function filled(buckets, step) {
+  if (!buckets.length) return { xs: [], rows: [] };
+  const byTime = new Map(buckets.map((b) => [bucketTime(b.t), b]));
+  const first = bucketTime(buckets[0].t) - step, last = bucketTime(buckets[buckets.length - 1].t) + step;
+  const xs = [], rows = [];
+  for (let t = first; t <= last && xs.length < 5000; t += step) { xs.push(t); rows.push(byTime.get(t) || null); }
+  return { xs, rows };
+}
+
+export function timeChart(container, title, buckets, series, step) {
   const width = Math.max(280, Math.min(container.clientWidth || 720, 1100));
-  const data = [buckets.map((b) => bucketTime(b.t)), ...series.map((s) => buckets.map(s.value))];
+  const { xs, rows } = filled(buckets, step || 86400);
+  const data = [xs, ...series.map((s) => rows.map((r) => (r ? s.value(r) : 0)))];
   const opts = {
     title,
     width,
@@ -19,11 +31,11 @@ export function timeChart(container, title, buckets, series) {
     scales: { x: { time: true } },
     series: [{}, ...series.map((s, i) => ({
       label: s.label, stroke: COLOURS[i % COLOURS.length], width: 2,
-      points: { show: buckets.length < 60 },
+      points: { show: xs.length < 60 },
       scale: s.scale || "y",
     }))],
     axes: [{}, { scale: "y" }, ...(series.some((s) => s.scale === "usd")
-      ? [{ scale: "usd", side: 1, grid: { show: false }, values: (u, v) => v.map((x) => "$" + x) }] : [])],
+      ? [{ scale: "usd", side: 1, grid: { show: false }, values: (u, v) => v.map((x) => "$" + x.toFixed(4)), size: 70 }] : [])],
   };
   return new uPlot(opts, data, container);
 }

@@ -34,7 +34,7 @@ export function requestLink(id, text) {
 }
 
 export const num = (n) => (n == null ? "" : Number(n).toLocaleString("en"));
-export const cost = (c) => (c == null ? "" : "$" + Number(c).toFixed(4));
+export const cost = (c) => (c == null ? "" : "$" + (c !== 0 && Math.abs(c) < 0.01 ? Number(c).toPrecision(2) : Number(c).toFixed(2)));
 export const time = (t) => (t ? String(t).replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
 
 export function ago(seconds) {

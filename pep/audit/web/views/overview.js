@@ -47,15 +47,16 @@ export async function render(main, params, ctx) {
     card("tokens", num(t.tokens)), card("cost", cost(t.cost_usd)), card("people", num(doc.users))));
   const charts = h("div", { class: "charts" });
   main.append(charts);
+  const step = bucket === "hour" ? 3600 : 86400;
   if (doc.series.length) {
     const a = h("figure", { id: "chart-requests", "aria-label": "Requests, denials and errors per " + bucket });
     const b = h("figure", { id: "chart-usage", "aria-label": "Tokens and cost per " + bucket });
     charts.append(a, b);
     timeChart(a, "Requests per " + bucket, doc.series, [
       { label: "requests", value: (s) => s.requests }, { label: "denials", value: (s) => s.denied },
-      { label: "errors", value: (s) => s.errors }]);
+      { label: "errors", value: (s) => s.errors }], step);
     timeChart(b, "Tokens and cost per " + bucket, doc.series, [
-      { label: "tokens", value: (s) => s.tokens }, { label: "cost (USD)", value: (s) => s.cost_usd, scale: "usd" }]);
+      { label: "tokens", value: (s) => s.tokens }, { label: "cost (USD)", value: (s) => s.cost_usd, scale: "usd" }], step);
   } else {
     charts.append(h("p", {}, "No requests in this range."));
   }

@@ -59,6 +59,6 @@ export async function render(main, params, ctx) {
   const groups = groupByRequest(page.data);
   main.append(h("h3", {}, "Requests"), h("p", {}, `${num(page.total)} record(s); this page groups ${num(page.count)} into ${groups.length} request(s).`),
     h("ol", { id: "person-timeline", class: "timeline" }, groups.map(requestItem)),
-    page.next_cursor ? h("nav", { class: "pager" }, viewLink({ view: "person", user, cursor: page.next_cursor }, "Older requests »", { id: "next-page" })) : null);
+    page.next_cursor ? h("nav", { class: "pager" }, viewLink({ view: "person", user, cursor: page.next_cursor }, "Older requests »", { id: "next-page" })) : "");
   ctx.say("");
 }

@@ -39,21 +39,21 @@ function decisionSection(recs) {
   const findings = pick(recs, (r) => r.extra && r.extra.findings);
   const divergence = recs.filter((r) => r.event === "shadow.divergence").map((r) => r.extra);
   if (!dec) return h("section", { id: "req-decision" }, h("h3", {}, "Decision"), h("p", {}, "No policy decision was made (refused before policy)."));
-  const byType = {};
-  for (const f of findings || []) byType[f.type || f.kind || "finding"] = (byType[f.type || f.kind || "finding"] || 0) + 1;
   return h("section", { id: "req-decision" }, h("h3", {}, "Decision"), dl([
     ["decision", h("strong", { class: dec.allow ? "allow" : "deny" }, dec.allow ? "allow" : "deny")],
     ["reasons", (dec.reasons || []).length ? h("ul", {}, dec.reasons.map((r) => h("li", {}, h("code", {}, r.code), r.message ? " — " + r.message : ""))) : "none"],
     ["obligations applied", Object.keys(dec.obligations || {}).length ? json(dec.obligations) : "none"],
-    ["findings by type", findings ? Object.entries(byType).map(([k, n]) => `${k}: ${n}`).join(", ") || "none" : "none recorded"],
+    ["findings by type", findings ? Object.entries(findings).map(([k, n]) => `${k}: ${n}`).join(", ") : "none"],
     ["policy revision", dec.policy_revision], ["engine", dec.engine], ["decision id", id],
     ["engine decision id", dec.engine_decision_id],
     ["shadow divergence", divergence.length ? json(divergence) : "none"]]));
 }
 
 function contentSection(recs) {
-  const parts = recs.map((r) => r.content).filter(Boolean);
-  const mode = parts.length ? parts[parts.length - 1].mode : null;
+  // The intent holds the prompt, the completion the answer (and the prompt again): merged.
+  const seen = recs.map((r) => r.content).filter(Boolean);
+  const parts = seen.length ? [Object.assign({}, ...seen)] : [];
+  const mode = parts.length ? parts[0].mode : null;
   const body = !parts.length ? h("p", {}, "No content recorded.")
     : mode === "none" ? h("p", {}, "The audit level for this request kept no content.")
     : mode === "digest" ? dl(parts.flatMap((c) => [["prompt SHA-256", c.prompt_sha256], ["response SHA-256", c.response_sha256]]))
