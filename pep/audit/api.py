@@ -41,6 +41,7 @@ from pep.audit.apicommon import (
     parse,
     reader_of,
     reading,
+    resolve_user,
     witness_checkpoints,
 )
 from pep.audit.checkpoints import DEFAULT_PUBLIC_KEY_NAME, SigningKeyError, load_public_key
@@ -81,6 +82,8 @@ async def events_handler(request: web.Request) -> web.Response:
     except QueryError as exc:
         raise BadRequest(str(exc), param="cursor", code="invalid_cursor") from exc
     await authorize_and_record(request, "events", {**params, **({"cursor": cursor} if cursor else {})})
+    q = await resolve_user(request, q)
+    positioned = dataclasses.replace(positioned, subjects=q.subjects)
     limit = q.limit or int(DEFAULT_PAGE)
     reader = reader_of(request)
     async with reading():
@@ -127,6 +130,7 @@ async def report_handler(request: web.Request) -> web.Response:
         raise BadRequest(f"by must be one of {', '.join(REPORT_GROUPS)}", param="by")
     q = parse(params)
     await authorize_and_record(request, "report", {**params, "by": by})
+    q = await resolve_user(request, q)
     async with reading():
         rows = await reader_of(request).report(q, by)
     return json_response({"object": "list", "by": by, "data": rows})

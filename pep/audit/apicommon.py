@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,6 +53,16 @@ def parse(params: dict[str, str], **defaults: Any) -> AuditQuery:
         return AuditQuery.from_params(values)
     except QueryError as exc:
         raise BadRequest(str(exc), code="invalid_filter") from exc
+
+
+async def resolve_user(request: web.Request, q: AuditQuery) -> AuditQuery:
+    """``user`` (subject or e-mail) as the subjects it names: itself and every subject seen
+    with that e-mail. Runs after the policy check, so it reveals nothing to a refused caller."""
+    if not q.user:
+        return q
+    async with reading():
+        others = await reader_of(request).subjects_with_email(q.user)
+    return dataclasses.replace(q, subjects=tuple(dict.fromkeys([q.user, *others])))
 
 
 async def authorize_and_record(request: web.Request, endpoint: str, params: dict[str, str]) -> None:

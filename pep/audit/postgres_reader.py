@@ -10,9 +10,9 @@ import orjson
 
 from pep.audit.checkpoints import Checkpoint
 from pep.audit.events import AuditUnavailable
-from pep.audit.overview_sql import decisions_sql, series_rows, series_sql
+from pep.audit.overview_sql import summarise, summary_sql
 from pep.audit.query import AuditQuery
-from pep.audit.reader import CHUNK
+from pep.audit.reader import CHUNK, MAX_SUBJECTS_PER_EMAIL
 from pep.audit.records import ALL_COLUMNS, StoredRecord
 from pep.audit.report_sql import assemble, report_sql
 
@@ -62,6 +62,17 @@ class PostgresAuditReader:
                                  *params)
         return int(rows[0]["n"])
 
+    async def subjects_with_email(self, email: str) -> list[str]:
+        found: list[str] = []
+        while len(found) < MAX_SUBJECTS_PER_EMAIL:
+            rows = await self._fetch(
+                f"SELECT subject FROM {self._s}.audit_records WHERE email = $1 AND subject > $2 "
+                "ORDER BY subject LIMIT 1", email, found[-1] if found else "")
+            if not rows:
+                break
+            found.append(str(rows[0]["subject"]))
+        return found
+
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("postgres")
         n = len(params)
@@ -107,12 +118,9 @@ class PostgresAuditReader:
         return assemble(by, [tuple(r) for r in await self._fetch(totals, *params)],
                         [tuple(r) for r in await self._fetch(reasons, *params)])
 
-    async def overview(self, q: AuditQuery, bucket: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        table = f"{self._s}.audit_records"
-        sql, params = series_sql(q, bucket, "postgres", table)
-        series = series_rows([tuple(r) for r in await self._fetch(sql, *params)])
-        sql, params = decisions_sql(q, "postgres", table)
-        return series, {str(r[0]): int(r[1]) for r in await self._fetch(sql, *params)}
+    async def summary(self, q: AuditQuery, bucket: str) -> dict[str, Any]:
+        sql, params = summary_sql(q, bucket, "postgres", f"{self._s}.audit_records")
+        return summarise([tuple(r) for r in await self._fetch(sql, *params)])
 
     async def close(self) -> None:
         if self._pool is not None:

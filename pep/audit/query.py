@@ -36,6 +36,10 @@ class AuditQuery:
     # Keyset position (exclusive), set from a validated cursor, never from a raw parameter.
     before_seq: int | None = None
     after_seq: int | None = None
+    # ``user`` resolved by the reader (pep.audit.apicommon.resolve_user): the subject itself
+    # plus every subject seen with that e-mail, so one indexed ``subject`` range serves the
+    # list, newest first, without an OR across two indexes and a sort.
+    subjects: tuple[str, ...] | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> AuditQuery:
@@ -80,7 +84,11 @@ class AuditQuery:
             return "?" if style == "sqlite" else f"${len(params)}"
 
         clauses: list[str] = []
-        if self.user:
+        if self.subjects is not None:
+            marks = [p(v) for v in self.subjects]
+            clauses.append(f"subject = {marks[0]}" if len(marks) == 1
+                           else f"subject IN ({', '.join(marks)})")
+        elif self.user:
             a, b = p(self.user), p(self.user)
             clauses.append(f"(subject = {a} OR email = {b})")
         if self.team:
@@ -101,7 +109,8 @@ class AuditQuery:
             clauses.append(f"time >= {p(self.since)}")
         if self.until:
             clauses.append(f"time < {p(self.until)}")
-        if self.reason:
+        if self.reason:  # a deny's reason code: only denials are searched (indexed decision)
+            clauses.append("decision = 'deny'")
             if style == "sqlite":
                 clauses.append("EXISTS (SELECT 1 FROM json_each(COALESCE(json_extract(body, "
                                "'$.decision.reasons'), '[]')) WHERE json_extract(value, '$.code') "
@@ -131,5 +140,5 @@ class AuditQuery:
         return {k: v for k, v in self.as_params().items() if k not in ("limit", "order")}
 
 
-_INTERNAL = frozenset({"before_seq", "after_seq"})
+_INTERNAL = frozenset({"before_seq", "after_seq", "subjects"})
 _CODE = re.compile(r"[A-Za-z0-9._-]{1,128}")

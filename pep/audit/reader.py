@@ -18,12 +18,13 @@ import orjson
 from pep.audit.checkpoints import Checkpoint
 from pep.audit.events import AuditUnavailable
 from pep.audit.factory import is_postgres, sqlite_path
-from pep.audit.overview_sql import decisions_sql, series_rows, series_sql
+from pep.audit.overview_sql import summarise, summary_sql
 from pep.audit.query import AuditQuery
 from pep.audit.records import ALL_COLUMNS, StoredRecord
 from pep.audit.report_sql import assemble, report_sql
 
 CHUNK = 2000
+MAX_SUBJECTS_PER_EMAIL = 20
 _COLS = ", ".join(ALL_COLUMNS)
 
 
@@ -36,6 +37,10 @@ class AuditReader(Protocol):
 
     async def count(self, q: AuditQuery) -> int:
         """How many records match (the list views' totals)."""
+        ...
+
+    async def subjects_with_email(self, email: str) -> list[str]:
+        """The subjects seen with this e-mail (a few at most; index skip-scan)."""
         ...
 
     def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
@@ -62,8 +67,9 @@ class AuditReader(Protocol):
         """Aggregated by the database (see pep.audit.report_sql)."""
         ...
 
-    async def overview(self, q: AuditQuery, bucket: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """Requests per time bucket and per decision (see pep.audit.overview_sql)."""
+    async def summary(self, q: AuditQuery, bucket: str) -> dict[str, Any]:
+        """Requests per time bucket, decision, team, model and user, with totals
+        (pep.audit.overview_sql)."""
         ...
 
     async def close(self) -> None: ...
@@ -130,6 +136,17 @@ class SqliteAuditReader:
         assert isinstance(n, int)
         return n
 
+    async def subjects_with_email(self, email: str) -> list[str]:
+        found: list[str] = []
+        while len(found) < MAX_SUBJECTS_PER_EMAIL:
+            rows = await self._fetch(
+                "SELECT subject FROM audit_records WHERE email = ? AND subject > ? "
+                "ORDER BY subject LIMIT 1", (email, found[-1] if found else ""))
+            if not rows:
+                break
+            found.append(str(rows[0][0]))
+        return found
+
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("sqlite")
         after = -1
@@ -175,11 +192,9 @@ class SqliteAuditReader:
         totals, reasons, params = report_sql(q, by, "sqlite", "audit_records")
         return assemble(by, await self._fetch(totals, params), await self._fetch(reasons, params))
 
-    async def overview(self, q: AuditQuery, bucket: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        sql, params = series_sql(q, bucket, "sqlite", "audit_records")
-        series = series_rows(await self._fetch(sql, params))
-        sql, params = decisions_sql(q, "sqlite", "audit_records")
-        return series, {str(k): int(n) for k, n in await self._fetch(sql, params)}  # type: ignore[call-overload]
+    async def summary(self, q: AuditQuery, bucket: str) -> dict[str, Any]:
+        sql, params = summary_sql(q, bucket, "sqlite", "audit_records")
+        return summarise(await self._fetch(sql, params))
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -29,6 +29,7 @@ from pep.audit.apicommon import (
     parse,
     reader_of,
     reading,
+    resolve_user,
     witness_checkpoints,
 )
 from pep.audit.bundle import BundleError, build_bundle
@@ -39,24 +40,6 @@ from pep.audit.records import StoredRecord
 from pep.errors import BadRequest, NotFound
 
 TOP = 10
-_SUMMED = ("requests", "allowed", "denied", "errors", "rejected", "tokens_in", "tokens_out",
-           "cost_usd", "cache_hits", "saved_cost_usd")
-
-
-def _totals(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """report rows (per key and day) summed per key, most requests first."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        slot = out.setdefault(row[key], {key: row[key], **dict.fromkeys(_SUMMED, 0),
-                                         "denies_by_reason": {}})
-        for name in _SUMMED:
-            slot[name] += row[name]
-        for code, n in row["denies_by_reason"].items():
-            slot["denies_by_reason"][code] = slot["denies_by_reason"].get(code, 0) + n
-    for slot in out.values():
-        slot["cost_usd"] = round(slot["cost_usd"], 6)
-        slot["saved_cost_usd"] = round(slot["saved_cost_usd"], 6)
-    return sorted(out.values(), key=lambda r: (-r["requests"], str(r[key])))
 
 
 def denial(rec: StoredRecord) -> dict[str, Any]:
@@ -91,22 +74,21 @@ async def overview_handler(request: web.Request) -> web.Response:
         raise BadRequest("bucket must be day or hour", param="bucket", code="invalid_filter")
     q = parse(params)
     await authorize_and_record(request, "overview", {**params, "bucket": bucket})
+    q = await resolve_user(request, q)
     reader = reader_of(request)
     async with reading():
-        series, decisions = await reader.overview(q, bucket)
-        teams = _totals(await reader.report(q, "team"), "team")
-        models = _totals(await reader.report(q, "model"), "model")
-        users = _totals(await reader.report(q, "user"), "user")
+        summary = await reader.summary(q, bucket)
         recent = await _denials(q, request, TOP)
         checkpoints = await reader.checkpoints()
     last = checkpoints[-1].payload if checkpoints else None
+    users = summary.pop("by_user")
+    t = summary.pop("totals")
     return json_response({
         "object": "audit.overview", "bucket": bucket, "filters": q.filters(),
-        "totals": {name: sum(s[name] for s in series)
-                   for name in ("requests", "denied", "errors", "tokens")}
-        | {"cost_usd": round(sum(s["cost_usd"] for s in series), 6)},
-        "series": series, "by_decision": decisions, "by_team": teams, "by_model": models,
-        "top_users": users[:TOP], "users": len(users), "recent_denials": recent,
+        "totals": {"requests": t["requests"], "denied": t["denied"],
+                   "errors": t["errors"] + t["rejected"],
+                   "tokens": t["tokens_in"] + t["tokens_out"], "cost_usd": t["cost_usd"]},
+        **summary, "top_users": users[:TOP], "users": len(users), "recent_denials": recent,
         "trail": {"checkpoints": len(checkpoints), "last_checkpoint": None if last is None else {
             "seq": last.get("seq"), "time": last.get("time"), "kind": last.get("kind"),
             "age_s": _age_s(last.get("time"))}},
@@ -119,24 +101,20 @@ async def person_handler(request: web.Request) -> web.Response:
         raise BadRequest("user is required (subject or e-mail)", param="user")
     q = parse(params)
     await authorize_and_record(request, "person", params)
+    q = await resolve_user(request, q)
     reader = reader_of(request)
     async with reading():
         latest = await reader.query(dataclasses.replace(q, order="desc", limit=1))
-        models = _totals(await reader.report(q, "model"), "model")
-        days = await reader.report(q, "user")
+        summary = await reader.summary(q, "day")
         denials = await _denials(q, request, 50)
     who = (latest[0].doc().get("who") or {}) if latest else {}
-    totals = {name: sum(m[name] for m in models) for name in _SUMMED}
-    totals["cost_usd"] = round(totals["cost_usd"], 6)
-    totals["saved_cost_usd"] = round(totals["saved_cost_usd"], 6)
     return json_response({
         "object": "audit.person", "user": params["user"], "found": bool(latest),
+        "subjects": list(q.subjects or ()),
         "who": {k: who.get(k) for k in ("subject", "email", "name", "issuer", "groups", "teams",
                                          "client_id", "kind")},
         "last_seen": latest[0].index.get("time") if latest else None,
-        "totals": totals, "models": models,
-        "days": [{k: d[k] for k in ("day", "requests", "denied", "errors", "tokens_in",
-                                    "tokens_out", "cost_usd")} for d in days],
+        "totals": summary["totals"], "models": summary["by_model"], "days": summary["series"],
         "denials": denials,
     })
 
@@ -179,6 +157,7 @@ def _export_handler(fmt: str) -> Callable[[web.Request], Any]:
         params = params_of(request, FILTERS)
         q = parse(params)
         await authorize_and_record(request, f"export.{fmt}", params)
+        q = await resolve_user(request, q)
         records = reader_of(request).matching(q)
         async with reading():
             first = await anext(records, None)  # fail with 503 before headers are sent
