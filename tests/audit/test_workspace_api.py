@@ -5,6 +5,7 @@ set, the overview, the person view and the evidence bundle."""
 from __future__ import annotations
 
 import csv
+import sqlite3
 import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -251,3 +252,84 @@ async def test_workspace_endpoints_refuse_a_non_auditor(tmp_path: Path) -> None:
                 resp = await s.get(gw.url + path,
                                    headers={"Authorization": f"Bearer {gw.token('alice')}"})
                 assert resp.status == 403, path
+
+
+WORKSPACE_INDEXES = {"audit_records_person", "audit_records_email", "audit_records_event",
+                     "audit_records_decision", "audit_records_model", "audit_records_served"}
+
+
+async def test_an_existing_store_gains_the_workspace_indexes_on_start(
+    tmp_path: Path, store: dict[str, Any]
+) -> None:
+    """A trail written by an older gateway (only the old (subject, seq) index) is upgraded the
+    next time a gateway opens it, and its first page is then served from the new index."""
+    import asyncpg
+
+    await fill(store, tmp_path / "gw-data")
+    if store["store"].startswith("sqlite"):
+        db = tmp_path / "audit.db"
+
+        def indexes() -> set[str]:
+            with sqlite3.connect(db) as conn:
+                return {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+        with sqlite3.connect(db) as conn:  # back to the old layout
+            for name in WORKSPACE_INDEXES:
+                conn.execute(f"DROP INDEX {name}")
+            conn.execute("CREATE INDEX audit_records_subject ON audit_records (subject, seq)")
+        before = indexes()
+    else:
+        schema = store["pg_schema"]
+
+        async def pg_indexes() -> set[str]:
+            conn = await asyncpg.connect(store["store"])
+            try:
+                return {r["indexname"] for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)}
+            finally:
+                await conn.close()
+
+        conn = await asyncpg.connect(store["store"])
+        try:
+            for name in WORKSPACE_INDEXES:
+                await conn.execute(f'DROP INDEX "{schema}".{name}')
+            await conn.execute(
+                f'CREATE INDEX audit_records_subject ON "{schema}".audit_records (subject, seq)')
+        finally:
+            await conn.close()
+        before = await pg_indexes()
+    assert "audit_records_subject" in before and not before & WORKSPACE_INDEXES
+    async with running_gateway(tmp_path, config={"audit": store}) as gw:
+        status, page = await get(gw, "/audit/v1/events", user="alice", limit="5")
+        assert status == 200 and page["total"] == 2 * ALICE
+    after = indexes() if store["store"].startswith("sqlite") else await pg_indexes()
+    assert WORKSPACE_INDEXES <= after and "audit_records_subject" not in after
+
+
+def test_a_persons_first_page_and_total_are_index_range_scans_on_sqlite(tmp_path: Path) -> None:
+    """No timing asserted: the query plan of the list's page and total (as the API builds
+    them for user=alice with reads hidden) walks the (subject, seq, event) index, newest first,
+    with no sort and no table scan."""
+    import asyncio
+    import dataclasses
+
+    from pep.audit.pages import apply_cursor, encode_cursor
+    from pep.audit.query import AuditQuery
+
+    asyncio.run(fill({"store": f"sqlite:///{tmp_path / 'audit.db'}"}, tmp_path / "gw-data"))
+    q = AuditQuery(user="alice", subjects=("alice",), hide_reads=True, order="desc", limit=51)
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        for query in (q, apply_cursor(q, encode_cursor(q, 100))):
+            where, params = query.where("sqlite")
+            for sql in (f"SELECT * FROM audit_records WHERE {where} ORDER BY seq DESC LIMIT 51",
+                        f"SELECT COUNT(*) FROM audit_records WHERE {where}"):
+                plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+                assert "USING COVERING INDEX audit_records_person" in plan or (
+                    "USING INDEX audit_records_person" in plan), plan
+                assert "TEMP B-TREE" not in plan and "SCAN audit_records" not in plan, plan
+        deny = dataclasses.replace(q, subjects=None, user=None, reason="model_not_allowed")
+        where, params = deny.where("sqlite")
+        plan = " | ".join(r[3] for r in conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT * FROM audit_records WHERE {where} ORDER BY seq DESC", params))
+        assert "audit_records_decision" in plan and "SCAN audit_records" not in plan, plan
