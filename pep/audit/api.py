@@ -111,10 +111,17 @@ async def verify_handler(request: web.Request) -> web.Response:
             except SigningKeyError:
                 continue
             break
-    async with reading():
-        report = await verify_trail(reader_of(request), public_keys=keys,
-                                    extra_checkpoints=witness_checkpoints(request),
-                                    since=q.since, until=q.until)
+    # Its own reader: a full verification reads every record, and the shared reader's one
+    # SQLite connection would hold every other auditor's page behind it meanwhile.
+    reader = open_reader(store_url(settings.audit, settings.server.data_dir),
+                         pg_schema=settings.audit.pg_schema)
+    try:
+        async with reading():
+            report = await verify_trail(reader, public_keys=keys,
+                                        extra_checkpoints=witness_checkpoints(request),
+                                        since=q.since, until=q.until)
+    finally:
+        await reader.close()
     bus = request.app.get(appkeys.EVENTS)
     if bus is not None and not report.valid and report.error is not None:
         brk = report.error

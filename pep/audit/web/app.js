@@ -30,7 +30,7 @@ async function verify(force) {
       ? "chain: valid (" + report.records + " records, " + report.checkpoints_verified + " checkpoints)"
       : "chain: INVALID — " + report.error.kind + " at seq " + report.error.seq + ": " + report.error.message;
     return report;
-  }, (e) => { badge.textContent = "chain: " + e.message; verifying = null; return null; });
+  }, (e) => { badge.dataset.state = "error"; badge.textContent = "chain: " + e.message; verifying = null; return null; });
   return verifying;
 }
 
