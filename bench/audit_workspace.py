@@ -226,13 +226,47 @@ async def run_store(name: str, audit: dict[str, Any], docs: list[dict[str, Any]]
             print(f"  {label:<40} {ms:8.1f} ms")
 
 
+async def write_cost(records: int) -> None:
+    """CPU per appended record (SQLite, all threads of this process) with and without the
+    workspace's indexes: what they add to every request's audit write."""
+    import re
+
+    import pep.audit.sqlite_store as sqlite_store
+    from pep.audit import sqlite_schema
+
+    docs = events(records)[:records]
+    lean = re.sub(r"DROP INDEX IF EXISTS audit_records_subject;\n", "", sqlite_schema.SCHEMA)
+    lean = re.sub(r"CREATE INDEX IF NOT EXISTS audit_records_(person|email|event|decision|model|"
+                  r"served) ON [^;]*;\n", "", lean)
+    lean = lean.replace("-- The auditor", "CREATE INDEX IF NOT EXISTS audit_records_subject ON "
+                        "audit_records (subject, seq);\n-- The auditor")
+    print(f"\nwrite cost, SQLite, {len(docs):,} records appended in batches of 2,000:")
+    for label, schema in (("without the workspace indexes", lean),
+                          ("with them", sqlite_schema.SCHEMA)):
+        sqlite_store.SCHEMA = schema  # type: ignore[attr-defined]
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = AuditSettings(store=f"sqlite:///{Path(tmp) / 'audit.db'}",
+                                     checkpoint_every_s=3600.0, seal_idle_s=3600.0)
+            cpu = time.process_time()
+            secs = await fill(settings, Path(tmp), docs)
+            cpu = time.process_time() - cpu
+        print(f"  {label:<32} {cpu / len(docs) * 1e6:6.1f} us CPU per record, "
+              f"{len(docs) / secs:,.0f} records/s")
+    sqlite_store.SCHEMA = sqlite_schema.SCHEMA  # type: ignore[attr-defined]
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=100_000, help="alice's records")
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--write-cost", type=int, metavar="N", default=0,
+                    help="only measure the indexes' cost per appended record over N records")
     args = ap.parse_args()
+    if args.write_cost:
+        await write_cost(args.write_cost)
+        return
     docs = events(args.records)
     print(f"trail: {len(docs):,} records, alice {args.records:,} of them; "
           f"machine: {os.cpu_count()} CPUs (shared: wall-clock figures are noisy)")

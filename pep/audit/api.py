@@ -1,6 +1,6 @@
 """Read-only auditor HTTP API and the auditor workspace (web page).
 
-    GET /audit/                     the workspace (static HTML + JS modules; data needs a token)
+    GET /audit/                     the workspace (static HTML + JS modules; sign-in: pep/workspace)
     GET /audit/v1/events            records, newest first, one page at a time: filters (user,
                                     team, model, decision, event, reason, api, request_id, since,
                                     until, reads=hide|show), limit, order, cursor; answers with
@@ -13,7 +13,8 @@
     GET /audit/v1/bundle            one user's records with their completeness proof
     GET /audit/v1/export.csv|.jsonl|.ocsf.jsonl   exactly the filtered set, streamed
 
-Every API call is authorised like a model call: bearer token -> policy with
+Every API call is authorised like a model call: bearer token (or a workspace session's, with
+its CSRF token: pep/workspace/routes.py) -> policy with
 ``request.api = "audit.read"`` and ``request.params = {"endpoint": ..., <filters>}`` (so a
 policy can, say, let team leads read only their team). The read itself is then written to the
 trail as an ``audit.read`` record *before* any data is returned; if that record cannot be made
@@ -51,8 +52,9 @@ from pep.audit.pages import apply_cursor, encode_cursor
 from pep.audit.query import QueryError
 from pep.audit.reader import open_reader
 from pep.audit.verify import verify_trail
-from pep.audit.workspace import setup_workspace_routes
+from pep.audit.workspace import setup_view_routes
 from pep.errors import BadRequest
+from pep.workspace.routes import setup_workspace_routes
 
 __all__ = ["AUTHORIZE", "READER", "setup_audit_routes"]
 
@@ -175,7 +177,8 @@ def setup_audit_routes(app: web.Application, *, authorize: Authorize | None = No
     app.router.add_get("/audit/v1/events", events_handler)
     app.router.add_get("/audit/v1/verify", verify_handler)
     app.router.add_get("/audit/v1/report", report_handler)
-    setup_workspace_routes(app)
+    setup_view_routes(app)
+    setup_workspace_routes(app)  # before /audit/{name}: /audit/login is not a file
     app.router.add_get("/audit/", page_handler)
     app.router.add_get("/audit/{name:.+}", page_handler)
     app.router.add_get("/audit", _redirect)

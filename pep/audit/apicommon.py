@@ -68,8 +68,14 @@ async def resolve_user(request: web.Request, q: AuditQuery) -> AuditQuery:
 async def authorize_and_record(request: web.Request, endpoint: str, params: dict[str, str]) -> None:
     from pep.access import authorize as default_authorize
 
+    from pep.workspace.routes import session_credentials
+
     authorize = request.app.get(AUTHORIZE) or default_authorize
-    await authorize(request, api="audit.read", params={"endpoint": endpoint, **params})
+    # A workspace session (cookie + CSRF token) or, for CLI/API clients, a bearer token:
+    # either way the same Principal, the same policy question, the same record.
+    credentials = await session_credentials(request)
+    await authorize(request, api="audit.read", params={"endpoint": endpoint, **params},
+                    credentials=credentials)
     from pep.auditing import event
     from pep.steps import audit, exchange_for
 

@@ -181,7 +181,7 @@ def _export_handler(fmt: str) -> Callable[[web.Request], Any]:
     return handler
 
 
-def setup_workspace_routes(app: web.Application) -> None:
+def setup_view_routes(app: web.Application) -> None:
     app.router.add_get("/audit/v1/overview", overview_handler)
     app.router.add_get("/audit/v1/person", person_handler)
     app.router.add_get("/audit/v1/bundle", bundle_handler)

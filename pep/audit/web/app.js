@@ -1,7 +1,9 @@
 // regogate auditor workspace: plain JS modules, no build step. The view and its filters live
 // in the query string (/audit/?view=records&user=alice...), so every screen is a shareable
-// URL; links are real <a href> elements and a plain click navigates in-page.
-import { getJSON, hasCredentials, setToken, takeFragmentToken } from "./lib/api.js";
+// URL; links are real <a href> elements and a plain click navigates in-page. Sign-in and the
+// session are session.js's business.
+import { currentUser, mountSessionHeader } from "./session.js";
+import { getJSON } from "./lib/api.js";
 import * as overview from "./views/overview.js";
 import * as person from "./views/person.js";
 import * as records from "./views/records.js";
@@ -52,21 +54,21 @@ async function render(moveFocus) {
   main.replaceChildren();
   delete main.dataset.ready;
   main.dataset.view = name;
-  if (!hasCredentials()) {
+  if (!(await currentUser())) {
     main.dataset.ready = "signed-out";
-    say("paste an auditor's bearer token to start");
+    say("Sign in to read the audit trail.");
     return;
   }
   say("loading…");
   try {
     await VIEWS[name].render(main, params, ctx);
     main.dataset.ready = "true";
+    if (name !== "overview") verify();  // once per page load (cached), the badge re-checks
   } catch (e) {
-    main.dataset.ready = "error";
-    say(e.message, true);
+    main.dataset.ready = e.status === 401 ? "signed-out" : "error";
+    if (e.status !== 401) say(e.message, true);  // 401: the session handler has said why
   }
   if (moveFocus) main.focus();
-  if (name !== "overview") verify();
 }
 
 document.addEventListener("click", (ev) => {
@@ -81,12 +83,16 @@ document.addEventListener("click", (ev) => {
 });
 window.addEventListener("popstate", () => render(true));
 $("#chain").addEventListener("click", () => verify(true));
-$("#use-token").addEventListener("click", () => {
-  setToken($("#token").value.trim());
-  $("#token").value = "";
-  verifying = null;
-  render(false);
+mountSessionHeader($("#auth"));
+document.addEventListener("regogate:session", (ev) => {
+  if (ev.detail && !ev.detail.signed_in) {  // signed out or expired: nothing stays on screen
+    main.replaceChildren();
+    main.dataset.ready = "signed-out";
+    verifying = null;
+    $("#chain").dataset.state = "unknown";
+    $("#chain").textContent = "chain: not checked";
+    const expired = ev.detail.reason === "expired";
+    say(expired ? "Your session has expired: sign in again." : "Sign in to read the audit trail.", expired);
+  }
 });
-
-takeFragmentToken();
 render(false);

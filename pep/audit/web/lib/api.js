@@ -1,20 +1,6 @@
-// Calls to /audit/v1. The credential stays in this page's memory: the bearer token is taken
-// from the paste field or the URL fragment (#token=..., never sent to a server) and sent only
-// as "Authorization: Bearer".
-
-let token = "";
-
-export function setToken(t) { token = t || ""; }
-export function hasCredentials() { return token !== ""; }
-
-export function takeFragmentToken() {
-  const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-  const t = params.get("token");
-  if (t) {
-    token = t;
-    history.replaceState(history.state, "", window.location.pathname + window.location.search);
-  }
-}
+// Calls to /audit/v1 through the workspace session (session.js: the HttpOnly session cookie
+// plus the CSRF header; the page never holds a token).
+import { apiFetch } from "../session.js";
 
 export function qs(params) {
   const q = new URLSearchParams();
@@ -24,14 +10,7 @@ export function qs(params) {
 }
 
 export async function call(path, params) {
-  if (!token) {
-    const err = new Error("paste an auditor's bearer token first");
-    err.status = 401;
-    throw err;
-  }
-  const resp = await fetch(path + qs(params), {
-    headers: { Authorization: "Bearer " + token }, cache: "no-store",
-  });
+  const resp = await apiFetch(path + qs(params));
   if (!resp.ok) {
     let msg = resp.status + " " + resp.statusText;
     try { const body = await resp.json(); msg = resp.status + ": " + body.error.message; } catch (e) { /* not JSON */ }
@@ -46,7 +25,8 @@ export async function getJSON(path, params) {
   return (await call(path, params)).json();
 }
 
-// A file from the API saved by the browser (the token cannot ride on a plain link).
+// A file from the API saved by the browser: fetched with the CSRF header (which a plain link
+// cannot carry), then handed to the browser as a download.
 export async function download(path, params, filename) {
   const blob = await (await call(path, params)).blob();
   const a = document.createElement("a");
