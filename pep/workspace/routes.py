@@ -39,7 +39,7 @@ from pep.principal import Principal
 from pep.steps import audit, exchange_for, refuse_ambiguous_credentials
 from pep.workspace.cookie import LOGIN_COOKIE, SESSION_COOKIE, session_cookie
 from pep.workspace.oidc import RelyingParty, SignInError
-from pep.workspace.sessions import Expired, Session, SessionStore
+from pep.workspace.sessions import Expired, Session, SessionStore, open_session_store
 
 CSRF_HEADER = "X-CSRF-Token"
 _PAGE_HEADERS = {
@@ -65,9 +65,7 @@ class Workspace:
         issuer = next((i for i in issuers if i.issuer == ws.issuer), issuers[0])
         self.issuer = issuer.issuer
         self.issuer_name = ws.issuer_name or URL(issuer.issuer).host or issuer.issuer
-        self.sessions = SessionStore(idle_s=ws.session_idle_s, max_s=ws.session_max_s,
-                                     max_sessions=ws.max_sessions,
-                                     login_timeout_s=ws.login_timeout_s, clock=clock)
+        self.sessions: SessionStore = open_session_store(ws, clock)
         self.rp: RelyingParty | None = None
         if ws.client_id is not None:
             self.rp = RelyingParty(ws, issuer, settings.identity, app[appkeys.HTTP_SESSION])
@@ -166,7 +164,7 @@ async def _record_failure(request: web.Request, err: GatewayError) -> None:
 async def live_session(request: web.Request, cookie: str) -> Session:
     """The session the cookie names; 401 (recorded as ``auth.failure``) when there is none."""
     try:
-        session = _workspace(request).sessions.get(cookie) if cookie else None
+        session = await _workspace(request).sessions.get(cookie) if cookie else None
     except Expired:
         err = Unauthorized("the workspace session has expired; sign in again",
                            code="session_expired")
@@ -212,10 +210,13 @@ async def login(request: web.Request) -> web.StreamResponse:
                     " only on loopback addresses.</p>")
     try:
         endpoint = (await ws.rp.endpoints()).authorization
+        login_id, pending = await ws.sessions.start_login(redirect_uri)
     except SignInError as exc:
         return page(exc.status, "The identity provider is unavailable",
                     f"<p id=reason>{html.escape(exc.message)}</p>")
-    login_id, pending = ws.sessions.start_login(redirect_uri)
+    except GatewayError as exc:  # the session store (503)
+        return page(exc.status, "Sign-in is unavailable",
+                    f"<p id=reason>{html.escape(exc.message)}</p>")
     resp = web.Response(status=302, headers={"Location": ws.rp.authorization_url(endpoint, pending),
                                              "Cache-Control": "no-store"})
     _set_cookie(resp, request, LOGIN_COOKIE, login_id, path="/audit/callback", samesite="Lax",
@@ -271,7 +272,7 @@ async def _complete_sign_in(request: web.Request, ws: Workspace) -> web.StreamRe
     if ws.rp is None:
         raise SignInError(503, "sign_in_disabled", "sign-in is not configured")
     q = _callback_params(request)
-    pending = ws.sessions.take_login(request.cookies.get(LOGIN_COOKIE, ""))
+    pending = await ws.sessions.take_login(request.cookies.get(LOGIN_COOKIE, ""))
     if pending is None:
         raise SignInError(400, "login_state_missing",
                           "this sign-in was not started in this browser, was already used,"
@@ -297,7 +298,7 @@ async def _complete_sign_in(request: web.Request, ws: Workspace) -> web.StreamRe
     if principal.sub != id_claims["sub"] or principal.issuer != id_claims["iss"]:
         raise SignInError(401, "subject_mismatch",
                           "the ID token and the access token name different users")
-    session_id, session = ws.sessions.create(
+    session_id, session = await ws.sessions.create(
         access_token=tokens.access_token, token_exp=principal.expires_at,
         subject=principal.sub, issuer=principal.issuer, name=principal.name,
         email=principal.email)
@@ -307,7 +308,7 @@ async def _complete_sign_in(request: web.Request, ws: Workspace) -> web.StreamRe
                                    extra={"session_expires_at": int(session.expires_at)}),
                     required=True)
     except GatewayError:
-        ws.sessions.delete(session_id)  # no record, no session: fail closed
+        await ws.sessions.delete(session_id)  # no record, no session: fail closed
         raise
     resp = web.Response(status=303, headers={"Location": "/audit/", "Cache-Control": "no-store"})
     _set_cookie(resp, request, SESSION_COOKIE, session_id, path="/audit", samesite="Strict",
@@ -324,7 +325,7 @@ async def session_status(request: web.Request) -> web.Response:
     if cookie is None:
         return _json(anonymous)
     try:
-        session = ws.sessions.get(cookie) if cookie else None
+        session = await ws.sessions.get(cookie) if cookie else None
         reason = "unknown"
     except Expired:
         session, reason = None, "expired"
@@ -343,7 +344,7 @@ async def logout(request: web.Request) -> web.Response:
     check_csrf(request, session)
     assert cookie is not None
     ws = _workspace(request)
-    ws.sessions.delete(cookie)
+    await ws.sessions.delete(cookie)
     x = exchange_for(request)
     x.principal = _principal(session)
     await audit(request, event("session.logout", x, status=200), required=False)
@@ -355,8 +356,12 @@ async def logout(request: web.Request) -> web.Response:
 def setup_workspace_routes(app: web.Application,
                            clock: Callable[[], float] = time.time) -> None:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        app[WORKSPACE] = Workspace(app, clock)
-        yield
+        workspace = Workspace(app, clock)
+        app[WORKSPACE] = workspace
+        try:
+            yield
+        finally:
+            await workspace.sessions.close()
 
     app.cleanup_ctx.append(ctx)
     app.router.add_get("/audit/login", login)

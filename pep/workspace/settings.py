@@ -29,6 +29,19 @@ class WorkspaceSettings(Frozen):
     max_sessions: int = Field(10_000, gt=0)
     # How long a started sign-in may take at the IdP.
     login_timeout_s: float = Field(600.0, gt=0)
+    # "memory" (this process only) or redis://... (shared by every worker and replica).
+    session_store: str = "memory"
+    redis_password: SecretStr | None = None
+    redis_key_prefix: str = "regogate:ws:"
+    redis_timeout_s: float = Field(2.0, gt=0)
+
+    @field_validator("session_store")
+    @classmethod
+    def _store(cls, store: str) -> str:
+        if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("session_store must be memory or a redis://, rediss:// or"
+                             " unix:// URL")
+        return store
 
     @field_validator("redirect_uri")
     @classmethod

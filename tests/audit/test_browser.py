@@ -20,6 +20,11 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 @pytest.fixture
 def chromium() -> str:
+    return need_chromium()
+
+
+def need_chromium() -> str:
+    """Debian's chromium, or skip (fail with REGOGATE_REQUIRE_SERVICES=1)."""
     if not Path(CHROMIUM).exists():
         msg = f"{CHROMIUM} is missing (apt-get install -y chromium)"
         if services_required():

@@ -21,11 +21,16 @@ from pep.workspace.routes import WORKSPACE
 from tests.audit.workspace import sign_in
 from tests.harness import Gateway, running_gateway
 
-from .test_browser import ARGS, chromium  # noqa: F401 - the fixture
+from .test_browser import ARGS, need_chromium
 
 pytestmark = pytest.mark.browser
 
 DOC_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+@pytest.fixture(name="chromium")
+def _chromium() -> str:
+    return need_chromium()
 
 
 async def shot(page: Any, tmp_path: Path, name: str) -> None:
