@@ -333,3 +333,25 @@ def test_a_persons_first_page_and_total_are_index_range_scans_on_sqlite(tmp_path
         plan = " | ".join(r[3] for r in conn.execute(
             f"EXPLAIN QUERY PLAN SELECT * FROM audit_records WHERE {where} ORDER BY seq DESC", params))
         assert "audit_records_decision" in plan and "SCAN audit_records" not in plan, plan
+
+
+async def test_only_the_workspace_files_are_served_and_all_with_the_strict_policy(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(tmp_path) as gw, aiohttp.ClientSession() as s:
+        for path, kind in (("/audit/", "text/html"), ("/audit/app.js", "text/javascript"),
+                           ("/audit/views/records.js", "text/javascript"),
+                           ("/audit/vendor/uplot/uPlot.esm.js", "text/javascript"),
+                           ("/audit/vendor/uplot/uPlot.min.css", "text/css")):
+            resp = await s.get(gw.url + path)
+            assert resp.status == 200 and resp.content_type == kind, path
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert "unsafe-inline" not in resp.headers["Content-Security-Policy"]
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        for path in ("/audit/vendor/README.md", "/audit/vendor/uplot/LICENSE",
+                     "/audit/views/../../api.py", "/audit/vendor/uplot/..",
+                     "/audit/a/b/c/d.js", "/audit/nothing.js"):
+            resp = await s.get(gw.url + path)
+            assert resp.status == 404, path
+        html = await (await s.get(gw.url + "/audit/")).text()
+        assert "<script>" not in html and "style=" not in html
