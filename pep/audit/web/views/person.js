@@ -30,7 +30,10 @@ function requestItem(g) {
 export async function render(main, params, ctx) {
   const user = params.get("user");
   if (!user) { main.append(h("p", {}, "No user given.")); return; }
-  const doc = await getJSON("/audit/v1/person", { user });
+  // Both at once: the page of records does not wait for the totals (PostgreSQL runs them in
+  // parallel; SQLite's one reader connection takes them in turn).
+  const [doc, page] = await Promise.all([getJSON("/audit/v1/person", { user }),
+    getJSON("/audit/v1/events", { user, limit: "200", cursor: params.get("cursor") })]);
   const who = doc.who;
   main.append(h("h2", {}, "Person: ", who.subject || user, who.email && who.email !== who.subject ? ` (${who.email})` : ""));
   if (!doc.found) { main.append(h("p", {}, "No records for this user.")); ctx.say(""); return; }
@@ -55,7 +58,6 @@ export async function render(main, params, ctx) {
     table("Denials", ["time", "model", "reasons"], doc.denials.map((d) => row([
       requestLink(d.request_id, time(d.time)), d.model || d.api || "",
       d.reasons.map((r) => r.code + (r.message ? " — " + r.message : "")).join("; ")])), { id: "person-denials" })));
-  const page = await getJSON("/audit/v1/events", { user, limit: "200", cursor: params.get("cursor") });
   const groups = groupByRequest(page.data);
   main.append(h("h3", {}, "Requests"), h("p", {}, `${num(page.total)} record(s); this page groups ${num(page.count)} into ${groups.length} request(s).`),
     h("ol", { id: "person-timeline", class: "timeline" }, groups.map(requestItem)),
