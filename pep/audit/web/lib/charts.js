@@ -35,7 +35,7 @@ export function timeChart(container, title, buckets, series, step) {
       scale: s.scale || "y",
     }))],
     axes: [{}, { scale: "y" }, ...(series.some((s) => s.scale === "usd")
-      ? [{ scale: "usd", side: 1, grid: { show: false }, values: (u, v) => v.map((x) => "$" + x.toFixed(4)), size: 70 }] : [])],
+      ? [{ scale: "usd", side: 1, grid: { show: false }, values: (u, v) => v.map((x) => "$" + (x && Math.abs(x) < 0.01 ? x.toPrecision(2) : x.toFixed(2))), size: 70 }] : [])],
   };
   return new uPlot(opts, data, container);
 }
