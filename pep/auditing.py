@@ -151,6 +151,8 @@ def event(
         for f in x.findings:
             counts[f.type] = counts.get(f.type, 0) + 1
         doc["extra"] = {**doc["extra"], "findings": counts}
+    if x.mcp is not None:
+        doc["extra"] = {**doc["extra"], "mcp": x.mcp}
     if x.decision is not None:
         doc["decision_id"] = x.decision.decision_id
         doc["decision"] = _decision(x)

@@ -27,7 +27,7 @@ class AuditQuery:
     since: str | None = None  # RFC 3339, inclusive
     until: str | None = None  # RFC 3339, exclusive
     reason: str | None = None  # a deny reason code (decision.reasons[].code)
-    api: str | None = None  # what.api: chat.completions, messages, audit.read, ...
+    api: str | None = None  # what.api: chat.completions, messages, mcp, audit.read, ...
     # Hide the auditors' own successful reads (event audit.read): the workspace's default,
     # so reading the trail does not flood it. Refused reads (policy.deny) always show.
     hide_reads: bool = False

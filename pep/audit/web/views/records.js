@@ -38,18 +38,26 @@ function form(filters, navigate) {
   return f;
 }
 
+// MCP records (what.api "mcp") name the server and the tool (or method) instead of a model.
+export function target(r) {
+  const what = r.what || {}, mcp = (r.extra || {}).mcp;
+  return what.api === "mcp" && mcp
+    ? "mcp:" + mcp.server + "/" + (mcp.tool || mcp.prompt || mcp.resource_uri || mcp.method || "")
+    : what.model_requested || "";
+}
+
 export function recordRow(r) {
   const who = r.who || {}, what = r.what || {}, out = r.outcome || {};
   const cat = category(r);
   const tokens = out.tokens_in != null ? out.tokens_in + "/" + out.tokens_out : "";
   return row([
     requestLink(r.request_id, time(r.time)), r.event, personLink(who, who.subject || who.email),
-    (who.teams || []).join(", "), what.model_requested || "", what.api || "", cat, reasons(r.decision),
+    (who.teams || []).join(", "), target(r), what.api || "", cat, reasons(r.decision),
     out.status, tokens, requestLink(r.request_id), r.chain ? r.chain.seq : "",
   ], { class: cat, dataset: { requestId: r.request_id, seq: r.chain ? r.chain.seq : "" } });
 }
 
-export const RECORD_HEADERS = ["time", "event", "user", "teams", "model", "api", "decision", "reasons",
+export const RECORD_HEADERS = ["time", "event", "user", "teams", "model / tool", "api", "decision", "reasons",
   "status", "tokens", "request id", "seq"];
 
 export function exportButtons(filters, say, label) {

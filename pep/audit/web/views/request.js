@@ -18,9 +18,11 @@ function whatSection(recs) {
   const what = Object.assign({}, ...recs.map((r) => r.what || {}));
   const out = Object.assign({}, ...recs.map((r) => r.outcome || {}));
   const cache = pick(recs, (r) => r.extra && r.extra.cache);
+  const mcp = pick(recs, (r) => r.extra && r.extra.mcp);
   const rerouted = what.model_served && what.model_requested && what.model_served !== what.model_requested;
   return h("section", { id: "req-what" }, h("h3", {}, "What"), dl([
     ["API", what.api], ["method", what.method && what.method + " " + (what.path || "")],
+    ["MCP", mcp ? [mcp.server, mcp.method, mcp.tool || mcp.prompt || mcp.resource_uri].filter(Boolean).join(" · ") : null],
     ["model requested", what.model_requested], ["model served", what.model_served],
     ["rerouted / fallback", rerouted ? `yes: ${what.model_requested} → ${what.model_served}` : (what.model_served ? "no" : null)],
     ["provider", what.provider], ["deployment", what.deployment], ["stream", what.stream == null ? null : String(what.stream)],
