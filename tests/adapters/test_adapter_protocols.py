@@ -56,3 +56,11 @@ async def test_embeddings_on_a_provider_without_the_capability_are_refused(
     assert e.value.code == "unsupported_operation" and e.value.param == "model"
     # Refused while translating, before anything was sent: no attempt, no deployment served.
     assert e.failure.attempts == [] and e.failure.served is None
+
+
+async def test_an_openai_compatible_provider_without_base_url_is_refused_at_startup(
+        session: aiohttp.ClientSession) -> None:
+    # No default URL: an OpenAI-compatible server is wherever the operator runs it.
+    with pytest.raises(ValueError, match="providers.local: openai_compatible needs base_url"):
+        Router({"local": ProviderSettings(kind="openai_compatible")},
+               {"llama": ModelSettings(provider="local", model="llama")}, session)
