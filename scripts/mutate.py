@@ -66,7 +66,7 @@ TARGETS: dict[str, Target] = {
     # The one validation step before policy (GUIDE.md 3.12): body, JSON, forbidden keys.
     "validation": Target(("pep/validation.py",),
                          ("tests/test_request.py", "tests/e2e/test_validation_e2e.py",
-                          "tests/e2e/test_bodies_e2e.py")),
+                          "tests/e2e/test_bodies_e2e.py", "tests/e2e/test_connections_e2e.py")),
 }
 
 

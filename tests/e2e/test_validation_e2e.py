@@ -262,3 +262,15 @@ async def test_the_policy_sees_the_dialect_and_api_the_request_came_in(
                                                             messages=MSG)
             body = error_body(an.value)["error"]
     assert shape in json.dumps(body), body
+
+
+async def test_the_media_type_and_empty_body_refusals_say_what_was_wrong(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        plain = await post(gw, "/v1/chat/completions", b"hello",
+                           headers={"Content-Type": "text/plain"})
+        empty = await post(gw, "/v1/chat/completions", b"")
+    assert plain[0] == 415 and plain[1]["error"]["message"] == (
+        "Content-Type must be application/json, got 'text/plain'")
+    assert empty[0] == 400 and empty[1]["error"] == {
+        "message": "request body is empty; a JSON object is required",
+        "type": "invalid_request_error", "param": None, "code": "invalid_request"}
