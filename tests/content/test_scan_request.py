@@ -54,7 +54,7 @@ def test_the_text_count_bounds_which_messages_get_joined_texts(
 
 def test_the_character_budget_counts_every_string_and_refuses_past_it() -> None:
     small = ContentInspector(ContentSettings(max_chars=20))
-    body = {"model": "m", "messages": [{"role": "user", "content": "a" * 10},
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "a" * 10},
                                        {"role": "user", "content": "b" * 10}]}
     assert small.scan_request(body, "chat.completions", 2).texts == ["a" * 10, "b" * 10]
     body["messages"].append({"role": "user", "content": "c"})
@@ -66,7 +66,7 @@ def test_the_character_budget_counts_every_string_and_refuses_past_it() -> None:
 def test_invisible_characters_are_reported_where_they_are_and_stripped_before_forwarding(
         inspector: ContentInspector) -> None:
     text = f"pay{ZWSP}{ZWSP}ment"
-    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": text}]}
     scan = inspector.scan_request(body, "chat.completions", 1)
     (inv,) = scan.findings
     assert (inv.type, inv.start, inv.end, inv.message_index) == ("invisible_text", 3, 3, 0)
