@@ -415,3 +415,37 @@ async def test_an_unsealed_record_names_why_it_is_suspicious(trail: Path) -> Non
         "unsealed", "checkpoint", 9, "records seq 9..9 are covered by no signed checkpoint and "
         "are older than the sealing interval: appended by someone without the signing key, or "
         "the gateway stopped sealing", "carol", "req_carol_8")
+
+
+def _checkpoint_times(trail: Path, seq: int) -> set[str]:
+    with db(trail) as conn:
+        rows = conn.execute("SELECT payload FROM audit_checkpoints").fetchall()
+    return {p["time"] for p in (orjson.loads(r[0]) for r in rows) if p["seq"] == seq}
+
+
+async def test_a_truncation_names_the_checkpoint_that_still_counts_the_records(
+        trail: Path) -> None:
+    times = _checkpoint_times(trail, 12)
+    error = await _tamper(trail, "DELETE FROM audit_records WHERE seq > 9")
+    assert error is not None and (error.kind, error.chain, error.seq) == ("truncated",
+                                                                         "checkpoint", 10)
+    assert error.message in {f"records seq 10..12 are missing: the checkpoint of {t} covers 12 "
+                             "records" for t in times}
+
+
+async def test_a_rewritten_chain_names_the_checkpoint_it_contradicts(trail: Path) -> None:
+    (time4,) = _checkpoint_times(trail, 4)
+    with db(trail) as conn:
+        recs = [load(conn, s) for s in range(1, len(ORDER) + 1)]
+        prev, heads = recs[0].hash, {recs[0].user_key: recs[0].hash}
+        for i, rec in enumerate(recs[1:], start=2):
+            body = forge_body(rec, model_served="rewritten") if i == 2 else rec.body
+            uprev = heads.get(rec.user_key)
+            h = record_hash(prev, rec.user_key, uprev, body.encode())
+            conn.execute("UPDATE audit_records SET body=?, hash=?, prev_hash=?, user_prev=?, "
+                         "model_served=? WHERE seq=?",
+                         (body, h, prev, uprev, index_fields(orjson.loads(body))["model_served"], i))
+            prev = heads[rec.user_key] = h
+    assert (await verify(trail)).error == Break(
+        "modified", "checkpoint", 4,
+        f"records up to seq 4 were rewritten: the checkpoint of {time4} signs a different head")
