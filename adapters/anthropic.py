@@ -268,3 +268,17 @@ def error_from_provider(
     code = provider_errors.json_code(data, ("error", "type"))
     return provider_errors.from_status("anthropic", status, hdrs, provider_code=code,
                                        body_bytes=len(data))
+
+
+class AnthropicAdapter:
+    """Chat and streaming over the Messages API (no embeddings API)."""
+
+    kind = "anthropic"
+    validate = staticmethod(validate)
+    to_provider = staticmethod(to_provider)
+    from_provider = staticmethod(from_provider)
+    stream_translator = StreamTranslator
+    error_from_provider = staticmethod(error_from_provider)
+
+
+ADAPTER = AnthropicAdapter()

@@ -53,3 +53,19 @@ def embeddings_to_provider(body: dict[str, Any], target: Target) -> UpstreamRequ
     out = {k: v for k, v in body.items() if k != "model"}
     return UpstreamRequest("POST", _url(target, "embeddings"), _headers(target),
                            orjson.dumps(out))
+
+
+class AzureOpenAIAdapter:
+    """OpenAI's responses; requests addressed by deployment."""
+
+    kind = "azure_openai"
+    validate = staticmethod(validate)
+    to_provider = staticmethod(to_provider)
+    from_provider = staticmethod(from_provider)
+    stream_translator = StreamTranslator
+    error_from_provider = staticmethod(error_from_provider)
+    embeddings_to_provider = staticmethod(embeddings_to_provider)
+    embeddings_from_provider = staticmethod(embeddings_from_provider)
+
+
+ADAPTER = AzureOpenAIAdapter()

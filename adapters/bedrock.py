@@ -283,3 +283,18 @@ def error_from_provider(
         token = kind.rsplit("#", 1)[-1] if isinstance(kind, str) else ""
     return provider_errors.from_status("bedrock", status, hdrs, provider_code=token,
                                        body_bytes=len(data))
+
+
+class BedrockAdapter:
+    """Chat and streaming over Converse; SigV4 credentials prepared once."""
+
+    kind = "bedrock"
+    validate = staticmethod(validate)
+    to_provider = staticmethod(to_provider)
+    from_provider = staticmethod(from_provider)
+    stream_translator = StreamTranslator
+    error_from_provider = staticmethod(error_from_provider)
+    prepare = staticmethod(prepare)
+
+
+ADAPTER = BedrockAdapter()

@@ -348,3 +348,19 @@ def error_from_provider(
     code = provider_errors.json_code(data, ("error", "status"))
     return provider_errors.from_status("gemini", status, hdrs, provider_code=code,
                                        body_bytes=len(data))
+
+
+class GeminiAdapter:
+    """Chat, streaming and embeddings over generateContent / embedContent."""
+
+    kind = "gemini"
+    validate = staticmethod(validate)
+    to_provider = staticmethod(to_provider)
+    from_provider = staticmethod(from_provider)
+    stream_translator = StreamTranslator
+    error_from_provider = staticmethod(error_from_provider)
+    embeddings_to_provider = staticmethod(embeddings_to_provider)
+    embeddings_from_provider = staticmethod(embeddings_from_provider)
+
+
+ADAPTER = GeminiAdapter()

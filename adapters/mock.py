@@ -214,3 +214,20 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
         data.append({"object": "embedding", "index": i, "embedding": emb})
     return {"object": "list", "data": data, "model": body.get("model", "mock"),
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+class MockAdapter:
+    """OpenAI's wire format answered in process (no network)."""
+
+    kind = "mock"
+    validate = staticmethod(validate)
+    to_provider = staticmethod(to_provider)
+    from_provider = staticmethod(from_provider)
+    stream_translator = StreamTranslator
+    error_from_provider = staticmethod(error_from_provider)
+    embeddings_to_provider = staticmethod(embeddings_to_provider)
+    embeddings_from_provider = staticmethod(embeddings_from_provider)
+    respond = staticmethod(respond)
+
+
+ADAPTER = MockAdapter()

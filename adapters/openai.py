@@ -156,3 +156,19 @@ def error_from_provider(
                                      ("type",))
     return provider_errors.from_status(target.settings.kind, status, hdrs, provider_code=code,
                                        body_bytes=len(data))
+
+
+class OpenAIAdapter:
+    """Chat, streaming and embeddings over the OpenAI wire format."""
+
+    kind = "openai"
+    validate = staticmethod(validate)
+    to_provider = staticmethod(to_provider)
+    from_provider = staticmethod(from_provider)
+    stream_translator = StreamTranslator
+    error_from_provider = staticmethod(error_from_provider)
+    embeddings_to_provider = staticmethod(embeddings_to_provider)
+    embeddings_from_provider = staticmethod(embeddings_from_provider)
+
+
+ADAPTER = OpenAIAdapter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -27,7 +27,9 @@ from pep.metrics import Metrics
 
 log = logging.getLogger("regogate.app")
 
+# Test doubles by key (a fake store for AUDIT, ...): heterogeneous, so typed Any.
 Overrides = dict[web.AppKey[Any], Callable[[], Any]]
+T = TypeVar("T")
 
 
 class StartupError(Exception):
@@ -40,7 +42,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _component(app: web.Application, key: web.AppKey[Any], build: Callable[[], Any],
+def _component(app: web.Application, key: web.AppKey[T], build: Callable[[], T],
                overrides: Overrides) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_: web.Application) -> AsyncIterator[None]:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -17,12 +17,14 @@ if TYPE_CHECKING:
     from pep.catalog import Catalog
     from pep.content import ContentInspector
     from pep.conversations import ConversationStore
+    from pep.events import EventBus
     from pep.inbound import Dialect
     from pep.mcp.service import McpGateway
     from pep.metrics import Metrics
     from pep.policy.engine import PolicyEngine
     from pep.policy.shadow import ShadowEvaluator
     from pep.routing.router import Router
+    from pep.tracing import Tracing
     from pep.usage.tracker import UsageTracker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -43,5 +45,6 @@ CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 CACHE: web.AppKey["ResponseCache"] = web.AppKey("cache")
 MCP: web.AppKey["McpGateway"] = web.AppKey("mcp")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)
-TRACING: web.AppKey[Any] = web.AppKey("tracing")
-EVENTS: web.AppKey[Any] = web.AppKey("events")
+# Set only when tracing / event sinks are configured (read with app.get).
+TRACING: web.AppKey["Tracing"] = web.AppKey("tracing")
+EVENTS: web.AppKey["EventBus"] = web.AppKey("events")

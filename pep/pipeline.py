@@ -46,6 +46,7 @@ from pep.steps import (
     reserve_usage,
     usage_snapshot,
 )
+from pep.routing.outcome import RouteFailed
 from pep.routing.stream import ChunkStream
 from pep.streaming import relay_stream
 from pep.tracing import annotate_upstream, child, upstream_headers
@@ -196,19 +197,20 @@ async def _call_upstream(request: web.Request, x: Exchange, api: str, out_body: 
                                            trace_headers=trace_headers)
             if span is not None:
                 span.set_attribute("gen_ai.response.model", result.served.model)
-    except GatewayError as err:
+    except RouteFailed as failed:
+        err = failed.error
         x.upstream_s = time.perf_counter() - t0
         # Nothing was generated: the reservation goes back. (A cancelled request keeps its
         # reservation: the provider may still be generating; it expires with its window.)
         await release_usage(request, x)
-        x.served = getattr(err, "served", None)
+        x.served = failed.served
         if not _client_fault(err):  # a provider 400 for the client's typo is the client's
             app[appkeys.METRICS].inc("upstream_errors_total", code=err.code)
         # Status, allow-listed provider code and body size only: never the provider's text.
         await audit(request, event("upstream.error", x, error=err,
                                    extra={"upstream": err.upstream} if err.upstream else None),
                     required=False)
-        raise
+        raise err from err.__cause__  # the client-facing error, its own cause kept
     x.upstream_s = time.perf_counter() - t0
     app[appkeys.METRICS].observe("upstream_duration_seconds", x.upstream_s, model=model)
     return result

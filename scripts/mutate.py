@@ -56,10 +56,19 @@ TARGETS: dict[str, Target] = {
                        ("tests/policy/test_contract.py", "tests/policy/test_engines.py")),
     "request": Target(("pep/request.py",),
                       ("tests/test_request.py", "tests/policy/test_input_builder.py")),
+    # Not tests/audit/test_crash.py: the gateways it kills are subprocesses, which cannot
+    # import mutmut's trampolined copy of the tree.
     "audit-verify": Target(("pep/audit/verify.py", "pep/audit/checkpoints.py"),
-                           ("tests/audit/test_verify_tamper.py", "tests/audit/test_sqlite_store.py",
-                            "tests/audit/test_crash.py"), bar=None),
-    "content": Target(("pep/content/*.py",), ("tests/content",), bar=None),
+                           ("tests/audit/test_verify_tamper.py", "tests/audit/test_verify_edges.py",
+                            "tests/audit/test_sqlite_store.py", "tests/audit/test_integrity.py",
+                            "tests/audit/test_signing_keys.py", "tests/audit/test_witness.py",
+                            "tests/audit/test_cli.py"), bar=None),
+    "content": Target(("pep/content/*.py",),
+                      ("tests/content", "tests/e2e/test_content_edges_e2e.py"), bar=None),
+    # The one validation step before policy (GUIDE.md 3.12): body, JSON, forbidden keys.
+    "validation": Target(("pep/validation.py",),
+                         ("tests/test_request.py", "tests/e2e/test_validation_e2e.py",
+                          "tests/e2e/test_bodies_e2e.py", "tests/e2e/test_connections_e2e.py")),
 }
 
 

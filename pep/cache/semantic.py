@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pep.errors import GatewayError
+from pep.routing.outcome import RouteFailed
+
+if TYPE_CHECKING:
+    from pep.routing.router import Router
 
 _PLACEHOLDER = "\x00semantic-last-user-message"
 
@@ -56,7 +59,7 @@ def _normalised(vector: list[float]) -> list[float] | None:
 
 
 class SemanticIndex:
-    def __init__(self, router: Any, model: str, *, max_per_partition: int,
+    def __init__(self, router: Router, model: str, *, max_per_partition: int,
                  max_partitions: int) -> None:
         self._router = router
         self.model = model
@@ -70,7 +73,7 @@ class SemanticIndex:
             result = await self._router.embeddings({"model": self.model, "input": [text]},
                                                    self.model, request_id=request_id)
             vector = result.body["data"][0]["embedding"]
-        except (GatewayError, KeyError, IndexError, TypeError):
+        except (RouteFailed, KeyError, IndexError, TypeError):
             return None
         if not isinstance(vector, list) or not all(isinstance(v, (int, float)) for v in vector):
             return None

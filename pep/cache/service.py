@@ -15,7 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -29,6 +30,9 @@ from pep.cache.settings import CacheSettings
 from pep.cache.stores import CacheStore, CacheUnavailable, EntryMeta, open_store
 from pep.exchange import Exchange
 from pep.policy.contract import CacheObligation
+
+if TYPE_CHECKING:
+    from pep.routing.router import Router
 
 log = logging.getLogger("regogate.cache")
 
@@ -91,7 +95,8 @@ NO_CACHE = Ticket()
 
 class ResponseCache:
     def __init__(self, settings: CacheSettings, data_dir: Path, metrics: Any,
-                 deployments: dict[str, tuple[str, ...]], router: Any = None) -> None:
+                 deployments: dict[str, tuple[str, ...]],
+                 router: Callable[[], Router] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.store: CacheStore = open_store(settings, data_dir, metrics)

@@ -104,7 +104,11 @@ async def _read_wire(
                         raise BadRequest(f"a chunked request body may have at most "
                                          f"{MAX_BODY_CHUNKS} chunks", code="too_many_chunks")
                 if not chunk:
-                    if end_of_chunk:
+                    # An empty chunk boundary, unless nothing more can come: aiohttp's shared
+                    # empty-body reader answers (b"", True) to every read after its first, so
+                    # without the at_eof() check a second empty body on a connection would
+                    # count chunks forever (and be refused as too_many_chunks).
+                    if end_of_chunk and not content.at_eof():
                         continue
                     break
                 received += len(chunk)

@@ -18,9 +18,11 @@ must not be marked as failing.
 
 The router owns all I/O; adapters are pure. Upstream headers are built from configuration
 only, so inbound credentials can never be forwarded (GUIDE.md 3.6), and nothing in a
-request picks a URL (3.7). ``Served.attempts`` lists every try for the audit; a raised
-error carries the same list as ``err.attempts`` and ``err.served`` (the last deployment
-tried, or None when nothing was tried).
+request picks a URL (3.7). ``Served.attempts`` lists every try for the audit; a failure is
+raised as ``RouteFailed`` (pep.routing.outcome) with the client-facing error, the same
+list and the last deployment tried. Adapters are ``adapters.base`` objects; the optional
+capabilities a deployment uses (embeddings, prepared state, in-process transport) are
+looked up once, when the router is built.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -47,6 +48,7 @@ from adapters.canonical import (
     estimate_tokens,
     require_messages,
 )
+from adapters.base import ChatAdapter, EmbeddingsAdapter, InProcessAdapter, PreparingAdapter
 from adapters.types import Completion, Served, Target, UpstreamRequest, Usage
 from pep.errors import (
     BadRequest,
@@ -57,6 +59,7 @@ from pep.errors import (
     UpstreamTimeout,
 )
 from pep.routing.breaker import CircuitBreaker
+from pep.routing.outcome import RouteFailed
 from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.routing.stream import ChunkStream
 
@@ -79,11 +82,13 @@ class ModelInfo:
 @dataclass(slots=True)
 class _Deployment:
     target: Target
-    adapter: ModuleType
+    adapter: ChatAdapter
     breaker: CircuitBreaker
     timeout: aiohttp.ClientTimeout
     weight: int
     pool: asyncio.Semaphore
+    embeddings: EmbeddingsAdapter | None  # the adapter, when it has an embeddings API
+    in_process: InProcessAdapter | None  # the adapter, when it answers without a network
 
     def label(self) -> str:
         return f"{self.target.settings.kind} provider {self.target.provider!r}"
@@ -146,7 +151,7 @@ class Router:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._secrets = _secrets(providers)
-        adapters: dict[str, ModuleType] = {}
+        adapters: dict[str, ChatAdapter] = {}
         states: dict[str, Any] = {}
         for name, ps in providers.items():
             adapter = registry.get(ps.kind)
@@ -155,8 +160,7 @@ class Router:
             except ValueError as exc:
                 raise ValueError(f"providers.{name}: {exc}") from exc
             adapters[name] = adapter
-            prepare = getattr(adapter, "prepare", None)
-            states[name] = prepare(ps) if prepare else None
+            states[name] = adapter.prepare(ps) if isinstance(adapter, PreparingAdapter) else None
         # One pool per provider entry, shared by every model deployed on it.
         pools = {name: asyncio.Semaphore(ps.max_connections) for name, ps in providers.items()}
         self._models: dict[str, _Model] = {}
@@ -168,14 +172,17 @@ class Router:
                 if d.provider not in providers:
                     raise ValueError(f"models.{mname}: unknown provider {d.provider!r}")
                 ps = providers[d.provider]
+                adapter = adapters[d.provider]
                 deps.append(_Deployment(
                     Target(d.provider, ps, d.model, mname, states[d.provider]),
-                    adapters[d.provider],
+                    adapter,
                     CircuitBreaker(ps.breaker_failures, ps.breaker_cooldown_s, clock),
                     aiohttp.ClientTimeout(total=None, sock_connect=ps.connect_timeout_s,
                                           sock_read=ps.idle_timeout_s),
                     d.weight,
                     pools[d.provider],
+                    adapter if isinstance(adapter, EmbeddingsAdapter) else None,
+                    adapter if isinstance(adapter, InProcessAdapter) else None,
                 ))
             if not deps:
                 raise ValueError(f"models.{mname}: needs provider+model or fallbacks")
@@ -214,6 +221,14 @@ class Router:
         self, body: dict[str, Any], model: str, *, request_id: str,
         trace_headers: Mapping[str, str] | None = None,
     ) -> Completion | ChunkStream:
+        """The answer of the first deployment that gives one; raises RouteFailed."""
+        try:
+            m, include_usage = self._chat_model(body, model)
+        except GatewayError as exc:  # refused before any deployment was asked
+            raise RouteFailed(exc, [], None) from exc
+        return await self._route(m, body, request_id, "chat", include_usage, trace_headers)
+
+    def _chat_model(self, body: dict[str, Any], model: str) -> tuple[_Model, bool]:
         require_messages(body)
         check_tools(body)
         m = self._lookup(model)
@@ -224,19 +239,27 @@ class Router:
         if opts is not None and not isinstance(opts, dict):
             raise BadRequest("'stream_options' must be an object", param="stream_options")
         include_usage = stream and bool((opts or {}).get("include_usage"))
-        return await self._route(m, body, request_id, "chat", include_usage, trace_headers)
+        return m, include_usage
 
     async def embeddings(self, body: dict[str, Any], model: str, *, request_id: str,
                          trace_headers: Mapping[str, str] | None = None) -> Completion:
+        """The embeddings of the first deployment that answers; raises RouteFailed."""
+        try:
+            m = self._embeddings_model(body, model)
+        except GatewayError as exc:  # refused before any deployment was asked
+            raise RouteFailed(exc, [], None) from exc
+        result = await self._route(m, body, request_id, "embeddings", False, trace_headers)
+        assert isinstance(result, Completion)
+        return result
+
+    def _embeddings_model(self, body: dict[str, Any], model: str) -> _Model:
         m = self._lookup(model)
         if not m.settings.embeddings:
             raise BadRequest(f"model {model!r} is not an embeddings model", param="model")
         inp = body.get("input")
         if not (isinstance(inp, str) and inp) and not (isinstance(inp, list) and inp):
             raise BadRequest("'input' must be a non-empty string or array", param="input")
-        result = await self._route(m, body, request_id, "embeddings", False, trace_headers)
-        assert isinstance(result, Completion)
-        return result
+        return m
 
     def _order(self, m: _Model) -> list[_Deployment]:
         deps = m.deployments
@@ -265,8 +288,7 @@ class Router:
                     req.headers.update(trace_headers)
             except BadRequest as exc:
                 if position == 0 or last is None:
-                    _attach(exc, attempts)
-                    raise
+                    raise RouteFailed.after(exc, attempts) from exc
                 attempts.append({**base, "outcome": "skipped", "error": exc.code})
                 continue
             for retry in range(t.settings.max_retries + 1):
@@ -288,8 +310,7 @@ class Router:
                                 f.status, f.error.code)
                     last = f.error
                     if isinstance(f.error, BadRequest):
-                        _attach(f.error, attempts)
-                        raise f.error from None
+                        raise RouteFailed.after(f.error, attempts) from f.error
                     if not f.retry or retry == t.settings.max_retries:
                         break
                     if f.wait_s is not None and f.wait_s > t.settings.max_retry_wait_s:
@@ -310,8 +331,7 @@ class Router:
         if last is None:
             last = UpstreamError("every deployment of this model is failing (circuit open)",
                                  code="circuit_open")
-        _attach(last, attempts)
-        raise last
+        raise RouteFailed.after(last, attempts) from last
 
     def _backoff(self, ps: ProviderSettings, retry: int, wait_s: float | None) -> float:
         if wait_s is not None and wait_s <= ps.max_retry_wait_s:
@@ -333,18 +353,16 @@ class Router:
 
     def _translate(self, dep: _Deployment, body: dict[str, Any], op: str) -> UpstreamRequest:
         if op == "chat":
-            return dep.adapter.to_provider(body, dep.target)  # type: ignore[no-any-return]
-        fn = getattr(dep.adapter, "embeddings_to_provider", None)
-        if fn is None:
+            return dep.adapter.to_provider(body, dep.target)
+        if dep.embeddings is None:
             raise BadRequest(f"the {dep.target.settings.kind} provider has no embeddings API",
                              param="model", code="unsupported_operation")
-        return fn(body, dep.target)  # type: ignore[no-any-return]
+        return dep.embeddings.embeddings_to_provider(body, dep.target)
 
     async def _send(self, dep: _Deployment, req: UpstreamRequest) -> _Response:
-        respond = getattr(dep.adapter, "respond", None)
-        if respond is not None:
+        if dep.in_process is not None:
             try:
-                status, headers, data = respond(req)
+                status, headers, data = dep.in_process.respond(req)
             except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
                 raise _Failed(BadRequest("malformed request for the mock provider"),
                               retry=False, status=400) from exc
@@ -414,7 +432,7 @@ class Router:
                 raise _Failed(err, retry=retry, status=resp.status, wait_s=wait)
             if op == "chat" and req.stream:
                 cs = ChunkStream(
-                    resp.chunks(), resp.release, dep.adapter.StreamTranslator(t),
+                    resp.chunks(), resp.release, dep.adapter.stream_translator(t),
                     served=Served(t.provider, t.settings.kind, t.model),
                     include_usage=include_usage, prompt_estimate=estimate_prompt_tokens(body),
                     label=dep.label(),
@@ -440,7 +458,8 @@ class Router:
                     doc, usage = dep.adapter.from_provider(data, t)
                     usage = usage or _estimate_chat(body, doc)
                 else:
-                    doc, usage = dep.adapter.embeddings_from_provider(data, t)
+                    assert dep.embeddings is not None  # _translate refused the request
+                    doc, usage = dep.embeddings.embeddings_from_provider(data, t)
                     if body.get("encoding_format") == "base64":
                         encode_embeddings_base64(doc)
                     usage = usage or Usage(estimate_tokens(str(body.get("input"))), 0, True)
@@ -472,16 +491,6 @@ class Router:
                 err.message = err.message.replace(secret, "***")
                 err.args = (err.message,)
         return err
-
-
-def _attach(err: GatewayError, attempts: list[dict[str, Any]]) -> None:
-    """Give the audit what was tried: ``err.attempts`` and ``err.served`` (last tried)."""
-    err.attempts = attempts  # type: ignore[attr-defined]
-    tried = [a for a in attempts if a.get("outcome") != "skipped"] or attempts
-    err.served = (  # type: ignore[attr-defined]
-        Served(tried[-1]["provider"], tried[-1]["kind"], tried[-1]["model"], attempts)
-        if tried else None
-    )
 
 
 def _secrets(providers: Mapping[str, ProviderSettings]) -> list[str]:

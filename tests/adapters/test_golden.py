@@ -18,6 +18,7 @@ from pep.routing.router import Router
 from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.routing.stream import ChunkStream
 from tests.fakes import wire
+from tests.adapters.routed import route_fails
 from tests.fakes.server import FakeServer, Reply
 
 PROVIDERS = ["openai", "azure_openai", "anthropic", "gemini", "bedrock"]
@@ -152,7 +153,7 @@ async def test_unsupported_parameter_is_a_400_and_nothing_is_sent(
     from pep.errors import BadRequest
 
     async with FakeServer([wire.plain(kind)]) as fake:
-        with pytest.raises(BadRequest) as e:
+        with route_fails(BadRequest) as e:
             await router_for(kind, fake.url, session).chat(question(**{param: value}),
                                                            "assistant", request_id="r")
     assert e.value.param == param and e.value.status == 400
@@ -170,7 +171,7 @@ async def test_provider_rate_limit_passes_retry_after_on(
 
     async with FakeServer([Reply(status, body, {"content-type": "application/json",
                                                 "retry-after": "30"})]) as fake:
-        with pytest.raises(RateLimited) as e:
+        with route_fails(RateLimited) as e:
             await router_for(kind, fake.url, session).chat(question(), "assistant",
                                                            request_id="r")
     assert e.value.headers["Retry-After"] == "30"
@@ -181,7 +182,7 @@ async def test_anthropic_overloaded_is_bad_gateway(session: aiohttp.ClientSessio
 
     body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
     async with FakeServer([Reply(529, body)]) as fake:
-        with pytest.raises(UpstreamError) as e:
+        with route_fails(UpstreamError) as e:
             await router_for("anthropic", fake.url, session).chat(question(), "assistant",
                                                                   request_id="r")
     assert e.value.status == 502 and e.value.code == "upstream_unavailable"

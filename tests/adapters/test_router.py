@@ -14,6 +14,7 @@ from pep.routing.router import Router
 from pep.routing.settings import Deployment, ModelSettings, ProviderSettings
 from pep.routing.stream import ChunkStream
 from tests.fakes import openai_wire
+from tests.adapters.routed import route_fails
 from tests.fakes.server import FakeServer, Reply
 
 USER = {"role": "user", "content": "hello there world"}
@@ -85,20 +86,20 @@ async def test_mock_embeddings_are_deterministic(session: aiohttp.ClientSession)
 
 
 async def test_unknown_model_is_not_found(session: aiohttp.ClientSession) -> None:
-    with pytest.raises(NotFound):
+    with route_fails(NotFound):
         await mock_router(session).chat(chat(), "nope", request_id="r")
 
 
 @pytest.mark.parametrize("key", ["api_base", "base_url", "api_key", "extra_headers"])
 async def test_request_cannot_choose_endpoint_or_key(session: aiohttp.ClientSession,
                                                      key: str) -> None:
-    with pytest.raises(BadRequest) as e:
+    with route_fails(BadRequest) as e:
         await mock_router(session).chat(chat(**{key: "http://evil"}), "mock-gpt", request_id="r")
     assert e.value.param == key
 
 
 async def test_unknown_parameter_is_rejected_not_dropped(session: aiohttp.ClientSession) -> None:
-    with pytest.raises(BadRequest) as e:
+    with route_fails(BadRequest) as e:
         await mock_router(session).chat(chat(frobnicate=1), "mock-gpt", request_id="r")
     assert e.value.param == "frobnicate"
 
@@ -134,10 +135,20 @@ async def test_rate_limit_retry_after_is_passed_on(session: aiohttp.ClientSessio
     limited = Reply(429, b'{"error":{"message":"slow down"}}', {"retry-after": "7"})
     async with FakeServer([limited]) as a, FakeServer([limited]) as b:
         router = Router(*two_deployments(a.url, b.url, max_retry_wait_s=0), session)
-        with pytest.raises(RateLimited) as e:
+        with route_fails(RateLimited) as e:
             await router.chat(chat(), "gpt", request_id="r")
     assert e.value.headers["Retry-After"] == "7"
-    assert len(e.value.attempts) == 2  # type: ignore[attr-defined]
+    assert [(a["provider"], a["status"]) for a in e.failure.attempts] == [("a", 429), ("b", 429)]
+    # The audit names the last deployment really tried, with every attempt.
+    assert e.failure.served is not None and e.failure.served.provider == "b"
+    assert e.failure.served.model == "gpt-b" and e.failure.served.attempts == e.failure.attempts
+
+
+async def test_a_request_refused_before_routing_names_no_deployment(
+        session: aiohttp.ClientSession) -> None:
+    with route_fails(NotFound) as e:
+        await mock_router(session).embeddings({"input": "x"}, "nope", request_id="r")
+    assert e.failure.served is None and e.failure.attempts == []
 
 
 async def test_server_error_is_retried_in_place_before_falling_back(
@@ -153,7 +164,7 @@ async def test_server_error_is_retried_in_place_before_falling_back(
 async def test_all_deployments_failing_is_bad_gateway(session: aiohttp.ClientSession) -> None:
     boom = Reply(500, b'{"error":{"message":"boom"}}')
     async with FakeServer([boom]) as a, FakeServer([boom]) as b:
-        with pytest.raises(UpstreamError) as e:
+        with route_fails(UpstreamError) as e:
             await Router(*two_deployments(a.url, b.url), session).chat(chat(), "gpt",
                                                                         request_id="r")
     assert e.value.status == 502
@@ -172,7 +183,7 @@ async def test_only_timeouts_everywhere_is_gateway_timeout(
     slow = Reply(200, openai_wire.completion_bytes("late"), delay_s=1.0)
     async with FakeServer([slow]) as a, FakeServer([slow]) as b:
         router = Router(*two_deployments(a.url, b.url, first_byte_timeout_s=0.2), session)
-        with pytest.raises(UpstreamTimeout):
+        with route_fails(UpstreamTimeout):
             await router.chat(chat(), "gpt", request_id="r")
 
 
@@ -209,7 +220,7 @@ async def test_stream_idle_timeout_mid_stream_is_gateway_timeout(
 async def test_provider_key_never_appears_in_errors(session: aiohttp.ClientSession) -> None:
     leak = Reply(400, b'{"error":{"message":"bad request for key sk-test-key-1234"}}')
     async with FakeServer([leak]) as a, FakeServer([]) as b:
-        with pytest.raises(BadRequest) as e:
+        with route_fails(BadRequest) as e:
             await Router(*two_deployments(a.url, b.url), session).chat(chat(), "gpt",
                                                                         request_id="r")
     assert "sk-test-key-1234" not in e.value.message
@@ -220,7 +231,7 @@ async def test_rejected_gateway_credentials_do_not_echo_provider_text(
         session: aiohttp.ClientSession) -> None:
     denied = Reply(401, b'{"error":{"message":"Incorrect API key provided: sk-te***1234"}}')
     async with FakeServer([denied]) as a, FakeServer([denied]) as b:
-        with pytest.raises(UpstreamError) as e:
+        with route_fails(UpstreamError) as e:
             await Router(*two_deployments(a.url, b.url), session).chat(chat(), "gpt",
                                                                         request_id="r")
     assert "sk-" not in e.value.message and e.value.code == "upstream_auth"
@@ -235,7 +246,7 @@ async def test_malformed_tools_are_a_400_not_a_crash(session: aiohttp.ClientSess
                     {"claude": ModelSettings(provider="a", model="c"),
                      "mock-gpt": ModelSettings(provider="m", model="m")}, session)
     for model in ("claude", "mock-gpt"):
-        with pytest.raises(BadRequest):
+        with route_fails(BadRequest):
             await router.chat(chat(model=model, tools=tools), model, request_id="r")
 
 

@@ -12,7 +12,7 @@ from pep.audit.checkpoints import DEFAULT_PUBLIC_KEY_NAME, load_public_key, read
 from pep.audit.factory import open_store
 from pep.audit.reader import SqliteAuditReader
 from pep.audit.records import ALL_COLUMNS, StoredRecord, index_fields, record_hash
-from pep.audit.verify import VerifyReport, verify_trail
+from pep.audit.verify import Break, VerifyReport, verify_trail
 
 from .helpers import make_event, settings
 
@@ -350,3 +350,102 @@ async def test_restart_after_a_crash_is_warned_as_an_unclean_shutdown(tmp_path: 
     report = await verify(tmp_path)
     assert report.valid, report.error
     assert any("unclean shutdown" in w for w in report.warnings)
+
+
+async def _tamper(trail: Path, *statements: str) -> Break | None:
+    with db(trail) as conn:
+        for sql in statements:
+            conn.execute(sql)
+    return (await verify(trail)).error
+
+
+_RENUMBER = [f"UPDATE audit_records SET seq = seq + 1 WHERE seq = {s}" for s in range(12, 6, -1)]
+
+
+@pytest.mark.parametrize(("statements", "expected"), [
+    (["DELETE FROM audit_records WHERE seq = 5"],
+     Break("deleted", "global", 5, "record(s) seq 5 are missing", "bob", "req_bob_5")),
+    (["DELETE FROM audit_records WHERE seq IN (5, 6)"],
+     Break("deleted", "global", 5, "record(s) seq 5..6 are missing", "alice", "req_alice_6")),
+    (["UPDATE audit_records SET seq = -1 WHERE seq = 4",
+      "UPDATE audit_records SET seq = 4 WHERE seq = 5",
+      "UPDATE audit_records SET seq = 5 WHERE seq = -1"],
+     Break("reordered", "global", 4, "records seq 4 and 5 are out of order", "alice",
+           "req_alice_4")),
+    (["UPDATE audit_records SET subject = 'mallory' WHERE seq = 3"],
+     Break("modified", "global", 3, "column 'subject' differs from the hashed record", "mallory",
+           "req_alice_2")),
+    (["DELETE FROM audit_records WHERE seq = 1"],
+     Break("deleted", "global", 1,
+           "the trail does not start at the genesis record (first stored seq 2)")),
+    (_RENUMBER, Break("modified", "global", 8, "seq renumbered (follows seq 6)", "alice",
+                      "req_alice_6")),
+    (["DELETE FROM audit_records WHERE seq = 5",
+      *[f"UPDATE audit_records SET seq = seq - 1 WHERE seq = {s}" for s in range(6, 13)]],
+     Break("deleted", "global", 5, "the record seq 5 links to is missing (deleted and "
+           "renumbered, or seq 4 was replaced)", "bob", "req_bob_5")),
+], ids=["deleted", "deleted-range", "reordered", "index-column", "genesis", "renumbered",
+        "deleted-renumbered"])
+async def test_a_break_names_its_kind_chain_seq_message_subject_and_request(
+        trail: Path, statements: list[str], expected: Break) -> None:
+    assert await _tamper(trail, *statements) == expected
+
+
+async def test_an_inserted_record_is_named_with_its_own_subject_and_request(trail: Path) -> None:
+    with db(trail) as conn:
+        for seq in range(len(ORDER), 6, -1):
+            conn.execute("UPDATE audit_records SET seq = seq + 1 WHERE seq = ?", (seq,))
+        before = load(conn, 6)
+        doc = orjson.loads(forge_body(before, model_requested="innocent"))
+        doc["request_id"] = "req_forged"
+        body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+        h = record_hash(before.hash, before.user_key, before.hash, body.encode())
+        forged = StoredRecord(7, h, before.hash, before.user_key, before.hash, body, index_fields(doc))
+        conn.execute(f"INSERT INTO audit_records ({', '.join(ALL_COLUMNS)}) VALUES "
+                     f"({', '.join('?' for _ in ALL_COLUMNS)})", forged.row())
+    assert (await verify(trail)).error == Break(
+        "inserted", "global", 7, "record seq 7 is not part of the chain (seq 8 links directly "
+        "to seq 6)", "bob", "req_forged")
+
+
+async def test_an_unsealed_record_names_why_it_is_suspicious(trail: Path) -> None:
+    error = await _tamper(trail, "DELETE FROM audit_records WHERE seq > 9",
+                          "DELETE FROM audit_checkpoints WHERE seq > 8")
+    assert error == Break(
+        "unsealed", "checkpoint", 9, "records seq 9..9 are covered by no signed checkpoint and "
+        "are older than the sealing interval: appended by someone without the signing key, or "
+        "the gateway stopped sealing", "carol", "req_carol_8")
+
+
+def _checkpoint_times(trail: Path, seq: int) -> set[str]:
+    with db(trail) as conn:
+        rows = conn.execute("SELECT payload FROM audit_checkpoints").fetchall()
+    return {p["time"] for p in (orjson.loads(r[0]) for r in rows) if p["seq"] == seq}
+
+
+async def test_a_truncation_names_the_checkpoint_that_still_counts_the_records(
+        trail: Path) -> None:
+    times = _checkpoint_times(trail, 12)
+    error = await _tamper(trail, "DELETE FROM audit_records WHERE seq > 9")
+    assert error is not None and (error.kind, error.chain, error.seq) == ("truncated",
+                                                                         "checkpoint", 10)
+    assert error.message in {f"records seq 10..12 are missing: the checkpoint of {t} covers 12 "
+                             "records" for t in times}
+
+
+async def test_a_rewritten_chain_names_the_checkpoint_it_contradicts(trail: Path) -> None:
+    (time4,) = _checkpoint_times(trail, 4)
+    with db(trail) as conn:
+        recs = [load(conn, s) for s in range(1, len(ORDER) + 1)]
+        prev, heads = recs[0].hash, {recs[0].user_key: recs[0].hash}
+        for i, rec in enumerate(recs[1:], start=2):
+            body = forge_body(rec, model_served="rewritten") if i == 2 else rec.body
+            uprev = heads.get(rec.user_key)
+            h = record_hash(prev, rec.user_key, uprev, body.encode())
+            conn.execute("UPDATE audit_records SET body=?, hash=?, prev_hash=?, user_prev=?, "
+                         "model_served=? WHERE seq=?",
+                         (body, h, prev, uprev, index_fields(orjson.loads(body))["model_served"], i))
+            prev = heads[rec.user_key] = h
+    assert (await verify(trail)).error == Break(
+        "modified", "checkpoint", 4,
+        f"records up to seq 4 were rewritten: the checkpoint of {time4} signs a different head")

@@ -5,8 +5,12 @@ import pytest
 from pep.content import ContentInspector, ContentSettings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def inspector() -> ContentInspector:
+    # Built per test (about 10 ms), not per session: construction builds the detectors and
+    # the normaliser's tables, and mutation testing (scripts/mutate.py) credits a function
+    # only to the tests during which it runs, so a shared instance would leave a mutated
+    # detector table "covered" by the first test alone.
     return ContentInspector(ContentSettings())
 
 

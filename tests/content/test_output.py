@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pep.content import ContentInspector
+from pep.errors import Unavailable
 
 
 def test_feed_reports_a_due_check_every_interval(inspector: ContentInspector) -> None:
@@ -52,3 +55,47 @@ def test_text_grows_after_it_was_read(inspector: ContentInspector) -> None:
     out.feed("two")
     assert out.text == "one two"
     assert out.findings() == []
+
+
+def test_a_check_is_due_at_exactly_the_interval_counted_from_the_last_one(
+        inspector: ContentInspector) -> None:
+    out = inspector.output_scanner(check_every_chars=5)
+    assert [out.feed(d) for d in ["abcd", "e", "fghi", "j", ""]] == [False, True, False, True, False]
+    out.feed("kl")
+    out.checked()  # the caller checked (its time bound): the count starts again
+    assert [out.feed(d) for d in ["mnop", "q"]] == [False, True]
+    every_char = inspector.output_scanner(check_every_chars=1)
+    assert [every_char.feed(d) for d in ["a", "b"]] == [True, True]
+
+
+def test_an_empty_answer_is_empty(inspector: ContentInspector) -> None:
+    out = inspector.output_scanner(check_every_chars=5)
+    assert (out.raw_text, out.text, out.findings(), out.types()) == ("", "", [], [])
+
+
+def test_a_finding_at_the_start_split_across_deltas_is_reported_whole(
+        inspector: ContentInspector) -> None:
+    out = inspector.output_scanner(check_every_chars=0)
+    out.feed("bob@exam")
+    assert out.findings() == []  # not an address yet
+    out.feed("ple.org wrote")
+    assert [(f.start, f.end) for f in out.findings()] == [(0, 15)]
+
+
+def test_redacting_invisible_text_and_a_finding_counts_both(inspector: ContentInspector) -> None:
+    assert inspector.redact("a\u200b bob@example.org", {"invisible_text", "email"}) == (
+        "a [REDACTED:EMAIL]", 2)
+
+
+def test_spans_of_chosen_types_or_of_all(inspector: ContentInspector) -> None:
+    text = "bob@example.org 4111111111111111"
+    assert [s.type for s in inspector.spans(text)] == ["email", "payment_card"]
+    assert [s.type for s in inspector.spans(text, ["payment_card"])] == ["payment_card"]
+    assert inspector.spans(text, []) == []
+
+
+def test_redacting_an_unknown_type_fails_closed_naming_it(inspector: ContentInspector) -> None:
+    with pytest.raises(Unavailable) as e:
+        inspector.redact("text", {"email", "bogus"})
+    assert (e.value.code, e.value.message) == (
+        "unknown_obligation", "redact obligation names unknown finding types: ['bogus']")

@@ -56,6 +56,8 @@ async def test_retry_after_beyond_the_wait_bound_is_not_retried(
         assert info.value.response.headers["retry-after"] == "30"  # passed on to the client
     (failure,) = [e for e in events if e["event"] == "upstream.error"]
     assert failure["outcome"]["status"] == 429
+    # The router's RouteFailed names the deployment that refused; the audit records it.
+    assert failure["what"]["deployment"] == "up/gpt-upstream"
 
 
 async def _metrics(gw: Gateway) -> str:

@@ -8,6 +8,7 @@ the body nor the token in that record.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,43 @@ def test_every_terminal_event_kind_is_part_of_the_audit_schema() -> None:
 
     assert TERMINAL_EVENTS <= set(get_args(EventType))
     assert "request.rejected" in TERMINAL_EVENTS
+
+
+@pytest.mark.parametrize(("client", "shape"), [("openai", "openai chat.completions"),
+                                                ("anthropic", "anthropic messages")])
+async def test_the_policy_sees_the_dialect_and_api_the_request_came_in(
+        tmp_path: Path, client: str, shape: str) -> None:
+    from tests.e2e.test_policy_e2e import decision_bundle
+
+    # The policy refuses with what it was told, so the reason shows the validated request.
+    config = decision_bundle(tmp_path, '{"allow": false, "reasons": [{"code": "shape", '
+                                       '"message": concat(" ", [input.request.inbound_format, '
+                                       'input.request.api])}]}')
+    async with running_gateway(tmp_path, config=config) as gw:
+        if client == "openai":
+            with pytest.raises(openai.PermissionDeniedError) as oa:
+                await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=MSG)
+            body = error_body(oa.value)
+        else:
+            import anthropic
+
+            with pytest.raises(anthropic.PermissionDeniedError) as an:
+                await gw.anthropic("alice").messages.create(model="mock-gpt", max_tokens=8,
+                                                            messages=MSG)
+            body = error_body(an.value)["error"]
+    assert shape in json.dumps(body), body
+
+
+async def test_the_media_type_and_empty_body_refusals_say_what_was_wrong(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        plain = await post(gw, "/v1/chat/completions", b"hello",
+                           headers={"Content-Type": "text/plain"})
+        # Twice: aiohttp's empty-body reader is one shared object whose reads change after
+        # the first (pep.http.body must not count its answers as chunks).
+        empties = [await post(gw, "/v1/chat/completions", b"") for _ in range(2)]
+    assert plain[0] == 415 and plain[1]["error"]["message"] == (
+        "Content-Type must be application/json, got 'text/plain'")
+    for status, doc, _ in empties:
+        assert status == 400 and doc["error"] == {
+            "message": "request body is empty; a JSON object is required",
+            "type": "invalid_request_error", "param": None, "code": "invalid_request"}
