@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from pep.config import Settings
+from pep.request_ids import IdPool
 
 if TYPE_CHECKING:
     from pep.audit.events import AuditStore
@@ -41,5 +42,6 @@ DIALECTS: web.AppKey["dict[str, Dialect]"] = web.AppKey("dialects")
 CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 CACHE: web.AppKey["ResponseCache"] = web.AppKey("cache")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)
+REQUEST_IDS = web.AppKey("request_ids", IdPool)
 TRACING: web.AppKey[Any] = web.AppKey("tracing")
 EVENTS: web.AppKey[Any] = web.AppKey("events")
