@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from pep import request_ids
 from pep.request_ids import ID_BYTES, POOL_IDS, IdPool
 
 
@@ -26,7 +25,7 @@ def test_every_id_is_a_distinct_slice_of_kernel_randomness(monkeypatch: pytest.M
         calls.append(n)
         return bytes((len(calls) * 7 + i) % 256 for i in range(n))
 
-    monkeypatch.setattr(request_ids.os, "urandom", fake_urandom)
+    monkeypatch.setattr(os, "urandom", fake_urandom)
     pool = IdPool()
     ids = [pool.next_hex() for _ in range(POOL_IDS + 1)]
     # One urandom call per POOL_IDS ids, and the ids are exactly its bytes, in order.
@@ -44,6 +43,6 @@ def test_a_forked_process_does_not_reuse_the_parents_pool(monkeypatch: pytest.Mo
     first = pool.next_hex()
     parent_rest = [pool.next_hex() for _ in range(3)]
     child_pid = os.getpid() + 1
-    monkeypatch.setattr(request_ids.os, "getpid", lambda: child_pid)  # "after fork"
+    monkeypatch.setattr(os, "getpid", lambda: child_pid)  # "after fork"
     child = [pool.next_hex() for _ in range(4)]
     assert not set(child) & {first, *parent_rest}

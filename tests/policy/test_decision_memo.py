@@ -38,14 +38,15 @@ def variants() -> list[Any]:
                       {"allow": True, "policy_revision": "from-policy"},
                       {"allow": True, "decision_id": "from-policy"},
                       {"allow": True, "extra": 1}]
-    for path, values in [
+    cases: list[tuple[tuple[Any, ...], list[Any]]] = [
         (("obligations", "max_tokens"), [4096, 4096.0, 4096.5, True, "4096", 0, -1, None]),
         (("obligations", "audit_content"), ["digest", "full", "everything", 1]),
         (("obligations", "cache", "ttl_s"), [300, 300.0, 0, "300", False]),
         (("obligations", "quota", 0, "limit"), [500, 500.0, -1, "500", True]),
         (("obligations", "quota", 0, "shrink"), [True, 1, "true"]),
         (("obligations", "redact"), [["email"], "email", [1], []]),
-    ]:
+    ]
+    for path, values in cases:
         for v in values:
             doc = copy.deepcopy(SHIPPED)
             node: Any = doc
