@@ -182,7 +182,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for stream in (False, True):
             for conc in args.concurrency:
                 mode = f"{'stream' if stream else 'plain'}_c{conc}"
-                for _ in range(args.repeats):  # round robin: noise hits every gateway alike
+                for rep in range(args.repeats):  # round robin: noise hits every gateway alike
+                    print(f"[bench] {mode} repeat {rep + 1}/{args.repeats}", file=sys.stderr,
+                          flush=True)
                     for t in targets:
                         runs.setdefault((t.name, mode), []).append(
                             await measure(t, conc, args.requests, args.warmup, stream))
