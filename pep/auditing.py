@@ -38,8 +38,8 @@ def _compact(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _part(x: Exchange, name: str, source: Any, build: Any) -> Any:
-    """Built once per request: an intent and its completion repeat who, the decision and the
-    prompt digest. Keyed on the identity of what it is built from (a principal and a
+    """Built once per request: an intent and its completion repeat who and the decision.
+    Keyed on the identity of what it is built from (a principal and a
     decision are never changed in place; a changed one is a new object, so it is rebuilt)."""
     hit = x.audit_parts.get(name)
     if hit is not None and hit[0] is source:
@@ -123,9 +123,7 @@ def content_record(x: Exchange, response: Any = None) -> dict[str, Any] | None:
     if mode == "digest":
         return _compact({
             "mode": "digest",
-            "prompt_sha256": _part(x, "prompt_sha256", x.prompt_audit,
-                                   lambda x: sha256_json(x.prompt_audit))
-            if x.prompt_audit is not None else None,
+            "prompt_sha256": sha256_json(x.prompt_audit) if x.prompt_audit is not None else None,
             "response_sha256": sha256_json(response) if response is not None else None,
         })
     return _compact({"mode": mode, "prompt": x.prompt_audit, "response": response})
@@ -170,6 +168,8 @@ def event(
         if kind == "request.completion" and cache.get("hit") and x.cost_usd is not None:
             cache = {**cache, "saved_cost_usd": x.cost_usd}  # the provider was not paid
         doc["extra"] = {**doc["extra"], "cache": cache}
+    if x.mcp is not None:
+        doc["extra"] = {**doc["extra"], "mcp": x.mcp}
     if x.decision is not None:
         doc["decision_id"] = x.decision.decision_id
         doc["decision"] = _decision(x)

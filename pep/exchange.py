@@ -48,6 +48,7 @@ class Exchange:
     status: int | None = None  # a stream's final status (200: ended cleanly, not cut)
     cache: dict[str, Any] | None = None  # extra.cache of the audit records (pep.cache)
     cache_header: str | None = None  # x-regogate-cache: hit | miss | bypass
+    mcp: dict[str, Any] | None = None  # extra.mcp of the audit records (pep.mcp.proxy)
     # Parts of this request's audit events that its later events repeat (pep.auditing), each
     # with the object it was built from: reused only while that very object is unchanged.
     audit_parts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
