@@ -42,7 +42,7 @@ def _render(path: str, raw: bytes) -> tuple[str, bytes]:
     return "application/json", orjson.dumps(mock.completion(body))
 
 
-async def _serve(request: web.Request, path: str) -> web.Response:
+async def _serve(request: web.Request, path: str) -> web.StreamResponse:
     raw = await request.read()
     cache = request.app[_CACHE]
     key = (path, raw)
@@ -55,14 +55,23 @@ async def _serve(request: web.Request, path: str) -> web.Response:
     ctype, data = hit
     if ctype == "error":
         return web.Response(status=400, body=data, content_type="application/json")
+    if ctype == "text/event-stream":
+        # Chunked, without Content-Length, as real providers stream (and as some gateways
+        # expect: Portkey 1.15 on Node 20 fails a stream that arrives with a length).
+        stream = web.StreamResponse(headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
+        stream.enable_chunked_encoding()
+        await stream.prepare(request)
+        await stream.write(data)
+        await stream.write_eof()
+        return stream
     return web.Response(body=data, content_type=ctype)
 
 
-async def chat(request: web.Request) -> web.Response:
+async def chat(request: web.Request) -> web.StreamResponse:
     return await _serve(request, "chat")
 
 
-async def embeddings(request: web.Request) -> web.Response:
+async def embeddings(request: web.Request) -> web.StreamResponse:
     return await _serve(request, "embeddings")
 
 

@@ -66,9 +66,23 @@ def spawn(args: list[str], cpus: set[int], env: dict[str, str] | None = None) ->
     return proc
 
 
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def gateway_config(work: Path, gw_port: int, idp_port: int, mock: str) -> dict[str, Any]:
     """Everything on: dev-IdP tokens, embedded policy, SQLite audit, the HTTP mock provider
-    through the openai_compatible adapter (bench/compare.py uses the same)."""
+    through the openai_compatible adapter (bench/compare.py uses the same).
+    ``REGOGATE_BENCH_CONFIG`` (a JSON object, merged in) changes a setting for an A/B run,
+    e.g. ``{"audit": {"commit_window_ms": 0}}``."""
+    return _merge(_base_config(work, gw_port, idp_port, mock),
+                  json.loads(os.environ.get("REGOGATE_BENCH_CONFIG") or "{}"))
+
+
+def _base_config(work: Path, gw_port: int, idp_port: int, mock: str) -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": gw_port, "data_dir": str(work / "gw")},
         "identity": {"issuers": [{"issuer": f"http://127.0.0.1:{idp_port}",

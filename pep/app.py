@@ -19,6 +19,7 @@ from aiohttp import web
 from pep import appkeys
 from pep.catalog import Catalog
 from pep.config import Settings
+from pep.request_ids import IdPool
 from pep.http.middleware import error_middleware
 from pep.http.routes import setup_routes
 from pep.inbound import Dialect
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     app[appkeys.DIALECTS] = dialects
     app[appkeys.CONTENT] = ContentInspector(settings.content) if settings.content.enabled else None
     app[appkeys.STREAM_SLOTS] = asyncio.Semaphore(limits.max_concurrent_streams)
+    app[appkeys.REQUEST_IDS] = IdPool()
 
     async def http_session(_: web.Application) -> AsyncIterator[None]:
         # IdP, OPA sidecar and other dependencies of ours.

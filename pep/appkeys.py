@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from pep.config import Settings
+from pep.request_ids import IdPool
 
 if TYPE_CHECKING:
     from pep.audit.events import AuditStore
@@ -45,6 +46,7 @@ CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 CACHE: web.AppKey["ResponseCache"] = web.AppKey("cache")
 MCP: web.AppKey["McpGateway"] = web.AppKey("mcp")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)
+REQUEST_IDS = web.AppKey("request_ids", IdPool)
 # Set only when tracing / event sinks are configured (read with app.get).
 TRACING: web.AppKey["Tracing"] = web.AppKey("tracing")
 EVENTS: web.AppKey["EventBus"] = web.AppKey("events")

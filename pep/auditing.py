@@ -37,7 +37,23 @@ def _compact(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
+def _part(x: Exchange, name: str, source: Any, build: Any) -> Any:
+    """Built once per request: an intent and its completion repeat who and the decision.
+    Keyed on the identity of what it is built from (a principal and a
+    decision are never changed in place; a changed one is a new object, so it is rebuilt)."""
+    hit = x.audit_parts.get(name)
+    if hit is not None and hit[0] is source:
+        return hit[1]
+    value = build(x)
+    x.audit_parts[name] = (source, value)
+    return value
+
+
 def _who(x: Exchange) -> dict[str, Any]:
+    return _part(x, "who", x.principal, _build_who)  # type: ignore[no-any-return]
+
+
+def _build_who(x: Exchange) -> dict[str, Any]:
     p = x.principal
     if p is None:
         return _compact({"source_ip": x.source_ip, "groups": [], "teams": []})
@@ -73,9 +89,15 @@ def _what(x: Exchange) -> dict[str, Any]:
 
 
 def _decision(x: Exchange) -> dict[str, Any] | None:
-    d = x.decision
-    if d is None:
+    if x.decision is None:
         return None
+    # The engine is named before the decision is made, so the decision object decides.
+    return _part(x, "decision", x.decision, _build_decision)  # type: ignore[no-any-return]
+
+
+def _build_decision(x: Exchange) -> dict[str, Any]:
+    d = x.decision
+    assert d is not None
     return _compact({
         "allow": d.allow,
         "reasons": [r.model_dump(exclude_none=True) for r in d.reasons],

@@ -49,6 +49,9 @@ class Exchange:
     cache: dict[str, Any] | None = None  # extra.cache of the audit records (pep.cache)
     cache_header: str | None = None  # x-regogate-cache: hit | miss | bypass
     mcp: dict[str, Any] | None = None  # extra.mcp of the audit records (pep.mcp.proxy)
+    # Parts of this request's audit events that its later events repeat (pep.auditing), each
+    # with the object it was built from: reused only while that very object is unchanged.
+    audit_parts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

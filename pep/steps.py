@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -57,7 +56,7 @@ def new_request_id(request: web.Request) -> str:
         supplied = request.headers.get(settings.request_id_header, "")
         if 8 <= len(supplied) <= 64 and all(c.isalnum() or c in "-_." for c in supplied):
             return supplied
-    return "req_" + secrets.token_hex(12)
+    return "req_" + request.app[appkeys.REQUEST_IDS].next_hex()
 
 
 def exchange_for(request: web.Request) -> Exchange:

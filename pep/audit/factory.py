@@ -72,7 +72,9 @@ def open_store(settings: AuditSettings, data_dir: Path) -> AuditStore:
     if url.startswith("sqlite:"):
         from pep.audit.sqlite_store import SqliteAuditStore
 
-        return SqliteAuditStore(sqlite_path(url), signer, **common)  # type: ignore[arg-type]
+        return SqliteAuditStore(sqlite_path(url), signer,
+                                commit_window_s=settings.commit_window_ms / 1000,
+                                **common)  # type: ignore[arg-type]
     if is_postgres(url):
         from pep.audit.postgres_store import PostgresAuditStore
 

@@ -30,6 +30,11 @@ class AuditSettings(Frozen):
     pg_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # Most records committed in one transaction (group commit).
     max_batch: int = Field(512, gt=0, le=10000)
+    # SQLite group-commit window: when the last commit carried more than one record (the
+    # gateway is under concurrency), the writer waits up to this long for more records
+    # before committing, so one fsync serves more requests. 0 disables; a lone request
+    # (one record per commit) never waits. Nothing is acknowledged before its commit.
+    commit_window_ms: float = Field(1.0, ge=0, le=50)
     # A batch not durable within this time fails: the requests in it get 503.
     write_timeout_s: float = Field(5.0, gt=0)
     # Names this gateway in checkpoints (default: hostname-pid).

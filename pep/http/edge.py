@@ -21,6 +21,7 @@ needs around it (GUIDE.md 3.9, 3.10, 3.11):
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import signal
@@ -234,6 +235,21 @@ class GatewayRunner(web.AppRunner):
         return EdgeServer(base, self.app)
 
 
+def _settle_heap() -> None:
+    """Once listening: tune the cyclic garbage collector for a server's heap.
+
+    ``gc.freeze()`` moves everything alive now (modules, the compiled policy, settings,
+    pools) into the permanent generation, so no collection rescans it; and a young-generation
+    threshold of 10,000 (default 700) lets a request's short-lived objects die by reference
+    count before a collection looks at them. Cyclic garbage is still collected, just in
+    larger, rarer passes (at most ~10,000 container objects wait for one). Measured with
+    ``gc.callbacks`` and thread CPU time over 6,000 requests at concurrency 16: 57 us of
+    collector CPU per request before, none after (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def run(app: web.Application, *, host: str, port: int, on_listening: Callable[[], None]) -> None:
     """Serve until SIGINT/SIGTERM (``regogate serve``), then close every component."""
 
@@ -242,6 +258,7 @@ def run(app: web.Application, *, host: str, port: int, on_listening: Callable[[]
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
+            _settle_heap()
             on_listening()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -27,7 +27,8 @@ import orjson
 from pep.policy import bundle as bundle_mod
 from pep.policy.compiled import CompiledPolicy, EngineFailure
 from pep.policy.contract import Decision
-from pep.policy.engine import PolicyError, parse_decision
+from pep.policy.engine import PolicyError
+from pep.policy.validated import DecisionMemo
 
 log = logging.getLogger("regogate.policy")
 
@@ -62,6 +63,8 @@ class EmbeddedEngine:
         # cannot evaluate what it is being asked (see ready()).
         self._failure_streak = 0
         self._last_failure: str | None = None
+        # Validated decision documents (regorus' JSON, so JSON-native values only).
+        self._decisions = DecisionMemo()
 
     @property
     def revision(self) -> str:
@@ -166,7 +169,7 @@ class EmbeddedEngine:
         request = policy_input.get("request")
         request_id = request.get("id") if isinstance(request, dict) else None
         # One request = one decision id (GUIDE.md section 1): the request id.
-        return parse_decision(raw, revision=revision, decision_id=request_id)
+        return self._decisions.parse(raw, revision=revision, decision_id=request_id)
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {

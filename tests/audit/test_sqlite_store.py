@@ -161,3 +161,37 @@ async def test_outage_is_recorded_with_its_span_once_the_store_is_back(tmp_path:
     span = docs[1]["extra"]
     assert span["failed_records"] >= 1 and span["from"] <= span["to"] == docs[1]["time"]
     assert "locked" in span["error"]
+
+
+async def test_under_concurrency_the_commit_window_gathers_records_arriving_apart(
+    tmp_path: Path,
+) -> None:
+    store = open_store(settings(tmp_path, commit_window_ms=50), tmp_path)
+    assert isinstance(store, SqliteAuditStore)
+    await store.start()
+    # Two at once: the writer has seen concurrency (a commit of more than one record).
+    await asyncio.gather(store.append(make_event("alice", 0)), store.append(make_event("alice", 1)))
+    assert store.stats.records == 2
+    before = store.stats.transactions
+
+    async def later(n: int) -> None:
+        await asyncio.sleep(0.005 * n)  # arriving one by one, well inside the window
+        await store.append(make_event("alice", 10 + n))
+        # Acknowledged means committed: visible to another connection.
+        assert count(tmp_path) >= 3
+
+    await asyncio.gather(*(later(n) for n in range(4)))
+    assert store.stats.records == 6
+    assert store.stats.transactions - before == 1, "records inside the window share one commit"
+    await store.close()
+
+
+async def test_without_concurrency_the_window_never_delays_a_lone_record(tmp_path: Path) -> None:
+    store = open_store(settings(tmp_path, commit_window_ms=50), tmp_path)
+    assert isinstance(store, SqliteAuditStore)
+    await store.start()
+    for n in range(3):  # one at a time: each commit carries one record, no window opens
+        await store.append(make_event("bob", n))
+        assert store._last_batch == 1
+    assert store.stats.transactions == 3
+    await store.close()
