@@ -94,6 +94,9 @@ class Settings(Frozen):
 
     def model_post_init(self, __context: Any) -> None:
         embed = self.cache.semantic_embeddings_model
+        if embed is not None and self.cache.semantic_embedder == "local":
+            raise ValueError("cache.semantic_embeddings_model: leave it unset with "
+                             "cache.semantic_embedder: local (the local model embeds)")
         if embed is not None and (embed not in self.models or not self.models[embed].embeddings):
             raise ValueError(f"cache.semantic_embeddings_model: {embed!r} is not a configured "
                              "embeddings model")
