@@ -44,7 +44,7 @@ EXCHANGE = web.RequestKey("exchange", Exchange)
 # The events that end a request's trail; each request gets exactly one (GUIDE.md 3.11).
 TERMINAL_EVENTS = frozenset({
     "auth.failure", "request.rejected", "policy.deny", "policy.error", "request.completion",
-    "request.error", "upstream.error", "audit.read",
+    "request.error", "upstream.error", "audit.read", "cache.purge",
 })
 
 

@@ -115,8 +115,10 @@ class ResponseCache:
         if self.embedder is None:
             return
         await self.embedder.start()
-        self.semantic = SemanticIndex(max_per_partition=s.semantic_max_per_partition,
-                                      max_partitions=s.semantic_max_partitions)
+        self.semantic = index = SemanticIndex(max_per_partition=s.semantic_max_per_partition,
+                                              max_partitions=s.semantic_max_partitions)
+        if hasattr(self.metrics, "add_source"):
+            self.metrics.add_source(lambda: [("cache_semantic_vectors", {}, len(index))])
         try:
             await self._follow()  # what the other replicas filled before this one started
         except CacheUnavailable as exc:
