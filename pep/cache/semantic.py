@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from pep.cache.stores import EntryMeta, Purge
 
 _PLACEHOLDER = "\x00semantic-last-user-message"
-HNSW_FROM = 512  # vectors in one partition before it is searched through an HNSW graph
+HNSW_FROM = 4096  # vectors in one partition before it is searched through an HNSW graph
 
 Vector = NDArray[np.float32]
 
@@ -126,7 +126,7 @@ class _Partition:
     def candidates(self, vector: Vector, count: int) -> list[tuple[str, float]]:
         """(key, cosine similarity), best first."""
         if self.hnsw is not None:
-            found = self.hnsw.search(vector, count)
+            found = self.hnsw.search(vector, count, threads=1)  # never the whole machine
             return [(self.by_label[int(label)], 1.0 - float(dist))
                     for label, dist in zip(found.keys, found.distances)
                     if int(label) in self.by_label]
@@ -134,7 +134,11 @@ class _Partition:
             self.keys = list(self.items)
             self.matrix = np.stack([self.items[k].vector for k in self.keys])
         sims = self.matrix @ vector
-        order = np.argsort(-sims)[:count]
+        if len(sims) > count:
+            top = np.argpartition(-sims, count)[:count]
+            order = top[np.argsort(-sims[top])]
+        else:
+            order = np.argsort(-sims)
         return [(self.keys[i], float(sims[i])) for i in order]
 
 

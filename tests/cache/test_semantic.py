@@ -71,7 +71,7 @@ def test_partitions_and_vectors_per_partition_are_bounded() -> None:
 
 def test_a_large_partition_moves_to_usearch_hnsw_and_finds_the_same_neighbour() -> None:
     rng = np.random.default_rng(7)
-    ix, later = index(), time.time() + 60
+    ix, later = SemanticIndex(max_per_partition=10_000, max_partitions=2), time.time() + 60
     vectors = [normalised(rng.standard_normal(32)) for _ in range(semantic.HNSW_FROM + 20)]
     for n, v in enumerate(vectors):
         assert v is not None
