@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from pep.settings_base import Frozen
+from pep.settings_base import Dsn, Frozen
 
 
 class CacheSettings(Frozen):
@@ -15,7 +15,7 @@ class CacheSettings(Frozen):
     enabled: bool = True
     # "sqlite" (in-process LRU in front of <data_dir>/cache.sqlite3), "memory" (LRU only,
     # lost on restart), or redis://host:6379/0, rediss://..., unix://... (shared by replicas).
-    store: str = "sqlite"
+    store: Dsn = "sqlite"
     redis_password: SecretStr | None = None
     redis_key_prefix: str = "regogate:cache:"
     timeout_s: float = Field(0.25, gt=0)

@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -32,6 +32,7 @@ from pep.usage.admission import Check
 from pep.usage.counters import FIELDS, ZERO, Bounds, CounterTracker, Subject
 from pep.usage.tracker import UsageUnavailable
 from pep.usage.windows import WINDOWS
+from pep.settings_base import masked
 
 _HFIELDS = ("r", "pt", "ct", "c", "e")
 assert len(_HFIELDS) == len(FIELDS)
@@ -132,12 +133,7 @@ _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
 def redact_url(url: str) -> str:
     """The store URL without its password, for readiness output and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return masked(url)
 
 
 def _glob_escape(text: str) -> str:
