@@ -27,12 +27,14 @@ from pep.cache.settings import CacheSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
 from pep.events import EventSettings
+from pep.mcp.settings import McpSettings
 from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.settings_base import Frozen
 from pep.tracing_settings import TracingSettings
 from pep.usage.settings import UsageSettings
+from pep.workspace.settings import WorkspaceSettings
 
 
 class ConfigError(Exception):
@@ -89,10 +91,15 @@ class Settings(Frozen):
     tracing: TracingSettings = TracingSettings()
     events: EventSettings = EventSettings()
     cache: CacheSettings = CacheSettings()
+    workspace: WorkspaceSettings = WorkspaceSettings()
+    mcp: McpSettings = McpSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     def model_post_init(self, __context: Any) -> None:
+        ws = self.workspace.issuer
+        if ws is not None and ws not in {i.issuer for i in self.identity.issuers}:
+            raise ValueError(f"workspace.issuer: {ws!r} is not one of identity.issuers")
         embed = self.cache.semantic_embeddings_model
         if embed is not None and self.cache.semantic_embedder == "local":
             raise ValueError("cache.semantic_embeddings_model: leave it unset with "

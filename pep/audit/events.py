@@ -31,6 +31,8 @@ EventType = Literal[
     "request.aborted",
     "audit.outage",
     "cache.purge",
+    "session.login",
+    "session.logout",
 ]
 
 
