@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,8 +99,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         direct_url = f"http://127.0.0.1:{mcp_port}/mcp"
         await wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
         await wait_http(direct_url)
+        # The shipped policies without the demo's daily tool-call limit (a benchmark makes
+        # more calls than a day's worth); the limit is still counted and reserved.
+        bundle = work / "policies"
+        shutil.copytree(ROOT / "policies", bundle)
+        data = yaml.safe_load((bundle / "data.yaml").read_text())
+        data["gateway"]["mcp"]["limits"] = {
+            "demo/*": [{"scope": "user_tool", "window": "day", "max": 10**9}]}
+        (bundle / "data.yaml").write_text(yaml.safe_dump(data))
         config = {**gateway_config(work, gw_port, idp_port, "http://127.0.0.1:9"),
                   "mcp": {"servers": {"demo": {"url": direct_url}}}}
+        config["policy"] = {"engine": "embedded", "bundle": str(bundle)}
         cfg = work / "regogate.yaml"
         cfg.write_text(yaml.safe_dump(config))
         gw = spawn([py, "-m", "pep", "serve", "--config", str(cfg)], gw_cpus,

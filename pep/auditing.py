@@ -146,6 +146,11 @@ def event(
         if kind == "request.completion" and cache.get("hit") and x.cost_usd is not None:
             cache = {**cache, "saved_cost_usd": x.cost_usd}  # the provider was not paid
         doc["extra"] = {**doc["extra"], "cache": cache}
+    if x.findings:  # content findings by type, for the auditor: counts only, never the text
+        counts: dict[str, int] = {}
+        for f in x.findings:
+            counts[f.type] = counts.get(f.type, 0) + 1
+        doc["extra"] = {**doc["extra"], "findings": counts}
     if x.mcp is not None:
         doc["extra"] = {**doc["extra"], "mcp": x.mcp}
     if x.decision is not None:

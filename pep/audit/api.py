@@ -1,11 +1,17 @@
-"""Read-only auditor HTTP API and web view.
+"""Read-only auditor HTTP API and the auditor workspace (web page).
 
-    GET /audit/                  the web page (static HTML + JS; sign-in: pep/workspace)
-    GET /audit/v1/events         records, newest first (filters: user, team, model, decision,
-                                 event, request_id, since, until, limit, order)
-    GET /audit/v1/verify         chain + checkpoint verification report (since, until)
-    GET /audit/v1/report         per user|team|model and day (by=..., filters)
-    GET /audit/v1/export.csv     CSV of the matching records (filters)
+    GET /audit/                     the workspace (static HTML + JS modules; sign-in: pep/workspace)
+    GET /audit/v1/events            records, newest first, one page at a time: filters (user,
+                                    team, model, decision, event, reason, api, request_id, since,
+                                    until, reads=hide|show), limit, order, cursor; answers with
+                                    total, has_more and next_cursor (pep.audit.pages)
+    GET /audit/v1/verify            chain + checkpoint verification report (since, until)
+    GET /audit/v1/report            per user|team|model and day (by=..., filters)
+    GET /audit/v1/overview          requests over time, by team/model/decision, top users,
+                                    recent denials, last checkpoint (pep.audit.workspace)
+    GET /audit/v1/person            one user's totals, models, teams and denials
+    GET /audit/v1/bundle            one user's records with their completeness proof
+    GET /audit/v1/export.csv|.jsonl|.ocsf.jsonl   exactly the filtered set, streamed
 
 Every API call is authorised like a model call: bearer token (or a workspace session's, with
 its CSRF token: pep/workspace/routes.py) -> policy with
@@ -17,37 +23,43 @@ durable the read is refused (503), like a model call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from pep import appkeys
-from pep.audit.checkpoints import (
-    DEFAULT_PUBLIC_KEY_NAME,
-    SigningKeyError,
-    load_public_key,
-    read_witness,
+from pep.audit.apicommon import (
+    AUTHORIZE,
+    FILTERS,
+    READER,
+    Authorize,
+    authorize_and_record,
+    json_response,
+    params_of,
+    parse,
+    reader_of,
+    reading,
+    resolve_user,
+    witness_checkpoints,
 )
-from pep.audit.events import AuditUnavailable
-from pep.audit.export import REPORT_GROUPS, csv_header, csv_line
-from pep.audit.factory import store_url, witness_dir
-from pep.audit.query import AuditQuery, QueryError
-from pep.audit.reader import AuditReader, open_reader
+from pep.audit.checkpoints import DEFAULT_PUBLIC_KEY_NAME, SigningKeyError, load_public_key
+from pep.audit.export import REPORT_GROUPS
+from pep.audit.factory import store_url
+from pep.audit.pages import apply_cursor, encode_cursor
+from pep.audit.query import QueryError
+from pep.audit.reader import open_reader
 from pep.audit.verify import verify_trail
-from pep.errors import BadRequest, Unavailable
-from pep.principal import Principal
-from pep.workspace.routes import session_credentials, setup_workspace_routes
+from pep.audit.workspace import setup_view_routes
+from pep.errors import BadRequest
+from pep.workspace.routes import setup_workspace_routes
 
-Authorize = Callable[..., Awaitable[Principal]]
-AUTHORIZE: web.AppKey[Authorize] = web.AppKey("audit_authorize")
-READER: web.AppKey[AuditReader] = web.AppKey("audit_reader")
+__all__ = ["AUTHORIZE", "READER", "setup_audit_routes"]
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-_FILTERS = ("user", "team", "model", "api", "decision", "event", "request_id", "since",
-            "until")
+DEFAULT_PAGE = "50"
 _PAGE_HEADERS = {
     # No inline script, nothing from elsewhere, never framed, the token never leaves as Referer.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -58,141 +70,89 @@ _PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-
-
-def _params(request: web.Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    q = request.query
-    for key in q:
-        if key not in allowed:
-            raise BadRequest(f"unknown query parameter {key!r}", param=key)
-        if len(q.getall(key)) > 1:
-            raise BadRequest(f"query parameter {key!r} given more than once", param=key)
-        if len(q[key]) > 256:
-            raise BadRequest(f"query parameter {key!r} is too long", param=key)
-    return {k: q[k] for k in q if q[k] != ""}
-
-
-def _parse(params: dict[str, str], **defaults: Any) -> AuditQuery:
-    try:
-        return AuditQuery.from_params({**defaults, **params})
-    except QueryError as exc:
-        raise BadRequest(str(exc), code="invalid_filter") from exc
-
-
-async def _authorize_and_record(request: web.Request, endpoint: str, params: dict[str, str]) -> None:
-    from pep.access import authorize as default_authorize
-
-    authorize = request.app.get(AUTHORIZE) or default_authorize
-    # A workspace session (cookie + CSRF token) or, for CLI/API clients, a bearer token:
-    # either way the same Principal, the same policy question, the same record.
-    credentials = await session_credentials(request)
-    await authorize(request, api="audit.read", params={"endpoint": endpoint, **params},
-                    credentials=credentials)
-    from pep.auditing import event
-    from pep.steps import audit, exchange_for
-
-    x = exchange_for(request)
-    await audit(request, event("audit.read", x, status=200,
-                               extra={"endpoint": endpoint, "filters": params}), required=True)
-
-
-def _reader(request: web.Request) -> AuditReader:
-    return request.app[READER]
-
-
-def _json(body: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(body), content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".txt": "text/plain",
+          ".svg": "image/svg+xml"}
+_STATIC = re.compile(r"(?:[A-Za-z0-9_-]+/){0,2}[A-Za-z0-9_.-]+")
 
 
 async def events_handler(request: web.Request) -> web.Response:
-    params = _params(request, (*_FILTERS, "limit", "order"))
-    q = _parse(params, limit="200", order="desc")
-    await _authorize_and_record(request, "events", params)
+    params = params_of(request, (*FILTERS, "limit", "order", "cursor"))
+    cursor = params.pop("cursor", None)
+    q = parse(params, limit=DEFAULT_PAGE, order="desc")
     try:
-        records = await _reader(request).query(q)
-    except AuditUnavailable as exc:
-        raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
-    return _json({"object": "list", "data": [r.export() for r in records],
-                  "count": len(records), "filters": q.as_params()})
+        positioned = apply_cursor(q, cursor)
+    except QueryError as exc:
+        raise BadRequest(str(exc), param="cursor", code="invalid_cursor") from exc
+    await authorize_and_record(request, "events", {**params, **({"cursor": cursor} if cursor else {})})
+    q = await resolve_user(request, q)
+    positioned = dataclasses.replace(positioned, subjects=q.subjects)
+    limit = q.limit or int(DEFAULT_PAGE)
+    reader = reader_of(request)
+    async with reading():
+        records = await reader.query(dataclasses.replace(positioned, limit=limit + 1))
+        total = await reader.count(q)
+    has_more = len(records) > limit
+    records = records[:limit]
+    return json_response({
+        "object": "list", "data": [r.export() for r in records], "count": len(records),
+        "total": total, "has_more": has_more,
+        "next_cursor": encode_cursor(q, records[-1].seq) if has_more else None,
+        "filters": q.as_params()})
 
 
 async def verify_handler(request: web.Request) -> web.Response:
-    params = _params(request, ("since", "until"))
-    q = _parse(params)
-    await _authorize_and_record(request, "verify", params)
+    params = params_of(request, ("since", "until"))
+    q = parse(params)
+    await authorize_and_record(request, "verify", params)
     settings = request.app[appkeys.SETTINGS]
-    audit = settings.audit
     keys = []
-    for path in (audit.signing_key, settings.server.data_dir / DEFAULT_PUBLIC_KEY_NAME):
+    for path in (settings.audit.signing_key, settings.server.data_dir / DEFAULT_PUBLIC_KEY_NAME):
         if path is not None and Path(path).exists():
             try:
                 keys.append(load_public_key(Path(path)))
             except SigningKeyError:
                 continue
             break
-    extra = []
-    for path in (witness_dir(audit, settings.server.data_dir), audit.witness_log):
-        if path is not None and path.exists():
-            extra.extend(read_witness(path))
+    # Its own reader: a full verification reads every record, and the shared reader's one
+    # SQLite connection would hold every other auditor's page behind it meanwhile.
+    reader = open_reader(store_url(settings.audit, settings.server.data_dir),
+                         pg_schema=settings.audit.pg_schema)
     try:
-        report = await verify_trail(_reader(request), public_keys=keys, extra_checkpoints=extra,
-                                    since=q.since, until=q.until)
-    except AuditUnavailable as exc:
-        raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
+        async with reading():
+            report = await verify_trail(reader, public_keys=keys,
+                                        extra_checkpoints=witness_checkpoints(request),
+                                        since=q.since, until=q.until)
+    finally:
+        await reader.close()
     bus = request.app.get(appkeys.EVENTS)
     if bus is not None and not report.valid and report.error is not None:
         brk = report.error
         bus.emit("audit.integrity_failed", None,
                  {"kind": brk.kind, "chain": brk.chain, "seq": brk.seq, "message": brk.message})
-    return _json(report.to_dict())
+    return json_response(report.to_dict())
 
 
 async def report_handler(request: web.Request) -> web.Response:
-    params = _params(request, (*_FILTERS, "by"))
+    params = params_of(request, (*FILTERS, "by"))
     by = params.pop("by", "user")
     if by not in REPORT_GROUPS:
         raise BadRequest(f"by must be one of {', '.join(REPORT_GROUPS)}", param="by")
-    q = _parse(params)
-    await _authorize_and_record(request, "report", {**params, "by": by})
-    try:
-        rows = await _reader(request).report(q, by)
-    except AuditUnavailable as exc:
-        raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
-    return _json({"object": "list", "by": by, "data": rows})
-
-
-async def export_csv_handler(request: web.Request) -> web.StreamResponse:
-    params = _params(request, _FILTERS)
-    q = _parse(params)
-    await _authorize_and_record(request, "export.csv", params)
-    records = _reader(request).matching(q)
-    try:
-        first = await anext(records, None)  # fail with 503 before headers are sent
-    except AuditUnavailable as exc:
-        raise Unavailable("the audit trail cannot be read", code="audit_unavailable") from exc
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": 'attachment; filename="regogate-audit.csv"',
-        "Cache-Control": "no-store",
-    })
-    await resp.prepare(request)
-    await resp.write(csv_header().encode())
-    if first is not None:
-        await resp.write(csv_line(first).encode())
-        async for rec in records:
-            await resp.write(csv_line(rec).encode())
-    await resp.write_eof()
-    return resp
+    q = parse(params)
+    await authorize_and_record(request, "report", {**params, "by": by})
+    q = await resolve_user(request, q)
+    async with reading():
+        rows = await reader_of(request).report(q, by)
+    return json_response({"object": "list", "by": by, "data": rows})
 
 
 async def page_handler(request: web.Request) -> web.Response:
+    """The workspace's own files only: a fixed directory, no dot-dot, known types."""
     name = request.match_info.get("name") or "index.html"
-    types = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css",
-             "session.js": "text/javascript"}
-    if name not in types:
+    path = WEB_DIR / name
+    if (not _STATIC.fullmatch(name) or ".." in name or path.suffix not in _TYPES
+            or not path.is_file()):
         raise web.HTTPNotFound()
-    return web.Response(body=(WEB_DIR / name).read_bytes(), content_type=types[name],
+    return web.Response(body=path.read_bytes(), content_type=_TYPES[path.suffix],
                         charset="utf-8", headers=_PAGE_HEADERS)
 
 
@@ -214,13 +174,13 @@ def setup_audit_routes(app: web.Application, *, authorize: Authorize | None = No
     if authorize is not None:
         app[AUTHORIZE] = authorize
     app.cleanup_ctx.append(_reader_ctx(app))
-    setup_workspace_routes(app)  # before /audit/{name}: /audit/login is not a file
     app.router.add_get("/audit/v1/events", events_handler)
     app.router.add_get("/audit/v1/verify", verify_handler)
     app.router.add_get("/audit/v1/report", report_handler)
-    app.router.add_get("/audit/v1/export.csv", export_csv_handler)
+    setup_view_routes(app)
+    setup_workspace_routes(app)  # before /audit/{name}: /audit/login is not a file
     app.router.add_get("/audit/", page_handler)
-    app.router.add_get("/audit/{name}", page_handler)
+    app.router.add_get("/audit/{name:.+}", page_handler)
     app.router.add_get("/audit", _redirect)
 
 

@@ -10,8 +10,9 @@ import orjson
 
 from pep.audit.checkpoints import Checkpoint
 from pep.audit.events import AuditUnavailable
+from pep.audit.overview_sql import summarise, summary_sql
 from pep.audit.query import AuditQuery
-from pep.audit.reader import CHUNK
+from pep.audit.reader import CHUNK, MAX_SUBJECTS_PER_EMAIL
 from pep.audit.records import ALL_COLUMNS, StoredRecord
 from pep.audit.report_sql import assemble, report_sql
 
@@ -54,6 +55,23 @@ class PostgresAuditReader:
             f"SELECT {_COLS} FROM {self._s}.audit_records WHERE {where} ORDER BY seq {order} "
             f"LIMIT {int(q.limit or 1000)}", *params)
         return [StoredRecord.from_row(r) for r in rows]
+
+    async def count(self, q: AuditQuery) -> int:
+        where, params = q.where("postgres")
+        rows = await self._fetch(f"SELECT COUNT(*) AS n FROM {self._s}.audit_records WHERE {where}",
+                                 *params)
+        return int(rows[0]["n"])
+
+    async def subjects_with_email(self, email: str) -> list[str]:
+        found: list[str] = []
+        while len(found) < MAX_SUBJECTS_PER_EMAIL:
+            rows = await self._fetch(
+                f"SELECT subject FROM {self._s}.audit_records WHERE email = $1 AND subject > $2 "
+                "ORDER BY subject LIMIT 1", email, found[-1] if found else "")
+            if not rows:
+                break
+            found.append(str(rows[0]["subject"]))
+        return found
 
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("postgres")
@@ -99,6 +117,10 @@ class PostgresAuditReader:
         totals, reasons, params = report_sql(q, by, "postgres", f"{self._s}.audit_records")
         return assemble(by, [tuple(r) for r in await self._fetch(totals, *params)],
                         [tuple(r) for r in await self._fetch(reasons, *params)])
+
+    async def summary(self, q: AuditQuery, bucket: str) -> dict[str, Any]:
+        sql, params = summary_sql(q, bucket, "postgres", f"{self._s}.audit_records")
+        return summarise([tuple(r) for r in await self._fetch(sql, *params)])
 
     async def close(self) -> None:
         if self._pool is not None:

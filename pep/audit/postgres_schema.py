@@ -34,9 +34,17 @@ def ddl(schema: str) -> list[str]:
             body TEXT NOT NULL
         )""",
         f"CREATE INDEX IF NOT EXISTS audit_records_user ON {s}.audit_records (user_key, seq)",
-        f"CREATE INDEX IF NOT EXISTS audit_records_subject ON {s}.audit_records (subject, seq)",
         f"CREATE INDEX IF NOT EXISTS audit_records_request ON {s}.audit_records (request_id)",
         f"CREATE INDEX IF NOT EXISTS audit_records_time ON {s}.audit_records (time)",
+        # The auditor workspace's filters (newest first by seq); run on every start, so an
+        # existing store gains them on upgrade.
+        # (subject, seq, event) replaces (subject, seq): a person's page and total from the index.
+        f"DROP INDEX IF EXISTS {s}.audit_records_subject",
+        *(f"CREATE INDEX IF NOT EXISTS audit_records_{name} ON {s}.audit_records ({cols})"
+          for name, cols in (("person", "subject, seq, event"), ("email", "email, subject"),
+                             ("event", "event, seq"),
+                             ("decision", "decision, seq"), ("model", "model_requested, seq"),
+                             ("served", "model_served, seq"))),
         f"""CREATE TABLE IF NOT EXISTS {s}.audit_checkpoints (
             id BIGSERIAL PRIMARY KEY,
             seq BIGINT NOT NULL,

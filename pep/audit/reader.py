@@ -18,11 +18,13 @@ import orjson
 from pep.audit.checkpoints import Checkpoint
 from pep.audit.events import AuditUnavailable
 from pep.audit.factory import is_postgres, sqlite_path
+from pep.audit.overview_sql import summarise, summary_sql
 from pep.audit.query import AuditQuery
 from pep.audit.records import ALL_COLUMNS, StoredRecord
 from pep.audit.report_sql import assemble, report_sql
 
 CHUNK = 2000
+MAX_SUBJECTS_PER_EMAIL = 20
 _COLS = ", ".join(ALL_COLUMNS)
 
 
@@ -32,6 +34,14 @@ class AuditReader(Protocol):
         ...
 
     async def query(self, q: AuditQuery) -> list[StoredRecord]: ...
+
+    async def count(self, q: AuditQuery) -> int:
+        """How many records match (the list views' totals)."""
+        ...
+
+    async def subjects_with_email(self, email: str) -> list[str]:
+        """The subjects seen with this e-mail (a few at most; index skip-scan)."""
+        ...
 
     def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         """Like query() without a result cap, streamed (exports, reports)."""
@@ -55,6 +65,11 @@ class AuditReader(Protocol):
 
     async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
         """Aggregated by the database (see pep.audit.report_sql)."""
+        ...
+
+    async def summary(self, q: AuditQuery, bucket: str) -> dict[str, Any]:
+        """Requests per time bucket, decision, team, model and user, with totals
+        (pep.audit.overview_sql)."""
         ...
 
     async def close(self) -> None: ...
@@ -114,6 +129,24 @@ class SqliteAuditReader:
         )
         return [StoredRecord.from_row(r) for r in rows]
 
+    async def count(self, q: AuditQuery) -> int:
+        where, params = q.where("sqlite")
+        rows = await self._fetch(f"SELECT COUNT(*) FROM audit_records WHERE {where}", params)
+        n = rows[0][0]
+        assert isinstance(n, int)
+        return n
+
+    async def subjects_with_email(self, email: str) -> list[str]:
+        found: list[str] = []
+        while len(found) < MAX_SUBJECTS_PER_EMAIL:
+            rows = await self._fetch(
+                "SELECT subject FROM audit_records WHERE email = ? AND subject > ? "
+                "ORDER BY subject LIMIT 1", (email, found[-1] if found else ""))
+            if not rows:
+                break
+            found.append(str(rows[0][0]))
+        return found
+
     async def matching(self, q: AuditQuery) -> AsyncIterator[StoredRecord]:
         where, params = q.where("sqlite")
         after = -1
@@ -158,6 +191,10 @@ class SqliteAuditReader:
     async def report(self, q: AuditQuery, by: str) -> list[dict[str, Any]]:
         totals, reasons, params = report_sql(q, by, "sqlite", "audit_records")
         return assemble(by, await self._fetch(totals, params), await self._fetch(reasons, params))
+
+    async def summary(self, q: AuditQuery, bucket: str) -> dict[str, Any]:
+        sql, params = summary_sql(q, bucket, "sqlite", "audit_records")
+        return summarise(await self._fetch(sql, params))
 
     async def close(self) -> None:
         if self._conn is not None:

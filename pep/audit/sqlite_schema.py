@@ -29,9 +29,19 @@ CREATE TABLE IF NOT EXISTS audit_records (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user_key, seq);
-CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records (subject, seq);
 CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id);
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+-- The auditor workspace's filters (newest first by seq); created on start, so an existing
+-- store is upgraded the next time the gateway opens it.
+-- (subject, seq, event): a person's records newest first and their total, auditors' reads
+-- left out, from the index alone. Replaces (subject, seq).
+DROP INDEX IF EXISTS audit_records_subject;
+CREATE INDEX IF NOT EXISTS audit_records_person ON audit_records (subject, seq, event);
+CREATE INDEX IF NOT EXISTS audit_records_email ON audit_records (email, subject);
+CREATE INDEX IF NOT EXISTS audit_records_event ON audit_records (event, seq);
+CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records (decision, seq);
+CREATE INDEX IF NOT EXISTS audit_records_model ON audit_records (model_requested, seq);
+CREATE INDEX IF NOT EXISTS audit_records_served ON audit_records (model_served, seq);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id INTEGER PRIMARY KEY,
     seq INTEGER NOT NULL,

@@ -181,12 +181,18 @@ async def _forward(request: web.Request, x: Exchange, gw: McpGateway, principal:
         app[appkeys.METRICS].inc("mcp_upstream_errors_total", server=server, code=err.code)
         await audit(request, event("upstream.error", x, error=err), required=False)
         raise err
-    creds = await _credentials(request, x, gw, server, principal)
-    x.prompt_audit = forwarded.get("params")
     try:
-        await audit(request, event("request.intent", x), required=True)
+        creds = await _credentials(request, x, gw, server, principal)
+        x.prompt_audit = forwarded.get("params")
+        try:
+            await audit(request, event("request.intent", x), required=True)
+        except GatewayError:
+            await release_usage_mcp(request, x, gw)
+            raise
     except GatewayError:
-        await release_usage_mcp(request, x, gw)
+        # Nothing reached the server: that proves nothing about it, so a half-open
+        # breaker's trial slot goes back for the next call.
+        breaker.abandon()
         raise
     reply = await _send(request, x, gw, server, session, forwarded, creds)
     if msg.kind != "request":
@@ -327,9 +333,13 @@ async def _filter(request: web.Request, x: Exchange, principal: Principal, serve
     """One evaluation per listed item, the item named in request.mcp: only what the policy
     allows this user is listed. A policy failure fails the whole listing closed (503)."""
     key, field, item_key = LISTS[method]
-    items = result.get(key)
+    items = result.get(key, [])
     if not isinstance(items, list):
-        return result
+        # Unfiltered is never an option: a list that is not a list is garbage (502).
+        await release_usage_mcp(request, x, _gateway(request))
+        await _upstream_failed(request, x, Upstream502(
+            f"MCP server {server!r} sent a {method} result without a list of {key}",
+            code="mcp_upstream_garbage"))
     enforced = x.decision
     base: dict[str, Any] = request[POLICY_INPUT]
     kept: list[Any] = []

@@ -298,6 +298,9 @@ async def _complete_sign_in(request: web.Request, ws: Workspace) -> web.StreamRe
     if principal.sub != id_claims["sub"] or principal.issuer != id_claims["iss"]:
         raise SignInError(401, "subject_mismatch",
                           "the ID token and the access token name different users")
+    previous = session_cookie(request.headers)
+    if previous:  # signing in again replaces the session, never keeps two alive
+        await ws.sessions.delete(previous)
     session_id, session = await ws.sessions.create(
         access_token=tokens.access_token, token_exp=principal.expires_at,
         subject=principal.sub, issuer=principal.issuer, name=principal.name,

@@ -49,6 +49,7 @@ async def test_auditor_sees_alices_requests_and_a_non_auditor_is_refused(
                 page = await browser.new_page()
                 # Signed in through the dev IdP's login page: the page never holds a token.
                 await sign_in(page, gw.url, "erin")
+                await page.goto(f"{gw.url}/audit/?view=records")  # the landing view: overview
                 await page.wait_for_selector("#timeline tbody tr")
                 await page.fill("input[name=user]", "alice")
                 await page.click("#filters button[type=submit]")

@@ -84,6 +84,7 @@ async def test_an_auditor_signs_in_through_the_dev_idp_and_signs_out(
             "() => document.querySelector('#whoami').dataset.signedIn === 'true'")
         assert page.url == f"{gw.url}/audit/"
         assert "Erin Engel" in (await page.text_content("#whoami") or "")
+        await page.goto(f"{gw.url}/audit/?view=records")  # the landing view is the overview
         await page.wait_for_selector("#timeline tbody tr")
         await page.wait_for_function(
             "() => document.querySelector('#chain').dataset.state === 'valid'")
@@ -108,6 +109,7 @@ async def test_an_expired_session_asks_to_sign_in_again(tmp_path: Path, chromium
     async with running_gateway(tmp_path) as gw, browser_for(chromium) as browser:
         page = await browser.new_page(viewport={"width": 1100, "height": 500})
         await sign_in(page, gw.url, "erin")
+        await page.goto(f"{gw.url}/audit/?view=records")  # the landing view is the overview
         await page.wait_for_selector("#timeline tbody tr")
         sessions = gw.app[WORKSPACE].sessions
         sessions.clock = lambda: time.time() + sessions.idle_s + 1  # idle for too long
@@ -146,6 +148,7 @@ async def test_a_cross_origin_csrf_attempt_is_refused(tmp_path: Path, chromium: 
         context = await browser.new_context()
         page = await context.new_page()
         await sign_in(page, gw.url, "erin")
+        await page.goto(f"{gw.url}/audit/?view=records")  # the landing view is the overview
         await page.wait_for_selector("#timeline tbody tr")
 
         async def attacker(_: web.Request) -> web.Response:

@@ -226,8 +226,10 @@ async def test_health_and_readiness_report_each_component(tmp_path: Path) -> Non
         async with s.get(gw.url + "/readyz") as r:
             doc = await r.json()
     assert r.status == 200
-    assert set(doc["checks"]) == {"identity", "policy", "audit", "usage"}
+    # The embedded defaults serve the demo MCP server, so the MCP gateway reports too.
+    assert set(doc["checks"]) == {"identity", "policy", "audit", "usage", "mcp"}
     assert all(c["ok"] for c in doc["checks"].values())
+    assert doc["checks"]["mcp"] == {"ok": True, "servers": 1, "breakers_open": []}
 
 
 async def test_a_gzip_bomb_is_refused_by_its_decompressed_size(tmp_path: Path) -> None:

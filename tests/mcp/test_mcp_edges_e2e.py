@@ -124,9 +124,11 @@ async def test_a_hanging_upstream_is_a_timeout(tmp_path: Path, upstream: Upstrea
 
 
 class Garbage:
-    """An "MCP server" that answers every POST with something that is not JSON-RPC."""
+    """An "MCP server" that answers every POST after initialize with ``body`` (by default
+    something that is not JSON-RPC at all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, body: bytes = b"<html>502 Bad Gateway</html>") -> None:
+        self.body = body
         self.hits = 0
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -141,8 +143,7 @@ class Garbage:
                         "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
                         "serverInfo": {"name": "garbage", "version": "0"}}},
                     headers={"Mcp-Session-Id": "up-1"})
-            return web.Response(body=b"<html>502 Bad Gateway</html>", status=200,
-                                content_type="application/json")
+            return web.Response(body=self.body, status=200, content_type="application/json")
 
         app = web.Application()
         app.router.add_post("/mcp", answer)
@@ -218,3 +219,25 @@ async def test_transport_rules_get_delete_origin_and_version(
     deleted = [r for r in records if (r.get("extra", {}).get("mcp") or {}).get("method")
                == "session/delete" and r["event"] == "request.completion"]
     assert len(deleted) == 1 and deleted[0]["who"]["subject"] == "alice" and sid
+
+
+@pytest.mark.parametrize("answer", [
+    {"jsonrpc": "2.0", "id": 10, "result": {"tools": {"search": {}}}},  # not a list
+    {"jsonrpc": "2.0", "id": 10, "result": "tools"},                     # not an object
+    {"jsonrpc": "2.0", "id": 99, "result": {"tools": []}},               # another id
+])
+async def test_answers_that_are_not_answers_are_garbage(
+        tmp_path: Path, upstream: Upstream, http: aiohttp.ClientSession,
+        answer: dict[str, Any]) -> None:
+    import orjson
+
+    async with Garbage(orjson.dumps(answer)) as bad:
+        extra = {"servers": {"tools": {"url": bad.url}}}
+        async with mcp_gateway(tmp_path, upstream, mcp=extra) as gw:
+            raw = Raw(http, f"{gw.url}/mcp/tools", gw.token("alice"))
+            status, doc, resp = await raw.post(INIT)
+            raw.session_id = resp.headers["Mcp-Session-Id"]
+            status, doc = await raw.call(10, "tools/list")
+    assert status == 200 and doc is not None and "result" not in doc
+    assert (doc["error"]["code"], doc["error"]["data"]["code"]) == (-32050,
+                                                                    "mcp_upstream_garbage")

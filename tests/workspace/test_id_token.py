@@ -3,6 +3,7 @@ tokens; audience = our client, our nonce, never an access token)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,3 +83,11 @@ async def test_an_id_token_without_a_subject_is_refused(gw: Gateway) -> None:
 async def test_a_malformed_or_huge_id_token_is_refused(gw: Gateway) -> None:
     await _refused(gw, "not.a.jwt", "invalid_token")
     await _refused(gw, "x" * 10_000, "token_too_large")
+
+
+async def test_an_id_token_that_trips_the_verifier_is_a_401_not_a_500(gw: Gateway) -> None:
+    # An exp of 400 digits is valid JSON but no float: the time check overflows inside,
+    # and the hostile token is still just an invalid one.
+    header = json.dumps({"alg": "RS256", "kid": gw.idp.active_kid, "typ": "JWT"}).encode()
+    payload = json.dumps(_claims(gw, exp=10**400)).encode()
+    await _refused(gw, gw.idp.sign_raw(header, payload), "invalid_id_token")

@@ -39,7 +39,8 @@ async def test_an_auditor_signs_in_and_reads_the_trail_with_the_session(tmp_path
         assert state["signed_in"] is True
         assert state["user"] == {"subject": "erin", "issuer": gw.idp.issuer,
                                  "name": "Erin Engel", "email": "erin@example.com"}
-        status, doc = await ws.get_json("/audit/v1/events")
+        # reads=show: the workspace hides auditors' own audit.read records by default
+        status, doc = await ws.get_json("/audit/v1/events?reads=show")
         assert status == 200
         events = [r["event"] for r in doc["data"]]
         assert events[:2] == ["audit.read", "session.login"]
@@ -267,3 +268,12 @@ async def test_a_confidential_client_signs_in_with_its_secret_from_a_file(tmp_pa
         assert (await ws.sign_in("erin"))["user"]["subject"] == "erin"
         secret_value = gw.settings.workspace.client_secret
         assert secret_value is not None and "s3cret" not in repr(gw.settings.workspace)
+
+
+async def test_signing_in_again_replaces_the_session(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw, workspace_http(gw.url) as ws:
+        await ws.sign_in("erin")
+        first = ws.session_cookie()
+        await ws.sign_in("erin")
+        assert ws.session_cookie() not in (None, first)
+        assert len(gw.app[WORKSPACE].sessions) == 1  # the first one is gone, not orphaned

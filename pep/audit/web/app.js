@@ -1,135 +1,98 @@
-// regogate auditor view: plain JS, no build step. Sign-in, the session and the CSRF header
-// are session.js's business; every API call goes through its apiFetch.
-import { apiFetch, currentUser, mountSessionHeader } from "/audit/session.js";
+// regogate auditor workspace: plain JS modules, no build step. The view and its filters live
+// in the query string (/audit/?view=records&user=alice...), so every screen is a shareable
+// URL; links are real <a href> elements and a plain click navigates in-page. Sign-in and the
+// session are session.js's business.
+import { currentUser, mountSessionHeader } from "./session.js";
+import { getJSON } from "./lib/api.js";
+import * as overview from "./views/overview.js";
+import * as person from "./views/person.js";
+import * as records from "./views/records.js";
+import * as request from "./views/request.js";
 
-{
-  const $ = (sel) => document.querySelector(sel);
+const VIEWS = { overview, records, person, request };
+const $ = (sel) => document.querySelector(sel);
+const main = $("#view");
+let verifying = null;
+
+function say(text, isError) {
   const status = $("#status");
-
-  function say(text, isError) {
-    status.textContent = text;
-    status.className = isError ? "error" : "";
-  }
-
-  function filterQuery() {
-    const q = new URLSearchParams();
-    for (const el of $("#filters").elements) {
-      if (el.name && el.value.trim()) q.set(el.name, el.value.trim());
-    }
-    return q;
-  }
-
-  async function api(path, query) {
-    const url = path + (query && [...query].length ? "?" + query.toString() : "");
-    const resp = await apiFetch(url);
-    if (!resp.ok) {
-      let msg = resp.status + " " + resp.statusText;
-      try { const body = await resp.json(); msg = resp.status + ": " + body.error.message; } catch (e) { /* not JSON */ }
-      const err = new Error(msg);
-      err.status = resp.status;
-      throw err;
-    }
-    return resp;
-  }
-
-  function cell(text) {
-    const td = document.createElement("td");
-    td.textContent = text == null ? "" : String(text);  // textContent: record data is never HTML
-    return td;
-  }
-
-  function render(records) {
-    const body = $("#timeline tbody");
-    body.replaceChildren();
-    for (const r of records) {
-      const who = r.who || {}, what = r.what || {}, out = r.outcome || {}, dec = r.decision;
-      const category = r.event === "auth.failure" ? "unauthenticated"
-        : r.event === "request.rejected" ? "rejected"
-        : (["policy.error", "upstream.error", "request.error"].includes(r.event) ? "error"
-        : (dec ? (dec.allow ? "allow" : "deny") : ""));
-      const tr = document.createElement("tr");
-      tr.className = category;
-      tr.dataset.requestId = r.request_id;
-      const tokens = out.tokens_in != null ? out.tokens_in + "/" + out.tokens_out : "";
-      const reasons = dec ? (dec.reasons || []).map((x) => x.code).join(", ") : "";
-      // MCP records (what.api "mcp") name the server and the tool (or method) instead.
-      const mcp = (r.extra || {}).mcp;
-      const target = what.api === "mcp" && mcp
-        ? "mcp:" + mcp.server + "/" + (mcp.tool || mcp.prompt || mcp.resource_uri || mcp.method || "")
-        : what.model_requested || "";
-      for (const v of [r.time, r.event, who.subject || who.email || "-", (who.teams || []).join(", "),
-        target, category, reasons, out.status, tokens, r.request_id,
-        r.decision_id, r.chain ? r.chain.seq : ""]) {
-        tr.appendChild(cell(v));
-      }
-      body.appendChild(tr);
-    }
-  }
-
-  async function search() {
-    say("loading…");
-    try {
-      const resp = await api("/audit/v1/events", filterQuery());
-      const doc = await resp.json();
-      render(doc.data);
-      say(doc.count + " record(s)");
-    } catch (e) {
-      render([]);
-      say(e.message, true);
-    }
-  }
-
-  async function verify() {
-    const badge = $("#chain");
-    badge.dataset.state = "unknown";
-    badge.textContent = "chain: checking…";
-    try {
-      const q = new URLSearchParams();
-      const f = filterQuery();
-      for (const k of ["since", "until"]) if (f.get(k)) q.set(k, f.get(k));
-      const report = await (await api("/audit/v1/verify", q)).json();
-      badge.dataset.state = report.valid ? "valid" : "invalid";
-      badge.textContent = report.valid
-        ? "chain: valid (" + report.records + " records, " + report.checkpoints_verified + " checkpoints)"
-        : "chain: INVALID — " + report.error.kind + " at seq " + report.error.seq + ": " + report.error.message;
-    } catch (e) {
-      badge.textContent = "chain: " + e.message;
-    }
-  }
-
-  async function downloadCsv() {
-    try {
-      const q = filterQuery();
-      q.delete("limit");
-      const blob = await (await api("/audit/v1/export.csv", q)).blob();
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(blob);
-      a.download = "regogate-audit.csv";
-      document.body.appendChild(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-    } catch (e) {
-      say(e.message, true);
-    }
-  }
-
-  $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
-  $("#verify").addEventListener("click", verify);
-  $("#csv").addEventListener("click", downloadCsv);
-
-  mountSessionHeader($("#auth"));
-  document.addEventListener("regogate:session", (ev) => {
-    if (ev.detail && !ev.detail.signed_in) {  // signed out or expired: nothing stays on screen
-      render([]);
-      $("#chain").dataset.state = "unknown";
-      $("#chain").textContent = "chain: not checked";
-      say(ev.detail.reason === "expired" ? "Your session has expired: sign in again."
-        : "Sign in to read the audit trail.", ev.detail.reason === "expired");
-    }
-  });
-  currentUser().then((user) => {
-    if (user) search().then(verify);
-    else say("Sign in to read the audit trail.");
-  });
+  status.textContent = text;
+  status.className = isError ? "error" : "";
 }
+
+// The trail's verification, shared by the header badge and the overview sentence.
+async function verify(force) {
+  if (verifying && !force) return verifying;
+  const badge = $("#chain");
+  badge.dataset.state = "unknown";
+  badge.textContent = "chain: checking…";
+  verifying = getJSON("/audit/v1/verify").then((report) => {
+    badge.dataset.state = report.valid ? "valid" : "invalid";
+    badge.textContent = report.valid
+      ? "chain: valid (" + report.records + " records, " + report.checkpoints_verified + " checkpoints)"
+      : "chain: INVALID — " + report.error.kind + " at seq " + report.error.seq + ": " + report.error.message;
+    return report;
+  }, (e) => { badge.dataset.state = "error"; badge.textContent = "chain: " + e.message; verifying = null; return null; });
+  return verifying;
+}
+
+function navigate(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v != null && v !== "") q.set(k, v);
+  history.pushState(null, "", "/audit/?" + q.toString());
+  render(true);
+}
+
+const ctx = { say, navigate, verify };
+
+async function render(moveFocus) {
+  const params = new URLSearchParams(window.location.search);
+  const name = VIEWS[params.get("view")] ? params.get("view") : "overview";
+  for (const a of document.querySelectorAll("header nav a")) {
+    if (a.dataset.view === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  main.replaceChildren();
+  delete main.dataset.ready;
+  main.dataset.view = name;
+  if (!(await currentUser())) {
+    main.dataset.ready = "signed-out";
+    say("Sign in to read the audit trail.");
+    return;
+  }
+  say("loading…");
+  try {
+    await VIEWS[name].render(main, params, ctx);
+    main.dataset.ready = "true";
+    if (name !== "overview") verify();  // once per page load (cached), the badge re-checks
+  } catch (e) {
+    main.dataset.ready = e.status === 401 ? "signed-out" : "error";
+    if (e.status !== 401) say(e.message, true);  // 401: the session handler has said why
+  }
+  if (moveFocus) main.focus();
+}
+
+document.addEventListener("click", (ev) => {
+  const a = ev.target.closest("a[href]");
+  if (!a || a.hasAttribute("download") || a.target || ev.button !== 0 ||
+      ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+  const url = new URL(a.href, window.location.href);
+  if (url.origin !== window.location.origin || url.pathname !== "/audit/") return;
+  ev.preventDefault();
+  history.pushState(null, "", url.pathname + url.search);
+  render(true);
+});
+window.addEventListener("popstate", () => render(true));
+$("#chain").addEventListener("click", () => verify(true));
+mountSessionHeader($("#auth"));
+document.addEventListener("regogate:session", (ev) => {
+  if (ev.detail && !ev.detail.signed_in) {  // signed out or expired: nothing stays on screen
+    main.replaceChildren();
+    main.dataset.ready = "signed-out";
+    verifying = null;
+    $("#chain").dataset.state = "unknown";
+    $("#chain").textContent = "chain: not checked";
+    const expired = ev.detail.reason === "expired";
+    say(expired ? "Your session has expired: sign in again." : "Sign in to read the audit trail.", expired);
+  }
+});
+render(false);
