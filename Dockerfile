@@ -9,7 +9,7 @@ COPY adapters ./adapters
 COPY idp ./idp
 COPY policies ./policies
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 regogate \
-    && mkdir /bundle && chown regogate /bundle
+    && mkdir /bundle /var/lib/regogate && chown regogate /bundle /var/lib/regogate
 USER regogate
 EXPOSE 8080
 ENTRYPOINT ["regogate"]

@@ -192,3 +192,7 @@ def _setup_optional_routes(app: web.Application) -> None:
     setup_responses_routes(app)
     setup_audit_routes(app)
     setup_usage_routes(app)
+    if app[appkeys.SETTINGS].cache.enabled:
+        from pep.cache.api import setup_cache_routes
+
+        setup_cache_routes(app)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pep.config import ConfigError, Settings, load_settings
+from pep.settings_base import masked
 
 
 class CliError(Exception):
@@ -127,7 +128,7 @@ def _banner(settings: Settings, *, embedded: bool, issuer: str | None) -> str:
         lines += [
             f"  identity : dev IdP {issuer} (development only) -- users alice, bob, carol, erin",
             f"  policy   : embedded Rego engine on {settings.policy.bundle}",
-            f"  audit    : {settings.audit.store}",
+            f"  audit    : {masked(settings.audit.store or '')}",
             "  provider : offline mock; models mock-gpt (everyone), mock-gpt-admin (admins),"
             " mock-embed",
         ]

@@ -101,6 +101,9 @@ class Settings(Frozen):
         if ws is not None and ws not in {i.issuer for i in self.identity.issuers}:
             raise ValueError(f"workspace.issuer: {ws!r} is not one of identity.issuers")
         embed = self.cache.semantic_embeddings_model
+        if embed is not None and self.cache.semantic_embedder == "local":
+            raise ValueError("cache.semantic_embeddings_model: leave it unset with "
+                             "cache.semantic_embedder: local (the local model embeds)")
         if embed is not None and (embed not in self.models or not self.models[embed].embeddings):
             raise ValueError(f"cache.semantic_embeddings_model: {embed!r} is not a configured "
                              "embeddings model")

@@ -4,7 +4,7 @@ Offline (always): the YAML and ``${...}`` references resolve, the settings valid
 URLs are https unless loopback or ``allow_insecure_http``), the embedded engine's policy
 folder and a shadow policy compile, and the audit signing key and deny list files exist.
 Online (``--online``): every issuer's discovery/JWKS answers with keys, the OPA sidecar is
-healthy, the audit store and usage store accept a connection.
+healthy, the audit store, usage store and a Redis cache store accept a connection.
 Each problem is one line naming the key; the exit code is 2 when there is any.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from pep.config import Settings
 
@@ -117,18 +118,25 @@ async def _stores(settings: Settings, timeout_s: float) -> list[str]:
             await conn.close()
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             problems.append(f"audit.store: cannot connect to PostgreSQL ({type(exc).__name__})")
-    usage = settings.usage.store
-    if usage.startswith(("redis://", "rediss://")):
-        import redis.asyncio as aioredis
-
-        pw = settings.usage.redis_password
-        client = aioredis.Redis.from_url(
-            usage, password=pw.get_secret_value() if pw else None,
-            socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        try:
-            await client.ping()
-        except (OSError, aioredis.RedisError) as exc:
-            problems.append(f"usage.store: cannot reach Redis ({type(exc).__name__})")
-        finally:
-            await client.aclose()
+    redis_stores = [("usage.store", settings.usage.store, settings.usage.redis_password)]
+    if settings.cache.enabled:
+        redis_stores.append(("cache.store", settings.cache.store, settings.cache.redis_password))
+    for where, url, pw in redis_stores:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            problems += await _redis(where, url, pw, timeout_s)
     return problems
+
+
+async def _redis(where: str, url: str, pw: Any, timeout_s: float) -> list[str]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(
+        url, password=pw.get_secret_value() if pw else None,
+        socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError) as exc:
+        return [f"{where}: cannot reach Redis ({type(exc).__name__})"]
+    finally:
+        await client.aclose()
+    return []

@@ -19,19 +19,20 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import orjson
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from pep.settings_base import Frozen
+from pep.settings_base import Frozen, as_dsn, masked
 
 
 class ConversationSettings(Frozen):
     # None: SQLite at <data_dir>/responses.db, or the audit store's PostgreSQL when the audit
     # is on PostgreSQL (so replicas share conversations). "memory", "off", sqlite:///path or
     # postgresql://... explicitly.
-    store: str | None = Field(None, pattern=r"^(memory|off|sqlite:///.+|postgres(ql)?://.+)$")
+    store: Annotated[str, Field(pattern=r"^(memory|off|sqlite:///.+|postgres(ql)?://.+)$"),
+                     AfterValidator(as_dsn)] | None = None
     retention_s: int = Field(30 * 24 * 3600, gt=0)
     pg_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -240,5 +241,5 @@ def open_conversations(settings: ConversationSettings, audit: Any,
         return SqliteConversations(Path(url[len("sqlite:///"):]), settings.retention_s)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresConversations(url, schema, settings.retention_s)
-    raise ValueError(f"responses.store: unsupported value {url!r}: use sqlite:///path, "
+    raise ValueError(f"responses.store: unsupported value {masked(url)!r}: use sqlite:///path, "
                      "postgresql://..., memory or off")

@@ -3,6 +3,8 @@ to the sinks in ``events.sinks``.
 
     dev.regogate.policy.denied            a request refused by policy (403)
     dev.regogate.quota.exceeded           a request refused by a quota reason (429)
+    dev.regogate.quota.threshold          a quota or budget counter reached 80 % / 100 % of
+                                          its limit (data.percent; see pep/usage/thresholds.py)
     dev.regogate.audit.write_failed       the audit store could not record a request
     dev.regogate.audit.integrity_failed   a verification (GET /audit/v1/verify) found a break
     dev.regogate.circuit_breaker.opened   a deployment's breaker opened / closed again
@@ -36,8 +38,8 @@ from pep.settings_base import Frozen
 
 log = logging.getLogger("regogate.events")
 
-TYPES = ("policy.denied", "quota.exceeded", "audit.write_failed", "audit.integrity_failed",
-         "circuit_breaker.opened", "circuit_breaker.closed")
+TYPES = ("policy.denied", "quota.exceeded", "quota.threshold", "audit.write_failed",
+         "audit.integrity_failed", "circuit_breaker.opened", "circuit_breaker.closed")
 TYPE_PREFIX = "dev.regogate."
 SIGNATURE_HEADER = "X-Regogate-Signature"
 

@@ -44,6 +44,7 @@ class Exchange:
     trace_id: str | None = None
     span: Any = None  # the request's OpenTelemetry span (None: tracing off)
     tracer: Any = None
+    genai: Any = None  # pep.tracing.GenAIMetrics when OpenTelemetry metrics are on
     outcome_status: int | None = None  # a stream's real outcome (its status line said 200)
     status: int | None = None  # a stream's final status (200: ended cleanly, not cut)
     cache: dict[str, Any] | None = None  # extra.cache of the audit records (pep.cache)

@@ -112,6 +112,8 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
     "cache_embedding_errors_total": ("counter", "Semantic cache embedding failures", ()),
     "cache_memory_bytes": ("gauge", "Bytes held by the in-memory cache", ()),
     "cache_memory_entries": ("gauge", "Entries held by the in-memory cache", ()),
+    "cache_semantic_vectors": ("gauge", "Vectors in this process's semantic cache index", ()),
+    "cache_purged_total": ("counter", "Cache entries purged through the admin API", ()),
     # audit
     "audit_write_duration_seconds": ("histogram", "Time to make an audit record durable",
                                      ("event",)),
@@ -259,6 +261,7 @@ _SOURCE_ONLY = frozenset({
     "policy_reload_errors_total", "policy_engine_failures_total", "policy_revision_info",
     "circuit_breaker_open",
     "audit_transactions_total", "audit_records_total", "audit_failures_total",
+    "cache_semantic_vectors",
 })
 # Label values are bounded (configured models, codes) but the cache is capped all the same.
 _CHILD_CACHE_MAX = 10_000

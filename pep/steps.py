@@ -46,7 +46,8 @@ EXCHANGE = web.RequestKey("exchange", Exchange)
 # The events that end a request's trail; each request gets exactly one (GUIDE.md 3.11).
 TERMINAL_EVENTS = frozenset({
     "auth.failure", "request.rejected", "policy.deny", "policy.error", "request.completion",
-    "request.error", "upstream.error", "audit.read", "session.login", "session.logout",
+    "request.error", "upstream.error", "audit.read", "cache.purge", "session.login",
+    "session.logout",
 })
 
 
@@ -286,6 +287,8 @@ async def reserve_usage(
         err = Unavailable("usage counters are unavailable", code="usage_unavailable")
         await audit(request, event("request.error", x, error=err), required=False)
         raise err from exc
+    if limits and x.reservation.used_before:
+        _threshold_events(request, x, limits)
     cap_out = x.reservation.output_cap
     if cap_out is None or embeddings:
         return None
@@ -297,6 +300,24 @@ async def reserve_usage(
         current = body.get(f)
         body[f] = cap_out if not isinstance(current, int) else min(current, cap_out)
     return cap_out
+
+
+def _threshold_events(request: web.Request, x: Exchange, limits: Any) -> None:
+    """quota.threshold for every limit this admission carried across 80 % or 100 %."""
+    bus = request.app.get(appkeys.EVENTS)
+    if bus is None or x.reservation is None:
+        return
+    from pep.usage.thresholds import crossings  # noqa: PLC0415 - only with event sinks
+
+    p = x.principal
+    for c in crossings(limits, x.reservation):
+        lim = c.limit
+        bus.emit("quota.threshold", lim.key, {
+            "request_id": x.request_id, "percent": c.percent, "scope": lim.scope,
+            "key": lim.key, "window": lim.window, "metric": lim.metric, "limit": lim.limit,
+            "used": c.used, "code": lim.code, "name": lim.name,
+            "subject": p.sub if p is not None else None,
+            "policy_revision": x.decision.policy_revision if x.decision else None})
 
 
 async def release_usage(request: web.Request, x: Exchange) -> None:

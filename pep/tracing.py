@@ -6,6 +6,13 @@ conventions (``gen_ai.operation.name``, ``gen_ai.request.model``, ``gen_ai.respo
 ``gen_ai.provider.name``, ``gen_ai.usage.input_tokens`` / ``output_tokens``). The provider
 receives the trace context (W3C ``traceparent``); the audit record stores the trace id.
 
+Metrics, the GenAI client conventions, for every request that reached a provider:
+``gen_ai.client.operation.duration`` (s, until the provider's answer or first byte) and
+``gen_ai.client.token.usage`` ({token}, ``gen_ai.token.type`` input | output), with
+``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
+``gen_ai.response.model`` and ``error.type`` (the status) on failures; exported over
+OTLP/HTTP by the SDK's own thread (``tracing.otlp_metrics_endpoint``).
+
 Zero cost when not configured: no provider is built, ``Exchange.span`` stays None and every
 helper here returns at its first line. The provider is the app's own (never the global one),
 so two apps in one process do not share spans. Prompts and answers are never span attributes.
@@ -18,6 +25,8 @@ import contextlib
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
@@ -30,12 +39,64 @@ from pep.tracing_settings import TracingSettings
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+# The bucket boundaries the GenAI semantic conventions recommend for these two histograms.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                    40.96, 81.92)
+
+
+class GenAIMetrics:
+    def __init__(self, provider: MeterProvider) -> None:
+        meter = provider.get_meter("regogate")
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS))
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
+
+    def record(self, x: Exchange, status: int) -> None:
+        if x.upstream_s is None or x.req is None:
+            return  # no provider call (refused, or answered from cache)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "embeddings" if x.api == "embeddings" else "chat",
+            "gen_ai.request.model": x.req.model}
+        if x.served is not None:
+            attrs["gen_ai.provider.name"] = _kind(x)
+            attrs["gen_ai.response.model"] = x.served.model
+        if status >= 400:
+            attrs["error.type"] = str(status)
+        self.duration.record(x.upstream_s, attrs)
+        if x.usage is not None:
+            self.tokens.record(x.usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"})
+            self.tokens.record(x.usage.completion_tokens,
+                               {**attrs, "gen_ai.token.type": "output"})
+
+
 class Tracing:
-    def __init__(self, settings: TracingSettings, exporter: SpanExporter | None = None) -> None:
+    def __init__(self, settings: TracingSettings, exporter: SpanExporter | None = None,
+                 metric_reader: MetricReader | None = None) -> None:
         self.settings = settings
+        resource = Resource.create({"service.name": settings.service_name})
         self._provider = TracerProvider(
-            resource=Resource.create({"service.name": settings.service_name}),
-            sampler=ParentBasedTraceIdRatio(settings.sample_ratio))
+            resource=resource, sampler=ParentBasedTraceIdRatio(settings.sample_ratio))
+        self._meters: MeterProvider | None = None
+        self.genai: GenAIMetrics | None = None
+        endpoint = settings.metrics_endpoint()
+        if metric_reader is None and endpoint is not None:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+
+            metric_reader = PeriodicExportingMetricReader(
+                OTLPMetricExporter(endpoint=endpoint),
+                export_interval_millis=settings.metrics_export_interval_s * 1000)
+        if metric_reader is not None:
+            self._meters = MeterProvider(resource=resource, metric_readers=[metric_reader])
+            self.genai = GenAIMetrics(self._meters)
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -54,13 +115,15 @@ class Tracing:
         span.set_attribute("http.request.method", x.method)
         span.set_attribute("url.path", x.path)
         span.set_attribute("regogate.request_id", x.request_id)
-        x.span, x.tracer = span, self.tracer
+        x.span, x.tracer, x.genai = span, self.tracer, self.genai
         ctx = span.get_span_context()
         if ctx.is_valid:
             x.trace_id = format(ctx.trace_id, "032x")
 
     async def close(self) -> None:
         await asyncio.to_thread(self._provider.shutdown)  # flushes what is batched
+        if self._meters is not None:
+            await asyncio.to_thread(self._meters.shutdown)  # exports the last interval
 
 
 def end_request(x: Exchange, status: int) -> None:
@@ -73,6 +136,8 @@ def end_request(x: Exchange, status: int) -> None:
     if x.decision is not None:
         span.set_attribute("regogate.decision", "allow" if x.decision.allow else "deny")
     _genai(span, x)
+    if x.genai is not None:
+        x.genai.record(x, status)
     if status >= 500:
         span.set_status(trace.Status(trace.StatusCode.ERROR))
     span.end()

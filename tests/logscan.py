@@ -4,7 +4,8 @@
 and, after every test, fails the test if a line it logged holds a secret. Gateway subprocesses
 write their stderr to files that the tests owning them pass to ``assert_clean``.
 
-A secret is: anything that looks like a JWT (every dev-IdP token does), the provider keys the
+A secret is: anything that looks like a JWT (every dev-IdP token does), a password inside a
+URL (``postgresql://user:pw@host``: store URLs print as ``user:***@``), the provider keys the
 test configurations use, and whatever a test registers (opaque tokens, request-body canaries).
 """
 
@@ -16,6 +17,8 @@ import threading
 
 # Compact JWS: base64url JSON header and payload ('{"' encodes as "eyJ").
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# scheme://user:password@ with a password that is not the mask
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]*:(?!\*\*\*@)[^\s@/]+@")
 PROVIDER_KEYS = frozenset({"sk-test-not-a-real-key", "sk-test-key-1234"})
 _registered: set[str] = set()
 _lock = threading.Lock()
@@ -30,6 +33,8 @@ def register(*secrets: str) -> None:
 
 def hits(text: str) -> list[str]:
     found = [m.group(0)[:24] + "..." for m in _JWT.finditer(text)]
+    found += [m.group(0).split("://")[0] + "://<user>:<password>@" for m in
+              _URL_PASSWORD.finditer(text)]
     with _lock:
         secrets = PROVIDER_KEYS | _registered
     found += [s[:12] + "..." for s in secrets if s in text]

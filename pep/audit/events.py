@@ -30,6 +30,7 @@ EventType = Literal[
     "audit.read",
     "request.aborted",
     "audit.outage",
+    "cache.purge",
     "session.login",
     "session.logout",
 ]

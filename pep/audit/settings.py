@@ -6,13 +6,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from pep.settings_base import Frozen
+from pep.settings_base import Dsn, Frozen
 
 
 class AuditSettings(Frozen):
     # sqlite:///path/to/audit.db or postgresql://user@host:5432/db. None: SQLite under
     # server.data_dir.
-    store: str | None = None
+    store: Dsn | None = None
     signing_key: Path | None = None  # Ed25519 private key (PEM) for checkpoints
     checkpoint_every_records: int = Field(1000, gt=0)
     # The longest the head stays unsealed while the gateway runs; also the heartbeat period

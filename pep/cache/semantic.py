@@ -4,27 +4,33 @@ Entries are partitioned by the exact key of the request *without* its last user 
 (model, deployments, the rest of the conversation, tools, parameters, scope value, policy
 revision), so a paraphrase can only match an answer that was given to the same scope, under
 the same policy, to the same conversation. Within a partition the last user message is
-compared by cosine similarity of embeddings from a configured embeddings model, reached
-through the gateway's own router (the gateway's credentials, like any model call).
+compared by cosine similarity of embeddings (``pep.cache.embedders``).
 
-The index is in process (per replica) and bounded per partition; the entries themselves live
-in the configured store under their exact key, so a purge or expiry there ends a semantic hit
-too (the lookup fetches the entry by its exact key).
+The index is in process and bounded per partition. Small partitions (the common case: one
+person's repeated questions) are scanned exactly as one matrix product; a partition that
+grows past ``HNSW_FROM`` vectors moves to a usearch HNSW index (docs/caching.md says why).
+With a shared store (Redis) every vector added and every purge is also appended to a log in
+that store, which each replica replays into its own index before it searches
+(``pep.cache.vectorlog``). The entries themselves live in the store under their exact key, so
+a purge or expiry there ends a semantic hit too: the lookup fetches the entry by its key,
+and a vector whose entry is gone is a miss, never an answer.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from pep.routing.outcome import RouteFailed
+import numpy as np
+from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from pep.routing.router import Router
+from pep.cache.stores import EntryMeta, Purge
 
 _PLACEHOLDER = "\x00semantic-last-user-message"
+HNSW_FROM = 4096  # vectors in one partition before it is searched through an HNSW graph
+
+Vector = NDArray[np.float32]
 
 
 def split_last_user_message(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -53,61 +59,142 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _normalised(vector: list[float]) -> list[float] | None:
-    norm = math.sqrt(sum(v * v for v in vector))
-    return [v / norm for v in vector] if norm > 0 else None
+def normalised(values: Any) -> Vector | None:
+    """A unit-length float32 vector, or None for anything that is not a finite non-zero
+    1-d sequence of numbers."""
+    try:
+        vector = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
+        return None
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else None
+
+
+@dataclass(slots=True)
+class _Item:
+    label: int
+    vector: Vector
+    expires_at: float
+    meta: EntryMeta | None
+
+
+@dataclass(slots=True)
+class _Partition:
+    ndim: int
+    items: OrderedDict[str, _Item] = field(default_factory=OrderedDict)  # key -> item, oldest first
+    matrix: Vector | None = None  # exact scan: rows in ``keys`` order (rebuilt lazily)
+    keys: list[str] = field(default_factory=list)
+    hnsw: Any = None  # usearch Index once the partition holds HNSW_FROM vectors
+    by_label: dict[int, str] = field(default_factory=dict)
+    next_label: int = 0
+
+    def add(self, key: str, vector: Vector, expires_at: float, meta: EntryMeta | None,
+            limit: int) -> None:
+        self.remove(key)
+        item = _Item(self.next_label, vector, expires_at, meta)
+        self.next_label += 1
+        self.items[key] = item
+        self.by_label[item.label] = key
+        if self.hnsw is not None:
+            self.hnsw.add(item.label, vector)
+        elif len(self.items) >= HNSW_FROM:
+            self._to_hnsw()
+        self.matrix = None
+        while len(self.items) > limit:
+            self.remove(next(iter(self.items)))
+
+    def remove(self, key: str) -> bool:
+        item = self.items.pop(key, None)
+        if item is None:
+            return False
+        del self.by_label[item.label]
+        if self.hnsw is not None:
+            self.hnsw.remove(item.label)
+        self.matrix = None
+        return True
+
+    def _to_hnsw(self) -> None:
+        from usearch.index import Index  # noqa: PLC0415 - only large partitions need it
+
+        index = Index(ndim=self.ndim, metric="cos", dtype="f32")
+        labels = np.array([i.label for i in self.items.values()], dtype=np.uint64)
+        index.add(labels, np.stack([i.vector for i in self.items.values()]))
+        self.hnsw = index
+
+    def candidates(self, vector: Vector, count: int) -> list[tuple[str, float]]:
+        """(key, cosine similarity), best first."""
+        if self.hnsw is not None:
+            found = self.hnsw.search(vector, count, threads=1)  # never the whole machine
+            return [(self.by_label[int(label)], 1.0 - float(dist))
+                    for label, dist in zip(found.keys, found.distances)
+                    if int(label) in self.by_label]
+        if self.matrix is None:
+            self.keys = list(self.items)
+            self.matrix = np.stack([self.items[k].vector for k in self.keys])
+        sims = self.matrix @ vector
+        if len(sims) > count:
+            top = np.argpartition(-sims, count)[:count]
+            order = top[np.argsort(-sims[top])]
+        else:
+            order = np.argsort(-sims)
+        return [(self.keys[i], float(sims[i])) for i in order]
 
 
 class SemanticIndex:
-    def __init__(self, router: Router, model: str, *, max_per_partition: int,
-                 max_partitions: int) -> None:
-        self._router = router
-        self.model = model
+    """Partition -> vectors of the entries filled in it; bounded per partition and in
+    partitions (least recently used partitions are dropped first)."""
+
+    def __init__(self, *, max_per_partition: int, max_partitions: int) -> None:
         self._max_per_partition = max_per_partition
         self._max_partitions = max_partitions
-        self._partitions: OrderedDict[str, list[tuple[list[float], str, float]]] = OrderedDict()
+        self._partitions: OrderedDict[str, _Partition] = OrderedDict()
 
-    async def embed(self, text: str, request_id: str) -> list[float] | None:
-        """The unit-length embedding of ``text``; None when the embeddings model failed."""
-        try:
-            result = await self._router.embeddings({"model": self.model, "input": [text]},
-                                                   self.model, request_id=request_id)
-            vector = result.body["data"][0]["embedding"]
-        except (RouteFailed, KeyError, IndexError, TypeError):
-            return None
-        if not isinstance(vector, list) or not all(isinstance(v, (int, float)) for v in vector):
-            return None
-        return _normalised([float(v) for v in vector])
+    def __len__(self) -> int:
+        return sum(len(p.items) for p in self._partitions.values())
 
-    def best(self, partition: str, vector: list[float], min_similarity: float
+    def best(self, partition: str, vector: Vector, min_similarity: float, now: float
              ) -> tuple[str, float] | None:
-        entries = self._partitions.get(partition)
-        if not entries:
+        part = self._partitions.get(partition)
+        if part is None or part.ndim != vector.size:
             return None
-        now = time.time()
-        live = [e for e in entries if e[2] > now]
-        if len(live) != len(entries):
-            entries[:] = live
-        best_key, best_sim = None, -1.0
-        for other, key, _ in live:
-            if len(other) != len(vector):
-                continue
-            sim = sum(a * b for a, b in zip(vector, other))
-            if sim > best_sim:
-                best_key, best_sim = key, sim
-        if best_key is None or best_sim < min_similarity:
-            return None
-        return best_key, round(best_sim, 6)
-
-    def add(self, partition: str, vector: list[float], key: str, expires_at: float) -> None:
-        entries = self._partitions.setdefault(partition, [])
         self._partitions.move_to_end(partition)
-        entries[:] = [e for e in entries if e[1] != key]
-        entries.append((vector, key, expires_at))
-        if len(entries) > self._max_per_partition:
-            del entries[0]
+        for key, sim in part.candidates(vector, 8):
+            item = part.items.get(key)
+            if item is None or item.expires_at <= now:
+                part.remove(key)
+                continue
+            if sim < min_similarity:
+                return None  # best first: nothing further is closer
+            return key, round(min(sim, 1.0), 6)
+        return None
+
+    def add(self, partition: str, vector: Vector, key: str, expires_at: float,
+            meta: EntryMeta | None = None) -> None:
+        part = self._partitions.get(partition)
+        if part is None or part.ndim != vector.size:
+            part = self._partitions[partition] = _Partition(ndim=vector.size)
+        self._partitions.move_to_end(partition)
+        part.add(key, vector, expires_at, meta, self._max_per_partition)
         while len(self._partitions) > self._max_partitions:
             self._partitions.popitem(last=False)
+
+    def purge(self, what: Purge) -> int:
+        """Forget the vectors of entries the purge matches (the entries go from the store)."""
+        if what.everything:
+            n = len(self)
+            self.clear()
+            return n
+        removed = 0
+        for name in list(self._partitions):
+            part = self._partitions[name]
+            for key in [k for k, i in part.items.items()
+                        if i.meta is not None and what.matches(i.meta)]:
+                removed += part.remove(key)
+            if not part.items:
+                del self._partitions[name]
+        return removed
 
     def clear(self) -> None:
         self._partitions.clear()

@@ -11,6 +11,7 @@ a miss (the cache is an optimisation, never a reason to refuse or to serve).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -25,9 +27,10 @@ from adapters.types import Completion, Served, Usage
 from pep import appkeys
 from pep.cache.key import cache_key, not_cacheable, scope_value
 from pep.cache.replay import RecordingStream, ReplayStream, assemble
-from pep.cache.semantic import SemanticIndex, split_last_user_message
+from pep.cache.embedders import Embedder, LocalEmbedder, RouterEmbedder
+from pep.cache.semantic import SemanticIndex, Vector, normalised, split_last_user_message
 from pep.cache.settings import CacheSettings
-from pep.cache.stores import CacheStore, CacheUnavailable, EntryMeta, open_store
+from pep.cache.stores import CacheStore, CacheUnavailable, EntryMeta, Purge, open_store
 from pep.exchange import Exchange
 from pep.policy.contract import CacheObligation
 
@@ -53,7 +56,7 @@ class Ticket:
     _snapshot: bytes | None = None
     _recorder: RecordingStream | None = None
     _fills: bool = False
-    vector: list[float] | None = None  # semantic mode: the last user message's embedding
+    vector: Vector | None = None  # semantic mode: the last user message's embedding
     partition: str | None = None
     _extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,18 +105,79 @@ class ResponseCache:
         self.store: CacheStore = open_store(settings, data_dir, metrics)
         self._deployments = deployments
         self._router = router  # () -> Router, for semantic mode's embeddings
+        self.embedder: Embedder | None = None
         self.semantic: SemanticIndex | None = None
+        self._log_after = "0-0"  # the shared vector log: the last record applied
+        self._follow_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.store.start()
-        model = self.settings.semantic_embeddings_model
-        if model is not None and self._router is not None:
-            self.semantic = SemanticIndex(
-                self._router(), model, max_per_partition=self.settings.semantic_max_per_partition,
-                max_partitions=self.settings.semantic_max_partitions)
+        s = self.settings
+        if s.semantic_embedder == "local":
+            self.embedder = LocalEmbedder(s.semantic_local_threads)
+        elif s.semantic_embeddings_model is not None and self._router is not None:
+            self.embedder = RouterEmbedder(self._router(), s.semantic_embeddings_model)
+        if self.embedder is None:
+            return
+        await self.embedder.start()
+        self.semantic = index = SemanticIndex(max_per_partition=s.semantic_max_per_partition,
+                                              max_partitions=s.semantic_max_partitions)
+        if hasattr(self.metrics, "add_source"):
+            self.metrics.add_source(lambda: [("cache_semantic_vectors", {}, len(index))])
+        try:
+            await self._follow()  # what the other replicas filled before this one started
+        except CacheUnavailable as exc:
+            log.warning("cache: the shared vector log could not be read at start: %s", exc)
 
     async def close(self) -> None:
+        if self.embedder is not None:
+            await self.embedder.close()
         await self.store.close()
+
+    async def _follow(self) -> None:
+        """Replay the shared vector log (Redis store) into this replica's index."""
+        read = getattr(self.store, "read_vector_log", None)
+        if read is None or self.semantic is None:
+            return
+        async with self._follow_lock:
+            while True:
+                rows = await read(self._log_after)
+                for record_id, fields in rows:
+                    self._apply(fields)
+                    self._log_after = record_id
+                if len(rows) < 1000:
+                    return
+
+    def _apply(self, fields: dict[bytes, bytes]) -> None:
+        assert self.semantic is not None
+        op = fields.get(b"op")
+        if op == b"purge":
+            what = Purge(user=fields.get(b"user", b"").decode() or None,
+                         team=fields.get(b"team", b"").decode() or None,
+                         model=fields.get(b"model", b"").decode() or None,
+                         everything=fields.get(b"all") == b"1")
+            self.semantic.purge(what)
+            return
+        if op != b"add":
+            return
+        try:
+            expires_at = float(fields[b"expires_at"])
+            vector = normalised(np.frombuffer(fields[b"vector"], dtype=np.float32))
+            sub, issuer, team, model, scope = orjson.loads(fields[b"meta"])
+            partition, key = fields[b"partition"].decode(), fields[b"key"].decode()
+        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+            log.warning("cache: skipped a malformed record of the shared vector log")
+            return
+        if vector is not None and expires_at > time.time():
+            self.semantic.add(partition, vector, key, expires_at,
+                              EntryMeta(sub, issuer, team, model, scope))
+
+    async def purge(self, what: Purge) -> int:
+        """Purge the store and this process's semantic index (admin API, offboarding)."""
+        purged = await self.store.purge(what)
+        if self.semantic is not None:
+            self.semantic.purge(what)
+        return purged
 
     def _bypass(self, x: Exchange, reason: str, ob: CacheObligation | None) -> Ticket:
         self.metrics.inc("cache_lookups_total", result="bypass")
@@ -171,12 +235,12 @@ class ResponseCache:
                         model: str, body: dict[str, Any], scope: str, revision: str
                         ) -> Completion | ReplayStream | None:
         """Exact miss in semantic mode: the nearest paraphrase in the same partition."""
-        assert self.semantic is not None
+        assert self.semantic is not None and self.embedder is not None
         split = split_last_user_message(body)
         if split is None:
             return None
         text, rest = split
-        vector = await self.semantic.embed(text, x.request_id)
+        vector = await self.embedder.embed(text, x.request_id)
         if vector is None:
             self.metrics.inc("cache_embedding_errors_total")
             return None
@@ -186,7 +250,14 @@ class ResponseCache:
                                      scope_value=scope, revision=revision)
         threshold = (ob.min_similarity if ob.min_similarity is not None
                      else self.settings.semantic_min_similarity)
-        found = self.semantic.best(ticket.partition, vector, threshold)
+        try:
+            await self._follow()
+        except CacheUnavailable as exc:
+            self.metrics.inc("cache_store_errors_total")
+            log.warning("cache: shared vector log unavailable for %s (a miss): %s",
+                        x.request_id, exc)
+            return None
+        found = self.semantic.best(ticket.partition, vector, threshold, time.time())
         if found is None:
             return None
         return await self._get(found[0], x, bool(body.get("stream")), body, similarity=found[1])
@@ -241,8 +312,17 @@ class ResponseCache:
             log.warning("cache fill failed for %s: %s", x.request_id, exc)
             return
         if self.semantic is not None and ticket.vector is not None and ticket.partition:
-            self.semantic.add(ticket.partition, ticket.vector, ticket.key,
-                              time.time() + ticket.ttl_s)
+            expires_at = time.time() + ticket.ttl_s
+            self.semantic.add(ticket.partition, ticket.vector, ticket.key, expires_at,
+                              ticket.meta)
+            share = getattr(self.store, "log_vector", None)
+            if share is not None:
+                try:
+                    await share(ticket.partition, ticket.key, ticket.vector.tobytes(),
+                                expires_at, ticket.meta)
+                except CacheUnavailable as exc:
+                    self.metrics.inc("cache_store_errors_total")
+                    log.warning("cache: vector of %s not shared: %s", x.request_id, exc)
         self.metrics.inc("cache_fills_total")
         self.metrics.inc("cache_fill_bytes_total", len(blob))
 

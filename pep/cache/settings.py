@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 
-from pep.settings_base import Frozen
+from pep.settings_base import Dsn, Frozen
 
 
 class CacheSettings(Frozen):
@@ -13,7 +15,7 @@ class CacheSettings(Frozen):
     enabled: bool = True
     # "sqlite" (in-process LRU in front of <data_dir>/cache.sqlite3), "memory" (LRU only,
     # lost on restart), or redis://host:6379/0, rediss://..., unix://... (shared by replicas).
-    store: str = "sqlite"
+    store: Dsn = "sqlite"
     redis_password: SecretStr | None = None
     redis_key_prefix: str = "regogate:cache:"
     timeout_s: float = Field(0.25, gt=0)
@@ -25,13 +27,25 @@ class CacheSettings(Frozen):
     max_ttl_s: int = Field(86_400, gt=0)
     # SQLite: expired entries are swept, and the oldest dropped beyond this many entries.
     sqlite_max_entries: int = Field(100_000, gt=0)
-    # Semantic mode: a configured embeddings model (reached through the gateway's router).
-    # Unset: a policy's ``mode: semantic`` is served as exact matching.
+    # Semantic mode's embeddings: "model" = the configured embeddings model below (reached
+    # through the gateway's router); "local" = all-MiniLM-L6-v2 in process, from the weights
+    # the ``[local-embeddings]`` extra installs (nothing downloaded). With "model" and no
+    # model set, a policy's ``mode: semantic`` is served as exact matching.
+    semantic_embedder: Literal["model", "local"] = "model"
     semantic_embeddings_model: str | None = None
+    # Threads the local model may use (it runs on one worker thread beside the event loop).
+    semantic_local_threads: int = Field(1, ge=1, le=64)
     # Used when the obligation sets no min_similarity (cosine similarity, 0..1).
     semantic_min_similarity: float = Field(0.92, ge=0, le=1)
     semantic_max_per_partition: int = Field(1000, gt=0)
     semantic_max_partitions: int = Field(10_000, gt=0)
+    # Redis store: the shared log of vectors and purges every replica's index follows
+    # (a Redis stream, trimmed to about this many records).
+    semantic_log_max_len: int = Field(100_000, gt=0)
+
+    @property
+    def semantic(self) -> bool:
+        return self.semantic_embedder == "local" or self.semantic_embeddings_model is not None
 
     @field_validator("store")
     @classmethod

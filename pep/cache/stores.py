@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -401,20 +402,64 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(f"cache store (redis) failed: {type(exc).__name__}") from exc
 
+    # The shared vector log (semantic mode): a stream every replica's index replays. A record
+    # is {op: add, partition, key, vector (float32 bytes), expires_at, meta} or {op: purge,
+    # user, team, model, all}; purges are appended by ``purge`` itself, so a purge from the
+    # CLI reaches every replica's index as well as the entries.
+    @property
+    def vector_log(self) -> str:
+        return self.prefix + "vlog"
+
+    async def log_vector(self, partition: str, key: str, vector: bytes, expires_at: float,
+                         meta: EntryMeta) -> None:
+        fields: dict[Any, Any] = {"op": "add", "partition": partition, "key": key,
+                                  "vector": vector, "expires_at": repr(expires_at),
+                                  "meta": orjson.dumps([meta.sub, meta.issuer, meta.team,
+                                                        meta.model, meta.scope])}
+        try:
+            await self._redis().xadd(self.vector_log, fields,
+                                     maxlen=self.settings.semantic_log_max_len,
+                                     approximate=True)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"cache store (redis) failed: {type(exc).__name__}") from exc
+
+    async def read_vector_log(self, after: str, count: int = 1000
+                              ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Records after ``after`` (a stream id; "0-0" for all), oldest first."""
+        try:
+            rows: Any = await self._redis().xrange(self.vector_log, min=f"({after}",
+                                                   count=count)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"cache store (redis) failed: {type(exc).__name__}") from exc
+        return [(i.decode() if isinstance(i, bytes) else str(i), f) for i, f in rows or ()]
+
+    async def _log_purge(self, what: Purge) -> None:
+        fields: dict[Any, Any] = {"op": "purge", "user": what.user or "", "team": what.team or "",
+                  "model": what.model or "", "all": "1" if what.everything else ""}
+        r = self._redis()
+        if what.everything:  # nothing before it matters any more
+            await r.xadd(self.vector_log, fields, maxlen=1, approximate=False)
+        else:
+            await r.xadd(self.vector_log, fields, maxlen=self.settings.semantic_log_max_len,
+                         approximate=True)
+
     async def purge(self, what: Purge) -> int:
         r = self._redis()
         try:
             if what.everything:
                 doomed = [k async for k in r.scan_iter(match=_glob_escape(self.prefix) + "*",
-                                                       count=500)]
+                                                       count=500)
+                          if k != self.vector_log.encode()]
                 entries = [k for k in doomed if k.startswith((self.prefix + "e:").encode())]
                 await self._delete(doomed)
+                await self._log_purge(what)
                 return len(entries)
             sets = [self._index(kind, value) for kind, value in
                     (("sub", what.user), ("team", what.team), ("model", what.model))
                     if value is not None]
             if not sets:
                 return 0
+            await self._log_purge(what)
             members = list(await r.sinter(sets))
             if not members:
                 return 0

@@ -222,6 +222,7 @@ def register(subparsers: Any) -> None:
             "models.list",
             "audit.read",
             "usage.read",
+            "cache.admin",
         ],
     )
     ev.add_argument("--max-tokens", type=int)

@@ -81,7 +81,7 @@ class RequestInput(_Model):
     api: Literal[
         "chat.completions", "responses", "completions", "embeddings", "messages",
         "messages.count_tokens", "models.list", "responses.read", "responses.delete",
-        "audit.read", "usage.read", "mcp",
+        "audit.read", "usage.read", "cache.admin", "mcp",
     ] = "chat.completions"
     inbound_format: Literal["openai", "anthropic"] = "openai"
     model: str = Field(examples=["mock-gpt"])

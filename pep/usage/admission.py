@@ -71,6 +71,9 @@ class Reservation:
     delta: tuple[int, ...]  # (requests, prompt, completion, nano-USD, estimated) added
     output_cap: int | None  # max_tokens (per choice) the PEP must forward, when limits set one
     open: bool = True
+    # Per limit checked (the obligation's order): its counter just before this reservation,
+    # in row units (nano-USD for cost). What threshold events compare (pep/usage/thresholds.py).
+    used_before: tuple[int, ...] = ()
 
 
 def resolve(limits: Sequence[QuotaLimit], subs: list[Subject], *, shrinkable: bool) -> list[Check]:

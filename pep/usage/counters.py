@@ -85,10 +85,10 @@ class CounterTracker(ABC):
     @abstractmethod
     async def _reserve(self, bounds: Bounds, subs: list[Subject], checks: list[Check],
                        model: str, prompt: int, out: int, choices: int,
-                       now: float) -> tuple[list[tuple[int, int]], int, int]:
+                       now: float) -> tuple[list[tuple[int, int]], int, int, list[int]]:
         """Atomically: ``admission.fit`` on the current rows; when nothing fails, add
         (1, prompt, out * choices, their cost, 0) to every row. Returns (failures, output
-        tokens per choice reserved, nano-USD reserved)."""
+        tokens per choice reserved, nano-USD reserved, each check's counter before)."""
 
     @abstractmethod
     async def _adjust(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
@@ -190,15 +190,15 @@ class CounterTracker(ABC):
         subs = subjects(principal, client_id) + list(extra)
         checks = resolve(limits, subs, shrinkable=shrinkable)
         prompt, out, choices = max(0, prompt_tokens), max(0, output_tokens), max(1, choices)
-        failed, fitted, nanos = await self._reserve(bounds, subs, checks, model, prompt, out,
-                                                    choices, now)
+        failed, fitted, nanos, used = await self._reserve(bounds, subs, checks, model, prompt,
+                                                          out, choices, now)
         if failed:
             raise failures(limits, failed)
         # Under a shrinking token limit the output reserved is also the output allowed.
         shrinks = any(c.shrink for c in checks)
         return Reservation(bounds=bounds, subs=subs,
                            delta=(1, prompt, fitted * choices, nanos, 0),
-                           output_cap=fitted if shrinks else None)
+                           output_cap=fitted if shrinks else None, used_before=tuple(used))
 
     async def settle(self, reservation: Reservation, model: str, tokens_in: int,
                      tokens_out: int, *, estimated: bool) -> float | None:

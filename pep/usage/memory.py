@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pep.usage.admission import Check, fit
+from pep.usage.admission import Check, fit, used_of
 from pep.usage.counters import FIELDS, ZERO, Bounds, CounterTracker, Subject
 from pep.usage.windows import WINDOWS
 
@@ -57,7 +57,7 @@ class MemoryTracker(CounterTracker):
 
     async def _reserve(self, bounds: Bounds, subs: list[Subject], checks: list[Check],
                        model: str, prompt: int, out: int, choices: int,
-                       now: float) -> tuple[list[tuple[int, int]], int, int]:
+                       now: float) -> tuple[list[tuple[int, int]], int, int, list[int]]:
         # No await from here to the end: nothing else runs between the check and the add.
         buckets = [self._bucket(w, bounds[w][0]) for w in WINDOWS]
         rows: list[Sequence[int]] = []
@@ -67,10 +67,11 @@ class MemoryTracker(CounterTracker):
                 rows.append(row if row is not None else ZERO)
         failed, out = fit(rows, checks, prompt, out, choices)
         if failed:
-            return failed, out, 0
+            return failed, out, 0, []
         nanos = self.prices.cost_nanos(model, prompt, out * choices) or 0
+        used = [used_of(rows[c.row], c.metric) for c in checks]
         self._add_now(bounds, subs, (1, prompt, out * choices, nanos, 0))
-        return failed, out, nanos
+        return failed, out, nanos, used
 
     async def _adjust(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
         for w in WINDOWS:

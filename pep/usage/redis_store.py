@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -32,6 +32,7 @@ from pep.usage.admission import Check
 from pep.usage.counters import FIELDS, ZERO, Bounds, CounterTracker, Subject
 from pep.usage.tracker import UsageUnavailable
 from pep.usage.windows import WINDOWS
+from pep.settings_base import masked
 
 _HFIELDS = ("r", "pt", "ct", "c", "e")
 assert len(_HFIELDS) == len(FIELDS)
@@ -55,11 +56,11 @@ return #KEYS
 # ARGV: prompt, out, choices, nano-USD per prompt token, per output token, number of checks,
 # then 4 per check (row index, metric, limit, shrink 1|0), then one TTL per window (keys are
 # subject-major, so key i is in window (i - 1) % #windows).
-# Returns {0, out, nanos} when reserved, else {1, check, used, check, used, ...}.
+# Returns {0, out, nanos, used per check...} when reserved, else {1, check, used, check, used, ...}.
 _RESERVE = """
 local prompt, out, choices = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = tonumber(ARGV[6])
-local failed = {}
+local failed, useds = {}, {}
 local shrunk, shrunk_used = 0, 0
 for c = 1, n do
   local b = 6 + (c - 1) * 4
@@ -72,6 +73,7 @@ for c = 1, n do
   elseif metric == 'completion_tokens' then used = ct
   elseif metric == 'tokens' then used = pt + ct
   else used = tonumber(row[4] or 0) end
+  useds[c] = used
   if used >= limit or ((metric == 'tokens' or metric == 'prompt_tokens')
                        and used + prompt > limit) then
     failed[#failed + 1] = c - 1
@@ -99,7 +101,9 @@ for i, key in ipairs(KEYS) do
   if nanos ~= 0 then redis.call('HINCRBY', key, 'c', nanos) end
   redis.call('EXPIRE', key, ARGV[ttl0 + 1 + (i - 1) % windows])
 end
-return {0, out, nanos}
+local reply = {0, out, nanos}
+for c = 1, n do reply[3 + c] = useds[c] end
+return reply
 """
 
 # The rows of KEYS: {r, pt, ct, c, e} each, 0 for a missing field.
@@ -132,12 +136,7 @@ _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
 def redact_url(url: str) -> str:
     """The store URL without its password, for readiness output and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return masked(url)
 
 
 def _glob_escape(text: str) -> str:
@@ -242,7 +241,7 @@ class RedisTracker(CounterTracker):
 
     async def _reserve(self, bounds: Bounds, subs: list[Subject], checks: list[Check],
                        model: str, prompt: int, out: int, choices: int,
-                       now: float) -> tuple[list[tuple[int, int]], int, int]:
+                       now: float) -> tuple[list[tuple[int, int]], int, int, list[int]]:
         if self._reserve_script is None:
             raise UsageUnavailable("usage store (redis) is not started")
         keys = self._row_keys(bounds, subs)
@@ -256,9 +255,9 @@ class RedisTracker(CounterTracker):
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         if reply[0] == 0:
-            return [], int(reply[1]), int(reply[2])
+            return [], int(reply[1]), int(reply[2]), [int(u) for u in reply[3:]]
         pairs = reply[1:]
-        return [(int(pairs[i]), int(pairs[i + 1])) for i in range(0, len(pairs), 2)], out, 0
+        return [(int(pairs[i]), int(pairs[i + 1])) for i in range(0, len(pairs), 2)], out, 0, []
 
     async def _adjust(self, bounds: Bounds, subs: list[Subject], delta: tuple[int, ...]) -> None:
         if self._adjust_script is None:

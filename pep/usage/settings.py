@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from pep.settings_base import Frozen
+from pep.settings_base import Dsn, Frozen
 
 
 class ModelPrice(Frozen):
@@ -19,7 +19,7 @@ class ModelPrice(Frozen):
 class UsageSettings(Frozen):
     # "memory" (counters inside this process) or redis://host:6379/0, rediss://..., unix://...
     # so that several replicas share one count.
-    store: str = "memory"
+    store: Dsn = "memory"
     # Kept apart from the URL so that the settings tree can print the store safely.
     redis_password: SecretStr | None = None
     # deny: a request whose counters cannot be read is refused (503). allow: it proceeds with

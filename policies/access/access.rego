@@ -2,7 +2,8 @@
 # title: Model and API access
 # description: >-
 #   Who may use which model (by group or team, from data.gateway.models), which model kind
-#   serves which API, the per-model max_tokens cap, and who may read audit and usage data.
+#   serves which API, the per-model max_tokens cap, who may read audit and usage data, and
+#   who may administer the response cache (cache.admin: stats and purge).
 #   Admins (data.gateway.admin_groups) may use every model: the admin override.
 #
 #   deny and max_tokens run on every request, so they are written for the embedded engine's
@@ -18,7 +19,7 @@ import data.regogate.lib
 
 model_apis := {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list"}
 
-gateway_apis := {"audit.read", "usage.read"}
+gateway_apis := {"audit.read", "usage.read", "cache.admin"}
 
 # Never undefined, so that a deny's message always renders (an undefined message would drop
 # the deny: fail open).
@@ -77,12 +78,12 @@ deny contains {"code": "model_unknown", "message": sprintf("model %q is not in t
 }
 
 deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s", [lib.subject, input.request.api])} if {
-	input.request.api in {"audit.read", "usage.read"}
+	input.request.api in {"audit.read", "usage.read", "cache.admin"}
 	not api_allowed
 }
 
 deny contains {"code": "api_unknown", "message": sprintf("unknown api %q", [object.get(input, ["request", "api"], "")])} if {
-	not input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list", "responses.read", "responses.delete", "audit.read", "usage.read", "mcp"}
+	not input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list", "responses.read", "responses.delete", "audit.read", "usage.read", "cache.admin", "mcp"}
 }
 
 # METADATA

@@ -60,6 +60,12 @@ test_auditors_and_admins_read_usage if {
 	codes(bob, "usage.read", "") == {"api_not_allowed"}
 }
 
+test_only_admins_administer_the_cache if {
+	codes(carol, "cache.admin", "") == set()
+	codes(erin, "cache.admin", "") == {"api_not_allowed"}
+	codes(alice, "cache.admin", "") == {"api_not_allowed"}
+}
+
 test_unknown_api_is_refused if codes(alice, "files.upload", "mock-gpt") == {"api_unknown"}
 
 test_cap_comes_from_model if access.max_tokens == 8192 with input as req(carol, "chat.completions", "mock-gpt-admin")

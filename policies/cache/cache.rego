@@ -16,7 +16,7 @@ import rego.v1
 obligation := {"mode": "off"} if {
 	skip
 } else := {
-	"mode": "exact",
+	"mode": object.get(data.gateway.cache, "mode", "exact"),
 	"scope": scope,
 	"ttl_s": object.get(data.gateway.cache, "ttl_s", 300),
 	"sampled": scope == "user",

@@ -33,3 +33,10 @@ test_caching_disabled_in_data_gives_no_obligation if {
 	not cache.obligation with input as {"user": alice, "client": {}, "content": {"types": []}}
 		with data.gateway.cache.enabled as false
 }
+
+test_a_deployment_may_choose_the_semantic_mode_in_data if {
+	ob := cache.obligation with input as {"user": alice, "client": {"id": "dev-cli"}, "content": {"types": []}}
+		with data.gateway.cache.mode as "semantic"
+	ob.mode == "semantic"
+	ob.scope == "user"
+}

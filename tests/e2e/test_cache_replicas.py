@@ -94,3 +94,77 @@ async def test_two_gateway_processes_share_exact_cache_entries_per_user(
                if e["event"] == "request.completion" and e["request_id"] == shared[1])
     assert hit["who"]["subject"] == "alice"
     assert hit["extra"]["cache"]["hit"] is True and hit["extra"]["cache"]["filled_by"] == filled[1]
+
+
+PARAPHRASE = "Tell me the capital city of France."
+
+
+async def _ask_semantic(url: str, token: str, question: str) -> tuple[str, str]:
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as c:
+        resp = await c.chat.completions.with_raw_response.create(
+            model="mock-gpt", temperature=0,
+            messages=[{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": question}])
+    resp.parse()
+    return resp.headers["x-regogate-cache"], resp.headers["x-request-id"]
+
+
+def _vectors(url: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("regogate_cache_semantic_vectors "):
+                return float(line.split()[1])
+    raise AssertionError("regogate_cache_semantic_vectors is not on /metrics")
+
+
+@pytest.mark.redis
+async def test_a_semantic_hit_on_one_replica_for_an_entry_filled_through_the_other(
+    tmp_path: Path, redis_url: str, cache_prefix: str
+) -> None:
+    """Vectors live in Redis beside the entries: replica B answers alice's paraphrase from
+    the entry A filled, bob's paraphrase stays a miss, and a purge through A's admin API
+    empties B's index as well as the shared entries."""
+    from tests.e2e.test_cache_e2e import _semantic_upstream, cache_bundle
+
+    async with FakeServer(_semantic_upstream) as up, running_idp(tmp_path / "idp") as idp:
+        base = embedded_mapping(data_dir=tmp_path, issuer=idp.issuer)
+        config = deep_merge(deep_merge(deep_merge(base, upstream_config(up)), cache_bundle(
+            tmp_path, mode="semantic", min_similarity=0.95)), {
+            "cache": {"store": redis_url, "redis_key_prefix": cache_prefix, "timeout_s": 5.0,
+                      "semantic_embeddings_model": "mock-embed"}})
+        config["audit"].pop("store", None)
+        started = [await asyncio.to_thread(start_replica, tmp_path, n, config) for n in ("a", "b")]
+        try:
+            (a, _), (b, _) = started
+            alice = idp.token("alice")
+            bob = idp.token("bob", claims={"groups": ["ml-team"]})
+            filled = await _ask_semantic(a, alice, "What is the capital of France?")
+            paraphrase = await _ask_semantic(b, alice, PARAPHRASE)
+            other = await _ask_semantic(b, bob, PARAPHRASE)
+            vectors_before = await asyncio.to_thread(_vectors, b)
+            purge = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "pep", "cache", "purge", "--user",
+                                 "alice", "--url", a],
+                env={**env(), "REGOGATE_TOKEN": idp.token("carol")}, capture_output=True,
+                text=True)
+            assert purge.returncode == 0, purge.stdout + purge.stderr
+            after_purge = await _ask_semantic(b, alice, PARAPHRASE)
+            vectors_after = await asyncio.to_thread(_vectors, b)
+        finally:
+            for _, proc in started:
+                proc.terminate()
+            for _, proc in started:
+                proc.wait(timeout=15)
+    assert [filled[0], paraphrase[0], other[0], after_purge[0]] == ["miss", "hit", "miss", "miss"]
+    # B's index: alice's France entry (replayed from A) and bob's; after the purge bob's and
+    # alice's refill from B itself
+    assert vectors_before == 2 and vectors_after == 2
+    assert yaml.safe_load(purge.stdout)["purged"] == 1
+    hit = next(e for e in await _trail(tmp_path / "b")
+               if e["event"] == "request.completion" and e["request_id"] == paraphrase[1])
+    assert hit["extra"]["cache"]["filled_by"] == filled[1]
+    assert 0.95 <= hit["extra"]["cache"]["similarity"] < 1.0
+    purges = [e for e in await _trail(tmp_path / "a") if e["event"] == "cache.purge"]
+    assert [p["who"]["subject"] for p in purges] == ["carol"]

@@ -163,3 +163,23 @@ def test_the_policy_bundle_service_command_builds_the_bundle_opa_serves(
                          check=False)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "bundle.tar.gz").stat().st_size > 0
+
+
+def test_the_data_and_witness_directories_live_on_a_persistent_volume(
+    rendered: dict[str, Any],
+) -> None:
+    """Not /tmp (a tmpfs here): the checkpoint witness copies must survive a restart for
+    `audit verify` to compare a restored database against them."""
+    repo, compose = rendered["repo"], rendered["compose"]
+    svc = compose["services"]["gateway"]
+    config = yaml.safe_load(_container_files(repo, compose, "gateway")[
+        "/etc/regogate/regogate.yaml"].read_text())
+    named = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]
+             if not v.startswith((".", "/", "$"))}
+    for path in (config["server"]["data_dir"], config["audit"]["checkpoint_dir"]):
+        assert not path.startswith("/tmp")
+        mount = next((m for m in named if path.startswith(m.rstrip("/") + "/")), None)
+        assert mount is not None, f"{path} is not on a named volume of the gateway"
+        assert named[mount] in compose["volumes"]
+    dockerfile = (repo / "Dockerfile").read_text()
+    assert "/var/lib/regogate" in dockerfile and "chown regogate" in dockerfile

@@ -51,7 +51,8 @@ def test_compose_wires_the_gateway_to_an_opa_sidecar_serving_policies_as_its_bun
     assert "--bundle" in opa["command"] and out in opa["command"]
     assert opa["depends_on"]["policy-bundle"]["condition"] == "service_completed_successfully"
     assert "policy-bundle" in compose["volumes"]
-    assert "mkdir /bundle && chown regogate /bundle" in (ROOT / "Dockerfile").read_text()
+    assert "mkdir /bundle /var/lib/regogate && chown regogate /bundle" in (
+        ROOT / "Dockerfile").read_text()
     # OPA logs its decisions (each entry's input.request.id is the gateway's request id).
     config_mount = next(v for v in opa["volumes"] if v.startswith("./deploy/opa-config.yaml:"))
     assert f"--config-file={config_mount.split(':')[1]}" in opa["command"]

@@ -133,3 +133,39 @@ async def test_a_broken_audit_chain_found_by_verify_is_an_event(tmp_path: Path) 
     ev = next(json.loads(q.body) for q in sink.requests if b"integrity_failed" in q.body)
     assert ev["type"] == "dev.regogate.audit.integrity_failed"
     assert ev["data"]["seq"] == 1 and ev["data"]["message"]
+
+
+async def test_a_budget_reaching_80_and_100_percent_and_the_denial_after_are_signed_events(
+    tmp_path: Path,
+) -> None:
+    """Five requests a day for contractors: the 4th reserves 80 %, the 5th 100 % (one
+    quota.threshold each, signed), the 6th is refused (quota.exceeded)."""
+    from tests.e2e.test_quotas_e2e import contractors, quota_bundle
+
+    bundle = quota_bundle(tmp_path, contractors("requests", "day", 5))
+    async with FakeServer(lambda _: Reply(202, b"")) as sink, running_gateway(
+            tmp_path, config={**_events(sink), "policy": {"bundle": str(bundle)}}) as gw:
+        bob = gw.openai("bob")
+        ids = []
+        for _ in range(5):
+            resp = await bob.chat.completions.with_raw_response.create(
+                model="mock-gpt", messages=HELLO)
+            ids.append(resp.headers["x-request-id"])
+        with pytest.raises(openai.RateLimitError) as info:
+            await bob.chat.completions.create(model="mock-gpt", messages=HELLO)
+        denied = info.value.response.headers["x-request-id"]
+        await _until(lambda: len(sink.requests) == 3)
+    for got in sink.requests:
+        expected = "sha256=" + hmac.new(SECRET.encode(), got.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(got.headers["x-regogate-signature"], expected)
+    events = [json.loads(r.body) for r in sink.requests]
+    assert [e["type"] for e in events] == ["dev.regogate.quota.threshold"] * 2 + [
+        "dev.regogate.quota.exceeded"]
+    eighty, hundred, exceeded = events
+    assert {k: eighty["data"][k] for k in ("percent", "scope", "key", "window", "metric",
+                                          "limit", "used", "request_id")} == {
+        "percent": 80, "scope": "user", "key": "bob", "window": "day", "metric": "requests",
+        "limit": 5, "used": 4, "request_id": ids[3]}
+    assert hundred["data"]["percent"] == 100 and hundred["data"]["used"] == 5
+    assert hundred["data"]["request_id"] == ids[4] and hundred["subject"] == "bob"
+    assert exceeded["data"]["request_id"] == denied

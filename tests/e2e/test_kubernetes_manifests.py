@@ -144,3 +144,17 @@ def _render_plain_from_copy(tmp_path: Path) -> list[dict[str, Any]]:
     for name in ("audit-signing-key.pem", "postgres-password", "openai-api-key"):
         (base / "secrets" / name).write_text("x")
     return _render_plain(base)
+
+
+def test_the_data_and_witness_directories_are_on_the_pods_state_volume(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    deployment = rendered[("Deployment", "regogate")]["spec"]["template"]["spec"]
+    gw = next(c for c in deployment["containers"] if c["name"] == "gateway")
+    mounts = {m["mountPath"]: m["name"] for m in gw["volumeMounts"]}
+    volumes = {v["name"] for v in deployment["volumes"]}
+    config = yaml.safe_load(rendered[("ConfigMap", "regogate-config")]["data"]["regogate.yaml"])
+    for path in (config["server"]["data_dir"], config["audit"]["checkpoint_dir"]):
+        assert not path.startswith("/tmp")
+        mount = next(m for m in mounts if path.startswith(m.rstrip("/") + "/"))
+        assert mounts[mount] == "state" and "state" in volumes

@@ -93,12 +93,14 @@ def test_config_check_online_names_every_unreachable_dependency(tmp_path: Path) 
     closed = free_port()
     issuers = [{"issuer": f"http://127.0.0.1:{closed}", "audiences": ["regogate"]}]
     path = _config(tmp_path, identity__issuers=issuers, policy__engine="opa",
-                   policy__opa_url=f"http://127.0.0.1:{closed}")
+                   policy__opa_url=f"http://127.0.0.1:{closed}",
+                   cache__store=f"redis://127.0.0.1:{closed}/0")
     assert _regogate("config", "check", str(path)).returncode == 0  # offline: fine
     out = _regogate("config", "check", "--online", str(path))
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert re.search(r"^error: identity\.issuers\[0\] .*", out.stderr, re.M), out.stderr
     assert re.search(r"^error: policy\.opa_url: OPA unreachable", out.stderr, re.M), out.stderr
+    assert re.search(r"^error: cache\.store: cannot reach Redis", out.stderr, re.M), out.stderr
 
 
 def test_config_check_online_passes_when_everything_answers(tmp_path: Path) -> None:

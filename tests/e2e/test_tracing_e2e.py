@@ -107,6 +107,72 @@ async def test_without_tracing_configured_nothing_is_traced(tmp_path: Path) -> N
     assert records and not any("trace_id" in r for r in records)
 
 
+async def test_genai_client_metrics_count_tokens_and_time_per_provider_call_only(
+    tmp_path: Path,
+) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    overrides = {appkeys.TRACING: lambda: Tracing(
+        TracingSettings(), exporter=InMemorySpanExporter(), metric_reader=reader)}
+    async with FakeServer(_answer) as fake, running_gateway(
+            tmp_path, config=_provider(fake), overrides=overrides) as gw:
+        client = gw.openai("alice")
+        await client.chat.completions.create(model="mock-gpt", messages=HELLO)
+        # the same again: a hit of the default per-user cache, no provider call
+        again = await client.chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=HELLO)
+        data = reader.get_metrics_data()
+    assert again.headers["x-regogate-cache"] == "hit" and len(fake.requests) == 1
+    assert data is not None
+    metrics: dict[str, Any] = {m.name: m for rm in data.resource_metrics
+                               for sm in rm.scope_metrics for m in sm.metrics}
+    duration = metrics["gen_ai.client.operation.duration"]
+    assert duration.unit == "s"
+    (point,) = duration.data.data_points
+    assert point.count == 1 and point.sum > 0
+    assert dict(point.attributes) == {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "mock-gpt",
+        "gen_ai.provider.name": "openai", "gen_ai.response.model": "gpt-upstream"}
+    assert tuple(point.explicit_bounds)[:3] == (0.01, 0.02, 0.04)
+    tokens = metrics["gen_ai.client.token.usage"]
+    assert tokens.unit == "{token}"
+    by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens.data.data_points}
+    assert (by_type["input"].count, by_type["input"].sum) == (1, 7)
+    assert (by_type["output"].count, by_type["output"].sum) == (1, 3)
+
+
+async def test_genai_metrics_are_exported_over_otlp_http_beside_the_spans(
+    tmp_path: Path,
+) -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    async with FakeServer(lambda _: Reply(200, b"")) as collector, \
+            FakeServer(_answer) as fake:
+        config = {**_provider(fake), "tracing": {"otlp_endpoint": collector.url + "/v1/traces"}}
+        async with running_gateway(tmp_path, config=config) as gw:
+            await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=HELLO)
+        # Closing the gateway exports the last interval.
+    exported = [r for r in collector.requests if r.path == "/v1/metrics"]
+    assert exported and exported[0].headers["content-type"] == "application/x-protobuf"
+    names = {m.name for r in exported
+             for rm in ExportMetricsServiceRequest.FromString(r.body).resource_metrics
+             for sm in rm.scope_metrics for m in sm.metrics}
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration"} <= names
+
+
+def test_the_metrics_endpoint_follows_the_traces_endpoint_unless_set() -> None:
+    assert TracingSettings(otlp_endpoint="http://c:4318/v1/traces").metrics_endpoint() == \
+        "http://c:4318/v1/metrics"
+    assert TracingSettings(otlp_endpoint="http://c:4318/v1/traces",
+                           otlp_metrics_endpoint="off").metrics_endpoint() is None
+    assert TracingSettings(otlp_endpoint="http://c/t").metrics_endpoint() is None
+    assert TracingSettings(otlp_metrics_endpoint="http://m/v1/metrics").metrics_endpoint() == \
+        "http://m/v1/metrics"
+
+
 @pytest.mark.parametrize("ratio", [1.5, -0.1])
 def test_a_sample_ratio_outside_0_to_1_is_refused(ratio: float) -> None:
     from pydantic import ValidationError

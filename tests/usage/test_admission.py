@@ -251,3 +251,17 @@ async def test_a_redis_admission_is_one_evalsha_round_trip(
         await watcher.aclose()
         await probe.aclose()
     assert seen == ["EVALSHA"]
+
+
+async def test_a_reservation_reports_each_limits_counter_before_it(
+    tracker: CounterTracker,
+) -> None:
+    """What threshold events compare (pep/usage/thresholds.py), the same on both stores."""
+    limits = [limit("requests", 10), limit("tokens", 1000), limit("cost_usd", 5.0)]
+    first = await tracker.reserve(BOB, None, "mock-gpt", limits, prompt_tokens=10,
+                                  output_tokens=50)
+    second = await tracker.reserve(BOB, None, "mock-gpt", limits, prompt_tokens=20,
+                                   output_tokens=30)
+    assert first.used_before == (0, 0, 0)
+    # mock-gpt: $3 / $15 per million tokens -> 10 * 3000 + 50 * 15000 nano-USD
+    assert second.used_before == (1, 60, 10 * 3000 + 50 * 15000)
