@@ -41,6 +41,28 @@ from pep.audit.witness import Witness, WitnessConfig
 
 log = logging.getLogger("regogate.audit")
 
+# The SQL type of each of ALL_COLUMNS, for the batch insert (one array parameter per column).
+_COLUMN_TYPES = {"seq": "bigint", "status": "integer", "tokens_in": "bigint",
+                 "tokens_out": "bigint", "cost_usd": "double precision"}
+
+
+def batch_sql(s: str) -> str:
+    """One statement per batch: the records, the subjects' new heads and the chain head.
+    Parameters: one array per column of ALL_COLUMNS, the user keys and their hashes, then
+    the head's seq, hash, records since the last checkpoint and that checkpoint's hash."""
+    n = len(ALL_COLUMNS)
+    arrays = ", ".join(f"${i + 1}::{_COLUMN_TYPES.get(c, 'text')}[]"
+                       for i, c in enumerate(ALL_COLUMNS))
+    return (
+        f"WITH records AS (INSERT INTO {s}.audit_records ({', '.join(ALL_COLUMNS)}) "
+        f"SELECT * FROM unnest({arrays})), "
+        f"heads AS (INSERT INTO {s}.audit_user_heads (user_key, hash) "
+        f"SELECT * FROM unnest(${n + 1}::text[], ${n + 2}::text[]) "
+        "ON CONFLICT (user_key) DO UPDATE SET hash = EXCLUDED.hash) "
+        f"UPDATE {s}.audit_head SET seq = ${n + 3}, hash = ${n + 4}, "
+        f"since_checkpoint = ${n + 5}, last_checkpoint = ${n + 6} WHERE id = 1"
+    )
+
 
 class PostgresAuditStore:
     def __init__(
@@ -74,6 +96,8 @@ class PostgresAuditStore:
         self._max_batch = max_batch
         self._timeout = write_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self._wconn: asyncpg.Connection | None = None
+        self._batch_sql = batch_sql(self._s)
         self._pending: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -106,6 +130,9 @@ class PostgresAuditStore:
             log.error("start checkpoint failed: %s", exc)
 
     async def _close_connections(self) -> None:
+        if self._wconn is not None:
+            await self._wconn.close()
+            self._wconn = None
         if self._live is not None:
             await self._live.close()
             self._live = None
@@ -245,10 +272,24 @@ class PostgresAuditStore:
         async with self._write_lock:
             await self._write_locked(batch)
 
+    async def _writer_conn(self) -> asyncpg.Connection:
+        """The writer's own connection: held across batches (a pool checkout costs a reset
+        round trip on every release), replaced after any failure."""
+        if self._wconn is None or self._wconn.is_closed():
+            self._wconn = await asyncpg.connect(
+                self._dsn, timeout=self._timeout, command_timeout=self._timeout,
+                server_settings={"synchronous_commit": "on",
+                                 "application_name": "regogate-audit-writer"})
+        return self._wconn
+
+    async def _drop_writer_conn(self) -> None:
+        conn, self._wconn = self._wconn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # an open transaction is rolled back by the server
+
     async def _write_locked(
         self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]
     ) -> None:
-        assert self._pool is not None
         cp: Checkpoint | None = None
         items = [(b, d) for b, d, _ in batch]
         if self._outage is not None:
@@ -256,46 +297,39 @@ class PostgresAuditStore:
             items.insert(0, (canonical_json(doc), doc))
         if not items:
             return
+        s = self._s
         try:
-            async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
-                head_row = await conn.fetchrow(
-                    f"SELECT seq, hash, since_checkpoint, last_checkpoint FROM {self._s}.audit_head "
-                    "WHERE id = 1 FOR UPDATE"
-                )
-                head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
-                keys = sorted({k for k in (user_key_of(d) for _, d in items) if k})
-                if keys:
-                    rows = await conn.fetch(
-                        f"SELECT user_key, hash FROM {self._s}.audit_user_heads WHERE user_key = ANY($1)",
-                        keys,
-                    )
-                    head.user_heads = {r["user_key"]: r["hash"] for r in rows}
-                records, updates = head.link_batch(items, lambda _k: None)
-                await conn.copy_records_to_table(
-                    "audit_records", records=[r.row() for r in records],
-                    columns=list(ALL_COLUMNS), schema_name=self._schema,
-                )
-                if updates:
-                    await conn.executemany(
-                        f"INSERT INTO {self._s}.audit_user_heads (user_key, hash) VALUES ($1, $2) "
-                        "ON CONFLICT (user_key) DO UPDATE SET hash = EXCLUDED.hash",
-                        list(updates.items()),
-                    )
-                since = int(head_row["since_checkpoint"]) + len(records)
-                last_cp = head_row["last_checkpoint"]
-                if since >= self._cp_every_records:
-                    cp = self._signer.sign(kind="checkpoint", seq=records[-1].seq, head=records[-1].hash,
-                                           prev_checkpoint=last_cp, time=now_rfc3339(),
-                                           interval_s=self._cp_every_s,
-                                           user_heads=await self._all_user_heads(conn))
-                    await self._insert_checkpoint(conn, cp)
-                    since, last_cp = 0, cp.hash
-                await conn.execute(
-                    f"UPDATE {self._s}.audit_head SET seq = $1, hash = $2, since_checkpoint = $3, "
-                    "last_checkpoint = $4 WHERE id = 1",
-                    records[-1].seq, records[-1].hash, since, last_cp,
-                )
+            conn = await self._writer_conn()
+            # Four round trips per batch: BEGIN + the head's row lock (one simple query), the
+            # head and the batch's user heads read after the lock (so they are what the last
+            # holder committed), one statement inserting records, user heads and the new
+            # head, and COMMIT (synchronous_commit=on: flushed before anyone is told).
+            await conn.execute(f"BEGIN; SELECT 1 FROM {s}.audit_head WHERE id = 1 FOR UPDATE")
+            keys = sorted({k for k in (user_key_of(d) for _, d in items) if k})
+            head_row = await conn.fetchrow(
+                f"SELECT seq, hash, since_checkpoint, last_checkpoint, (SELECT json_object_agg("
+                f"user_key, hash) FROM {s}.audit_user_heads WHERE user_key = ANY($1::text[]))"
+                f" AS user_heads FROM {s}.audit_head WHERE id = 1", keys)
+            head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
+            if head_row["user_heads"]:
+                head.user_heads = orjson.loads(head_row["user_heads"])
+            records, updates = head.link_batch(items, lambda _k: None)
+            since = int(head_row["since_checkpoint"]) + len(records)
+            last_cp = head_row["last_checkpoint"]
+            columns = [list(c) for c in zip(*(r.row() for r in records), strict=True)]
+            await conn.execute(self._batch_sql, *columns, list(updates), list(updates.values()),
+                               records[-1].seq, records[-1].hash, since, last_cp)
+            if since >= self._cp_every_records:
+                cp = self._signer.sign(kind="checkpoint", seq=records[-1].seq,
+                                       head=records[-1].hash, prev_checkpoint=last_cp,
+                                       time=now_rfc3339(), interval_s=self._cp_every_s,
+                                       user_heads=await self._all_user_heads(conn))
+                await self._insert_checkpoint(conn, cp)
+                await conn.execute(f"UPDATE {s}.audit_head SET since_checkpoint = 0, "
+                                   "last_checkpoint = $1 WHERE id = 1", cp.hash)
+            await conn.execute("COMMIT")
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._drop_writer_conn()
             self.stats.failures += 1
             self._failed(str(exc), len(batch))
             log.error("audit batch of %d records failed: %s", len(batch), exc)
@@ -304,6 +338,9 @@ class PostgresAuditStore:
                 if not fut.done():
                     fut.set_exception(err)
             return
+        except BaseException:
+            await self._drop_writer_conn()  # cancelled mid-batch: never leave it half open
+            raise
         self._last_error = None
         self._outage = None
         self._unsealed = cp is None
