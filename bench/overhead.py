@@ -211,8 +211,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         cfg = work / "regogate.yaml"
         cfg.write_text(yaml.safe_dump(config))
-        gw = spawn([py, "-m", "pep", "serve", "--config", str(cfg), "--workers", str(args.workers)],
-                   gw_cpus,
+        workers = ["--workers", str(args.workers)] if args.workers > 1 else []
+        gw = spawn([py, "-m", "pep", "serve", "--config", str(cfg), *workers], gw_cpus,
                    env={"REGOGATE_LOG_LEVEL": "WARNING"})
         procs.append(gw)
         gateway = f"http://127.0.0.1:{gw_port}"
