@@ -184,7 +184,7 @@ def pct(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     ncpu = os.cpu_count() or 1
     gw_cpus, other_cpus = {0}, (set(range(1, ncpu)) or {0})
-    if args.workers > 1:  # N gateway processes need N cores: nothing is pinned apart
+    if args.workers > 1 or args.spread:  # N workers need N cores: nothing is pinned apart
         gw_cpus = other_cpus = set(range(ncpu))
     tag = os.urandom(5).hex()
     try:
@@ -269,7 +269,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         med["c1_added_p99_ms"] = round(med["c1_gw_p99"] - med["c1_direct_p99"], 3)
         results_cpu = sorted(results["cpu_ms"])
         med.update(cpu_ms_min=round(results_cpu[0], 3), cpu_ms_max=round(results_cpu[-1], 3),
-                   workers=args.workers, audit=args.audit, usage=args.usage)
+                   workers=args.workers, audit=args.audit, usage=args.usage,
+                   spread=args.workers > 1 or args.spread)
         med.update(cache=args.cache, api=args.api, requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
                    cpus=ncpu)
         return med
@@ -296,6 +297,9 @@ def main() -> None:
                         help="response cache: disabled, every request a hit, or a miss + fill")
     parser.add_argument("--workers", type=int, default=1,
                         help="serve --workers N (needs --audit postgres --usage redis above 1)")
+    parser.add_argument("--spread", action="store_true",
+                        help="no pinning: gateway, mock and load share every CPU (as with"
+                        " --workers N; the 1-worker baseline for a workers comparison)")
     parser.add_argument("--audit", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--usage", choices=("memory", "redis"), default="memory")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -306,7 +310,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(r, indent=2))
         return
-    pinned = (f"{r['workers']} workers on all {r['cpus']} CPUs" if r["workers"] > 1
+    pinned = (f"{r['workers']} worker(s), nothing pinned, {r['cpus']} CPUs" if r["spread"]
               else f"gateway pinned to CPU 0 of {r['cpus']}")
     print(f"regogate overhead, {r['api']} API ({r['requests']} requests x {r['repeats']} repeats, concurrency "
           f"{r['concurrency']}, medians; {pinned}; audit {r['audit']}, usage {r['usage']})")
