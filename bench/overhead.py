@@ -85,7 +85,10 @@ def shared_stores(args: argparse.Namespace, tag: str) -> dict[str, Any]:
     if args.audit == "postgres":
         out["audit"] = {"store": args.postgres, "pg_schema": f"bench_{tag}"}
     if args.usage == "redis":
-        out["usage"] = {"store": args.redis, "key_prefix": f"regogate-bench:{tag}:"}
+        # A loaded machine can stall Redis past the 0.25 s default: a benchmark wants figures,
+        # not 503s (usage_unavailable).
+        out["usage"] = {"store": args.redis, "key_prefix": f"regogate-bench:{tag}:",
+                        "timeout_s": 5.0}
     return out
 
 
