@@ -197,6 +197,8 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _opaque_from_server(tokens: TokenIssuer, client_id: str, form: dict[str, str]) -> str:
     client = tokens.client(client_id)
+    if client.secret is None:
+        raise IdpUnavailableError(f"client {client_id!r} is public: it cannot ask for tokens")
     body = urlencode({**form, "token_format": "opaque", "audience": tokens.audience}).encode()
     credentials = base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(client.secret)}".encode())
     request = urllib.request.Request(

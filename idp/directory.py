@@ -6,6 +6,7 @@ import hmac
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -13,7 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 CLIENT_CREDENTIALS = "client_credentials"
 # Dev-only grant: a registered client asks for a user's token by username, no password.
 DEV_USER_GRANT = "urn:regogate:dev:user"
-GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT)
+# RFC 6749 4.1 with PKCE S256 required (RFC 7636): the browser sign-in (idp/authorize.py).
+AUTHORIZATION_CODE = "authorization_code"
+GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT, AUTHORIZATION_CODE)
+# What a client gets when its entry names no grant_types (the code grant needs redirect_uris).
+DEFAULT_GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT)
 
 
 class DirectoryError(Exception):
@@ -53,13 +58,23 @@ class User(_Entry):
 
 class Client(_Entry):
     client_id: str
-    secret: str = Field(repr=False)
-    grant_types: tuple[str, ...] = GRANT_TYPES
+    # None: a public client (RFC 6749 2.1), which may only use the code grant, with PKCE.
+    secret: str | None = Field(None, repr=False)
+    grant_types: tuple[str, ...] = DEFAULT_GRANT_TYPES
     scope: str = "openid"
     roles: tuple[str, ...] = ()
     description: str = ""
+    # Registered redirection endpoints (RFC 6749 3.1.2), compared as exact strings; a
+    # loopback IP literal registered without a port matches any port (RFC 8252 7.3).
+    redirect_uris: tuple[str, ...] = ()
+
+    @property
+    def public(self) -> bool:
+        return self.secret is None
 
     def secret_matches(self, presented: str) -> bool:
+        if self.secret is None:
+            return False
         return hmac.compare_digest(self.secret.encode(), presented.encode())
 
 
@@ -120,4 +135,23 @@ def load_directory(path: Path | None = None) -> Directory:
                 f"users file {path}: clients.{client.client_id}.grant_types: "
                 f"unknown grant type(s) {sorted(unknown)}"
             )
+        _check_code_client(path, client)
     return directory
+
+
+def _check_code_client(path: Path, client: Client) -> None:
+    where = f"users file {path}: clients.{client.client_id}"
+    if client.public and set(client.grant_types) - {AUTHORIZATION_CODE}:
+        raise DirectoryError(
+            f"{where}: a client without a secret is public and may only use "
+            f"{AUTHORIZATION_CODE!r} (with PKCE)"
+        )
+    if AUTHORIZATION_CODE in client.grant_types and not client.redirect_uris:
+        raise DirectoryError(f"{where}: {AUTHORIZATION_CODE!r} needs redirect_uris")
+    for uri in client.redirect_uris:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise DirectoryError(
+                f"{where}.redirect_uris: {uri!r} must be an absolute http(s) URL without a "
+                "fragment (RFC 6749 3.1.2)"
+            )

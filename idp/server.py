@@ -2,7 +2,10 @@
 
     GET  /.well-known/openid-configuration   discovery (also at oauth-authorization-server)
     GET  /jwks                               public keys only (kid, alg, use)
-    POST /token                              client_credentials | urn:regogate:dev:user
+    GET  /authorize                          code flow + PKCE S256: the development login
+    POST /authorize                          page (pick a listed user; idp/authorize.py)
+    POST /token                              client_credentials | urn:regogate:dev:user |
+                                             authorization_code (ID token + access token)
     POST /introspect                         RFC 7662, client authentication required
 
 Errors follow RFC 6749 section 5.2: ``{"error": ..., "error_description": ...}``.
@@ -15,15 +18,37 @@ import binascii
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 
-from idp.directory import CLIENT_CREDENTIALS, GRANT_TYPES, Client, load_directory
+from idp.authorize import (
+    BROWSER_COOKIE,
+    PENDING_TTL_S,
+    AuthorizationStore,
+    AuthorizeError,
+    GrantError,
+    browser_id,
+    check_login_form,
+    error_page,
+    login_page,
+    origin_of,
+    page_headers,
+    validate_request,
+)
+from idp.authorize import _query as authorize_query
+from idp.directory import (
+    AUTHORIZATION_CODE,
+    CLIENT_CREDENTIALS,
+    GRANT_TYPES,
+    Client,
+    load_directory,
+)
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
 from idp.state import NonLoopbackError, is_loopback, issuer_for, write_state
@@ -38,10 +63,13 @@ __all__ = ["IdpServer", "NonLoopbackError", "create_idp_app", "start_server"]
 
 TOKENS = web.AppKey("tokens", TokenIssuer)
 OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
+AUTHZ = web.AppKey("authorizations", AuthorizationStore)
 
 MAX_BODY_BYTES = 64 * 1024
 JWKS_MAX_AGE_S = 60
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Public clients (no secret) authenticate by PKCE alone, at the token endpoint only.
+TOKEN_AUTH_METHODS = [*AUTH_METHODS, "none"]
 CLAIMS_SUPPORTED = (
     "iss sub aud exp iat nbf jti client_id azp scope "
     "email name preferred_username groups team roles nonce"
@@ -118,7 +146,7 @@ def _authenticate_client(request: web.Request, form: dict[str, str]) -> Client:
     elif posted:
         client_id, secret = form.get("client_id", ""), form["client_secret"]
     else:
-        raise OAuthError(401, "invalid_client", "client authentication required")
+        return _public_client(request, form)
     tokens = request.app[TOKENS]
     client = tokens.directory.clients.get(client_id)
     # Same answer for unknown client and wrong secret: no client-id oracle.
@@ -131,20 +159,33 @@ def _authenticate_client(request: web.Request, form: dict[str, str]) -> Client:
     return client
 
 
+def _public_client(request: web.Request, form: dict[str, str]) -> Client:
+    """A public client names itself and may only redeem a code (its PKCE verifier is the
+    proof); a confidential client that sends no secret is refused like a wrong secret."""
+    client = request.app[TOKENS].directory.clients.get(form.get("client_id", ""))
+    if client is None or not client.public or form.get("grant_type") != AUTHORIZATION_CODE:
+        raise OAuthError(401, "invalid_client", "client authentication required")
+    return client
+
+
 async def discovery(request: web.Request) -> web.Response:
     tokens = request.app[TOKENS]
     iss = tokens.issuer
     doc: dict[str, Any] = {
         "issuer": iss,
         "jwks_uri": f"{iss}/jwks",
+        "authorization_endpoint": f"{iss}/authorize",
         "token_endpoint": f"{iss}/token",
         "introspection_endpoint": f"{iss}/introspect",
         "grant_types_supported": list(GRANT_TYPES),
-        # No authorization endpoint: tokens come from the token endpoint only.
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        # RFC 9207: the redirect carries iss, so a client can tell which IdP answered.
+        "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED.split(),
@@ -174,6 +215,8 @@ async def token(request: web.Request) -> web.Response:
     if fmt not in ("jwt", "opaque"):
         raise OAuthError(400, "invalid_request", "token_format must be jwt or opaque")
     tokens = request.app[TOKENS]
+    if grant == AUTHORIZATION_CODE:
+        return _code_grant(request, form, client)
     opts: dict[str, Any] = {"audience": form.get("audience") or form.get("resource") or None}
     if form.get("scope"):
         opts["scope"] = form["scope"]
@@ -197,6 +240,69 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
+def _code_grant(request: web.Request, form: dict[str, str], client: Client) -> web.Response:
+    tokens = request.app[TOKENS]
+    missing = [p for p in ("code", "redirect_uri", "code_verifier") if not form.get(p)]
+    if missing:
+        raise OAuthError(400, "invalid_request", f"{', '.join(missing)} required for this grant")
+    try:
+        grant = request.app[AUTHZ].redeem(
+            form["code"], client, form["redirect_uri"], form["code_verifier"])
+    except GrantError as exc:
+        raise OAuthError(400, exc.error, exc.description) from None
+    claims = tokens.user_claims(grant.username, client=client.client_id, scope=grant.scope)
+    body = {
+        "access_token": tokens.sign(claims),
+        "token_type": "Bearer",
+        "expires_in": claims["exp"] - claims["iat"],
+        "scope": claims["scope"],
+        "id_token": tokens.id_token(grant.username, client=client.client_id, nonce=grant.nonce),
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+async def authorize_get(request: web.Request) -> web.StreamResponse:
+    tokens, store = request.app[TOKENS], request.app[AUTHZ]
+    try:
+        q = authorize_query(request)
+        browser, new = browser_id(request)
+        req = validate_request(tokens.directory, q, browser=browser, now=time.time())
+    except AuthorizeError as exc:
+        return error_page(exc.status, str(exc))
+    rid = store.add_request(req)
+    resp = web.Response(text=login_page(tokens.directory, req, rid), content_type="text/html",
+                        headers=page_headers(origin_of(req.redirect_uri)))
+    if new:
+        resp.set_cookie(BROWSER_COOKIE, browser, path="/authorize", httponly=True,
+                        samesite="Strict", max_age=PENDING_TTL_S,
+                        secure=not is_loopback(request.url.host or ""))
+    return resp
+
+
+async def authorize_post(request: web.Request) -> web.StreamResponse:
+    tokens, store = request.app[TOKENS], request.app[AUTHZ]
+    try:
+        form = await _form(request)
+    except OAuthError as exc:
+        return error_page(exc.status, exc.description)
+    try:
+        req = check_login_form(store.take_request(form.get("rid", "")), form, request,
+                               tokens.issuer)
+    except AuthorizeError as exc:
+        return error_page(exc.status, str(exc))
+    base = {"state": req.state, "iss": tokens.issuer}
+    sep = "&" if "?" in req.redirect_uri else "?"
+    if form.get("action") != "approve":
+        raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode(
+            {"error": "access_denied", "error_description": "sign-in cancelled", **base}))
+    username = form.get("username", "")
+    if username not in tokens.directory.users:
+        return error_page(400, "pick one of the listed users")
+    code = store.issue_code(req, username)
+    raise web.HTTPSeeOther(req.redirect_uri + sep + urlencode({"code": code, **base}),
+                           headers={"Cache-Control": "no-store"})
+
+
 async def introspect(request: web.Request) -> web.Response:
     form = await _form(request)
     _authenticate_client(request, form)
@@ -217,9 +323,12 @@ def create_idp_app(tokens: TokenIssuer, opaque: OpaqueTokenStore) -> web.Applica
     app = web.Application(middlewares=[_oauth_errors], client_max_size=MAX_BODY_BYTES)
     app[TOKENS] = tokens
     app[OPAQUE] = opaque
+    app[AUTHZ] = AuthorizationStore()
     app.router.add_get("/.well-known/openid-configuration", discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery)
     app.router.add_get("/jwks", jwks)
+    app.router.add_get("/authorize", authorize_get)
+    app.router.add_post("/authorize", authorize_post)
     app.router.add_post("/token", token)
     app.router.add_post("/introspect", introspect)
     return app

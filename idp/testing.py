@@ -96,6 +96,10 @@ class RunningIdp:
     def user_claims(self, user: str, **opts: Any) -> dict[str, Any]:
         return self._server.tokens.user_claims(user, **opts)
 
+    def id_token_claims(self, user: str, **opts: Any) -> dict[str, Any]:
+        """An ID token's claims (opts: client, nonce, ttl_s), to edit and ``sign``."""
+        return self._server.tokens.id_token_claims(user, **opts)
+
     def rotate(
         self, remove_old: bool = False, *, alg: str | None = None, grace_s: int = DEFAULT_GRACE_S
     ) -> str:

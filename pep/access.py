@@ -4,6 +4,7 @@ policy path as model calls: authenticate the bearer token, then ask the policy w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -18,10 +19,13 @@ from pep.request import NormalizedRequest
 
 
 async def authorize(
-    request: web.Request, *, api: str, params: dict[str, Any] | None = None, model: str = ""
+    request: web.Request, *, api: str, params: dict[str, Any] | None = None, model: str = "",
+    credentials: Mapping[str, str] | None = None,
 ) -> Principal:
+    """``credentials``: authenticate these headers instead of the request's (a workspace
+    session's token); the policy question and its audit are the same either way."""
     x: Exchange = exchange_for(request)
-    principal = await authenticate(request, x)
+    principal = await authenticate(request, x, credentials)
     req = NormalizedRequest(
         api=api, inbound_format="openai", model=model, stream=False, body={},
         params=dict(params or {}),

@@ -33,6 +33,7 @@ from pep.routing.settings import ModelSettings, ProviderSettings
 from pep.settings_base import Frozen
 from pep.tracing_settings import TracingSettings
 from pep.usage.settings import UsageSettings
+from pep.workspace.settings import WorkspaceSettings
 
 
 class ConfigError(Exception):
@@ -89,10 +90,14 @@ class Settings(Frozen):
     tracing: TracingSettings = TracingSettings()
     events: EventSettings = EventSettings()
     cache: CacheSettings = CacheSettings()
+    workspace: WorkspaceSettings = WorkspaceSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     def model_post_init(self, __context: Any) -> None:
+        ws = self.workspace.issuer
+        if ws is not None and ws not in {i.issuer for i in self.identity.issuers}:
+            raise ValueError(f"workspace.issuer: {ws!r} is not one of identity.issuers")
         embed = self.cache.semantic_embeddings_model
         if embed is not None and (embed not in self.models or not self.models[embed].embeddings):
             raise ValueError(f"cache.semantic_embeddings_model: {embed!r} is not a configured "

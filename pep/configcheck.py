@@ -34,7 +34,21 @@ def offline_problems(settings: Settings) -> list[str]:
     deny = settings.identity.deny_list
     if deny is not None and not Path(deny).is_file():
         problems.append(f"identity.deny_list: {deny} does not exist")
+    problems += _workspace_problems(settings)
     return problems
+
+
+def _workspace_problems(settings: Settings) -> list[str]:
+    from pep.auth.fetch import is_loopback_host
+
+    ws = settings.workspace
+    if ws.client_id is None or ws.redirect_uri is not None:
+        return []
+    if is_loopback_host(settings.server.host):
+        return []
+    return [f"workspace.redirect_uri: not set while serving {settings.server.host}: browser"
+            " sign-in derives it from the request on loopback addresses only and will refuse;"
+            " set it to https://<gateway>/audit/callback (as registered at the IdP)"]
 
 
 def _compile(where: str, root: Path, decision: str) -> list[str]:

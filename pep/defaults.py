@@ -14,6 +14,7 @@ from pep.config import Settings, settings_from_mapping
 
 DEV_IDP_PORT = 9400
 DEV_AUDIENCE = "regogate"
+DEV_WORKSPACE_CLIENT = "regogate-workspace"
 
 
 def repo_policies_dir() -> Path:
@@ -40,6 +41,9 @@ def embedded_mapping(
             ]
         },
         "policy": {"engine": "embedded", "bundle": str(repo_policies_dir())},
+        # The dev IdP registers this public client (idp/users.yaml): browser sign-in to the
+        # auditor workspace works out of the box (authorization code + PKCE).
+        "workspace": {"client_id": DEV_WORKSPACE_CLIENT, "issuer_name": "the dev IdP"},
         "audit": {"store": f"sqlite:///{(data_dir / 'audit.db').resolve()}"},
         # Illustrative prices so the demo's cost figures (usage, audit report, budgets) are
         # not all zero; the mock provider itself is free.

@@ -5,6 +5,8 @@
     ├── InvalidAuthRequest  400 invalid_request_error  (+ WWW-Authenticate error=invalid_request)
     ├── Unauthorized        401 authentication_error   (+ WWW-Authenticate: Bearer)
     ├── PolicyDenied        403 permission_error       (carries the policy's reason codes)
+    ├── Forbidden           403 permission_error       (refused by the gateway itself, not
+    │                           the policy: a workspace CSRF check)
     ├── NotFound            404 invalid_request_error
     ├── RequestTimeout      408 invalid_request_error  (body not received in time; closes)
     ├── PayloadTooLarge     413 invalid_request_error
@@ -105,6 +107,12 @@ class PolicyDenied(GatewayError):
     status = 403
     type = "permission_error"
     default_code = "policy_denied"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    default_code = "forbidden"
 
 
 class NotFound(GatewayError):

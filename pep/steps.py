@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from pep import appkeys
 from pep.audit.events import AuditUnavailable
 from pep.auditing import event
 from pep.errors import (
+    BadRequest,
     GatewayError,
     PolicyDenied,
     RateLimited,
@@ -35,6 +37,7 @@ from pep.tracing import child
 from pep.request import TOKEN_LIMIT_FIELDS
 from pep.usage.admission import InvalidQuota, QuotaExceeded, message
 from pep.usage.tracker import UsageUnavailable
+from pep.workspace.cookie import has_credential_header, session_cookie
 
 log = logging.getLogger("regogate.pipeline")
 _NO_SPAN = contextlib.nullcontext()
@@ -44,7 +47,7 @@ EXCHANGE = web.RequestKey("exchange", Exchange)
 # The events that end a request's trail; each request gets exactly one (GUIDE.md 3.11).
 TERMINAL_EVENTS = frozenset({
     "auth.failure", "request.rejected", "policy.deny", "policy.error", "request.completion",
-    "request.error", "upstream.error", "audit.read",
+    "request.error", "upstream.error", "audit.read", "session.login", "session.logout",
 })
 
 
@@ -100,11 +103,28 @@ async def audit(request: web.Request, ev: Any, *, required: bool) -> bool:
     return True
 
 
-async def authenticate(request: web.Request, x: Exchange) -> Principal:
+def refuse_ambiguous_credentials(request: web.Request) -> None:
+    """The workspace cookie beside a bearer token: 400, recorded as ``request.rejected``
+    (pep/workspace/cookie.py says why). A cookie alone is simply not a credential."""
+    headers = request.headers
+    if "Cookie" in headers and has_credential_header(headers) \
+            and session_cookie(headers) is not None:
+        raise BadRequest(
+            "the request carries both the workspace session cookie and a bearer token;"
+            " the API takes bearer tokens only: send one credential",
+            code="ambiguous_credentials", param="cookie")
+
+
+async def authenticate(request: web.Request, x: Exchange,
+                       credentials: Mapping[str, str] | None = None) -> Principal:
+    """The request's bearer token -> Principal. ``credentials``: headers to authenticate
+    instead of the request's (a workspace session's own token, pep/workspace/routes.py)."""
+    if credentials is None:
+        refuse_ambiguous_credentials(request)
     try:
         with child(x, "authenticate"):
             principal: Principal = await request.app[appkeys.AUTHENTICATOR].authenticate(
-                request.headers
+                request.headers if credentials is None else credentials
             )
     except GatewayError as err:
         request.app[appkeys.METRICS].inc("auth_failures_total", code=err.code)

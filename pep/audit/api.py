@@ -1,13 +1,14 @@
 """Read-only auditor HTTP API and web view.
 
-    GET /audit/                  the web page (static HTML + JS; the data needs a token)
+    GET /audit/                  the web page (static HTML + JS; sign-in: pep/workspace)
     GET /audit/v1/events         records, newest first (filters: user, team, model, decision,
                                  event, request_id, since, until, limit, order)
     GET /audit/v1/verify         chain + checkpoint verification report (since, until)
     GET /audit/v1/report         per user|team|model and day (by=..., filters)
     GET /audit/v1/export.csv     CSV of the matching records (filters)
 
-Every API call is authorised like a model call: bearer token -> policy with
+Every API call is authorised like a model call: bearer token (or a workspace session's, with
+its CSRF token: pep/workspace/routes.py) -> policy with
 ``request.api = "audit.read"`` and ``request.params = {"endpoint": ..., <filters>}`` (so a
 policy can, say, let team leads read only their team). The read itself is then written to the
 trail as an ``audit.read`` record *before* any data is returned; if that record cannot be made
@@ -38,6 +39,7 @@ from pep.audit.reader import AuditReader, open_reader
 from pep.audit.verify import verify_trail
 from pep.errors import BadRequest, Unavailable
 from pep.principal import Principal
+from pep.workspace.routes import session_credentials, setup_workspace_routes
 
 Authorize = Callable[..., Awaitable[Principal]]
 AUTHORIZE: web.AppKey[Authorize] = web.AppKey("audit_authorize")
@@ -80,7 +82,11 @@ async def _authorize_and_record(request: web.Request, endpoint: str, params: dic
     from pep.access import authorize as default_authorize
 
     authorize = request.app.get(AUTHORIZE) or default_authorize
-    await authorize(request, api="audit.read", params={"endpoint": endpoint, **params})
+    # A workspace session (cookie + CSRF token) or, for CLI/API clients, a bearer token:
+    # either way the same Principal, the same policy question, the same record.
+    credentials = await session_credentials(request)
+    await authorize(request, api="audit.read", params={"endpoint": endpoint, **params},
+                    credentials=credentials)
     from pep.auditing import event
     from pep.steps import audit, exchange_for
 
@@ -181,7 +187,8 @@ async def export_csv_handler(request: web.Request) -> web.StreamResponse:
 
 async def page_handler(request: web.Request) -> web.Response:
     name = request.match_info.get("name") or "index.html"
-    types = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+    types = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css",
+             "session.js": "text/javascript"}
     if name not in types:
         raise web.HTTPNotFound()
     return web.Response(body=(WEB_DIR / name).read_bytes(), content_type=types[name],
@@ -206,6 +213,7 @@ def setup_audit_routes(app: web.Application, *, authorize: Authorize | None = No
     if authorize is not None:
         app[AUTHORIZE] = authorize
     app.cleanup_ctx.append(_reader_ctx(app))
+    setup_workspace_routes(app)  # before /audit/{name}: /audit/login is not a file
     app.router.add_get("/audit/v1/events", events_handler)
     app.router.add_get("/audit/v1/verify", verify_handler)
     app.router.add_get("/audit/v1/report", report_handler)

@@ -30,6 +30,8 @@ EventType = Literal[
     "audit.read",
     "request.aborted",
     "audit.outage",
+    "session.login",
+    "session.logout",
 ]
 
 

@@ -124,6 +124,20 @@ class Authenticator:
             log.warning("token rejected by an unexpected %s", type(exc).__name__)
             raise Unauthorized("token is invalid", code="invalid_token") from None
 
+    async def verify_id_token(self, token: str, *, issuer: str, client_id: str,
+                              nonce: str) -> dict[str, Any]:
+        """A sign-in's ID token (pep/workspace): the claims, or 401 / 503 like a token."""
+        if len(token) > self._settings.max_token_bytes:
+            raise Unauthorized("ID token is too large", code="token_too_large")
+        try:
+            return await self._verifier.verify_id_token(
+                token, issuer=issuer, client_id=client_id, nonce=nonce)
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- hostile input must not become a 500
+            log.warning("ID token rejected by an unexpected %s", type(exc).__name__)
+            raise Unauthorized("ID token is invalid", code="invalid_id_token") from None
+
     def _check_deny(self, principal: Principal) -> None:
         try:
             denied = self._deny.denied(principal.sub, principal.token_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.audit.workspace import sign_in
 from tests.conftest import services_required
 from tests.harness import running_gateway
 
@@ -19,6 +20,11 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 @pytest.fixture
 def chromium() -> str:
+    return need_chromium()
+
+
+def need_chromium() -> str:
+    """Debian's chromium, or skip (fail with REGOGATE_REQUIRE_SERVICES=1)."""
     if not Path(CHROMIUM).exists():
         msg = f"{CHROMIUM} is missing (apt-get install -y chromium)"
         if services_required():
@@ -41,10 +47,9 @@ async def test_auditor_sees_alices_requests_and_a_non_auditor_is_refused(
             browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
             try:
                 page = await browser.new_page()
-                # The token rides in the fragment: never sent to the server, removed by the page.
-                await page.goto(f"{gw.url}/audit/#token={gw.token('erin')}")
+                # Signed in through the dev IdP's login page: the page never holds a token.
+                await sign_in(page, gw.url, "erin")
                 await page.wait_for_selector("#timeline tbody tr")
-                assert "#token" not in page.url
                 await page.fill("input[name=user]", "alice")
                 await page.click("#filters button[type=submit]")
                 await page.wait_for_function(
@@ -56,13 +61,13 @@ async def test_auditor_sees_alices_requests_and_a_non_auditor_is_refused(
                 await page.wait_for_function(
                     "() => document.querySelector('#chain').dataset.state === 'valid'")
 
-                other = await browser.new_page()
+                other = await (await browser.new_context()).new_page()
+                await sign_in(other, gw.url, "bob", expect_workspace=False)
+                assert await other.get_attribute("#sign-in-result", "data-status") == "403"
+                assert await other.text_content("#reason") == "api_not_allowed"
                 await other.goto(f"{gw.url}/audit/")
-                await other.fill("#token", gw.token("bob"))
-                await other.click("#use-token")
                 await other.wait_for_function(
-                    "() => document.querySelector('#status').className === 'error'")
-                assert (await other.text_content("#status") or "").startswith("403")
+                    "() => document.querySelector('#whoami').dataset.signedIn === 'false'")
                 assert await other.locator("#timeline tbody tr").count() == 0
             finally:
                 await browser.close()

@@ -39,7 +39,7 @@ def test_bundled_users_file_has_the_demo_users_and_clients() -> None:
 
 def test_client_secret_is_not_in_its_repr() -> None:
     client = load_directory().clients["dev-cli"]
-    assert client.secret not in repr(client)
+    assert client.secret is not None and client.secret not in repr(client)
 
 
 def test_invalid_users_file_names_the_file_and_key(tmp_path: Path) -> None:

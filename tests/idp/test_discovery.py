@@ -21,13 +21,19 @@ async def test_discovery_document_names_the_endpoints_under_the_exact_issuer(
     assert doc["jwks_uri"] == f"{idp.issuer}/jwks"
     assert doc["token_endpoint"] == f"{idp.issuer}/token"
     assert doc["introspection_endpoint"] == f"{idp.issuer}/introspect"
-    assert set(doc["grant_types_supported"]) == {"client_credentials", "urn:regogate:dev:user"}
+    assert set(doc["grant_types_supported"]) == {
+        "client_credentials", "urn:regogate:dev:user", "authorization_code"}
     assert "RS256" in doc["id_token_signing_alg_values_supported"]
     assert set(doc["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "none",  # public clients (PKCE), authorization_code only
     }
     assert doc["subject_types_supported"] == ["public"]
+    assert doc["authorization_endpoint"] == f"{idp.issuer}/authorize"
+    assert doc["response_types_supported"] == ["code"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["authorization_response_iss_parameter_supported"] is True
 
 
 async def test_jwks_publishes_public_keys_only_with_kid_alg_and_use(

@@ -1,22 +1,10 @@
-// regogate auditor view: plain JS, no build step. The token stays in this page's memory:
-// it is taken from the paste field or the URL fragment (#token=..., never sent to a server),
-// the fragment is then removed from the address bar, and every API call sends it only as
-// "Authorization: Bearer".
-"use strict";
+// regogate auditor view: plain JS, no build step. Sign-in, the session and the CSRF header
+// are session.js's business; every API call goes through its apiFetch.
+import { apiFetch, currentUser, mountSessionHeader } from "/audit/session.js";
 
-(function () {
-  let token = "";
+{
   const $ = (sel) => document.querySelector(sel);
   const status = $("#status");
-
-  function takeFragmentToken() {
-    const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-    const t = params.get("token");
-    if (t) {
-      token = t;
-      history.replaceState(null, "", window.location.pathname + window.location.search);
-    }
-  }
 
   function say(text, isError) {
     status.textContent = text;
@@ -32,9 +20,8 @@
   }
 
   async function api(path, query) {
-    if (!token) throw new Error("paste an auditor's bearer token first");
     const url = path + (query && [...query].length ? "?" + query.toString() : "");
-    const resp = await fetch(url, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+    const resp = await apiFetch(url);
     if (!resp.ok) {
       let msg = resp.status + " " + resp.statusText;
       try { const body = await resp.json(); msg = resp.status + ": " + body.error.message; } catch (e) { /* not JSON */ }
@@ -123,14 +110,21 @@
   }
 
   $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
-  $("#use-token").addEventListener("click", () => {
-    token = $("#token").value.trim();
-    $("#token").value = "";
-    search().then(verify);
-  });
   $("#verify").addEventListener("click", verify);
   $("#csv").addEventListener("click", downloadCsv);
 
-  takeFragmentToken();
-  if (token) search().then(verify);
-})();
+  mountSessionHeader($("#auth"));
+  document.addEventListener("regogate:session", (ev) => {
+    if (ev.detail && !ev.detail.signed_in) {  // signed out or expired: nothing stays on screen
+      render([]);
+      $("#chain").dataset.state = "unknown";
+      $("#chain").textContent = "chain: not checked";
+      say(ev.detail.reason === "expired" ? "Your session has expired: sign in again."
+        : "Sign in to read the audit trail.", ev.detail.reason === "expired");
+    }
+  });
+  currentUser().then((user) => {
+    if (user) search().then(verify);
+    else say("Sign in to read the audit trail.");
+  });
+}

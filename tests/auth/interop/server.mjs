@@ -10,6 +10,7 @@ const RESOURCE = 'urn:regogate:api';
 
 const accounts = {
   alice: { email: 'alice@example.com', name: 'Alice Anders', groups: ['ml-team'], realm_access: { roles: ['ml-user'] } },
+  erin: { email: 'erin@example.com', name: 'Erin Engel', groups: ['auditors'] },
 };
 
 async function signingKey(alg, kid, opts) {
@@ -25,6 +26,17 @@ const provider = new Provider(issuer, {
       grant_types: ['authorization_code'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/cb'],
+    },
+    {
+      // The gateway's auditor workspace (tests/workspace/test_interop_sign_in.py). Native:
+      // a loopback redirect URI then accepts any port (RFC 8252 7.3), as the test gateway's
+      // port is only known once it listens.
+      client_id: 'regogate-workspace',
+      client_secret: 'workspace-secret',
+      application_type: 'native',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/audit/callback'],
     },
     {
       client_id: 'batch',
