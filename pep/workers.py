@@ -69,6 +69,10 @@ def multiworker_problems(settings: Settings) -> list[str]:
         problems.append(
             "responses.store must not be 'memory' with --workers > 1: a response stored by"
             " one worker would be unknown to the others (use the default or postgresql://)")
+    if settings.workspace.client_id is not None and settings.workspace.session_store == "memory":
+        problems.append(
+            "workspace.session_store must be redis://... with --workers > 1: a sign-in"
+            " started on one worker would be unknown to the worker its callback reaches")
     return problems
 
 

@@ -146,11 +146,14 @@ class PostgresAuditStore:
                 self._dsn, min_size=1, max_size=3, command_timeout=self._timeout,
                 server_settings={"synchronous_commit": "on", "application_name": "regogate-audit"},
             )
-            async with self._pool.acquire() as conn, conn.transaction():
-                # Replicas starting together must not race on CREATE ... IF NOT EXISTS.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"regogate-audit:{self._schema}")
-                for stmt in ddl(self._schema):
-                    await conn.execute(stmt)
+            async with self._pool.acquire() as conn:
+                if not await self._schema_current(conn):
+                    async with conn.transaction():
+                        # Replicas starting together must not race on CREATE ... IF NOT EXISTS.
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                           f"regogate-audit:{self._schema}")
+                        for stmt in ddl(self._schema):
+                            await conn.execute(stmt)
             await self._recover()
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._close_connections()
@@ -163,6 +166,17 @@ class PostgresAuditStore:
         except AuditUnavailable as exc:
             self._failed(str(exc), 0)
             log.error("start checkpoint failed: %s", exc)
+
+    async def _schema_current(self, conn: asyncpg.Connection) -> bool:
+        """Whether the last DDL step has run (the DDL is one transaction, in order). Read from
+        the catalogue, which takes no table lock: a worker or replica (re)starting while others
+        append must not run the DDL, whose no-op ``CREATE INDEX`` / ``ALTER TABLE ... IF NOT
+        EXISTS`` still take strong locks (on the records, then the head) in the opposite order
+        to an append (head, then records) and deadlocked with it."""
+        found = await conn.fetchval(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+            "AND attname = 'recovered_seq' AND NOT attisdropped", f"{self._s}.audit_head")
+        return bool(found)
 
     async def _close_connections(self) -> None:
         if self._wconn is not None:

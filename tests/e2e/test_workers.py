@@ -81,7 +81,8 @@ def shared(postgres_dsn: str, redis_url: str) -> Iterator[dict[str, Any]]:
     tag = uuid.uuid4().hex[:10]
     schema, prefix = f"workers_{tag}", f"regogate-workers:{tag}:"
     yield {"audit": {"store": postgres_dsn, "pg_schema": schema},
-           "usage": {"store": redis_url, "key_prefix": prefix, "timeout_s": 5.0}}
+           "usage": {"store": redis_url, "key_prefix": prefix, "timeout_s": 5.0},
+           "workspace": {"session_store": redis_url, "redis_key_prefix": f"{prefix}ws:"}}
     asyncio.run(drop_pg_schema(postgres_dsn, schema))
     drop_redis_prefix(redis_url, prefix)
 
@@ -181,7 +182,7 @@ async def test_two_workers_share_one_port_survive_a_killed_worker_and_write_one_
         env=env(), capture_output=True, text=True, check=True)
     events = [yaml.safe_load(line)["event"] for line in query.stdout.splitlines()]
     answered = len(seen) + len(after_kill) + len(back)
-    assert events.count("request.completion") == answered
+    assert events.count("request.completion") == answered, (answered, sorted(set(events)), [events.count(e) for e in sorted(set(events))])
     assert events.count("request.intent") == answered
 
 
@@ -220,6 +221,8 @@ def _serve_fails(tmp_path: Path, config: dict[str, Any] | None, *extra: str,
 
 def _offline_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     base = embedded_mapping(data_dir=tmp_path / "gw", issuer="http://127.0.0.1:9")
+    # The embedded defaults sign auditors in to the workspace: sessions shared via Redis.
+    base = deep_merge(base, {"workspace": {"session_store": "redis://127.0.0.1:9/0"}})
     return deep_merge(base, {"server": {"port": free_port()}, **extra})
 
 
@@ -242,6 +245,18 @@ def test_workers_with_in_memory_conversations_are_refused(tmp_path: Path) -> Non
     assert err.strip() == ("error: --workers 3: responses.store must not be 'memory' with"
                            " --workers > 1: a response stored by one worker would be unknown to"
                            " the others (use the default or postgresql://)")
+
+
+def test_workers_with_browser_sign_in_sessions_in_memory_are_refused(tmp_path: Path) -> None:
+    cfg = _offline_config(tmp_path, audit={"store": "postgresql://127.0.0.1:9/x"},
+                          usage={"store": "redis://127.0.0.1:9/0"},
+                          workspace={"client_id": "regogate-workspace",
+                                     "session_store": "memory"})
+    code, err = _serve_fails(tmp_path, cfg, "--workers", "2")
+    assert code == 2
+    assert err.strip() == ("error: --workers 2: workspace.session_store must be redis://..."
+                           " with --workers > 1: a sign-in started on one worker would be"
+                           " unknown to the worker its callback reaches")
 
 
 def test_workers_on_the_embedded_defaults_are_refused(tmp_path: Path) -> None:
