@@ -156,6 +156,9 @@ async def test_two_workers_share_one_port_survive_a_killed_worker_and_write_one_
 
         # Kill worker 1 outright: the other keeps answering, the supervisor starts a new one.
         os.kill(served.pids[0], signal.SIGKILL)
+        # Connections the dying worker had accepted die with it (the nature of a kill); from
+        # the moment it is gone every new connection reaches the other worker.
+        await asyncio.to_thread(_wait_gone, served.pids[:1])
         after_kill = await _which_workers(served.url, token, 6)
         assert len(after_kill) == 6
         deadline = time.monotonic() + 60
