@@ -14,11 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 CLIENT_CREDENTIALS = "client_credentials"
 # Dev-only grant: a registered client asks for a user's token by username, no password.
 DEV_USER_GRANT = "urn:regogate:dev:user"
-# RFC 6749 4.1 with PKCE S256 required (RFC 7636): the browser sign-in (idp/authorize.py).
+# RFC 6749 4.1 with PKCE S256 required (RFC 7636, as OAuth 2.1 and the MCP authorization
+# spec require): the workspace's browser sign-in (idp/authorize.py, a login page) and MCP
+# clients (idp/grants.py, login_hint as the dev login).
 AUTHORIZATION_CODE = "authorization_code"
-GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT, AUTHORIZATION_CODE)
-# What a client gets when its entry names no grant_types (the code grant needs redirect_uris).
-DEFAULT_GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT)
+# RFC 8693: only for clients that list it (a gateway trading a user's token for one
+# audience-bound to an upstream).
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT, AUTHORIZATION_CODE, TOKEN_EXCHANGE)
+# What a client gets when its entry names no grant_types (loopback redirects need no
+# registration, RFC 8252 7.3, so the code grant is usable by default).
+DEFAULT_GRANT_TYPES = (CLIENT_CREDENTIALS, DEV_USER_GRANT, AUTHORIZATION_CODE)
 
 
 class DirectoryError(Exception):
@@ -67,6 +73,8 @@ class Client(_Entry):
     # Registered redirection endpoints (RFC 6749 3.1.2), compared as exact strings; a
     # loopback IP literal registered without a port matches any port (RFC 8252 7.3).
     redirect_uris: tuple[str, ...] = ()
+    # token exchange: the resource/audience values this client may ask for (empty: any).
+    exchange_targets: tuple[str, ...] = ()
 
     @property
     def public(self) -> bool:
@@ -146,8 +154,11 @@ def _check_code_client(path: Path, client: Client) -> None:
             f"{where}: a client without a secret is public and may only use "
             f"{AUTHORIZATION_CODE!r} (with PKCE)"
         )
-    if AUTHORIZATION_CODE in client.grant_types and not client.redirect_uris:
-        raise DirectoryError(f"{where}: {AUTHORIZATION_CODE!r} needs redirect_uris")
+    # A confidential client may use loopback redirects unregistered (RFC 8252 7.3, MCP
+    # clients and CLIs); a public one has nothing else to prove who it is.
+    if client.public and AUTHORIZATION_CODE in client.grant_types and not client.redirect_uris:
+        raise DirectoryError(f"{where}: a public client's {AUTHORIZATION_CODE!r} needs "
+                             "redirect_uris")
     for uri in client.redirect_uris:
         parts = urlsplit(uri)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:

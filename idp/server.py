@@ -3,9 +3,11 @@
     GET  /.well-known/openid-configuration   discovery (also at oauth-authorization-server)
     GET  /jwks                               public keys only (kid, alg, use)
     GET  /authorize                          code flow + PKCE S256: the development login
-    POST /authorize                          page (pick a listed user; idp/authorize.py)
+    POST /authorize                          page (pick a listed user; idp/authorize.py), or
+                                             with login_hint=<user> a redirect at once
+                                             (idp/grants.py: MCP clients, unattended tests)
     POST /token                              client_credentials | urn:regogate:dev:user |
-                                             authorization_code (ID token + access token)
+                                             authorization_code | RFC 8693 token exchange
     POST /introspect                         RFC 7662, client authentication required
 
 Errors follow RFC 6749 section 5.2: ``{"error": ..., "error_description": ...}``.
@@ -46,8 +48,17 @@ from idp.directory import (
     AUTHORIZATION_CODE,
     CLIENT_CREDENTIALS,
     GRANT_TYPES,
+    TOKEN_EXCHANGE,
     Client,
     load_directory,
+)
+from idp.grants import (
+    ACCESS_TOKEN_TYPE,
+    CodeStore,
+    OAuthError,
+    authorization_code_claims,
+    authorization_redirect,
+    token_exchange_claims,
 )
 from idp.keys import DEFAULT_ALG, SUPPORTED_ALGS, KeyRing
 from idp.opaque import OpaqueTokenStore
@@ -64,6 +75,7 @@ __all__ = ["IdpServer", "NonLoopbackError", "create_idp_app", "start_server"]
 TOKENS = web.AppKey("tokens", TokenIssuer)
 OPAQUE = web.AppKey("opaque", OpaqueTokenStore)
 AUTHZ = web.AppKey("authorizations", AuthorizationStore)
+CODES = web.AppKey("codes", CodeStore)
 
 MAX_BODY_BYTES = 64 * 1024
 JWKS_MAX_AGE_S = 60
@@ -78,12 +90,6 @@ BANNER = (
     "regogate dev IdP: FOR DEVELOPMENT ONLY, NOT FOR PRODUCTION. "
     "Anyone who can reach it can mint tokens for any listed user."
 )
-
-
-class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
 
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -189,7 +195,6 @@ async def discovery(request: web.Request) -> web.Response:
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED.split(),
-        "service_documentation": "docs/dev-idp.md (development only, not for production)",
     }
     return web.json_response(doc, headers={"Cache-Control": "public, max-age=300"})
 
@@ -215,13 +220,21 @@ async def token(request: web.Request) -> web.Response:
     if fmt not in ("jwt", "opaque"):
         raise OAuthError(400, "invalid_request", "token_format must be jwt or opaque")
     tokens = request.app[TOKENS]
-    if grant == AUTHORIZATION_CODE:
+    if grant == AUTHORIZATION_CODE and not request.app[CODES].holds(form.get("code", "")):
+        # A code from the login page (idp/authorize.py): the workspace's OIDC sign-in.
         return _code_grant(request, form, client)
     opts: dict[str, Any] = {"audience": form.get("audience") or form.get("resource") or None}
     if form.get("scope"):
         opts["scope"] = form["scope"]
+    extra: dict[str, Any] = {}
     if grant == CLIENT_CREDENTIALS:
         claims = tokens.service_claims(client.client_id, **opts)
+    elif grant == AUTHORIZATION_CODE:
+        claims = authorization_code_claims(tokens, request.app[CODES], client, form)
+    elif grant == TOKEN_EXCHANGE:
+        subject = _active_claims(request, form.get("subject_token", ""))
+        claims = token_exchange_claims(tokens, subject, client, form)
+        extra["issued_token_type"] = ACCESS_TOKEN_TYPE
     else:
         username = form.get("username")
         if not username:
@@ -236,6 +249,7 @@ async def token(request: web.Request) -> web.Response:
         "token_type": "Bearer",
         "expires_in": claims["exp"] - claims["iat"],
         "scope": claims["scope"],
+        **extra,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
@@ -259,6 +273,14 @@ def _code_grant(request: web.Request, form: dict[str, str], client: Client) -> w
         "id_token": tokens.id_token(grant.username, client=client.client_id, nonce=grant.nonce),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+async def authorize(request: web.Request) -> web.StreamResponse:
+    """``login_hint`` names the dev user: redirect at once (idp/grants.py, what MCP clients
+    and unattended tests use); otherwise the development login page (idp/authorize.py)."""
+    if "login_hint" in request.query:
+        return await authorize_hinted(request)
+    return await authorize_get(request)
 
 
 async def authorize_get(request: web.Request) -> web.StreamResponse:
@@ -303,6 +325,21 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
                            headers={"Cache-Control": "no-store"})
 
 
+def _active_claims(request: web.Request, token: str) -> dict[str, Any] | None:
+    """Claims of an active access token this server issued (opaque or JWT), else None."""
+    if not token:
+        return None
+    claims = request.app[OPAQUE].lookup(token)
+    return claims if claims is not None else request.app[TOKENS].verify_access_token(token)
+
+
+async def authorize_hinted(request: web.Request) -> web.Response:
+    counts = {name: len(request.query.getall(name)) for name in set(request.query.keys())}
+    query = {name: request.query[name] for name in counts}
+    location = authorization_redirect(request.app[TOKENS], request.app[CODES], query, counts)
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
 async def introspect(request: web.Request) -> web.Response:
     form = await _form(request)
     _authenticate_client(request, form)
@@ -324,10 +361,11 @@ def create_idp_app(tokens: TokenIssuer, opaque: OpaqueTokenStore) -> web.Applica
     app[TOKENS] = tokens
     app[OPAQUE] = opaque
     app[AUTHZ] = AuthorizationStore()
+    app[CODES] = CodeStore()
     app.router.add_get("/.well-known/openid-configuration", discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery)
     app.router.add_get("/jwks", jwks)
-    app.router.add_get("/authorize", authorize_get)
+    app.router.add_get("/authorize", authorize)
     app.router.add_post("/authorize", authorize_post)
     app.router.add_post("/token", token)
     app.router.add_post("/introspect", introspect)

@@ -69,6 +69,10 @@ class TokenIssuer:
 
     # -- claims ----------------------------------------------------------------------------
 
+    def base_claims(self, sub: str, aud: str | list[str], ttl_s: int | None) -> dict[str, Any]:
+        """iss, sub, aud, iat, nbf, exp, jti for a new token (token exchange builds on it)."""
+        return self._base(sub, aud, ttl_s)
+
     def _base(self, sub: str, aud: str | list[str], ttl_s: int | None) -> dict[str, Any]:
         now = int(time.time())
         return {

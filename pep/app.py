@@ -150,6 +150,16 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
             router=lambda: app[appkeys.ROUTER]),
             overrides))
         app.on_response_prepare.append(cache_header)
+    if settings.mcp.enabled and settings.mcp.servers:
+        from pep.mcp.proxy import setup_mcp_routes
+        from pep.mcp.resource import setup_mcp_resource
+        from pep.mcp.service import McpGateway
+
+        app.cleanup_ctx.append(_component(app, appkeys.MCP, lambda: McpGateway(
+            settings.mcp, settings.usage, lambda: app[appkeys.PROVIDER_SESSION]), overrides))
+        setup_mcp_routes(app)
+        if settings.mcp.resource is not None:
+            setup_mcp_resource(app, settings.mcp.resource, settings.mcp.servers)
     if settings.policy.shadow is not None:
         from pep.policy.shadow import create_shadow
 

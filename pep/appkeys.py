@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pep.content import ContentInspector
     from pep.conversations import ConversationStore
     from pep.inbound import Dialect
+    from pep.mcp.service import McpGateway
     from pep.metrics import Metrics
     from pep.policy.engine import PolicyEngine
     from pep.policy.shadow import ShadowEvaluator
@@ -40,6 +41,7 @@ CATALOG: web.AppKey["Catalog"] = web.AppKey("catalog")
 DIALECTS: web.AppKey["dict[str, Dialect]"] = web.AppKey("dialects")
 CONVERSATIONS: web.AppKey["ConversationStore"] = web.AppKey("conversations")
 CACHE: web.AppKey["ResponseCache"] = web.AppKey("cache")
+MCP: web.AppKey["McpGateway"] = web.AppKey("mcp")
 STREAM_SLOTS = web.AppKey("stream_slots", asyncio.Semaphore)
 TRACING: web.AppKey[Any] = web.AppKey("tracing")
 EVENTS: web.AppKey[Any] = web.AppKey("events")

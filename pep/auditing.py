@@ -146,6 +146,8 @@ def event(
         if kind == "request.completion" and cache.get("hit") and x.cost_usd is not None:
             cache = {**cache, "saved_cost_usd": x.cost_usd}  # the provider was not paid
         doc["extra"] = {**doc["extra"], "cache": cache}
+    if x.mcp is not None:
+        doc["extra"] = {**doc["extra"], "mcp": x.mcp}
     if x.decision is not None:
         doc["decision_id"] = x.decision.decision_id
         doc["decision"] = _decision(x)

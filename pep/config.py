@@ -27,6 +27,7 @@ from pep.cache.settings import CacheSettings
 from pep.auth.settings import IdentitySettings
 from pep.content.settings import ContentSettings
 from pep.events import EventSettings
+from pep.mcp.settings import McpSettings
 from pep.conversations import ConversationSettings
 from pep.policy.settings import PolicySettings
 from pep.routing.settings import ModelSettings, ProviderSettings
@@ -91,6 +92,7 @@ class Settings(Frozen):
     events: EventSettings = EventSettings()
     cache: CacheSettings = CacheSettings()
     workspace: WorkspaceSettings = WorkspaceSettings()
+    mcp: McpSettings = McpSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

@@ -53,6 +53,10 @@ def embedded_mapping(
             "mock-gpt-admin": {"input_per_1m": 2.50, "output_per_1m": 10.00},
             "mock-embed": {"input_per_1m": 0.02, "output_per_1m": 0.0},
         }},
+        # The demo MCP server (pep/mcp/demo.py), started on first use: /mcp/demo.
+        "mcp": {"servers": {"demo": {"type": "demo",
+                                     "description": "harmless demo tools; admin_report is "
+                                                    "for admins only"}}},
         "providers": {"mock": {"kind": "mock"}},
         "models": {
             "mock-gpt": {"provider": "mock", "model": "mock-gpt",

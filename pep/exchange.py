@@ -48,6 +48,7 @@ class Exchange:
     status: int | None = None  # a stream's final status (200: ended cleanly, not cut)
     cache: dict[str, Any] | None = None  # extra.cache of the audit records (pep.cache)
     cache_header: str | None = None  # x-regogate-cache: hit | miss | bypass
+    mcp: dict[str, Any] | None = None  # extra.mcp of the audit records (pep.mcp.proxy)
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

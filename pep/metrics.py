@@ -57,6 +57,13 @@ CATALOGUE: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
                                   ()),
     "client_disconnects_total": ("counter", "Clients that went away before the answer ended",
                                  ()),
+    # MCP gateway (pep/mcp): server is a configured name, method one MCP knows or "other"
+    "mcp_messages_total": ("counter", "MCP messages answered after the upstream, by server, "
+                           "method and outcome (ok, tool_error, error)",
+                           ("server", "method", "outcome")),
+    "mcp_upstream_errors_total": ("counter", "MCP upstream failures (unreachable, timeout, "
+                                  "garbage, circuit open), by server and code",
+                                  ("server", "code")),
     # identity
     "auth_failures_total": ("counter", "Refused credentials, by error code", ("code",)),
     "jwks_refresh_failures_total": ("counter", "Failed JWKS/discovery refreshes",

@@ -30,6 +30,10 @@ def apply_obligations(
 ) -> tuple[dict[str, Any], str, Any]:
     """Returns (body to forward, client-facing model name to route, prompt as audit sees it)."""
     ob = decision.obligations
+    if ob.max_result_bytes is not None:
+        # An MCP obligation (pep.mcp): a model call has no tool result to cap.
+        raise PolicyError("max_result_bytes applies to MCP messages only",
+                          "obligation_not_applicable")
     body = dict(req.body)
     key = "input" if req.api == "embeddings" else "messages"
     original: Any = body.get(key)  # validated by pep.request: a list (or str for embeddings)

@@ -29,7 +29,10 @@ allow if {
 # per module: each rule costs the embedded engine microseconds on every request. A new
 # module joins the union (or gets a deny rule of its own).
 deny contains r if {
-	some r in data.regogate.access.deny | {x |
+	some r in (data.regogate.access.deny | {x |
+		input.request.api == "mcp"
+		some x in data.regogate.mcp.deny
+	}) | {x |
 		input.request.api in {"chat.completions", "responses", "completions", "messages", "embeddings"}
 		some x in ((data.regogate.content.deny | data.regogate.residency.deny) | data.regogate.quota.deny)
 	}
@@ -65,6 +68,16 @@ obligations := {k: v |
 	} | {["cache", c] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages"}
 		c := data.regogate.cache.obligation
+	} | {["redact", sort(redact)] |
+		input.request.api == "mcp"
+		redact := data.regogate.mcp.redact
+		count(redact) > 0
+	} | {["quota", q] |
+		input.request.api == "mcp"
+		q := data.regogate.mcp.quota
+	} | {["max_result_bytes", n] |
+		input.request.api == "mcp"
+		n := data.regogate.mcp.max_result_bytes
 	} | {["system_prompt", concat("\n\n", sort(prompts))] |
 		input.request.api in {"chat.completions", "responses", "completions", "messages"}
 		prompts := {p | some g in input.user.groups; p := data.gateway.system_prompts[g]}

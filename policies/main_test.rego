@@ -135,3 +135,40 @@ test_count_tokens_is_not_a_generation if {
 	d.allow
 	not d.obligations.max_tokens
 }
+
+mcp_call(user, tool, types) := {
+	"user": user,
+	"request": {"api": "mcp", "model": "", "mcp": {"server": "demo", "method": "tools/call", "tool": tool, "arguments": {"text": "x"}}},
+	"content": {"types": types},
+	"usage": {"user_tool": {"day": {"requests": 0}}},
+}
+
+test_mcp_call_obligations if {
+	d := regogate.decision with input as mcp_call(alice, "echo", ["email"])
+	d.allow
+	d.obligations.redact == ["email"]
+	d.obligations.max_result_bytes == 1048576
+	[q.key | some q in d.obligations.quota] == ["alice demo/echo"]
+	not d.obligations.max_tokens
+	not d.obligations.system_prompt
+	not d.obligations.cache
+}
+
+test_mcp_admin_tool_refused_for_non_admins if {
+	d := regogate.decision with input as mcp_call(alice, "admin_report", [])
+	not d.allow
+	[r.code | some r in d.reasons] == ["tool_not_allowed"]
+	e := regogate.decision with input as mcp_call(carol, "admin_report", [])
+	e.allow
+}
+
+test_mcp_secret_in_arguments_denied if {
+	d := regogate.decision with input as mcp_call(alice, "echo", ["api_key"])
+	[r.code | some r in d.reasons] == ["secret_in_arguments"]
+}
+
+test_mcp_is_not_a_model_call if {
+	# No model, no content or residency rules for the prompt: the MCP module decides.
+	d := regogate.decision with input as mcp_call(bob, "echo", [])
+	d.allow
+}

@@ -95,19 +95,23 @@ async def running_gateway(
     config: dict[str, Any] | None = None,
     overrides: Overrides | None = None,
     idp: RunningIdp | None = None,
+    port: int = 0,
 ) -> AsyncIterator[Gateway]:
+    """``port``: 0 for any free one; a test that must know the URL before the gateway
+    starts (a resource identifier in the config) passes one."""
     if idp is None:
         async with running_idp(tmp_path / "idp-data") as started:
-            async with _gateway(tmp_path, started, config, overrides) as gw:
+            async with _gateway(tmp_path, started, config, overrides, port) as gw:
                 yield gw
     else:
-        async with _gateway(tmp_path, idp, config, overrides) as gw:
+        async with _gateway(tmp_path, idp, config, overrides, port) as gw:
             yield gw
 
 
 @asynccontextmanager
 async def _gateway(
-    tmp_path: Path, idp: RunningIdp, config: dict[str, Any] | None, overrides: Overrides | None
+    tmp_path: Path, idp: RunningIdp, config: dict[str, Any] | None, overrides: Overrides | None,
+    port: int = 0,
 ) -> AsyncIterator[Gateway]:
     mapping = embedded_mapping(data_dir=tmp_path / "gw-data", issuer=idp.issuer, port=0)
     mapping = deep_merge(mapping, config or {})
@@ -115,7 +119,7 @@ async def _gateway(
     app = create_app(settings, overrides=overrides)
     runner = GatewayRunner(app, handler_cancellation=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = runner.addresses[0][1]
     gw = Gateway(url=f"http://127.0.0.1:{port}", app=app, idp=idp, settings=settings)

@@ -46,7 +46,8 @@ AUTHORIZE: web.AppKey[Authorize] = web.AppKey("audit_authorize")
 READER: web.AppKey[AuditReader] = web.AppKey("audit_reader")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-_FILTERS = ("user", "team", "model", "decision", "event", "request_id", "since", "until")
+_FILTERS = ("user", "team", "model", "api", "decision", "event", "request_id", "since",
+            "until")
 _PAGE_HEADERS = {
     # No inline script, nothing from elsewhere, never framed, the token never leaves as Referer.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "

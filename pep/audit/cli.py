@@ -92,6 +92,7 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", help="subject or e-mail")
     p.add_argument("--team")
     p.add_argument("--model", help="requested or served model")
+    p.add_argument("--api", help="what.api, e.g. chat.completions, messages or mcp")
     p.add_argument("--decision", choices=DECISIONS)
     p.add_argument("--event", help="event type, e.g. policy.deny")
     p.add_argument("--request-id")
@@ -130,7 +131,8 @@ def resolve(args: argparse.Namespace) -> tuple[AuditReader, AuditSettings, Path]
 
 def _query(args: argparse.Namespace, **extra: Any) -> AuditQuery:
     params = {k: getattr(args, k, None) for k in
-              ("user", "team", "model", "decision", "event", "request_id", "since", "until")}
+              ("user", "team", "model", "api", "decision", "event", "request_id", "since",
+               "until")}
     params.update(extra)
     try:
         return AuditQuery.from_params(params)

@@ -20,6 +20,7 @@ class AuditQuery:
     user: str | None = None  # subject or e-mail
     team: str | None = None
     model: str | None = None  # requested or served
+    api: str | None = None  # what.api: chat.completions, messages, mcp, ...
     decision: str | None = None  # allow | deny | error | unauthenticated | rejected | none
     event: str | None = None
     request_id: str | None = None
@@ -77,6 +78,12 @@ class AuditQuery:
         if self.model:
             a, b = p(self.model), p(self.model)
             clauses.append(f"(model_requested = {a} OR model_served = {b})")
+        if self.api:
+            # No column of its own: read from the stored record (what.api).
+            if style == "sqlite":
+                clauses.append(f"json_extract(body, '$.what.api') = {p(self.api)}")
+            else:
+                clauses.append(f"((body::jsonb) #>> '{{what,api}}') = {p(self.api)}")
         if self.decision:
             clauses.append(f"decision = {p(self.decision)}")
         if self.event:

@@ -94,9 +94,16 @@ class Authenticator:
         """For tests and diagnostics (key counts, forced refresh)."""
         return self._issuers[issuer][0]
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, headers: Mapping[str, str],
+                           audiences: tuple[str, ...] | None = None) -> Principal:
+        """``audiences`` replaces every issuer's accepted audiences (and is then required of
+        opaque tokens too): the MCP gateway accepts only tokens for its MCP resource. The
+        cache key names the audience set, so a token verified for one set is never a hit
+        for another."""
         token = extract_token(headers, self._settings.max_token_bytes)
         digest = hashlib.sha256(token.encode("ascii")).digest()
+        if audiences is not None:
+            digest = hashlib.sha256(digest + b"\0aud\0" + "\0".join(audiences).encode()).digest()
         now = self._clock()
         entry = self._cache.get(digest, now)
         if entry is not None:
@@ -104,19 +111,21 @@ class Authenticator:
                 self._check_deny(entry.principal)
                 return entry.principal
             self._cache.discard(digest)  # its key was rotated out: verify afresh
-        entry = await self._verify(token, digest)
+        entry = await self._verify(token, digest, audiences)
         self._check_deny(entry.principal)
         self._cache.put(digest, entry)
         return entry.principal
 
-    async def _verify(self, token: str, digest: bytes) -> CacheEntry:
+    async def _verify(self, token: str, digest: bytes,
+                      audiences: tuple[str, ...] | None = None) -> CacheEntry:
         try:
             if token.count(".") == 2:
-                v = await self._verifier.verify(token)
+                v = await self._verifier.verify(token, audiences)
                 return CacheEntry(v.principal, v.exp, v.issuer_keys, v.key)
             if "." in token:
                 raise Unauthorized("token is not a compact JWS (encrypted tokens are not accepted)")
-            principal, valid_until = await self._introspector.introspect(token, digest)
+            principal, valid_until = await self._introspector.introspect(
+                token, digest, audiences)
             return CacheEntry(principal, valid_until)
         except GatewayError:
             raise

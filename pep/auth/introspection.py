@@ -50,17 +50,22 @@ class Introspector:
     def enabled(self) -> bool:
         return bool(self._issuers)
 
-    async def introspect(self, token: str, digest: bytes) -> tuple[Principal, float]:
-        """(principal, valid_until) or Unauthorized / Unavailable. Single-flight per token."""
+    async def introspect(self, token: str, digest: bytes,
+                         audiences: tuple[str, ...] | None = None) -> tuple[Principal, float]:
+        """(principal, valid_until) or Unauthorized / Unavailable. Single-flight per token
+        (``digest`` also names the audience set asked for). ``audiences`` replaces the
+        issuer's and is then always required (the MCP resource, RFC 8707)."""
         pending = self._inflight.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
-        fut: asyncio.Future[tuple[Principal, float]] = asyncio.ensure_future(self._ask_all(token))
+        fut: asyncio.Future[tuple[Principal, float]] = asyncio.ensure_future(
+            self._ask_all(token, audiences))
         self._inflight[digest] = fut
         fut.add_done_callback(lambda _: self._inflight.pop(digest, None))
         return await asyncio.shield(fut)
 
-    async def _ask_all(self, token: str) -> tuple[Principal, float]:
+    async def _ask_all(self, token: str,
+                       audiences: tuple[str, ...] | None) -> tuple[Principal, float]:
         if not self._issuers:
             raise Unauthorized("token is not a signed JWT", code="invalid_token")
         # Flood guard: random opaque strings must not become unbounded calls to the IdP.
@@ -70,7 +75,7 @@ class Introspector:
             unavailable = False
             for keys, mapper in self._issuers:
                 try:
-                    result = await self._ask(keys, mapper, token)
+                    result = await self._ask(keys, mapper, token, audiences)
                 except FetchError as exc:
                     log.warning("introspection at %s failed: %s", keys.issuer.issuer, exc)
                     unavailable = True
@@ -82,7 +87,8 @@ class Introspector:
         raise Unauthorized("token is not active", code="invalid_token")
 
     async def _ask(
-        self, keys: IssuerKeys, mapper: ClaimMapper, token: str
+        self, keys: IssuerKeys, mapper: ClaimMapper, token: str,
+        audiences: tuple[str, ...] | None = None,
     ) -> tuple[Principal, float] | None:
         conf = keys.issuer.introspection
         assert conf is not None
@@ -99,19 +105,22 @@ class Introspector:
         )
         if doc.get("active") is not True:
             return None
-        return self._accept(keys, mapper, doc, conf.cache_max_s, conf.require_audience)
+        return self._accept(keys, mapper, doc, conf.cache_max_s, conf.require_audience,
+                            audiences)
 
     @staticmethod
     def _accept(
         keys: IssuerKeys, mapper: ClaimMapper, doc: dict[str, Any], cache_max_s: int,
-        require_audience: bool,
+        require_audience: bool, audiences: tuple[str, ...] | None = None,
     ) -> tuple[Principal, float] | None:
         issuer = keys.issuer
         if "iss" in doc and doc["iss"] != issuer.issuer:
             return None  # active at this endpoint, but issued by someone else
         if doc.get("token_type") == "refresh_token":
             raise Unauthorized("refresh tokens are not access tokens", code="invalid_token")
-        if require_audience or "aud" in doc:
+        if audiences is not None:
+            check_audience(doc.get("aud"), audiences)
+        elif require_audience or "aud" in doc:
             check_audience(doc.get("aud"), issuer.audiences)
         now = time.time()
         exp = doc.get("exp")

@@ -49,13 +49,15 @@ class JwtVerifier:
             a: defaults[a] for a in ASYMMETRIC_ALGORITHMS if a in defaults
         }
 
-    async def verify(self, token: str) -> Verified:
+    async def verify(self, token: str, audiences: tuple[str, ...] | None = None) -> Verified:
+        """``audiences``, when given, replaces the issuer's accepted audiences (the MCP
+        resource: RFC 8707 says a token is for one resource server, not any of ours)."""
         jws = parse_compact(token)
         claims = jws.payload
         keys, mapper, issuer, key = await self._signed_by_trusted_issuer(jws)
         now = self._clock()
         exp = check_times(claims, issuer.leeway_s, now, issuer.max_token_lifetime_s)
-        check_audience(claims.get("aud"), issuer.audiences)
+        check_audience(claims.get("aud"), issuer.audiences if audiences is None else audiences)
         if not issuer.accept_id_tokens and looks_like_id_token(jws.header.get("typ"), claims):
             raise Unauthorized("ID tokens are not access tokens", code="id_token_not_accepted")
         return Verified(mapper.principal(claims, exp), exp + issuer.leeway_s, keys, key)

@@ -47,6 +47,8 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
 
 
 def _render(request: web.Request, err: GatewayError) -> web.Response:
+    if request.path.startswith("/mcp/") or request.path == "/mcp":
+        return _render_jsonrpc(request, err)
     dialects = request.app[appkeys.DIALECTS]
     name = next((d for prefix, d in DIALECT_FOR_PATH if request.path.startswith(prefix)), "openai")
     body: dict[str, Any] = dialects[name].error_body(err)
@@ -56,6 +58,18 @@ def _render(request: web.Request, err: GatewayError) -> web.Response:
         content_type="application/json",
         headers=err.headers,
     )
+
+
+def _render_jsonrpc(request: web.Request, err: GatewayError) -> web.Response:
+    """MCP routes answer in JSON-RPC: an error object with the request's id when the message
+    was parsed (HTTP 200 for refusals of a well-formed request), else id null (pep.mcp)."""
+    from pep.mcp import jsonrpc
+    from pep.mcp.proxy import RPC_ID
+
+    rpc_id: Any = request.get(RPC_ID)
+    body = jsonrpc.error_message(rpc_id, err, exchange_for(request).request_id)
+    return web.Response(status=jsonrpc.http_status(err, rpc_id), body=orjson.dumps(body),
+                        content_type="application/json", headers=err.headers)
 
 
 @web.middleware

@@ -73,8 +73,11 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     checks: dict[str, Any] = {}
     ok = True
-    for name, key in (("identity", appkeys.AUTHENTICATOR), ("policy", appkeys.POLICY),
-                      ("audit", appkeys.AUDIT), ("usage", appkeys.USAGE)):
+    keys: list[tuple[str, Any]] = [("identity", appkeys.AUTHENTICATOR), ("policy", appkeys.POLICY),
+                                   ("audit", appkeys.AUDIT), ("usage", appkeys.USAGE)]
+    if appkeys.MCP in app:  # ready while it can serve; open breakers are detail, not failure
+        keys.append(("mcp", appkeys.MCP))
+    for name, key in keys:
         component = app[key]
         try:
             result: Any = component.ready()

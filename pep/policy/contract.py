@@ -59,12 +59,29 @@ class PreviousResponseInput(_Model):
                               examples=[2])
 
 
+class McpInput(_Model):
+    """An MCP message (``request.api == "mcp"``, docs/mcp.md). List results are filtered by
+    one evaluation per item, with ``method`` the list method and ``tool`` / ``resource_uri``
+    / ``prompt`` naming the item: a tool the user may not call is not listed."""
+
+    server: str = Field(description="Configured upstream server name", examples=["demo"])
+    method: str = Field(description="JSON-RPC method", examples=["tools/call"])
+    tool: str | None = Field(None, description="tools/call: the tool; tools/list: the item",
+                             examples=["echo"])
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="tools/call and prompts/get arguments (as the "
+        "client sent them; content.findings locate what the detectors found in them)")
+    resource_uri: str | None = Field(None, description="resources/read, resources/list item",
+                                     examples=["demo://readme"])
+    prompt: str | None = Field(None, description="prompts/get, prompts/list item")
+
+
 class RequestInput(_Model):
     id: str = Field(description="Request id, echoed to the client in x-request-id")
     api: Literal[
         "chat.completions", "responses", "completions", "embeddings", "messages",
         "messages.count_tokens", "models.list", "responses.read", "responses.delete",
-        "audit.read", "usage.read",
+        "audit.read", "usage.read", "mcp",
     ] = "chat.completions"
     inbound_format: Literal["openai", "anthropic"] = "openai"
     model: str = Field(examples=["mock-gpt"])
@@ -82,6 +99,7 @@ class RequestInput(_Model):
     cache_control: list[str] = Field(
         default_factory=list, description="Directives of the client's Cache-Control header, "
         "lower-cased", examples=[["no-cache"]])
+    mcp: McpInput | None = Field(None, description="MCP messages only (api mcp)")
 
 
 class Finding(_Model):
@@ -142,11 +160,16 @@ class PolicyInput(_Model):
     output: OutputInput | None = None
 
 
+# "tool" and "user_tool" count MCP tool calls only: every call of one tool (key
+# "<server>/<tool>"), and one user's calls of it (key "<sub> <server>/<tool>"); docs/mcp.md.
+QuotaScope = Literal["user", "team", "client", "tool", "user_tool"]
+
+
 class QuotaRef(_Model):
     """Attached to a reason when a denial is about a quota: the PEP answers 429 with a
     Retry-After computed from this window."""
 
-    scope: Literal["user", "team", "client"]
+    scope: QuotaScope
     window: Literal["minute", "hour", "day", "month"]
     metric: str = "tokens"
 
@@ -167,7 +190,7 @@ class QuotaLimit(_Model):
     a limit holds at any concurrency (docs/usage.md "Admission"). A failed check is a 429
     with ``code``, exactly as if the policy had denied."""
 
-    scope: Literal["user", "team", "client"]
+    scope: QuotaScope
     key: str = Field(description="Whose counter: the user's sub, a team, or the client id",
                      examples=["bob"])
     window: Literal["minute", "hour", "day", "month"]
@@ -209,6 +232,8 @@ class Obligations(_Model):
     quota: list[QuotaLimit] | None = Field(
         None, description="Limits the PEP checks and reserves against atomically")
     cache: CacheObligation | None = Field(None, description="Response caching (docs/caching.md)")
+    max_result_bytes: int | None = Field(
+        None, ge=1, description="MCP: a result larger than this (JSON bytes) is withheld")
 
 
 class Decision(_Model):

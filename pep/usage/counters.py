@@ -27,7 +27,7 @@ from pep.usage.windows import WINDOWS, WindowClock, seconds_until_reset
 # One stored row per (subject, window). Cost is integer nano-USD so that sums are exact.
 FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost_nanos", "estimated_requests")
 ZERO: tuple[int, ...] = (0,) * len(FIELDS)
-SCOPES = ("user", "team", "client")
+SCOPES = ("user", "team", "client", "tool", "user_tool")
 
 Subject = tuple[str, str]  # (scope, id)
 Bounds = dict[str, tuple[int, int]]  # window -> [start, end)
@@ -112,10 +112,13 @@ class CounterTracker(ABC):
     async def close(self) -> None:
         return None
 
-    async def snapshot(self, principal: Principal, client_id: str | None) -> dict[str, Any]:
+    async def snapshot(self, principal: Principal, client_id: str | None, *,
+                       extra: Sequence[Subject] = ()) -> dict[str, Any]:
+        """``extra``: more subjects (MCP's ("tool", ...), ("user_tool", ...)), each shown
+        under its scope name."""
         now = self._clock()
         bounds = self._windows.bounds(now)
-        subs = subjects(principal, client_id)
+        subs = subjects(principal, client_id) + list(extra)
         rows = await self._read(bounds, subs)
         n = len(WINDOWS)
         month = WINDOWS.index("month")
@@ -138,6 +141,8 @@ class CounterTracker(ABC):
         if client_id:
             doc["client"] = docs[("client", client_id)]
             doc["client_id"] = client_id
+        for subject in extra:
+            doc[subject[0]] = docs[subject]
         return doc
 
     async def record(
@@ -176,12 +181,13 @@ class CounterTracker(ABC):
         output_tokens: int,
         choices: int = 1,
         shrinkable: bool = True,
+        extra: Sequence[Subject] = (),
     ) -> Reservation:
         """Check ``limits`` and reserve this request on every counter, atomically (see
         pep/usage/admission.py). Raises QuotaExceeded, InvalidQuota or UsageUnavailable."""
         now = self._clock()
         bounds = self._windows.bounds(now)
-        subs = subjects(principal, client_id)
+        subs = subjects(principal, client_id) + list(extra)
         checks = resolve(limits, subs, shrinkable=shrinkable)
         prompt, out, choices = max(0, prompt_tokens), max(0, output_tokens), max(1, choices)
         failed, fitted, nanos = await self._reserve(bounds, subs, checks, model, prompt, out,

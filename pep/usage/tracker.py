@@ -30,8 +30,9 @@ class UsageTracker(Protocol):
 
     async def close(self) -> None: ...
 
-    async def snapshot(self, principal: Principal, client_id: str | None) -> dict[str, Any]:
-        """The document placed at input.usage."""
+    async def snapshot(self, principal: Principal, client_id: str | None, *,
+                       extra: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """The document placed at input.usage (``extra``: further subjects, MCP tools)."""
         ...
 
     async def record(
@@ -58,6 +59,7 @@ class UsageTracker(Protocol):
         output_tokens: int,
         choices: int = 1,
         shrinkable: bool = True,
+        extra: Sequence[tuple[str, str]] = (),
     ) -> Reservation:
         """Atomically check ``limits`` and reserve the request's estimated usage on every
         counter (pep/usage/admission.py). Raises QuotaExceeded, InvalidQuota or

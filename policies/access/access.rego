@@ -82,7 +82,7 @@ deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s"
 }
 
 deny contains {"code": "api_unknown", "message": sprintf("unknown api %q", [object.get(input, ["request", "api"], "")])} if {
-	not input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list", "responses.read", "responses.delete", "audit.read", "usage.read"}
+	not input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list", "responses.read", "responses.delete", "audit.read", "usage.read", "mcp"}
 }
 
 # METADATA

@@ -22,7 +22,8 @@ async def test_discovery_document_names_the_endpoints_under_the_exact_issuer(
     assert doc["token_endpoint"] == f"{idp.issuer}/token"
     assert doc["introspection_endpoint"] == f"{idp.issuer}/introspect"
     assert set(doc["grant_types_supported"]) == {
-        "client_credentials", "urn:regogate:dev:user", "authorization_code"}
+        "client_credentials", "urn:regogate:dev:user", "authorization_code",
+        "urn:ietf:params:oauth:grant-type:token-exchange"}
     assert "RS256" in doc["id_token_signing_alg_values_supported"]
     assert set(doc["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",

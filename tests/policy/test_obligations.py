@@ -164,3 +164,9 @@ def test_all_obligations_together_apply_in_order(inspector: ContentInspector) ->
     assert model == "mock-gpt-eu" and body["max_tokens"] == 7
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
     assert "alice@example.com" not in body["messages"][1]["content"]
+
+
+def test_an_mcp_only_obligation_on_a_model_call_fails_closed() -> None:
+    with pytest.raises(PolicyError) as info:
+        apply(decide(max_result_bytes=1024), chat())
+    assert info.value.code == "obligation_not_applicable"

@@ -52,8 +52,13 @@ import { apiFetch, currentUser, mountSessionHeader } from "/audit/session.js";
       tr.dataset.requestId = r.request_id;
       const tokens = out.tokens_in != null ? out.tokens_in + "/" + out.tokens_out : "";
       const reasons = dec ? (dec.reasons || []).map((x) => x.code).join(", ") : "";
+      // MCP records (what.api "mcp") name the server and the tool (or method) instead.
+      const mcp = (r.extra || {}).mcp;
+      const target = what.api === "mcp" && mcp
+        ? "mcp:" + mcp.server + "/" + (mcp.tool || mcp.prompt || mcp.resource_uri || mcp.method || "")
+        : what.model_requested || "";
       for (const v of [r.time, r.event, who.subject || who.email || "-", (who.teams || []).join(", "),
-        what.model_requested || "", category, reasons, out.status, tokens, r.request_id,
+        target, category, reasons, out.status, tokens, r.request_id,
         r.decision_id, r.chain ? r.chain.seq : ""]) {
         tr.appendChild(cell(v));
       }
