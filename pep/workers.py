@@ -69,6 +69,11 @@ def multiworker_problems(settings: Settings) -> list[str]:
         problems.append(
             "responses.store must not be 'memory' with --workers > 1: a response stored by"
             " one worker would be unknown to the others (use the default or postgresql://)")
+    if settings.mcp.enabled and settings.mcp.servers:
+        problems.append(
+            "mcp must be off (mcp.enabled: false, or no mcp.servers) with --workers > 1: MCP"
+            " sessions live in the process that opened them, so a client's next connection"
+            " reaching another worker would get 404 (serve MCP from a one-worker gateway)")
     if settings.workspace.client_id is not None and settings.workspace.session_store == "memory":
         problems.append(
             "workspace.session_store must be redis://... with --workers > 1: a sign-in"

@@ -82,7 +82,8 @@ def shared(postgres_dsn: str, redis_url: str) -> Iterator[dict[str, Any]]:
     schema, prefix = f"workers_{tag}", f"regogate-workers:{tag}:"
     yield {"audit": {"store": postgres_dsn, "pg_schema": schema},
            "usage": {"store": redis_url, "key_prefix": prefix, "timeout_s": 5.0},
-           "workspace": {"session_store": redis_url, "redis_key_prefix": f"{prefix}ws:"}}
+           "workspace": {"session_store": redis_url, "redis_key_prefix": f"{prefix}ws:"},
+           "mcp": {"enabled": False}}
     asyncio.run(drop_pg_schema(postgres_dsn, schema))
     drop_redis_prefix(redis_url, prefix)
 
@@ -225,7 +226,8 @@ def _serve_fails(tmp_path: Path, config: dict[str, Any] | None, *extra: str,
 def _offline_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     base = embedded_mapping(data_dir=tmp_path / "gw", issuer="http://127.0.0.1:9")
     # The embedded defaults sign auditors in to the workspace: sessions shared via Redis.
-    base = deep_merge(base, {"workspace": {"session_store": "redis://127.0.0.1:9/0"}})
+    base = deep_merge(base, {"workspace": {"session_store": "redis://127.0.0.1:9/0"},
+                             "mcp": {"enabled": False}})
     return deep_merge(base, {"server": {"port": free_port()}, **extra})
 
 
@@ -260,6 +262,14 @@ def test_workers_with_browser_sign_in_sessions_in_memory_are_refused(tmp_path: P
     assert err.strip() == ("error: --workers 2: workspace.session_store must be redis://..."
                            " with --workers > 1: a sign-in started on one worker would be"
                            " unknown to the worker its callback reaches")
+
+
+def test_workers_with_mcp_servers_are_refused(tmp_path: Path) -> None:
+    cfg = _offline_config(tmp_path, audit={"store": "postgresql://127.0.0.1:9/x"},
+                          usage={"store": "redis://127.0.0.1:9/0"}, mcp={"enabled": True})
+    code, err = _serve_fails(tmp_path, cfg, "--workers", "2")
+    assert code == 2
+    assert err.strip().startswith("error: --workers 2: mcp must be off (mcp.enabled: false,")
 
 
 def test_workers_on_the_embedded_defaults_are_refused(tmp_path: Path) -> None:
