@@ -54,6 +54,65 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the workers of ``serve --workers N``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(k) for k in kids]
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of the gateway: the process and its workers (none with --workers 1)."""
+    total = 0.0
+    for p in descendants(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def shared_stores(args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    """--audit postgres / --usage redis: the multi-replica stores (the local services)."""
+    out: dict[str, Any] = {}
+    if args.audit == "postgres":
+        out["audit"] = {"store": args.postgres, "pg_schema": f"bench_{tag}"}
+    if args.usage == "redis":
+        # A loaded machine can stall Redis past the 0.25 s default: a benchmark wants figures,
+        # not 503s (usage_unavailable).
+        out["usage"] = {"store": args.redis, "key_prefix": f"regogate-bench:{tag}:",
+                        "timeout_s": 5.0}
+    return out
+
+
+async def drop_shared_stores(args: argparse.Namespace, tag: str) -> None:
+    if args.audit == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(args.postgres)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "bench_{tag}" CASCADE')
+        finally:
+            await conn.close()
+    if args.usage == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(args.redis)
+        try:
+            keys = [k async for k in client.scan_iter(match=f"regogate-bench:{tag}:*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
 def spawn(args: list[str], cpus: set[int], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # Children log to a file: an unread pipe would fill and stall them mid-benchmark.
     log = open(LOG_DIR / f"{Path(args[2]).name}-{len(list(LOG_DIR.iterdir()))}.log", "wb")
@@ -142,6 +201,9 @@ def pct(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     ncpu = os.cpu_count() or 1
     gw_cpus, other_cpus = {0}, (set(range(1, ncpu)) or {0})
+    if args.workers > 1 or args.spread:  # N workers need N cores: nothing is pinned apart
+        gw_cpus = other_cpus = set(range(ncpu))
+    tag = os.urandom(5).hex()
     try:
         os.sched_setaffinity(0, other_cpus)
     except (AttributeError, OSError):
@@ -162,10 +224,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # hit: every measured request repeats the cached one; miss: Cache-Control:
             # no-cache, so each request skips the lookup, calls the provider and fills.
             "cache": {"enabled": args.cache != "off"},
+            **shared_stores(args, tag),
         }
         cfg = work / "regogate.yaml"
         cfg.write_text(yaml.safe_dump(config))
-        gw = spawn([py, "-m", "pep", "serve", "--config", str(cfg)], gw_cpus,
+        workers = ["--workers", str(args.workers)] if args.workers > 1 else []
+        gw = spawn([py, "-m", "pep", "serve", "--config", str(cfg), *workers], gw_cpus,
                    env={"REGOGATE_LOG_LEVEL": "WARNING"})
         procs.append(gw)
         gateway = f"http://127.0.0.1:{gw_port}"
@@ -191,10 +255,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await load(mock + "/v1/chat/completions", direct_h, direct_plain, args.warmup, args.concurrency)
             direct = await load(mock + "/v1/chat/completions", direct_h, direct_plain, args.requests,
                                 args.concurrency)
-            cpu0, t0 = cpu_seconds(gw.pid), time.perf_counter()
+            cpu0, t0 = tree_cpu_seconds(gw.pid), time.perf_counter()
             via = await load(gateway + gw_path, auth, plain, args.requests,
                              args.concurrency)
-            cpu1, t1 = cpu_seconds(gw.pid), time.perf_counter()
+            cpu1, t1 = tree_cpu_seconds(gw.pid), time.perf_counter()
             results["cpu_ms"].append((cpu1 - cpu0) / args.requests * 1000)
             results["rps_gw"].append(args.requests / (t1 - t0))
             # Unloaded: one request at a time, so latency is overhead, not queueing.
@@ -220,6 +284,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         med["added_ttfb_ms"] = round(med["ttfb_gw"] - med["ttfb_direct"], 3)
         med["c1_added_p50_ms"] = round(med["c1_gw_p50"] - med["c1_direct_p50"], 3)
         med["c1_added_p99_ms"] = round(med["c1_gw_p99"] - med["c1_direct_p99"], 3)
+        results_cpu = sorted(results["cpu_ms"])
+        med.update(cpu_ms_min=round(results_cpu[0], 3), cpu_ms_max=round(results_cpu[-1], 3),
+                   workers=args.workers, audit=args.audit, usage=args.usage,
+                   spread=args.workers > 1 or args.spread)
         med.update(cache=args.cache, api=args.api, requests=args.requests, concurrency=args.concurrency, repeats=args.repeats,
                    cpus=ncpu)
         return med
@@ -231,6 +299,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        await drop_shared_stores(args, tag)
 
 
 def main() -> None:
@@ -243,16 +312,27 @@ def main() -> None:
                         help="gateway endpoint measured (the direct baseline is always chat)")
     parser.add_argument("--cache", choices=("off", "hit", "miss"), default="off",
                         help="response cache: disabled, every request a hit, or a miss + fill")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve --workers N (needs --audit postgres --usage redis above 1)")
+    parser.add_argument("--spread", action="store_true",
+                        help="no pinning: gateway, mock and load share every CPU (as with"
+                        " --workers N; the 1-worker baseline for a workers comparison)")
+    parser.add_argument("--audit", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--usage", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     r = asyncio.run(run(args))
     if args.json:
         print(json.dumps(r, indent=2))
         return
+    pinned = (f"{r['workers']} worker(s), nothing pinned, {r['cpus']} CPUs" if r["spread"]
+              else f"gateway pinned to CPU 0 of {r['cpus']}")
     print(f"regogate overhead, {r['api']} API ({r['requests']} requests x {r['repeats']} repeats, concurrency "
-          f"{r['concurrency']}, medians; gateway pinned to CPU 0 of {r['cpus']})")
-    print(f"  gateway CPU per request        {r['cpu_ms']:.3f} ms "
-          f"({r['rps_gw']:.0f} requests/s on one core)")
+          f"{r['concurrency']}, medians; {pinned}; audit {r['audit']}, usage {r['usage']})")
+    print(f"  gateway CPU per request        {r['cpu_ms']:.3f} ms (min {r['cpu_ms_min']:.3f},"
+          f" max {r['cpu_ms_max']:.3f}; {r['rps_gw']:.0f} requests/s)")
     print(f"  unloaded p50 direct / gateway  {r['c1_direct_p50']:.3f} / {r['c1_gw_p50']:.3f} ms "
           f"(added {r['c1_added_p50_ms']:.3f} ms)")
     print(f"  unloaded p99 direct / gateway  {r['c1_direct_p99']:.3f} / {r['c1_gw_p99']:.3f} ms "

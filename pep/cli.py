@@ -193,8 +193,11 @@ def _serve(args: argparse.Namespace) -> int:
     from pep.http.edge import run
     from pep.logs import setup_logging
 
-    setup_logging(os.environ.get("REGOGATE_LOG_LEVEL", "INFO"),
-                  os.environ.get("REGOGATE_LOG_FORMAT", "text"))
+    level = os.environ.get("REGOGATE_LOG_LEVEL", "INFO")
+    fmt = os.environ.get("REGOGATE_LOG_FORMAT", "text")
+    setup_logging(level, fmt)
+    if args.workers > 1:
+        return _serve_workers(args, level, fmt)
     settings, issuer, idp_proc = _settings_for_serve(args)
     try:
         import uvloop
@@ -223,6 +226,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_workers(args: argparse.Namespace, level: str, fmt: str) -> int:
+    from pep.workers import MAX_WORKERS, WorkersError, multiworker_problems, serve_workers
+
+    if args.workers > MAX_WORKERS:
+        raise CliError(f"--workers {args.workers}: at most {MAX_WORKERS}")
+    if not args.config:
+        raise CliError(
+            f"--workers {args.workers} needs --config with audit.store postgresql://... and"
+            " usage.store redis://... (the embedded defaults keep the audit trail in SQLite"
+            " and the counters in memory, which only one process can own)")
+    settings, _issuer, _proc = _settings_for_serve(args)
+    problems = multiworker_problems(settings)
+    if problems:
+        raise CliError(f"--workers {args.workers}: {'; '.join(problems)}")
+
+    def listening(pids: list[int], port: int) -> None:
+        bound = settings.model_copy(
+            update={"server": settings.server.model_copy(update={"port": port})})
+        print(_banner(bound, embedded=False, issuer=None).replace(
+            "regogate is listening on",
+            f"regogate ({len(pids)} workers, pids {' '.join(map(str, pids))}) is listening on",
+            1), flush=True)
+
+    try:
+        return serve_workers(settings, args.workers, on_listening=listening, log_level=level,
+                             log_format=fmt)
+    except WorkersError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     from pep.configcheck import offline_problems, online_problems
 
@@ -244,6 +277,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pep.audit.cli import register as register_audit
     from pep.cache.cli import register as register_cache
@@ -260,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="local state (default .regogate or $REGOGATE_DATA_DIR)")
     serve.add_argument("--idp-port", type=int, default=None,
                        help="dev IdP port (embedded defaults only; default 9400)")
+    serve.add_argument("--workers", type=_positive_int, default=1,
+                       help="gateway processes sharing the port (SO_REUSEPORT); above 1 the"
+                       " config must put the audit on PostgreSQL and usage on Redis")
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a dev IdP access token (python -m idp token)",

@@ -122,6 +122,9 @@ class SqliteConversations:
         db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # Several processes (serve --workers N) may write the same file: wait for the other's
+        # write lock instead of failing at once with "database is locked".
+        db.execute("PRAGMA busy_timeout=2000")
         db.executescript(_SQLITE_SCHEMA)
         self._db = db
 

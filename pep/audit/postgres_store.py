@@ -41,6 +41,60 @@ from pep.audit.witness import Witness, WitnessConfig
 
 log = logging.getLogger("regogate.audit")
 
+# The SQL type of each of ALL_COLUMNS, for the batch insert (one array parameter per column).
+_COLUMN_TYPES = {"seq": "bigint", "status": "integer", "tokens_in": "bigint",
+                 "tokens_out": "bigint", "cost_usd": "double precision"}
+
+
+def head_sql(s: str) -> str:
+    """The chain head and the current heads of the given subjects, in one snapshot."""
+    return (f"SELECT seq, hash, since_checkpoint, last_checkpoint, (SELECT json_object_agg("
+            f"user_key, hash) FROM {s}.audit_user_heads WHERE user_key = ANY($1::text[]))"
+            f" AS user_heads FROM {s}.audit_head WHERE id = 1")
+
+
+def _unnest_records(s: str, where: str) -> str:
+    arrays = ", ".join(f"${i + 1}::{_COLUMN_TYPES.get(c, 'text')}[]"
+                       for i, c in enumerate(ALL_COLUMNS))
+    return (f"INSERT INTO {s}.audit_records ({', '.join(ALL_COLUMNS)}) "
+            f"SELECT * FROM unnest({arrays}){where}")
+
+
+def optimistic_sql(s: str) -> str:
+    """One autocommitted statement: advance the head from (old seq, old hash) -- re-checked on
+    the latest row version if another writer holds or just released it -- and insert the
+    records and user heads only if that happened. Returns 1 if appended, 0 if the head had
+    moved. ``since_checkpoint`` is incremented, not set, so a checkpoint written meanwhile
+    (which moves neither seq nor hash) is kept. Parameters: the columns, user keys, their
+    hashes, new seq, new hash, record count, old seq, old hash."""
+    n = len(ALL_COLUMNS)
+    moved = " WHERE EXISTS (SELECT 1 FROM head)"
+    return (
+        f"WITH head AS (UPDATE {s}.audit_head SET seq = ${n + 3}, hash = ${n + 4}, "
+        f"since_checkpoint = since_checkpoint + ${n + 5} "
+        f"WHERE id = 1 AND seq = ${n + 6} AND hash = ${n + 7} RETURNING 1), "
+        f"records AS ({_unnest_records(s, moved)}), "
+        f"heads AS (INSERT INTO {s}.audit_user_heads (user_key, hash) "
+        f"SELECT * FROM unnest(${n + 1}::text[], ${n + 2}::text[]){moved} "
+        "ON CONFLICT (user_key) DO UPDATE SET hash = EXCLUDED.hash) "
+        "SELECT count(*) FROM head"
+    )
+
+
+def batch_sql(s: str) -> str:
+    """The batch under the head's row lock: the records, the subjects' new heads and the
+    chain head. Parameters: one array per column of ALL_COLUMNS, the user keys and their
+    hashes, then the head's seq, hash, records since the last checkpoint and its hash."""
+    n = len(ALL_COLUMNS)
+    return (
+        f"WITH records AS ({_unnest_records(s, '')}), "
+        f"heads AS (INSERT INTO {s}.audit_user_heads (user_key, hash) "
+        f"SELECT * FROM unnest(${n + 1}::text[], ${n + 2}::text[]) "
+        "ON CONFLICT (user_key) DO UPDATE SET hash = EXCLUDED.hash) "
+        f"UPDATE {s}.audit_head SET seq = ${n + 3}, hash = ${n + 4}, "
+        f"since_checkpoint = ${n + 5}, last_checkpoint = ${n + 6} WHERE id = 1"
+    )
+
 
 class PostgresAuditStore:
     def __init__(
@@ -74,6 +128,11 @@ class PostgresAuditStore:
         self._max_batch = max_batch
         self._timeout = write_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self._wconn: asyncpg.Connection | None = None
+        self._batch_sql = batch_sql(self._s)
+        self._optimistic_sql = optimistic_sql(self._s)
+        self._head_sql = head_sql(self._s)
+        self.stale_heads = 0  # optimistic appends that found the head moved (then locked)
         self._pending: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -87,11 +146,14 @@ class PostgresAuditStore:
                 self._dsn, min_size=1, max_size=3, command_timeout=self._timeout,
                 server_settings={"synchronous_commit": "on", "application_name": "regogate-audit"},
             )
-            async with self._pool.acquire() as conn, conn.transaction():
-                # Replicas starting together must not race on CREATE ... IF NOT EXISTS.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"regogate-audit:{self._schema}")
-                for stmt in ddl(self._schema):
-                    await conn.execute(stmt)
+            async with self._pool.acquire() as conn:
+                if not await self._schema_current(conn):
+                    async with conn.transaction():
+                        # Replicas starting together must not race on CREATE ... IF NOT EXISTS.
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                           f"regogate-audit:{self._schema}")
+                        for stmt in ddl(self._schema):
+                            await conn.execute(stmt)
             await self._recover()
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._close_connections()
@@ -105,7 +167,21 @@ class PostgresAuditStore:
             self._failed(str(exc), 0)
             log.error("start checkpoint failed: %s", exc)
 
+    async def _schema_current(self, conn: asyncpg.Connection) -> bool:
+        """Whether the last DDL step has run (the DDL is one transaction, in order). Read from
+        the catalogue, which takes no table lock: a worker or replica (re)starting while others
+        append must not run the DDL, whose no-op ``CREATE INDEX`` / ``ALTER TABLE ... IF NOT
+        EXISTS`` still take strong locks (on the records, then the head) in the opposite order
+        to an append (head, then records) and deadlocked with it."""
+        found = await conn.fetchval(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+            "AND attname = 'recovered_seq' AND NOT attisdropped", f"{self._s}.audit_head")
+        return bool(found)
+
     async def _close_connections(self) -> None:
+        if self._wconn is not None:
+            await self._wconn.close()
+            self._wconn = None
         if self._live is not None:
             await self._live.close()
             self._live = None
@@ -245,10 +321,24 @@ class PostgresAuditStore:
         async with self._write_lock:
             await self._write_locked(batch)
 
+    async def _writer_conn(self) -> asyncpg.Connection:
+        """The writer's own connection: held across batches (a pool checkout costs a reset
+        round trip on every release), replaced after any failure."""
+        if self._wconn is None or self._wconn.is_closed():
+            self._wconn = await asyncpg.connect(
+                self._dsn, timeout=self._timeout, command_timeout=self._timeout,
+                server_settings={"synchronous_commit": "on",
+                                 "application_name": "regogate-audit-writer"})
+        return self._wconn
+
+    async def _drop_writer_conn(self) -> None:
+        conn, self._wconn = self._wconn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # an open transaction is rolled back by the server
+
     async def _write_locked(
         self, batch: list[tuple[bytes, dict[str, Any], asyncio.Future[None]]]
     ) -> None:
-        assert self._pool is not None
         cp: Checkpoint | None = None
         items = [(b, d) for b, d, _ in batch]
         if self._outage is not None:
@@ -257,45 +347,12 @@ class PostgresAuditStore:
         if not items:
             return
         try:
-            async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
-                head_row = await conn.fetchrow(
-                    f"SELECT seq, hash, since_checkpoint, last_checkpoint FROM {self._s}.audit_head "
-                    "WHERE id = 1 FOR UPDATE"
-                )
-                head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
-                keys = sorted({k for k in (user_key_of(d) for _, d in items) if k})
-                if keys:
-                    rows = await conn.fetch(
-                        f"SELECT user_key, hash FROM {self._s}.audit_user_heads WHERE user_key = ANY($1)",
-                        keys,
-                    )
-                    head.user_heads = {r["user_key"]: r["hash"] for r in rows}
-                records, updates = head.link_batch(items, lambda _k: None)
-                await conn.copy_records_to_table(
-                    "audit_records", records=[r.row() for r in records],
-                    columns=list(ALL_COLUMNS), schema_name=self._schema,
-                )
-                if updates:
-                    await conn.executemany(
-                        f"INSERT INTO {self._s}.audit_user_heads (user_key, hash) VALUES ($1, $2) "
-                        "ON CONFLICT (user_key) DO UPDATE SET hash = EXCLUDED.hash",
-                        list(updates.items()),
-                    )
-                since = int(head_row["since_checkpoint"]) + len(records)
-                last_cp = head_row["last_checkpoint"]
-                if since >= self._cp_every_records:
-                    cp = self._signer.sign(kind="checkpoint", seq=records[-1].seq, head=records[-1].hash,
-                                           prev_checkpoint=last_cp, time=now_rfc3339(),
-                                           interval_s=self._cp_every_s,
-                                           user_heads=await self._all_user_heads(conn))
-                    await self._insert_checkpoint(conn, cp)
-                    since, last_cp = 0, cp.hash
-                await conn.execute(
-                    f"UPDATE {self._s}.audit_head SET seq = $1, hash = $2, since_checkpoint = $3, "
-                    "last_checkpoint = $4 WHERE id = 1",
-                    records[-1].seq, records[-1].hash, since, last_cp,
-                )
+            conn = await self._writer_conn()
+            records, cp = await self._append_optimistic(conn, items)
+            if not records:
+                records, cp = await self._append_under_lock(conn, items)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._drop_writer_conn()
             self.stats.failures += 1
             self._failed(str(exc), len(batch))
             log.error("audit batch of %d records failed: %s", len(batch), exc)
@@ -304,6 +361,9 @@ class PostgresAuditStore:
                 if not fut.done():
                     fut.set_exception(err)
             return
+        except BaseException:
+            await self._drop_writer_conn()  # cancelled mid-batch: never leave it half open
+            raise
         self._last_error = None
         self._outage = None
         self._unsealed = cp is None
@@ -315,6 +375,65 @@ class PostgresAuditStore:
                 fut.set_result(None)
         if cp is not None:
             self._copy_out(cp)
+
+    async def _append_optimistic(
+        self, conn: asyncpg.Connection, items: list[tuple[bytes, dict[str, Any]]]
+    ) -> tuple[list[StoredRecord], None]:
+        """Two round trips, no lock held between them: read the head and the batch's user
+        heads (one statement, one snapshot), link, then one autocommitted statement that
+        advances the head only if it is still the one read and inserts the records and user
+        heads only if it did. Any other writer's append moves the head (user heads only move
+        with it), so a stale read inserts nothing and this returns ``[]``: the caller then
+        appends under the lock. A batch that reaches the count checkpoint also goes there."""
+        keys = sorted({k for k in (user_key_of(d) for _, d in items) if k})
+        row = await conn.fetchrow(self._head_sql, keys)
+        head = ChainHead(int(row["seq"]), str(row["hash"]))
+        if row["since_checkpoint"] + len(items) >= self._cp_every_records:
+            return [], None
+        if row["user_heads"]:
+            head.user_heads = orjson.loads(row["user_heads"])
+        records, updates = head.link_batch(items, lambda _k: None)
+        columns = [list(c) for c in zip(*(r.row() for r in records), strict=True)]
+        done = await conn.fetchval(self._optimistic_sql, *columns, list(updates),
+                                   list(updates.values()), records[-1].seq, records[-1].hash,
+                                   len(records), head.seq, head.head)
+        if not done:
+            self.stale_heads += 1
+            return [], None
+        return records, None
+
+    async def _append_under_lock(
+        self, conn: asyncpg.Connection, items: list[tuple[bytes, dict[str, Any]]]
+    ) -> tuple[list[StoredRecord], Checkpoint | None]:
+        """Four round trips: BEGIN + the head's row lock (one simple query), the head and the
+        user heads read after the lock (what the last holder committed), one statement
+        inserting records and user heads and advancing the head, and COMMIT
+        (synchronous_commit=on: flushed before anyone is told). Signs the count checkpoint
+        when this batch reaches it."""
+        s = self._s
+        cp: Checkpoint | None = None
+        await conn.execute(f"BEGIN; SELECT 1 FROM {s}.audit_head WHERE id = 1 FOR UPDATE")
+        keys = sorted({k for k in (user_key_of(d) for _, d in items) if k})
+        head_row = await conn.fetchrow(self._head_sql, keys)
+        head = ChainHead(int(head_row["seq"]), str(head_row["hash"]))
+        if head_row["user_heads"]:
+            head.user_heads = orjson.loads(head_row["user_heads"])
+        records, updates = head.link_batch(items, lambda _k: None)
+        since = int(head_row["since_checkpoint"]) + len(records)
+        last_cp = head_row["last_checkpoint"]
+        columns = [list(c) for c in zip(*(r.row() for r in records), strict=True)]
+        await conn.execute(self._batch_sql, *columns, list(updates), list(updates.values()),
+                           records[-1].seq, records[-1].hash, since, last_cp)
+        if since >= self._cp_every_records:
+            cp = self._signer.sign(kind="checkpoint", seq=records[-1].seq,
+                                   head=records[-1].hash, prev_checkpoint=last_cp,
+                                   time=now_rfc3339(), interval_s=self._cp_every_s,
+                                   user_heads=await self._all_user_heads(conn))
+            await self._insert_checkpoint(conn, cp)
+            await conn.execute(f"UPDATE {s}.audit_head SET since_checkpoint = 0, "
+                               "last_checkpoint = $1 WHERE id = 1", cp.hash)
+        await conn.execute("COMMIT")
+        return records, cp
 
     async def _insert_checkpoint(self, conn: asyncpg.Connection, cp: Checkpoint) -> None:
         await conn.execute(

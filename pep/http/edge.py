@@ -250,20 +250,27 @@ def _settle_heap() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def run(app: web.Application, *, host: str, port: int, on_listening: Callable[[], None]) -> None:
-    """Serve until SIGINT/SIGTERM (``regogate serve``), then close every component."""
+def run(app: web.Application, *, host: str, port: int, on_listening: Callable[[], None],
+        reuse_port: bool = False, stop_on_readable: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (``regogate serve``), then close every component.
+
+    ``reuse_port``: bind with SO_REUSEPORT (the workers of ``serve --workers N`` share one
+    port; the kernel spreads new connections). ``stop_on_readable``: a file descriptor whose
+    readability means stop too (a worker's pipe to its supervisor: EOF when it died)."""
 
     async def main() -> None:
         runner = GatewayRunner(app, handler_cancellation=False, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
             _settle_heap()
             on_listening()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            if stop_on_readable is not None:
+                loop.add_reader(stop_on_readable, stop.set)
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,22 @@ def is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
+def no_rust_backtraces() -> None:
+    """Stop regorus capturing a Rust backtrace in every error it raises.
+
+    With ``RUST_BACKTRACE=1`` in the environment (common on developer machines and some
+    images), each regorus error captured and symbolised a backtrace: the first one loaded the
+    library's symbol tables, about 60 MB of RSS kept for the life of the process (the
+    support check's arity probe raises one at every start-up), and each later one cost
+    milliseconds of CPU. ``clean_error`` drops the backtrace anyway. ``RUST_LIB_BACKTRACE``
+    governs only library backtraces (panics still honour ``RUST_BACKTRACE``); an operator who
+    sets it explicitly keeps their choice. Rust reads it at the first capture, so this runs
+    before any engine is used."""
+    os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
+
+
 def new_engine() -> Any:
+    no_rust_backtraces()
     engine = regorus.Engine()
     engine.set_policy_length_config(
         max_col=_MAX_COL, max_file_bytes=_MAX_FILE_BYTES, max_lines=_MAX_LINES

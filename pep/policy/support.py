@@ -80,6 +80,9 @@ _ARITY: dict[str, int | None] = {}
 def native_arity(name: str) -> int | None:
     """Arity of a regorus builtin (None if regorus lacks it), asked once per process."""
     if name not in _ARITY:
+        from pep.policy.program import no_rust_backtraces
+
+        no_rust_backtraces()  # this probe's error is the first regorus error of a start-up
         engine = regorus.Engine()
         try:
             engine.add_policy("probe.rego", f"package regogate_probe\nx := {name}(null)\n")

@@ -140,3 +140,54 @@ async def test_unreachable_database_fails_start_with_audit_unavailable(tmp_path:
     store = open_store(AuditSettings(store="postgresql://postgres@127.0.0.1:1/test", write_timeout_s=1), tmp_path)
     with pytest.raises(AuditUnavailable):
         await store.start()
+
+
+class _InterposeAfterHeadRead:
+    """The writer's connection, with another replica's append slipped in right after the
+    writer has read the head: its optimistic append must find the head moved."""
+
+    def __init__(self, conn: asyncpg.Connection, other: PostgresAuditStore) -> None:
+        self._conn, self._other, self.interposed = conn, other, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+    async def fetchrow(self, query: str, *args: object) -> object:
+        row = await self._conn.fetchrow(query, *args)
+        if self.interposed == 0 and "json_object_agg" in query:
+            self.interposed += 1
+            await self._other.append(make_event("alice", 999))
+        return row
+
+
+async def test_an_append_that_read_a_head_another_replica_then_moved_is_linked_again_under_the_lock(
+    postgres_dsn: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = (open_store(pg_settings(postgres_dsn, schema, replica_id=r), tmp_path)
+            for r in ("a", "b"))
+    assert isinstance(a, PostgresAuditStore) and isinstance(b, PostgresAuditStore)
+    await a.start()
+    await b.start()
+    try:
+        await a.append(make_event("alice", 0))
+        proxy = _InterposeAfterHeadRead(await a._writer_conn(), b)
+
+        async def writer_conn() -> object:
+            return proxy
+
+        monkeypatch.setattr(a, "_writer_conn", writer_conn)
+        await a.append(make_event("alice", 1))  # b appends record 999 in the middle
+        assert proxy.interposed == 1 and a.stale_heads == 1
+        monkeypatch.undo()
+        await a.append(make_event("alice", 2))
+        assert a.stale_heads == 1
+    finally:
+        await a.close()
+        await b.close()
+    report = await verify(postgres_dsn, schema, tmp_path)
+    assert report.valid, report.error
+    assert report.records == 4 and report.users == 1
+    reader = PostgresAuditReader(postgres_dsn, schema=schema)
+    ids = [r.doc()["request_id"] async for r in reader.records()]
+    await reader.close()
+    assert ids == [make_event("alice", n).request_id for n in (0, 999, 1, 2)]
