@@ -25,6 +25,7 @@ import orjson
 from pydantic import AfterValidator, Field
 
 from pep.settings_base import Frozen, as_dsn, masked
+from pep.sqlite_wal import connect_wal
 
 
 class ConversationSettings(Frozen):
@@ -119,13 +120,11 @@ class SqliteConversations:
 
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        # Several processes (serve --workers N) may write the same file: wait for the other's
-        # write lock instead of failing at once with "database is locked".
-        db.execute("PRAGMA busy_timeout=2000")
-        db.executescript(_SQLITE_SCHEMA)
+        # Several processes (serve --workers N) may write the same file: WAL switched with
+        # retries, then a busy timeout so writers wait for each other's lock.
+        db = connect_wal(self._path)
+        # The write lock up front (a read turned write in WAL is busy without waiting).
+        db.executescript("BEGIN IMMEDIATE;" + _SQLITE_SCHEMA + "COMMIT;")
         self._db = db
 
     async def close(self) -> None:
@@ -180,7 +179,11 @@ class PostgresConversations:
         try:
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=8,
                                                    command_timeout=5)
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Workers and replicas starting together: concurrent CREATE ... IF NOT EXISTS
+                # race in the catalogue (a unique violation on pg_type), so they take turns.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                   f"regogate-responses:{self._schema}")
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._table} (id TEXT PRIMARY KEY, "

@@ -6,6 +6,15 @@ from __future__ import annotations
 from pep.audit.records import GENESIS
 
 
+# The auditor workspace's filter indexes (name suffix, columns): newest first by seq.
+WORKSPACE_INDEXES = (("person", "subject, seq, event"), ("email", "email, subject"),
+                     ("event", "event, seq"), ("decision", "decision, seq"),
+                     ("model", "model_requested, seq"), ("served", "model_served, seq"))
+# Every index the DDL creates: a store missing one is not current (the DDL runs again).
+INDEX_NAMES = ("audit_records_user", "audit_records_request", "audit_records_time",
+               *(f"audit_records_{name}" for name, _ in WORKSPACE_INDEXES))
+
+
 def ddl(schema: str) -> list[str]:
     s = f'"{schema}"'
     return [
@@ -41,10 +50,7 @@ def ddl(schema: str) -> list[str]:
         # (subject, seq, event) replaces (subject, seq): a person's page and total from the index.
         f"DROP INDEX IF EXISTS {s}.audit_records_subject",
         *(f"CREATE INDEX IF NOT EXISTS audit_records_{name} ON {s}.audit_records ({cols})"
-          for name, cols in (("person", "subject, seq, event"), ("email", "email, subject"),
-                             ("event", "event, seq"),
-                             ("decision", "decision, seq"), ("model", "model_requested, seq"),
-                             ("served", "model_served, seq"))),
+          for name, cols in WORKSPACE_INDEXES),
         f"""CREATE TABLE IF NOT EXISTS {s}.audit_checkpoints (
             id BIGSERIAL PRIMARY KEY,
             seq BIGINT NOT NULL,

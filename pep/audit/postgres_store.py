@@ -26,7 +26,7 @@ import orjson
 from pep.audit.checkpoints import Checkpoint, Signer
 from pep.audit.events import AuditEvent, AuditUnavailable
 from pep.audit.lifecycle import aborted_event, outage_event
-from pep.audit.postgres_schema import ddl
+from pep.audit.postgres_schema import INDEX_NAMES, ddl
 from pep.audit.records import (
     ALL_COLUMNS,
     ChainHead,
@@ -176,7 +176,13 @@ class PostgresAuditStore:
         found = await conn.fetchval(
             "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
             "AND attname = 'recovered_seq' AND NOT attisdropped", f"{self._s}.audit_head")
-        return bool(found)
+        if not found:
+            return False
+        # Indexes added after that column (the auditor workspace's) come with an upgrade too.
+        indexes = await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = ANY($2)",
+            self._schema, list(INDEX_NAMES))
+        return bool(indexes == len(INDEX_NAMES))
 
     async def _close_connections(self) -> None:
         if self._wconn is not None:

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pep.cache.settings import CacheSettings
+from pep.sqlite_wal import connect_wal
 
 log = logging.getLogger("regogate.cache")
 
@@ -202,16 +203,14 @@ class SQLiteStore:
         self._puts = 0
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=2000")
-        return db
+        return connect_wal(self.path)
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
-        db.executescript(_SCHEMA)
+        # The write lock up front: several workers creating the schema at once would
+        # otherwise fail at once (a read turned write in WAL is busy without waiting).
+        db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         self._db = db
         self._purge_seq = self._read_purge_seq()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
