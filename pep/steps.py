@@ -193,6 +193,22 @@ async def _shadow(
         await audit(request, event("shadow.divergence", x, extra=divergence), required=False)
 
 
+async def over_quota(request: web.Request, x: Exchange, decision: Decision,
+                     exc: QuotaExceeded) -> GatewayError:
+    """A refused quota reservation (model calls and MCP tool calls alike): the effective
+    decision becomes a denial with the reasons the policy would have given, audited as
+    ``policy.deny`` at stage ``quota_reservation``; returns the error to raise."""
+    reasons = [Reason(code=limit.code, message=message(limit, used),
+                      quota=QuotaRef(scope=limit.scope, window=limit.window,
+                                     metric=limit.metric))
+               for limit, used in exc.failures]
+    x.decision = decision.model_copy(update={"allow": False, "reasons": reasons})
+    err = denial(request, x, x.decision)
+    await audit(request, event("policy.deny", x, error=err,
+                               extra={"stage": "quota_reservation"}), required=False)
+    return err
+
+
 def denial(request: web.Request, x: Exchange, decision: Decision) -> GatewayError:
     app = request.app
     expose = app[appkeys.SETTINGS].server.expose_deny_reasons
@@ -263,16 +279,7 @@ async def reserve_usage(
             p, p.client_id, model, limits, prompt_tokens=req.estimated_tokens,
             output_tokens=out, choices=choices, shrinkable=not embeddings)
     except QuotaExceeded as exc:
-        reasons = [Reason(code=limit.code, message=message(limit, used),
-                          quota=QuotaRef(scope=limit.scope, window=limit.window,
-                                         metric=limit.metric))
-                   for limit, used in exc.failures]
-        # The effective decision was a denial, with the reasons the policy would have given.
-        x.decision = decision.model_copy(update={"allow": False, "reasons": reasons})
-        err = denial(request, x, x.decision)
-        await audit(request, event("policy.deny", x, error=err,
-                                   extra={"stage": "quota_reservation"}), required=False)
-        raise err from None
+        raise await over_quota(request, x, decision, exc) from None
     except InvalidQuota as exc:
         app[appkeys.METRICS].inc("policy_errors_total", code="policy_invalid")
         err = Unavailable(str(exc), code="policy_unavailable", details={"cause": "policy_invalid"})

@@ -17,11 +17,11 @@ from pep.errors import GatewayError, Unavailable
 from pep.exchange import Exchange
 from pep.mcp.jsonrpc import Message
 from pep.mcp.service import McpGateway
-from pep.policy.contract import Decision, QuotaRef, Reason
+from pep.policy.contract import Decision
 from pep.policy.input import build_policy_input
 from pep.principal import Principal
-from pep.steps import POLICY_INPUT, audit, decide, denial
-from pep.usage.admission import InvalidQuota, QuotaExceeded, message
+from pep.steps import POLICY_INPUT, audit, decide, denial, over_quota
+from pep.usage.admission import InvalidQuota, QuotaExceeded
 from pep.usage.tracker import UsageUnavailable
 
 log = logging.getLogger("regogate.mcp")
@@ -115,15 +115,7 @@ async def reserve_call(request: web.Request, x: Exchange, gw: McpGateway, decisi
             principal, principal.client_id, "", limits, prompt_tokens=0, output_tokens=0,
             shrinkable=False, extra=extra)
     except QuotaExceeded as exc:
-        reasons = [Reason(code=limit.code, message=message(limit, used),
-                          quota=QuotaRef(scope=limit.scope, window=limit.window,
-                                         metric=limit.metric))
-                   for limit, used in exc.failures]
-        x.decision = decision.model_copy(update={"allow": False, "reasons": reasons})
-        err = denial(request, x, x.decision)
-        await audit(request, event("policy.deny", x, error=err,
-                                   extra={"stage": "quota_reservation"}), required=False)
-        raise err from None
+        raise await over_quota(request, x, decision, exc) from None
     except InvalidQuota as exc:
         raise await _policy_error(request, x, str(exc), "policy_invalid") from exc
     except UsageUnavailable as exc:
