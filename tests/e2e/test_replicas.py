@@ -113,12 +113,12 @@ async def test_two_gateway_processes_share_one_limit_and_write_one_verifiable_tr
         [sys.executable, "-m", "pep", "audit", "verify", "--store", audit["store"],
          "--pg-schema", audit["pg_schema"], "--public-key", str(tmp_path / "audit-key.pub.pem"),
          "--json"],
-        env=env(), capture_output=True, text=True)
+        env=env(), capture_output=True, text=True, cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     query = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "pep", "audit", "query", "--store", audit["store"],
          "--pg-schema", audit["pg_schema"], "--user", "bob"],
-        env=env(), capture_output=True, text=True, check=True)
+        env=env(), capture_output=True, text=True, check=True, cwd=tmp_path)
     events = [yaml.safe_load(line)["event"] for line in query.stdout.splitlines()]
     assert events.count("request.completion") == 3 and events.count("policy.deny") == 2

@@ -140,7 +140,8 @@ def _verify(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "pep", "audit", "verify", "--store", audit["store"],
          "--pg-schema", audit["pg_schema"], "--public-key", str(tmp_path / "audit-key.pub.pem"),
-         "--json"], env=env(), capture_output=True, text=True, timeout=120)
+         "--json"], env=env(), capture_output=True, text=True, timeout=120,
+         cwd=tmp_path)
 
 
 @pytest.mark.redis
@@ -183,7 +184,7 @@ async def test_two_workers_share_one_port_survive_a_killed_worker_and_write_one_
         subprocess.run,
         [sys.executable, "-m", "pep", "audit", "query", "--store", served.config["audit"]["store"],
          "--pg-schema", served.config["audit"]["pg_schema"], "--user", "alice"],
-        env=env(), capture_output=True, text=True, check=True)
+        env=env(), capture_output=True, text=True, check=True, cwd=tmp_path)
     events = [yaml.safe_load(line)["event"] for line in query.stdout.splitlines()]
     answered = len(seen) + len(after_kill) + len(back)
     assert events.count("request.completion") == answered, (answered, sorted(set(events)), [events.count(e) for e in sorted(set(events))])
