@@ -104,10 +104,13 @@ def prepare(name: str, target: Target) -> Path:
     return work
 
 
+JOBS: list[str] = []  # ["--max-children", N] when --jobs is given (mutmut's default: every core)
+
+
 def mutmut(work: Path, names: list[str], *, quiet: bool = False) -> int:
     exe = Path(sys.executable).parent / "mutmut"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    out = subprocess.run([str(exe), "run", *names], cwd=work, env=env,
+    out = subprocess.run([str(exe), "run", *JOBS, *names], cwd=work, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if out.returncode != 0 and not quiet:
         print(out.stdout[-4000:])
@@ -162,7 +165,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--check", action="store_true",
                     help="fail when a sampled/complete target is under its kill-rate bar, or a "
                          "sampled mutant survives that docs/testing.md does not list")
+    ap.add_argument("--jobs", type=int, help="mutants run at once (default: one per core)")
     args = ap.parse_args(argv)
+    if args.jobs:
+        JOBS[:] = ["--max-children", str(args.jobs)]
     chosen = args.targets or list(TARGETS)
     unknown = sorted(set(chosen) - set(TARGETS))
     if unknown:
