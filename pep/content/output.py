@@ -9,9 +9,11 @@ form, as message_index 0, so the spans index ``text`` -- exactly what input.outp
 Incremental, so a stream's scanning cost stays linear in its length: each delta is
 normalised once when it is first read, and ``findings()`` scans only the text added since
 the previous call plus an overlap of ``OVERLAP`` characters (longer than any detector's
-span except a PEM block, whose BEGIN line is found by an earlier scan and kept). Findings
-that start before the overlap window are kept from earlier scans; new ones that overlap a
-kept one are dropped, so a finding is reported once.
+span except a PEM block or a long token) and, when a finding ran to the end of the previous
+scan, from that finding's start (up to ``LOOKBACK`` characters back), so a key longer than the
+overlap that a check cut in two is reported whole. Findings that start before the rescanned
+region are kept from earlier scans; new ones that overlap a kept one are dropped, so a
+finding is reported once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from pep.content.inspector import ContentInspector
 
 OVERLAP = 1024
+LOOKBACK = 64 * 1024
 
 
 class OutputScanner:
@@ -83,6 +86,13 @@ class OutputScanner:
         if len(text) == self._scanned:
             return list(self._findings)
         region = max(0, self._scanned - OVERLAP)
+        # A finding that ran to the end of the last scan may go on in the new text (a key or
+        # PEM block longer than the overlap, cut by a check): scan again from its start, so
+        # it is reported whole, but from no further back than LOOKBACK (a stream must not
+        # make every check rescan an ever longer token).
+        for f in self._findings:
+            if f.end >= self._scanned:
+                region = max(min(region, f.start), self._scanned - LOOKBACK)
         kept = [f for f in self._findings if f.start < region]
         limit = max((f.end for f in kept), default=0)
         for f in self._inspector.inspect([text[region:]]):

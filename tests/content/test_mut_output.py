@@ -5,7 +5,7 @@ reported once, offsets into the whole normalised text)."""
 from __future__ import annotations
 
 from pep.content import ContentInspector
-from pep.content.output import OVERLAP
+from pep.content.output import LOOKBACK, OVERLAP
 from pep.policy.contract import Finding
 
 
@@ -68,3 +68,36 @@ def test_raw_text_read_mid_stream_keeps_growing(inspector: ContentInspector) -> 
     assert out.text == "Bob wrote"
     out.feed("!")
     assert (out.raw_text, out.text) == ("Bob\u200b wrote!", "Bob wrote!")
+
+
+KEY = "sk-proj-" + "Ab3" * 600  # an API key longer than the overlap window
+PEM = ("-----BEGIN PRIVATE KEY-----\n" + "\n".join(["MIIEv" + "A" * 59] * 40)
+       + "\n-----END PRIVATE KEY-----")
+
+
+def test_a_key_longer_than_the_overlap_cut_by_a_check_is_reported_whole(
+        inspector: ContentInspector) -> None:
+    for secret, kind in ((KEY, "builtin:openai"), (PEM, "builtin:pem")):
+        whole = "here: " + secret + " (done)"
+        out = inspector.output_scanner(check_every_chars=0)
+        out.feed(whole[:1500])
+        assert [(f.start, f.end) for f in out.findings()] == [(6, 1500)]  # so far
+        out.feed(whole[1500:3000])
+        out.findings()
+        out.feed(whole[3000:])
+        late = out.findings()
+        assert [(f.start, f.end, f.detector) for f in late] == [(6, 6 + len(secret), kind)]
+        assert _spans(late) == _spans(inspector.inspect([whole]))
+
+
+def test_the_rescan_of_a_cut_finding_reaches_back_at_most_lookback_characters(
+        inspector: ContentInspector) -> None:
+    whole = "here: sk-proj-1" + "x" * (LOOKBACK + 2000) + " (done)"
+    out = inspector.output_scanner(check_every_chars=0)
+    first = LOOKBACK + 1000
+    out.feed(whole[:first])
+    assert [(f.start, f.end) for f in out.findings()] == [(6, first)]
+    out.feed(whole[first:])
+    # The key began more than LOOKBACK characters before the last check ended: it is not
+    # scanned again (its start is out of reach), and the finding keeps the part found.
+    assert [(f.start, f.end) for f in out.findings()] == [(6, first)]
