@@ -21,3 +21,21 @@ def test_redacting_an_embeddings_request_walks_it_as_embeddings(
     out, count = inspector.redact_request(body, "chat.completions", {"email"})
     assert count == 1
     assert out["messages"] == [{"role": "eve@example.org"}]
+
+
+def test_findings_in_a_message_outside_its_text_belong_to_no_message(
+        inspector: ContentInspector) -> None:
+    # Tool-call arguments sit in message 0 but are not its text: message_index -1, offsets
+    # into the string itself, the location saying where it is. The invisible characters of
+    # the text are reported with the kind of character that hid them as the detector.
+    body: dict[str, Any] = {"model": "m", "messages": [
+        {"role": "assistant", "content": "ok\u200b", "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "send", "arguments": '{"to": "ann@example.com"}'}}]}]}
+    scan = inspector.scan_request(body, "chat.completions", 1)
+    assert [(f.type, f.message_index, f.start, f.end, f.detector, f.location)
+            for f in scan.findings] == [
+        ("invisible_text", 0, 2, 2, "builtin:zero_width", "messages[0].content"),
+        ("email", -1, 0, 15, "builtin:email",
+         "messages[0].tool_calls[0].function.arguments.to"),
+    ]
