@@ -39,3 +39,14 @@ def test_findings_in_a_message_outside_its_text_belong_to_no_message(
         ("email", -1, 0, 15, "builtin:email",
          "messages[0].tool_calls[0].function.arguments.to"),
     ]
+
+
+def test_a_message_beyond_the_text_count_gets_findings_indexing_its_own_string(
+        inspector: ContentInspector) -> None:
+    body: dict[str, Any] = {"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "user", "content": "card 4111 1111 1111 1111 please"}]}
+    scan = inspector.scan_request(body, "chat.completions", 1)
+    assert scan.texts == ["hi"]
+    assert [(f.type, f.message_index, f.start, f.end) for f in scan.findings] == [
+        ("payment_card", 1, 5, 24)]
