@@ -50,3 +50,14 @@ def test_a_message_beyond_the_text_count_gets_findings_indexing_its_own_string(
     assert scan.texts == ["hi"]
     assert [(f.type, f.message_index, f.start, f.end) for f in scan.findings] == [
         ("payment_card", 1, 5, 24)]
+
+
+def test_offsets_in_the_third_text_part_count_every_part_before_it(
+        inspector: ContentInspector) -> None:
+    parts = [{"type": "text", "text": t} for t in ("a", "three", "mail bob@example.org")]
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    scan = inspector.scan_request(body, "chat.completions", 1)
+    assert scan.texts == ["a\nthree\nmail bob@example.org"]
+    (f,) = scan.findings
+    assert (f.start, f.end) == (13, 28)
+    assert scan.texts[0][f.start : f.end] == "bob@example.org"
