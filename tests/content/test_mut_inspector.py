@@ -61,3 +61,12 @@ def test_offsets_in_the_third_text_part_count_every_part_before_it(
     (f,) = scan.findings
     assert (f.start, f.end) == (13, 28)
     assert scan.texts[0][f.start : f.end] == "bob@example.org"
+
+
+def test_embeddings_inputs_are_scanned_as_the_texts_of_their_positions(
+        inspector: ContentInspector) -> None:
+    body: dict[str, Any] = {"model": "e", "input": ["hello", "mail bob@example.org"]}
+    scan = inspector.scan_request(body, "embeddings", 2)
+    assert scan.texts == ["hello", "mail bob@example.org"]
+    assert [(f.type, f.message_index, f.start, f.end, f.location) for f in scan.findings] == [
+        ("email", 1, 5, 20, "input[1]")]
