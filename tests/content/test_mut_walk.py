@@ -26,3 +26,14 @@ def test_arguments_that_are_not_a_json_object_or_list_are_one_plain_string() -> 
                 arguments) in seen
         assert out["messages"][1]["tool_calls"][0]["function"]["arguments"] == "X"
         assert body["messages"][1]["tool_calls"][0]["function"]["arguments"] == arguments
+
+
+def test_keys_after_a_structural_key_are_still_visited() -> None:
+    body: dict[str, Any] = {"model": "m", "metadata": {"type": "t", "bob@example.org": "v"}}
+    seen: list[str] = []
+
+    def visit(site: Site, text: str) -> None:
+        seen.append(site.location)
+
+    walk(body, "chat.completions", visit)
+    assert [loc for loc in seen if "[key:" in loc] == ["metadata[key:1]"]
