@@ -38,12 +38,15 @@ class RecordingIdp(FakeIdp):
         self.release.set()
         self.arrived = asyncio.Event()
         self.advertise_introspection = True
+        self.answer: dict[str, Any] | None = None  # replaces every introspection answer
 
     async def _introspect(self, request: web.Request) -> web.Response:
         form = await request.post()
         self.forms.append({k: str(v) for k, v in form.items()})
         self.arrived.set()
         await self.release.wait()
+        if self.answer is not None:
+            return web.json_response(self.answer)
         return await super()._introspect(request)
 
     async def _discovery(self, request: web.Request) -> web.Response:
@@ -260,3 +263,16 @@ async def test_plain_http_to_a_named_host_is_used_only_when_the_issuer_allows_it
         auth = await authenticator(started, named_session, [conf])
         ridp.issuer = named  # the answer's iss must name the configured issuer
         assert (await auth.authenticate(bearer(opaque(ridp)))).issuer == named
+
+
+@pytest.mark.parametrize("active", [..., "true", 1, None])
+async def test_only_active_true_is_active(
+    started: list[Authenticator], session: aiohttp.ClientSession, ridp: RecordingIdp, active: Any
+) -> None:
+    auth = await authenticator(started, session, [issuer_conf(ridp, introspection=CLIENT)])
+    claims = {"iss": ridp.issuer, "sub": "carol", "aud": "regogate", "exp": NOW + 600}
+    ridp.answer = claims if active is ... else {"active": active, **claims}
+    err = await rejected(auth, "some-opaque-token")
+    assert told(err) == (401, "invalid_token", "token is not active")
+    ridp.answer = {"active": True, **claims}
+    assert (await auth.authenticate(bearer("some-opaque-token"))).sub == "carol"
