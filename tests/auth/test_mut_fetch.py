@@ -195,6 +195,7 @@ def test_a_bracketed_ipv6_loopback_is_loopback() -> None:
     ("max-age=garbage, s-maxage=600", 600),
     ("No-Cache, max-age=600", 60),
     ("NO-STORE", 60),
+    ('no-cache="a=b", max-age=600', 60),  # a directive's name ends at its first "="
     ("max-age=3600", 3600),
     ("max-age=3601", 3600),
     ("max-age=60", 60),
