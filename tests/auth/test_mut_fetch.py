@@ -195,6 +195,8 @@ def test_a_bracketed_ipv6_loopback_is_loopback() -> None:
     ("max-age=garbage, s-maxage=600", 600),
     ("No-Cache, max-age=600", 60),
     ("NO-STORE", 60),
+    ("no-store, max-age=600", 60),
+    ("max-age=X600", 60),  # a malformed value is ignored, not repaired
     ('no-cache="a=b", max-age=600', 60),  # a directive's name ends at its first "="
     ("max-age=3600", 3600),
     ("max-age=3601", 3600),
