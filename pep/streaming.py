@@ -147,8 +147,9 @@ class _Feed:
         return _TIMEOUT
 
     async def close(self) -> None:
-        if not self.task.done():
-            self.task.cancel()
+        if self.task.done():
+            return  # the stream ended: asyncio.wait would still cost a loop iteration
+        self.task.cancel()
         await asyncio.wait({self.task})
 
 
