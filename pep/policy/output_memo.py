@@ -32,12 +32,20 @@ from pep.policy.projection import Path, Projection
 
 MEMO_SIZE = 1024
 _UNDEFINED = object()
+# What a field lookup is undefined on, in JSON: anything but an object.
+_NOT_OBJECTS = (str, int, float, list, tuple, type(None))
+
+
+class _Unkeyable(Exception):
+    """A value orjson may encode as an object that is not a dict (e.g. a dataclass)."""
 
 
 def _at(doc: Any, path: Path) -> Any:
     for seg in path:
         if not isinstance(doc, dict):
-            return _UNDEFINED
+            if isinstance(doc, _NOT_OBJECTS):  # bool is an int
+                return _UNDEFINED
+            raise _Unkeyable
         doc = doc.get(seg, _UNDEFINED)
         if doc is _UNDEFINED:
             return _UNDEFINED
@@ -61,20 +69,20 @@ class OutputMemo:
     def key(self, policy_input: dict[str, Any]) -> tuple[bytes, ...] | None:
         """The projection of ``policy_input``; None when the memo does not apply (a guard
         is not truthy: another phase) or a value cannot be encoded."""
-        for path in self._guards:
-            value = _at(policy_input, path)
-            if value is _UNDEFINED or value is False:
-                return None
         parts: list[bytes] = []
         try:
+            for path in self._guards:
+                value = _at(policy_input, path)
+                if value is _UNDEFINED or value is False:
+                    return None
             for path in self._values:
                 value = _at(policy_input, path)
                 parts.append(b"" if value is _UNDEFINED else orjson.dumps(value))
-        except (TypeError, orjson.JSONEncodeError):
+            for path in self._bits:
+                value = _at(policy_input, path)
+                parts.append(b"0" if value is _UNDEFINED or value is False else b"1")
+        except (_Unkeyable, TypeError, orjson.JSONEncodeError):
             return None
-        for path in self._bits:
-            value = _at(policy_input, path)
-            parts.append(b"0" if value is _UNDEFINED or value is False else b"1")
         return tuple(parts)
 
     def get(self, key: tuple[bytes, ...]) -> Decision | None:

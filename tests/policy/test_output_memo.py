@@ -327,3 +327,28 @@ def test_builtins_trusted_to_be_defined_answer_or_raise_on_ill_typed_arguments(n
         except Exception:  # noqa: BLE001 - an error, never "undefined"
             continue
         assert out.get("result"), query
+
+
+def test_a_key_is_exact_json_and_refuses_what_it_cannot_encode_faithfully() -> None:
+    from dataclasses import dataclass
+
+    from pep.policy.output_memo import OutputMemo
+    from pep.policy.projection import Projection
+
+    @dataclass
+    class Box:
+        types: list[str]
+
+    memo = OutputMemo(Projection(values=(("output", "types"),), bits=(("output", "final"),),
+                                 guards=(("output",),)))
+    one = memo.key({"output": {"types": [1], "final": True}})
+    assert one is not None
+    assert memo.key({"output": {"types": [1.0], "final": True}}) != one  # 1 vs 1.0: exact
+    assert memo.key({"output": {"types": [1], "final": 0}}) == one  # 0 is truthy in Rego
+    assert memo.key({"output": {"types": [1], "final": False}}) != one
+    assert memo.key({"output": {"final": True}}) != one  # undefined is not a value
+    assert memo.key({"output": False}) is None  # a guard that fails: not this phase
+    assert memo.key({}) is None
+    assert memo.key({"output": "text"}) is not None  # output.types undefined on a string
+    assert memo.key({"output": Box(["email"])}) is None  # orjson would encode an object
+    assert memo.key({"output": {"types": {1, 2}, "final": True}}) is None  # not JSON
