@@ -352,3 +352,18 @@ def test_a_key_is_exact_json_and_refuses_what_it_cannot_encode_faithfully() -> N
     assert memo.key({"output": "text"}) is not None  # output.types undefined on a string
     assert memo.key({"output": Box(["email"])}) is None  # orjson would encode an object
     assert memo.key({"output": {"types": {1, 2}, "final": True}}) is None  # not JSON
+
+
+async def test_a_reloaded_bundle_starts_with_an_empty_memo(tmp_path: Path) -> None:
+    engine = await bundle(tmp_path, OUTPUT_TYPES)
+    answer = with_output(policy_input(), ["email"])
+    assert (await engine.evaluate(answer)).allow
+    assert (await engine.evaluate(answer)).allow
+    stricter = OUTPUT_TYPES.replace('t in data.gateway.deny', 't in {"email", "api_key"}')
+    (tmp_path / "b" / "output" / "output.rego").write_text(stricter)
+    assert await engine.reload_if_changed()
+    assert engine._policy is not None and engine._policy.output_memo is not None
+    assert len(engine._policy.output_memo) == 0
+    decision = await engine.evaluate(answer)
+    assert not decision.allow and decision.reasons[0].code == "secret"
+    await engine.close()
