@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from pep.policy.bundle import Bundle
 from pep.policy import projection
+from pep.policy.bundle import Bundle
 from pep.policy.engine import PolicyError
 from pep.policy.output_memo import OutputMemo
 from pep.policy.program import (
