@@ -12,6 +12,10 @@ re-cloned from the compiled bundle before the next one (``Program``); panics are
 engine on an empty input and is false after ``FAILURE_STREAK_NOT_READY`` consecutive engine
 failures with no successful decision in between (a bundle that cannot evaluate at all); one
 panicking request does not take the replica out of rotation.
+
+Output decisions (``input.output`` set) are answered from the compiled bundle's output memo
+when its load-time analysis proved which input paths they depend on
+(pep.policy.output_memo, pep.policy.projection); everything else is evaluated every time.
 """
 
 from __future__ import annotations
