@@ -358,3 +358,73 @@ async def test_a_range_starting_at_a_rewritten_checkpoint_checks_that_checkpoint
     report = await check(trail, since=t4)
     assert report.error is not None
     assert (report.error.kind, report.error.chain, report.error.seq) == ("modified", "checkpoint", 4)
+
+
+async def test_records_renumbered_away_from_their_checkpoints_are_reported(trail: Path) -> None:
+    # seq is not hashed: shifting every record keeps each link valid, but the signed
+    # checkpoint at seq 4 no longer finds its record.
+    with db(trail) as conn:
+        conn.execute("UPDATE audit_records SET seq = seq + 100")
+    report = await check(trail)
+    assert report.error == Break("deleted", "checkpoint", 4, "the record at checkpoint seq 4 is missing")
+    assert (report.first_seq, report.last_seq, report.records) == (101, 112, len(ORDER))
+
+
+def test_the_cadence_allowance_of_a_checkpoint() -> None:
+    from pep.audit.verify import allowed_gap
+
+    assert allowed_gap(Checkpoint({"interval_s": 1}, "")) == 6.5
+    assert allowed_gap(Checkpoint({"interval_s": 0.5}, "")) == 5.75
+    for bad in (-5, "10", None, False):
+        assert allowed_gap(Checkpoint({"interval_s": bad}, "")) is None, bad
+
+
+async def test_a_trail_emptied_of_records_is_truncated_from_its_first_seq(trail: Path) -> None:
+    cps = await stored(trail)
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records")
+    report = await check(trail)
+    assert report.error == Break("truncated", "checkpoint", 1,
+                                 f"records seq 1..12 are missing: the checkpoint of "
+                                 f"{cps[3].payload['time']} covers 12 records")
+    assert (report.records, report.first_seq, report.last_seq) == (0, None, None)
+
+
+async def test_of_two_checkpoints_at_the_same_seq_and_time_the_later_one_is_the_latest(
+        trail: Path) -> None:
+    close = (await stored(trail))[-1]
+    same = after(close, "heartbeat", 0, tmp=trail)
+    add(trail, same)
+    report = await check(trail, now=when(close))
+    assert report.valid, report.error
+    assert report.latest_checkpoint == {"seq": 12, "time": close.payload["time"], "kind": "heartbeat",
+                                        "writer": "test-writer"}
+
+
+async def test_a_trail_that_starts_below_seq_one_is_reported_at_its_first_seq(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 1")
+        conn.execute("UPDATE audit_records SET seq = seq - 2")  # records 0..10
+    report = await check(trail)
+    assert report.error == Break(
+        "deleted", "global", 0, "the trail does not start at the genesis record (first stored seq 0)")
+
+
+async def test_unsealed_records_after_a_range_start_past_the_last_checkpoint_are_reported(
+        trail: Path) -> None:
+    # Two forged records after the newest checkpoint (seq 12), both dated long ago; a range
+    # that starts at the second must not hide that neither is sealed.
+    forge_tail(trail, "2025-06-01T12:00:00.000000Z")
+    with db(trail) as conn:
+        last = load(conn, 13)
+        doc = last.doc()
+        doc.update(time="2025-06-01T12:00:01.000000Z", request_id="req_forged_2")
+        body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+        h = record_hash(last.hash, last.user_key, last.hash, body.encode())
+        rec = StoredRecord(14, h, last.hash, last.user_key, last.hash, body, index_fields(doc))
+        conn.execute(f"INSERT INTO audit_records ({', '.join(ALL_COLUMNS)}) VALUES "
+                     f"({', '.join('?' for _ in ALL_COLUMNS)})", rec.row())
+    report = await check(trail, since="2025-06-01T12:00:01.000000Z")
+    assert report.records == 1
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("unsealed", 14)
