@@ -152,7 +152,8 @@ async def verify_trail(
     lo, hi = await reader.seq_bounds(since, until)
     from_genesis = lo is None
     cp_seqs = {cp.seq for cp in checkpoints}
-    sealed_to = max(cp_seqs, default=0)
+    # Without any checkpoint every record is unsealed, even one renumbered to seq 0.
+    sealed_to = max(cp_seqs, default=-1)
     first_unsealed: StoredRecord | None = None
     hash_at: dict[int, str] = {}
     user_last: dict[str, str] = {}

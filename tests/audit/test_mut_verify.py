@@ -428,3 +428,27 @@ async def test_unsealed_records_after_a_range_start_past_the_last_checkpoint_are
     assert report.records == 1
     assert report.error is not None
     assert (report.error.kind, report.error.seq) == ("unsealed", 14)
+
+
+async def test_a_lone_record_at_seq_zero_with_no_checkpoint_is_unsealed(trail: Path) -> None:
+    with db(trail) as conn:
+        conn.execute("DELETE FROM audit_checkpoints")
+        conn.execute("DELETE FROM audit_records WHERE seq > 1")
+        conn.execute("UPDATE audit_records SET seq = 0")  # the genesis record, renumbered
+    report = await check(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.chain, report.error.seq) == ("unsealed", "checkpoint", 0)
+
+
+async def test_the_newest_checkpoints_cadence_is_the_one_that_applies(trail: Path) -> None:
+    # The writer restarted with a 10 s cadence (20 s with the tolerance) after an hourly one.
+    close = (await stored(trail))[-1]
+    fast = after(close, "start", 60, interval_s=10.0, tmp=trail)
+    add(trail, fast)
+    rec = forge_tail(trail, format_rfc3339(when(fast)))
+    report = await check(trail, now=when(fast, 20))
+    assert report.valid, report.error
+    assert report.warnings == [f"1 record(s) not sealed yet (seq {rec.seq}..{rec.seq}; sealed within 20 s)"]
+    report = await check(trail, now=when(fast, 100))
+    assert report.error is not None and (report.error.kind, report.error.seq) == ("unsealed", rec.seq)
+    assert f"the newest checkpoint ({describe(fast)}) is older than its cadence" in report.warnings[0]
