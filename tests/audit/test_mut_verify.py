@@ -453,3 +453,16 @@ async def test_the_newest_checkpoints_cadence_is_the_one_that_applies(trail: Pat
     report = await check(trail, now=when(fast, 100))
     assert report.error is not None and (report.error.kind, report.error.seq) == ("unsealed", rec.seq)
     assert f"the newest checkpoint ({describe(fast)}) is older than its cadence" in report.warnings[0]
+
+
+async def test_of_two_checkpoints_at_the_same_seq_the_newer_by_time_is_the_latest(
+        trail: Path) -> None:
+    # The writer's clock stepped back: the heartbeat written after the close is dated before it.
+    close = (await stored(trail))[-1]
+    stepped_back = after(close, "heartbeat", -10, tmp=trail)
+    add(trail, stepped_back)
+    report = await check(trail, now=when(close))
+    assert report.valid, report.error
+    assert report.latest_checkpoint is not None
+    assert (report.latest_checkpoint["kind"], report.latest_checkpoint["time"]) == (
+        "close", close.payload["time"])
