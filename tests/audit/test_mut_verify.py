@@ -7,7 +7,7 @@ cannot), and times are data passed in (``now=``), never the clock of the test ru
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -378,6 +378,11 @@ def test_the_cadence_allowance_of_a_checkpoint() -> None:
     assert allowed_gap(Checkpoint({"interval_s": 0.5}, "")) == 5.75
     for bad in (-5, "10", None, False):
         assert allowed_gap(Checkpoint({"interval_s": bad}, "")) is None, bad
+
+
+def test_a_time_with_an_offset_keeps_its_instant() -> None:
+    assert parse_time("2025-01-01T02:00:00+02:00") == datetime(2025, 1, 1, 0, 0, tzinfo=UTC)
+    assert parse_time("2025-01-01T00:00:00") == datetime(2025, 1, 1, 0, 0, tzinfo=UTC)
 
 
 async def test_a_trail_emptied_of_records_is_truncated_from_its_first_seq(trail: Path) -> None:
