@@ -152,8 +152,7 @@ async def verify_trail(
     lo, hi = await reader.seq_bounds(since, until)
     from_genesis = lo is None
     cp_seqs = {cp.seq for cp in checkpoints}
-    # Without any checkpoint every record is unsealed, even one renumbered to seq 0.
-    sealed_to = max(cp_seqs, default=-1)
+    sealed_to = max(cp_seqs, default=None)  # None: no checkpoint, every record is unsealed
     first_unsealed: StoredRecord | None = None
     hash_at: dict[int, str] = {}
     user_last: dict[str, str] = {}
@@ -202,7 +201,7 @@ async def verify_trail(
             user_last[rec.user_key] = rec.hash
         if rec.seq in cp_seqs:
             hash_at[rec.seq] = rec.hash
-        if first_unsealed is None and rec.seq > sealed_to:
+        if first_unsealed is None and (sealed_to is None or rec.seq > sealed_to):
             # The oldest record no checkpoint covers (the range may start past the first one).
             first_unsealed = rec
         prev2, prev1 = prev1, rec

@@ -471,3 +471,22 @@ async def test_of_two_checkpoints_at_the_same_seq_the_newer_by_time_is_the_lates
     assert report.latest_checkpoint is not None
     assert (report.latest_checkpoint["kind"], report.latest_checkpoint["time"]) == (
         "close", close.payload["time"])
+
+
+async def test_a_forged_record_at_a_negative_seq_is_not_invisible(trail: Path) -> None:
+    # `query --user alice` lists it; the verifier must see it as well.
+    with db(trail) as conn:
+        first = load(conn, 1)
+        doc = first.doc()
+        doc["request_id"] = "req_hidden"
+        body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+        h = record_hash(first.prev_hash, first.user_key, None, body.encode())
+        rec = StoredRecord(-1, h, first.prev_hash, first.user_key, None, body, index_fields(doc))
+        conn.execute(f"INSERT INTO audit_records ({', '.join(ALL_COLUMNS)}) VALUES "
+                     f"({', '.join('?' for _ in ALL_COLUMNS)})", rec.row())
+    report = await check(trail)
+    assert report.error is not None
+    # It chains to genesis, so the real first record no longer follows it: seq 0 is missing.
+    assert report.error == Break("deleted", "global", 0, "record(s) seq 0 are missing", "alice",
+                                 "req_alice_0")
+    assert report.first_seq == -1
