@@ -78,7 +78,7 @@ def _usage(doc: Mapping[str, Any]) -> Usage | None:
     return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
 
 
-def _loads(data: bytes, kind: str) -> dict[str, Any]:
+def _loads(data: bytes | str, kind: str) -> dict[str, Any]:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -116,7 +116,7 @@ class StreamTranslator:
         for ev in events:
             if ev.data == "[DONE]":
                 continue
-            chunk = _loads(ev.data.encode(), kind)
+            chunk = _loads(ev.data, kind)  # orjson reads the str as it is
             if "error" in chunk:
                 code = provider_errors.json_code(chunk, ("error", "code"), ("error", "type"))
                 status = 429 if code in ("rate_limit_exceeded", "rate_limit_error") else 502

@@ -118,6 +118,10 @@ class _Feed:
         if w is not None and not w.done():
             w.set_result(None)
 
+    def ready(self) -> bool:
+        """``next`` would return without waiting for the upstream."""
+        return bool(self._items) or self._done
+
     async def next(self, deadline: float | None) -> Any:
         """The next chunk; _END when the stream is over; _TIMEOUT when ``deadline`` (loop
         time) passed first."""
@@ -143,8 +147,9 @@ class _Feed:
         return _TIMEOUT
 
     async def close(self) -> None:
-        if not self.task.done():
-            self.task.cancel()
+        if self.task.done():
+            return  # the stream ended: asyncio.wait would still cost a loop iteration
+        self.task.cancel()
         await asyncio.wait({self.task})
 
 
@@ -161,14 +166,33 @@ class _Relay:
         self.deadline = 0.0  # when the held window must be checked and released
         self.parts: list[str] = []  # all answer text received
         self.delivered = 0  # how many of ``parts`` reached the client
+        self.out: list[bytes] = []  # encoded chunks queued by ``send``, not yet written
+        self.out_texts = 0  # how many of them carry answer text
         self.cut_by: Any = None
 
-    async def send(self, chunk: dict[str, Any], text: str) -> None:
-        await self.resp.write(self.encoder.encode(chunk))
+    def send(self, chunk: dict[str, Any], text: str) -> None:
+        """Queue a chunk that needs no check (or is not held): it goes out with the next
+        ``flush``, which runs before the relay waits for the upstream, so the chunks of one
+        upstream read leave in one write."""
+        self.out.append(self.encoder.encode(chunk))
         if text:
+            self.out_texts += 1
+
+    async def flush(self, tail: bytes = b"") -> None:
+        """Write the queued chunks (and ``tail``) in one write; count what was delivered."""
+        if not self.out and not tail:
+            return
+        data = b"".join(self.out) + tail if self.out else tail
+        texts = self.out_texts
+        self.out, self.out_texts = [], 0
+        await self.resp.write(data)
+        self._delivered(texts)
+
+    def _delivered(self, texts: int) -> None:
+        if texts:
             if not self.delivered:
                 self._first_token()
-            self.delivered += 1
+            self.delivered += texts
 
     def _first_token(self) -> None:
         """Time to first token as the client sees it: the first text written to it."""
@@ -196,12 +220,11 @@ class _Relay:
         self.held = self.held[len(self.held) - keep :]
         if self.held:
             self.deadline = self.held[0][2] + self.hold_s * TAIL_HOLD_FACTOR
+        # Queued chunks came before every held one (send queues only when nothing is held):
+        # one write, in order.
+        await self.flush(b"".join([self.encoder.encode(c) for c, _, _ in held]))
         if held:
-            await self.resp.write(b"".join(self.encoder.encode(c) for c, _, _ in held))
-            first = not self.delivered
-            self.delivered += sum(1 for _, t, _ in held if t)
-            if first and self.delivered:
-                self._first_token()
+            self._delivered(sum(1 for _, t, _ in held if t))
         return True
 
     def _tail(self, now: float) -> int:
@@ -252,6 +275,8 @@ async def relay_stream(
     terminal = b""  # written once the completion record is durable (module docstring)
     try:
         while True:
+            if relay.out and not feed.ready():
+                await relay.flush()  # before waiting: nothing queued waits for the upstream
             chunk = await feed.next(relay.deadline if relay.held else None)
             if chunk is _END:
                 break
@@ -264,7 +289,7 @@ async def relay_stream(
             if text:
                 relay.parts.append(text)
             if scanner is None or (not text and not relay.held):
-                await relay.send(chunk, text)
+                relay.send(chunk, text)
                 continue
             now = loop.time()
             relay.hold(chunk, text, now)
@@ -273,6 +298,8 @@ async def relay_stream(
         if relay.cut_by is None:
             await relay.release(final=True)
         if relay.cut_by is not None:
+            # What was queued carries no answer text (a check would have held it).
+            await relay.flush()
             status = 403
             terminal = relay.cut()
         else:
@@ -286,6 +313,10 @@ async def relay_stream(
     except GatewayError as err:
         # After the first byte the status line is gone; report in-band, audit the cause.
         status, error = err.status, err
+        try:
+            await relay.flush()  # what was queued before the failure still goes out first
+        except ConnectionResetError:
+            status = 499
         app[appkeys.METRICS].inc("stream_errors_total", code=err.code)
         terminal = dialect.stream_error(err)
     except (ConnectionResetError, asyncio.CancelledError):
@@ -313,8 +344,9 @@ def _filter_chunk(x: Exchange) -> dict[str, Any]:
 
 
 async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
+    """The terminal event and the end of the chunked body in one write."""
     try:
-        await resp.write(data)
+        await resp.write_eof(data)
     except ConnectionResetError:
         pass
 

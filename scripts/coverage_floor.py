@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOOR = 95.0
 CORE = ("pep/auth/*.py", "pep/audit/verify.py", "pep/audit/checkpoints.py", "pep/obligations.py",
         "pep/policy/contract.py", "pep/policy/engine.py", "pep/content/*.py", "pep/request.py",
-        "pep/mcp/resource.py", "pep/mcp/credentials.py")
+        "pep/mcp/resource.py", "pep/mcp/credentials.py", "pep/validation.py",
+        "pep/workspace/oidc.py")
 
 
 def main() -> int:

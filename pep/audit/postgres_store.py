@@ -30,6 +30,7 @@ from pep.audit.postgres_schema import INDEX_NAMES, ddl
 from pep.audit.records import (
     ALL_COLUMNS,
     ChainHead,
+    LinkedRecord,
     StoredRecord,
     canonical_json,
     event_body,
@@ -384,7 +385,7 @@ class PostgresAuditStore:
 
     async def _append_optimistic(
         self, conn: asyncpg.Connection, items: list[tuple[bytes, dict[str, Any]]]
-    ) -> tuple[list[StoredRecord], None]:
+    ) -> tuple[list[LinkedRecord], None]:
         """Two round trips, no lock held between them: read the head and the batch's user
         heads (one statement, one snapshot), link, then one autocommitted statement that
         advances the head only if it is still the one read and inserts the records and user
@@ -410,7 +411,7 @@ class PostgresAuditStore:
 
     async def _append_under_lock(
         self, conn: asyncpg.Connection, items: list[tuple[bytes, dict[str, Any]]]
-    ) -> tuple[list[StoredRecord], Checkpoint | None]:
+    ) -> tuple[list[LinkedRecord], Checkpoint | None]:
         """Four round trips: BEGIN + the head's row lock (one simple query), the head and the
         user heads read after the lock (what the last holder committed), one statement
         inserting records and user heads and advancing the head, and COMMIT

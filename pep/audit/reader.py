@@ -106,7 +106,8 @@ class SqliteAuditReader:
             return await asyncio.to_thread(run)
 
     async def records(self, seq_lo: int | None = None, seq_hi: int | None = None) -> AsyncIterator[StoredRecord]:
-        after = (seq_lo - 1) if seq_lo is not None else -1
+        # No lower bound by default: a row at a negative seq is streamed too (verify reports it).
+        after = (seq_lo - 1) if seq_lo is not None else -(2**62)
         hi = seq_hi if seq_hi is not None else 2**62
         while True:
             rows = await self._fetch(

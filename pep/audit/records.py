@@ -18,6 +18,7 @@ verifier checks for continuity (a gap names deleted records) but is not hashed.
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,12 +83,27 @@ def user_key_of(doc: dict[str, Any]) -> str | None:
     sub = who.get("subject")
     if not sub:
         return None
+    return _user_key(who.get("issuer"), sub)
+
+
+def _user_key(issuer: Any, sub: Any) -> str:
     # A JSON array keeps issuer and subject unambiguous whatever characters they contain.
-    return canonical_json([who.get("issuer"), sub]).decode()
+    # Memoised: the writer derives it for every record, from a few thousand people at most.
+    key = (issuer, sub)
+    hit = _USER_KEYS.get(key) if isinstance(issuer, str | None) and isinstance(sub, str) else None
+    if hit is None:
+        hit = canonical_json([issuer, sub]).decode()
+        if isinstance(issuer, str | None) and isinstance(sub, str):
+            if len(_USER_KEYS) >= _MEMO_MAX:
+                _USER_KEYS.clear()
+            _USER_KEYS[key] = hit
+    return hit
 
 
 def record_hash(prev: str, user_key: str | None, user_prev: str | None, body: bytes) -> str:
-    header = canonical_json(
+    # The literal's keys are already in sorted order, so this is the canonical JSON of the
+    # header (tests/audit/test_records_fast.py holds it to canonical_json).
+    header = orjson.dumps(
         {"prev": prev, "user_key": user_key, "user_prev": user_prev, "v": RECORD_FORMAT}
     )
     return hashlib.sha256(header + b"\n" + body).hexdigest()
@@ -104,26 +120,54 @@ def decision_category(doc: dict[str, Any]) -> str:
 
 
 def index_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    return dict(zip(INDEX_COLUMNS, index_values(doc), strict=True))
+
+
+def index_values(doc: dict[str, Any]) -> tuple[Any, ...]:
+    """The index columns of ``doc`` in INDEX_COLUMNS order (what the writer inserts)."""
     who = doc.get("who") or {}
     what = doc.get("what") or {}
     outcome = doc.get("outcome") or {}
-    return {
-        "time": doc.get("time", ""),
-        "event": doc.get("event", ""),
-        "request_id": doc.get("request_id", ""),
-        "decision_id": doc.get("decision_id"),
-        "subject": who.get("subject"),
-        "issuer": who.get("issuer"),
-        "email": who.get("email"),
-        "teams": canonical_json(who.get("teams") or []).decode(),
-        "model_requested": what.get("model_requested"),
-        "model_served": what.get("model_served"),
-        "decision": decision_category(doc),
-        "status": outcome.get("status"),
-        "tokens_in": outcome.get("tokens_in"),
-        "tokens_out": outcome.get("tokens_out"),
-        "cost_usd": outcome.get("cost_usd"),
-    }
+    get = outcome.get
+    return (
+        doc.get("time", ""),
+        doc.get("event", ""),
+        doc.get("request_id", ""),
+        doc.get("decision_id"),
+        who.get("subject"),
+        who.get("issuer"),
+        who.get("email"),
+        _teams_json(who.get("teams")),
+        what.get("model_requested"),
+        what.get("model_served"),
+        decision_category(doc),
+        get("status"),
+        get("tokens_in"),
+        get("tokens_out"),
+        get("cost_usd"),
+    )
+
+
+def _teams_json(teams: Any) -> str:
+    if not teams:
+        return "[]"
+    if type(teams) is list and all(type(t) is str for t in teams):
+        key = tuple(teams)
+        hit = _TEAMS.get(key)
+        if hit is None:
+            hit = canonical_json(teams).decode()
+            if len(_TEAMS) >= _MEMO_MAX:
+                _TEAMS.clear()
+            _TEAMS[key] = hit
+        return hit
+    return canonical_json(teams).decode()
+
+
+# Small memos of derived strings (a value is a pure function of its key).
+_MEMO_MAX = 4096
+_USER_KEYS: dict[tuple[str | None, str], str] = {}
+_TEAMS: dict[tuple[str, ...], str] = {}
+_INDEX_OF = operator.itemgetter(*INDEX_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +191,7 @@ class StoredRecord:
             self.prev_hash,
             self.user_key,
             self.user_prev,
-            *(self.index[c] for c in INDEX_COLUMNS),
+            *_INDEX_OF(self.index),
             self.body,
         )
 
@@ -179,6 +223,23 @@ class StoredRecord:
         return doc
 
 
+class LinkedRecord:
+    """A record the writer has chained and is about to insert: its row in ALL_COLUMNS order."""
+
+    __slots__ = ("_row", "hash", "seq")
+
+    def __init__(self, seq: int, hash: str, row: tuple[Any, ...]) -> None:  # noqa: A002
+        self.seq = seq
+        self.hash = hash
+        self._row = row
+
+    def row(self) -> tuple[Any, ...]:
+        return self._row
+
+    def stored(self) -> StoredRecord:
+        return StoredRecord.from_row(self._row)
+
+
 class ChainHead:
     """The writer's view of the chain: global head plus each subject's last hash.
 
@@ -193,28 +254,32 @@ class ChainHead:
 
     def link_batch(
         self, bodies: list[tuple[bytes, dict[str, Any]]], user_head: Any
-    ) -> tuple[list[StoredRecord], dict[str, str]]:
+    ) -> tuple[list[LinkedRecord], dict[str, str]]:
         """Chain ``bodies`` (canonical body, its document) after the head. ``user_head(key)``
         returns a subject's last hash from the store when this head has not seen it yet."""
-        records: list[StoredRecord] = []
+        records: list[LinkedRecord] = []
         seq, prev = self.seq, self.head
         pending: dict[str, str] = {}
+        heads = self.user_heads
+        sha256 = hashlib.sha256
+        dumps = orjson.dumps
         for body, doc in bodies:
             ukey = user_key_of(doc)
             uprev: str | None = None
             if ukey is not None:
-                uprev = pending.get(ukey) or self.user_heads.get(ukey) or user_head(ukey)
-            h = record_hash(prev, ukey, uprev, body)
+                uprev = pending.get(ukey) or heads.get(ukey) or user_head(ukey)
+            # record_hash, inlined (the header's keys are written in sorted order)
+            h = sha256(dumps({"prev": prev, "user_key": ukey, "user_prev": uprev,
+                              "v": RECORD_FORMAT}) + b"\n" + body).hexdigest()
             seq += 1
-            records.append(
-                StoredRecord(seq, h, prev, ukey, uprev, body.decode(), index_fields(doc))
-            )
+            records.append(LinkedRecord(
+                seq, h, (seq, h, prev, ukey, uprev, *index_values(doc), body.decode())))
             if ukey is not None:
                 pending[ukey] = h
             prev = h
         return records, pending
 
-    def advance(self, records: list[StoredRecord], user_updates: dict[str, str]) -> None:
+    def advance(self, records: list[LinkedRecord], user_updates: dict[str, str]) -> None:
         if records:
             self.seq = records[-1].seq
             self.head = records[-1].hash

@@ -144,8 +144,10 @@ class SqliteAuditStore:
         fut: asyncio.Future[None] = self._loop.create_future()
         self._deadlines.append((time.monotonic() + self._timeout, fut))
         self._queue.put((body, doc, fut))
-        # shield: a cancelled request must not cancel the future the writer resolves.
-        await asyncio.shield(fut)
+        # Awaited directly, not through asyncio.shield (≈ 6 µs per append): a cancelled request
+        # cancels this future too, the writer then skips it (it resolves only futures not yet
+        # done) and the record is written all the same (tests/audit/test_sqlite_store.py).
+        await fut
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {"store": "sqlite", "path": str(self.path)}

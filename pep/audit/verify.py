@@ -152,7 +152,7 @@ async def verify_trail(
     lo, hi = await reader.seq_bounds(since, until)
     from_genesis = lo is None
     cp_seqs = {cp.seq for cp in checkpoints}
-    sealed_to = max(cp_seqs, default=0)
+    sealed_to = max(cp_seqs, default=None)  # None: no checkpoint, every record is unsealed
     first_unsealed: StoredRecord | None = None
     hash_at: dict[int, str] = {}
     user_last: dict[str, str] = {}
@@ -160,23 +160,12 @@ async def verify_trail(
     prev2: StoredRecord | None = None
     prev1: StoredRecord | None = None
     it = reader.records(lo, hi).__aiter__()
-    pending: StoredRecord | None = None
 
     async def next_record() -> StoredRecord | None:
-        nonlocal pending
-        if pending is not None:
-            rec, pending = pending, None
-            return rec
         try:
             return await it.__anext__()
         except StopAsyncIteration:
             return None
-
-    async def peek() -> StoredRecord | None:
-        nonlocal pending
-        if pending is None:
-            pending = await next_record()
-        return pending
 
     while (rec := await next_record()) is not None:
         report.records += 1
@@ -193,7 +182,8 @@ async def verify_trail(
                     f"the trail does not start at the genesis record (first stored seq {rec.seq})",
                 ))
         elif rec.prev_hash != prev1.hash:
-            return _fail(report, _link_break(rec, prev1, prev2, await peek()))
+            # The record after a broken link is read only to classify the break.
+            return _fail(report, _link_break(rec, prev1, prev2, await next_record()))
         elif rec.seq != prev1.seq + 1:
             return _fail(report, _brk("modified", rec, f"seq renumbered (follows seq {prev1.seq})"))
         if rec.user_key is not None:
@@ -211,7 +201,8 @@ async def verify_trail(
             user_last[rec.user_key] = rec.hash
         if rec.seq in cp_seqs:
             hash_at[rec.seq] = rec.hash
-        if rec.seq == sealed_to + 1:
+        if first_unsealed is None and (sealed_to is None or rec.seq > sealed_to):
+            # The oldest record no checkpoint covers (the range may start past the first one).
             first_unsealed = rec
         prev2, prev1 = prev1, rec
     report.users = len(user_last)

@@ -50,7 +50,7 @@ class Authenticator:
         self._verifier = JwtVerifier(self._issuers, clock)
         self._introspector = Introspector(
             list(self._issuers.values()), session, settings.http_timeout_s,
-            settings.max_response_bytes, settings.max_concurrent_introspections,
+            settings.max_response_bytes, settings.max_concurrent_introspections, clock,
         )
         self._cache = TokenCache(settings.token_cache_size)
         self._deny = DenyList(settings.deny_list)

@@ -48,7 +48,7 @@ class DenyList:
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             if stamp == self._stamp and self._error is None:
                 return
-            text = self._path.read_text(encoding="utf-8")
+            text = self._path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             if self._error is None:
                 log.error("deny list %s unreadable (%s): failing closed", self._path, type(exc).__name__)
@@ -57,7 +57,7 @@ class DenyList:
         subjects: set[str] = set()
         token_ids: set[str] = set()
         for raw in text.splitlines():
-            line = raw.split("#", 1)[0].strip()
+            line = raw.partition("#")[0].strip()
             if not line:
                 continue
             kind, sep, value = line.partition(":")

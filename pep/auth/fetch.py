@@ -55,16 +55,19 @@ def check_url(url: str | URL, policy: FetchPolicy) -> URL:
 
 
 def _same_origin(a: URL, b: URL) -> bool:
-    return (a.scheme, a.host, a.explicit_port or a.port) == (b.scheme, b.host, b.explicit_port or b.port)
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)  # port: the scheme's default if none
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     if resp.content_length is not None and resp.content_length > limit:
         raise FetchError(f"response larger than {limit} bytes")
-    body = await resp.content.read(limit + 1)
-    if len(body) > limit:
-        raise FetchError(f"response larger than {limit} bytes")
-    return body
+    # Until EOF: one read() returns only what has arrived, which may be part of the body.
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise FetchError(f"response larger than {limit} bytes")
+    return bytes(body)
 
 
 async def fetch_json(

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -37,13 +38,14 @@ class Introspector:
         timeout_s: float,
         max_bytes: int,
         max_concurrent: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuers = [(k, m) for k, m in issuers if k.issuer.introspection is not None]
         self._session = session
         self._timeout_s = timeout_s
         self._max_bytes = max_bytes
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._max_concurrent = max_concurrent
+        self._clock = clock  # wall clock, as the answer's exp and iat
         self._inflight: dict[bytes, asyncio.Future[tuple[Principal, float]]] = {}
 
     @property
@@ -67,7 +69,7 @@ class Introspector:
     async def _ask_all(self, token: str,
                        audiences: tuple[str, ...] | None) -> tuple[Principal, float]:
         if not self._issuers:
-            raise Unauthorized("token is not a signed JWT", code="invalid_token")
+            raise Unauthorized("token is not a signed JWT")
         # Flood guard: random opaque strings must not become unbounded calls to the IdP.
         if self._slots.locked():
             raise Unavailable("too many token introspections in progress", code="idp_unavailable")
@@ -84,7 +86,7 @@ class Introspector:
                     return result
         if unavailable:
             raise Unavailable("identity provider unavailable", code="idp_unavailable")
-        raise Unauthorized("token is not active", code="invalid_token")
+        raise Unauthorized("token is not active")
 
     async def _ask(
         self, keys: IssuerKeys, mapper: ClaimMapper, token: str,
@@ -97,7 +99,7 @@ class Introspector:
             raise FetchError("introspection endpoint unknown (discovery not done)")
         # RFC 6749 2.3.1: client id and secret are form-urlencoded before Basic encoding.
         pair = f"{quote(conf.client_id, safe='')}:{quote(conf.client_secret.get_secret_value(), safe='')}"
-        authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
         policy = FetchPolicy(keys.issuer.allow_insecure_http, self._timeout_s, self._max_bytes)
         doc, _ = await fetch_json(
             self._session, endpoint, policy, method="POST",
@@ -106,34 +108,32 @@ class Introspector:
         if doc.get("active") is not True:
             return None
         return self._accept(keys, mapper, doc, conf.cache_max_s, conf.require_audience,
-                            audiences)
+                            audiences, self._clock())
 
     @staticmethod
     def _accept(
         keys: IssuerKeys, mapper: ClaimMapper, doc: dict[str, Any], cache_max_s: int,
-        require_audience: bool, audiences: tuple[str, ...] | None = None,
+        require_audience: bool, audiences: tuple[str, ...] | None, now: float,
     ) -> tuple[Principal, float] | None:
         issuer = keys.issuer
         if "iss" in doc and doc["iss"] != issuer.issuer:
             return None  # active at this endpoint, but issued by someone else
         if doc.get("token_type") == "refresh_token":
-            raise Unauthorized("refresh tokens are not access tokens", code="invalid_token")
+            raise Unauthorized("refresh tokens are not access tokens")
         if audiences is not None:
             check_audience(doc.get("aud"), audiences)
         elif require_audience or "aud" in doc:
             check_audience(doc.get("aud"), issuer.audiences)
-        now = time.time()
         exp = doc.get("exp")
         if exp is not None:
             if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-                raise Unauthorized("introspection exp must be a number", code="invalid_token")
+                raise Unauthorized("introspection exp must be a number")
             if now >= exp:
                 raise Unauthorized("token has expired", code="token_expired")
             iat = doc.get("iat")
             iat = float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None
             check_lifetime(float(exp), iat, now, issuer.max_token_lifetime_s, issuer.leeway_s)
-        claims = dict(doc)
-        claims.pop("active", None)
+        claims = {k: v for k, v in doc.items() if k != "active"}
         principal = mapper.principal(claims, exp)
         valid_until = now + cache_max_s if exp is None else min(float(exp), now + cache_max_s)
         return principal, valid_until

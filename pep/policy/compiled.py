@@ -9,12 +9,15 @@ thread.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 
+from pep.policy import projection
 from pep.policy.bundle import Bundle
 from pep.policy.engine import PolicyError
+from pep.policy.output_memo import OutputMemo
 from pep.policy.program import (
     EngineFailure,
     Prepared,
@@ -23,6 +26,8 @@ from pep.policy.program import (
     is_panic,
     new_engine,
 )
+
+log = logging.getLogger("regogate.policy")
 
 __all__ = ["CompiledPolicy", "EngineFailure", "clean_error", "eval_rule", "is_panic",
            "load_modules", "new_engine", "rule_path"]
@@ -63,7 +68,7 @@ def eval_rule(engine: Any, path: str) -> tuple[bool, Any]:
 class CompiledPolicy:
     """A compiled bundle answering one decision rule."""
 
-    __slots__ = ("program", "revision", "rule")
+    __slots__ = ("output_memo", "program", "revision", "rule")
 
     def __init__(self, bundle: Bundle, decision: str, prepared: Prepared | None = None) -> None:
         self.rule = rule_path(decision)
@@ -75,6 +80,22 @@ class CompiledPolicy:
             # object) alive, and thread-bound engines must be freed here, on this thread.
             del self.program
             raise problem
+        self.output_memo = self._output_memo(bundle)
+
+    def _output_memo(self, bundle: Bundle) -> OutputMemo | None:
+        """The output-phase memo, if the analysis proves it sound for this bundle (logged
+        once per revision either way)."""
+        try:
+            found = projection.analyse(self.program.ast_entries(), bundle.data, self.rule)
+        except projection.Refused as exc:
+            log.info("output decision memo off for revision %s: %s", self.revision, exc)
+            return None
+        except Exception:  # an AST the analysis does not expect: no memo, load goes on
+            log.exception("output decision memo off for revision %s", self.revision)
+            return None
+        log.info("output decision memo on for revision %s, keyed on input %s", self.revision,
+                 ", ".join(".".join(p) for p in projection.paths(found)))
+        return OutputMemo(found)
 
     def _problem(self, bundle: Bundle) -> PolicyError | None:
         # A missing decision rule is a broken bundle, found now rather than per request.

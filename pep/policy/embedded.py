@@ -12,6 +12,10 @@ re-cloned from the compiled bundle before the next one (``Program``); panics are
 engine on an empty input and is false after ``FAILURE_STREAK_NOT_READY`` consecutive engine
 failures with no successful decision in between (a bundle that cannot evaluate at all); one
 panicking request does not take the replica out of rotation.
+
+Output decisions (``input.output`` set) are answered from the compiled bundle's output memo
+when its load-time analysis proved which input paths they depend on
+(pep.policy.output_memo, pep.policy.projection); everything else is evaluated every time.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pep.policy import bundle as bundle_mod
 from pep.policy.compiled import CompiledPolicy, EngineFailure
 from pep.policy.contract import Decision
 from pep.policy.engine import PolicyError
-from pep.policy.validated import DecisionMemo
+from pep.policy.output_memo import OutputMemo
+from pep.policy.validated import DecisionMemo, stamp
 
 log = logging.getLogger("regogate.policy")
 
@@ -161,7 +166,34 @@ class EmbeddedEngine:
         raise error
 
     async def evaluate(self, policy_input: dict[str, Any]) -> Decision:
+        policy = self._policy
+        memo = policy.output_memo if policy is not None else None
+        if policy is not None and memo is not None:
+            key = memo.key(policy_input)
+            if key is not None:
+                return self._decide_memoised(policy, memo, key, policy_input)
         return self.decide(orjson.dumps(policy_input).decode(), policy_input)
+
+    def _decide_memoised(self, policy: CompiledPolicy, memo: OutputMemo,
+                         key: tuple[bytes, ...], policy_input: dict[str, Any]) -> Decision:
+        """The output phase through its memo (pep.policy.output_memo): a hit skips the
+        input's serialisation, regorus and validation; a miss is stored only when the
+        strict engine answered it with a document that validated."""
+        request = policy_input.get("request")
+        request_id = request.get("id") if isinstance(request, dict) else None
+        revision = policy.revision
+        base = memo.get(key)
+        if base is None:
+            fallbacks = policy.program.fallbacks
+            raw, revision = self._evaluate(orjson.dumps(policy_input).decode())
+            base = self._decisions.base(raw)  # raises if invalid: never stored
+            if base is None:
+                return self._decisions.parse(raw, revision=revision, decision_id=request_id)
+            if policy.program.fallbacks == fallbacks:
+                memo.put(key, base)
+        else:
+            self._failure_streak = 0  # a successful decision, as an evaluation would be
+        return stamp(base, revision=revision, decision_id=request_id)
 
     def decide(self, input_json: str, policy_input: dict[str, Any]) -> Decision:
         """Synchronous core of ``evaluate`` (shadow mode reuses the serialised input)."""

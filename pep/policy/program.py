@@ -186,6 +186,11 @@ class Program:
         self.fallbacks = 0  # evaluations answered by the non-strict copy
         self.last_fallback_error = ""  # the builtin error that sent the last one there
 
+    def ast_entries(self) -> list[dict[str, Any]]:
+        """regorus' AST of the modules the strict engine runs (``get_ast_as_json``)."""
+        entries: list[dict[str, Any]] = orjson.loads(self._template.get_ast_as_json())
+        return entries
+
     def _build(self, sources: dict[str, str]) -> Any:
         """A compiled engine, or the error *returned* (see ``_parse``)."""
         engine = new_engine()

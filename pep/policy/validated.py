@@ -37,10 +37,18 @@ class DecisionMemo:
         self.misses = 0
 
     def parse(self, raw: Any, *, revision: str | None, decision_id: str | None) -> Decision:
+        base = self.base(raw)
+        if base is None:  # not encodable, e.g. an integer beyond 64 bits
+            return parse_decision(raw, revision=revision, decision_id=decision_id)
+        return stamp(base, revision=revision, decision_id=decision_id)
+
+    def base(self, raw: Any) -> Decision | None:
+        """The validated document without ids (raises PolicyError if invalid); None when it
+        cannot be keyed."""
         try:
             key = orjson.dumps(raw)
-        except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
-            return parse_decision(raw, revision=revision, decision_id=decision_id)
+        except (TypeError, orjson.JSONEncodeError):
+            return None
         base = self._entries.get(key)
         if base is None:
             self.misses += 1
@@ -50,8 +58,13 @@ class DecisionMemo:
             self._entries[key] = base
         else:
             self.hits += 1
-        return base.model_copy(update={
-            "policy_revision": base.policy_revision or revision,
-            "decision_id": decision_id or base.decision_id,
-            "engine_decision_id": None,
-        })
+        return base
+
+
+def stamp(base: Decision, *, revision: str | None, decision_id: str | None) -> Decision:
+    """A memoised document as this request's decision: its ids added (a new model)."""
+    return base.model_copy(update={
+        "policy_revision": base.policy_revision or revision,
+        "decision_id": decision_id or base.decision_id,
+        "engine_decision_id": None,
+    })

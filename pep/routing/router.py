@@ -67,6 +67,7 @@ log = logging.getLogger("regogate.routing")
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
+_MAX_URLS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +118,23 @@ class _Response:
     """What the router needs of an HTTP response (aiohttp or the in-process mock)."""
 
     def __init__(self, status: int, headers: Mapping[str, str],
-                 chunks: Callable[[], AsyncIterator[bytes]], release: Callable[[], None]) -> None:
+                 chunks: Callable[[], AsyncIterator[bytes]], release: Callable[[], None],
+                 content: aiohttp.StreamReader | None = None) -> None:
         self.status = status
         self.headers = headers
         self.chunks = chunks
         self.release = release
+        self.content = content  # aiohttp's reader of the body, for reading it in one call
 
     async def read(self, limit: int) -> bytes:
+        content = self.content
+        if content is not None and content.is_eof() and "Content-Encoding" not in self.headers:
+            # The whole body has arrived (a small answer comes with its head) and is not
+            # compressed, so the buffer is the body: take it in one call, then the same limit.
+            data = content.read_nowait()
+            if len(data) > limit:
+                raise UpstreamError("provider response is too large")
+            return data
         buf = bytearray()
         async for piece in self.chunks():
             buf += piece
@@ -151,6 +162,7 @@ class Router:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._secrets = _secrets(providers)
+        self._urls: dict[str, URL] = {}
         adapters: dict[str, ChatAdapter] = {}
         states: dict[str, Any] = {}
         for name, ps in providers.items():
@@ -371,7 +383,7 @@ class Router:
         try:
             async with asyncio.timeout(dep.target.settings.first_byte_timeout_s):
                 resp = await self._session.request(
-                    req.method, URL(req.url, encoded=True), data=req.body, headers=req.headers,
+                    req.method, self._url(req.url), data=req.body, headers=req.headers,
                     timeout=dep.timeout, allow_redirects=False,
                 )
         except asyncio.TimeoutError as exc:
@@ -391,7 +403,17 @@ class Router:
             resp.release()
             release()
 
-        return _Response(resp.status, resp.headers, resp.content.iter_any, done)
+        return _Response(resp.status, resp.headers, resp.content.iter_any, done, resp.content)
+
+    def _url(self, url: str) -> URL:
+        """The parsed URL, once per distinct URL: they come from configuration only (a few per
+        deployment), never from a request; bounded all the same."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url, encoded=True)
+            if len(self._urls) < _MAX_URLS:
+                self._urls[url] = parsed
+        return parsed
 
     @staticmethod
     async def _acquire(dep: _Deployment) -> Callable[[], None]:

@@ -81,6 +81,14 @@ _code(r) := r.code if is_string(r.code)
 
 else := "quota_team_share" if r.share_of_team
 
+# concat for the usual case (validated limits have string metric and window): the same text
+# as sprintf's %s, without calling the exact-formatting sprintf extension (Python), which
+# costs the embedded engine more than the rest of this function (docs/performance.md).
+else := concat("", ["quota_", r.metric, "_per_", r.window]) if {
+	is_string(r.metric)
+	is_string(r.window)
+}
+
 else := sprintf("quota_%s_per_%s", [r.metric, r.window])
 
 # One rule of local comprehensions: on the embedded engine each rule costs about three

@@ -300,3 +300,23 @@ test_obligation_keeps_shrink_false if {
 test_no_obligation_for_a_caller_no_limit_names if {
 	not quota.obligation with input as {"user": outsider, "request": req(1), "usage": {}}
 }
+
+# Reason codes: a limit's own code, the share code, else quota_<metric>_per_<window> (concat
+# for string metric and window, sprintf's text for anything else: the same as before).
+test_default_code_names_metric_and_window if {
+	quota._code({"metric": "tokens", "window": "day"}) == "quota_tokens_per_day"
+}
+
+test_explicit_code_and_share_code_come_first if {
+	quota._code({"code": "mine", "metric": "tokens", "window": "day", "share_of_team": 0.2}) == "mine"
+	quota._code({"code": 7, "metric": "tokens", "window": "day", "share_of_team": 0.2}) == "quota_team_share"
+}
+
+# (object.get: the limit typed as data is, so OPA's type checker lets the number through.)
+test_default_code_of_a_non_string_metric_is_sprintf_text if {
+	quota._code(object.get({"r": {"metric": 5, "window": "day"}}, "r", {})) == sprintf("quota_%s_per_%s", [5, "day"])
+}
+
+test_default_code_is_undefined_without_a_window if {
+	not quota._code({"metric": "tokens"})
+}

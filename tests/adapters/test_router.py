@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import aiohttp
@@ -10,6 +11,7 @@ import pytest
 
 from adapters.types import Completion
 from pep.errors import BadRequest, NotFound, RateLimited, UpstreamError, UpstreamTimeout
+from pep.routing import router as router_module
 from pep.routing.router import Router
 from pep.routing.settings import Deployment, ModelSettings, ProviderSettings
 from pep.routing.stream import ChunkStream
@@ -279,3 +281,46 @@ async def test_a_stream_dropped_without_close_hands_back_its_pool_slot(
         assert isinstance(again, ChunkStream)
         assert [c async for c in again]
     assert len(a.requests) == 2 and not b.requests
+
+
+def one_provider(url: str) -> tuple[dict[str, ProviderSettings], dict[str, ModelSettings]]:
+    return ({"a": ProviderSettings(kind="openai", base_url=url, api_key="sk-test-key-1234",
+                                   max_retries=0)},
+            {"gpt": ModelSettings(provider="a", model="gpt-a")})
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_a_whole_answer_is_read_as_sent_compressed_or_not(
+    session: aiohttp.ClientSession, encoding: str | None,
+) -> None:
+    doc = openai_wire.completion("x" * 5000)
+    body = orjson.dumps(doc)
+    headers = {"content-type": "application/json"}
+    if encoding is not None:
+        body = gzip.compress(body)
+        headers["content-encoding"] = encoding
+    async with FakeServer([Reply(200, body, headers=headers)]) as fake:
+        c = await Router(*one_provider(fake.url + "/v1"), session).chat(chat(), "gpt",
+                                                                        request_id="r")
+    assert isinstance(c, Completion)
+    assert c.body["choices"] == doc["choices"] and c.body["model"] == "gpt"
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_the_response_size_limit_holds_however_the_body_arrives(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, encoding: str | None,
+) -> None:
+    # 5,000 characters of answer against a 1,000-byte limit: whole in the first read
+    # (the one-call path) or compressed to far less than the limit on the wire.
+    monkeypatch.setattr(router_module, "MAX_RESPONSE_BYTES", 1000)
+    body = orjson.dumps(openai_wire.completion("x" * 5000))
+    headers = {"content-type": "application/json"}
+    if encoding is not None:
+        body = gzip.compress(body)
+        headers["content-encoding"] = encoding
+        assert len(body) < 1000
+    async with FakeServer([Reply(200, body, headers=headers)]) as fake:
+        with route_fails(UpstreamError) as caught:
+            await Router(*one_provider(fake.url + "/v1"), session).chat(chat(), "gpt",
+                                                                        request_id="r")
+    assert "too large" in caught.value.message

@@ -20,6 +20,23 @@ def test_events_split_at_every_byte_boundary_parse_the_same() -> None:
         assert got == whole, cut
 
 
+def test_runs_of_blank_lines_and_multibyte_text_split_anywhere_parse_the_same() -> None:
+    # Several blank lines between events, a multi-byte character in data and in an event
+    # name, "data:" without its space, a field we ignore, and a one-line data event
+    # whose value itself starts with "data: ".
+    data = ('data: {"t":"h\u00e9llo \u2603"}\n\n\n\nevent: d\u00e9j\u00e0\ndata:x\nid: 7\n\n'
+            "data: data: y\n\n\n: comment\n\ndata: \U0001f600\r\n\r\n").encode()
+    whole = [(e.event, e.data) for e in SSEParser().feed(data)]
+    assert whole == [(None, '{"t":"h\u00e9llo \u2603"}'), ("d\u00e9j\u00e0", "x"),
+                     (None, "data: y"), (None, "\U0001f600")]
+    for cut in range(1, len(data)):
+        for second in (cut, min(cut + 3, len(data))):
+            p = SSEParser()
+            got = [(e.event, e.data)
+                   for e in p.feed(data[:cut]) + p.feed(data[cut:second]) + p.feed(data[second:])]
+            assert got == whole, (cut, second)
+
+
 def test_unterminated_last_event_is_flushed_at_the_end() -> None:
     p = SSEParser()
     assert p.feed(b"data: tail") == []

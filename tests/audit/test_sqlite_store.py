@@ -48,6 +48,33 @@ async def test_acknowledged_records_are_visible_to_another_connection(tmp_path: 
     await store.close()
 
 
+async def test_a_cancelled_append_is_still_written_and_the_store_carries_on(
+        tmp_path: Path) -> None:
+    from .test_verify_tamper import verify
+
+    store = open_store(settings(tmp_path), tmp_path)
+    assert isinstance(store, SqliteAuditStore)
+    await store.start()
+    # Hold the write lock so the appends are still queued when their requests are cancelled.
+    blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    cancelled = [asyncio.create_task(store.append(make_event("alice", n))) for n in range(5)]
+    kept = [asyncio.create_task(store.append(make_event("bob", n))) for n in range(5, 8)]
+    await asyncio.sleep(0.1)
+    for task in cancelled:
+        task.cancel()
+    blocker.execute("COMMIT")
+    blocker.close()
+    results = await asyncio.gather(*cancelled, *kept, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[:5])
+    assert results[5:] == [None, None, None]  # acknowledged only once committed
+    await store.append(make_event("carol", 9))
+    assert count(tmp_path) == 9
+    await store.close()
+    report = await verify(tmp_path)
+    assert report.valid, report
+
+
 async def test_locked_database_makes_append_raise_audit_unavailable(tmp_path: Path) -> None:
     store = open_store(settings(tmp_path, write_timeout_s=0.3), tmp_path)
     await store.start()

@@ -1,0 +1,88 @@
+"""The identity layer's entry point (pep/auth/authenticator.py, issue 18): the counters it
+gives /metrics, its background tasks, refusals of tokens that are neither compact JWS nor
+opaque, the ID-token size bound, and audience sets in the cache key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from pep.auth import Authenticator
+from pep.errors import GatewayError
+from tests.auth.conftest import MakeAuth, bearer, rejected
+from tests.auth.fakeidp import FakeIdp
+
+
+async def test_metric_samples_count_keys_fetches_and_failures_per_issuer(
+    make_auth: MakeAuth, idp: FakeIdp
+) -> None:
+    auth = await make_auth()
+    iss = idp.issuer
+    assert auth.metric_samples() == [
+        ("jwks_refresh_failures_total", {"issuer": iss, "cause": "unreachable"}, 0),
+        ("jwks_refresh_failures_total", {"issuer": iss, "cause": "no_usable_keys"}, 0),
+        ("jwks_keys", {"issuer": iss}, 1),
+        ("jwks_fetches_total", {"issuer": iss}, 1),
+    ]
+    idp.down = True
+    assert await auth.issuer_keys(iss).refresh() is False
+    samples = {(name, labels.get("cause")): n for name, labels, n in auth.metric_samples()}
+    assert samples[("jwks_refresh_failures_total", "unreachable")] == 1
+    assert samples[("jwks_fetches_total", None)] == 1  # discovery failed before the JWKS
+
+
+async def test_start_logs_an_unready_issuer_and_runs_one_named_refresh_task_per_issuer(
+    make_auth: MakeAuth, idp: FakeIdp, caplog: pytest.LogCaptureFixture
+) -> None:
+    idp.down = True
+    with caplog.at_level(logging.ERROR, logger="regogate.auth"):
+        auth = await make_auth()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "regogate.auth"] == [
+        (logging.ERROR, f"issuer {idp.issuer} not ready at start-up; retrying in the background")]
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == f"jwks:{idp.issuer}"]
+    assert len(tasks) == 1 and not tasks[0].done()
+    await auth.close()
+    assert tasks[0].cancelled()
+
+
+@pytest.mark.parametrize("dots", [1, 3, 4])
+async def test_a_dotted_token_that_is_not_three_segments_is_not_a_compact_jws(
+    make_auth: MakeAuth, idp: FakeIdp, dots: int
+) -> None:
+    auth = await make_auth(issuer={"introspection": {"client_id": "gateway", "client_secret": "s3cret"}})
+    err = await rejected(auth, ".".join(["eyJhbGciOiJSUzI1NiJ9"] * (dots + 1)))
+    assert (err.status, err.code, err.message) == (
+        401, "invalid_token", "token is not a compact JWS (encrypted tokens are not accepted)")
+    assert idp.hits["introspect"] == 0
+
+
+async def test_an_id_token_may_be_exactly_the_size_bound(
+    make_auth: MakeAuth, idp: FakeIdp
+) -> None:
+    token = idp.token(typ=None, aud="chat-ui", nonce="n-1")
+    fits = await make_auth(max_token_bytes=len(token))
+    claims = await fits.verify_id_token(token, issuer=idp.issuer, client_id="chat-ui", nonce="n-1")
+    assert claims["sub"] == "alice"
+    tight = await make_auth(max_token_bytes=len(token) - 1)
+    with pytest.raises(GatewayError) as info:
+        await tight.verify_id_token(token, issuer=idp.issuer, client_id="chat-ui", nonce="n-1")
+    assert (info.value.status, info.value.code, info.value.message) == (
+        401, "token_too_large", "ID token is too large")
+
+
+async def test_a_token_verified_for_one_audience_set_is_not_a_hit_for_another(
+    auth: Authenticator, idp: FakeIdp
+) -> None:
+    mcp = ("https://gw.example/mcp",)
+    token = idp.token(aud=mcp[0])
+    assert (await auth.authenticate(bearer(token), audiences=mcp)).sub == "alice"
+    err = await rejected(auth, token)  # the model API's audiences: not this token's
+    assert (err.status, err.code) == (401, "invalid_audience")
+    both = idp.token(aud=["regogate", mcp[0]])
+    assert (await auth.authenticate(bearer(both))).sub == "alice"
+    assert (await auth.authenticate(bearer(both), audiences=mcp)).sub == "alice"
+    with pytest.raises(GatewayError) as info:
+        await auth.authenticate(bearer(both), audiences=("https://other.example/mcp",))
+    assert info.value.code == "invalid_audience"
