@@ -202,6 +202,7 @@ REFUSED_OUTPUT: dict[str, tuple[str, str]] = {
     "a whole package": ('deny contains {"code": "x", "message": "m"} if { '
                         'count(data.regogate.lib) > 9 }', "whole of data.regogate.lib"),
     "time": ('deny contains {"code": "x", "message": "m"} if time.now_ns() > 0', "time.now_ns"),
+    "print": ('deny contains {"code": "x", "message": "m"} if print("x")', "print"),
 }
 
 
