@@ -118,7 +118,8 @@ def _message(msg: Any, path: str, index: int, visit: Visit) -> Any:
         if key == "content":
             new = _content(value, f"{path}.content", index, visit)
         else:
-            new = _value(value, f"{path}.{key}", Site(f"{path}.{key}", index, False), visit)
+            new = _value(value, f"{path}.{key}", Site(f"{path}.{key}", index, False), visit,
+                         key == "metadata")
         if new is not value:
             out = {**(out or msg), key: new}
     return msg if out is None else out
