@@ -90,3 +90,11 @@ def test_keys_of_a_nested_or_message_level_metadata_object_are_client_data() -> 
     assert out["messages"][0]["metadata"] == {"[EMAIL]": "w"}
     # Other objects' keys are the wire format's, not visited.
     assert not any("[key:" in s.location for s, _ in seen if "metadata" not in s.location)
+
+
+def test_arguments_that_are_one_plain_string_and_not_replaced_are_kept() -> None:
+    for arguments in ("mail bob", "17", "{not json"):
+        body: dict[str, Any] = {"model": "m", "messages": [
+            {"role": "assistant", "tool_calls": [
+                {"type": "function", "function": {"name": "f", "arguments": arguments}}]}]}
+        assert walk(body, "chat.completions", lambda _site, _text: None) is body
