@@ -58,9 +58,13 @@ _BEARER = r"[Bb](?i:earer)\s+(?P<token>[A-Za-z0-9._~+/-]{20,}=*)(?![A-Za-z0-9._~
 
 
 def _bearer_gate(text: str, _digits: int) -> int | None:
-    at = text.find("earer")
-    if at < 0:
-        at = text.find("EARER")
+    # The first "earer" in either spelling clients send ("Bearer", "BEARER"): a token after
+    # "BEARER" is found even when a lower-case "bearer" comes later in the text. Two str.find
+    # calls (memchr speed); a case-insensitive search costs 10-20 times more per character, so
+    # a mixed-case "BeArEr", which the pattern would accept, is not gated in.
+    lower = text.find("earer")
+    upper = text.find("EARER")
+    at = upper if lower < 0 or 0 <= upper < lower else lower
     return None if at < 0 else max(0, at - 1)
 
 
