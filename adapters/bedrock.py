@@ -181,8 +181,13 @@ def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | 
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("bedrock provider sent a response that is not JSON") from exc
+    message = (doc.get("output") or {}).get("message") if isinstance(doc, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        # Converse always answers output.message.content (a list, empty for no text).
+        raise UpstreamError("bedrock provider sent a response without output.message.content")
     texts, calls = [], []
-    for block in ((doc.get("output") or {}).get("message") or {}).get("content") or ():
+    for block in content:
         if "text" in block:
             texts.append(block["text"])
         elif "toolUse" in block:

@@ -237,3 +237,43 @@ async def test_stream_the_adapter_cannot_read_is_an_upstream_error_never_a_500(
     assert error_body(oa.value)["code"] == "upstream_error"
     failures = [e for e in events if e["event"] == "upstream.error"]
     assert len(failures) == 1 and len(fake.requests) == 1
+
+
+# 200 answers that are JSON but not the provider's answer shape (each of these was a 500,
+# or an empty or non-text answer relayed as if complete, before the router checked them).
+_MALFORMED: list[tuple[str, bytes]] = [
+    ("openai", b'{"choices": [null]}'),
+    ("openai", b'{"choices": [{"message": null}]}'),
+    ("openai", b'{"choices": [{"message": {"role": "assistant", "content": 5}}]}'),
+    ("openai", b'{"choices": [{"message": {"content": null, "tool_calls": [{"function": 1}]}}]}'),
+    ("openai", b'{"choices": []}'),
+    ("azure_openai", b'{"choices": "x"}'),
+    ("anthropic", b"[]"),
+    ("anthropic", b"null"),
+    ("anthropic", b"{}"),
+    ("anthropic", b'{"content": 5}'),
+    ("anthropic", b'{"content": [null]}'),
+    ("anthropic", b'{"content": [{"type": "text", "text": 5}]}'),
+    ("gemini", b'{"candidates": [null]}'),
+    ("gemini", b'{"candidates": [{"content": {"parts": [{"text": 5}]}}]}'),
+    ("bedrock", b'"str"'),
+    ("bedrock", b"{}"),
+    ("bedrock", b'{"output": {"message": {"content": [5]}}}'),
+]
+
+
+@pytest.mark.parametrize("kind,body", _MALFORMED,
+                         ids=[f"{k}-{i}" for i, (k, _) in enumerate(_MALFORMED)])
+async def test_answer_in_the_wrong_shape_is_an_upstream_error_never_a_500(
+        kind: str, body: bytes, tmp_path: Path) -> None:
+    reply = Reply(200, body, {"content-type": "application/json"})
+    async with FakeServer(always(reply)) as fake, \
+            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
+        with pytest.raises(openai.APIStatusError) as oa:
+            await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=ASK)
+        events = await gw.audit_records()
+    assert oa.value.status_code == 502
+    assert error_body(oa.value)["code"] == "upstream_error"
+    failures = [e for e in events if e["event"] == "upstream.error"]
+    assert len(failures) == 1 and len(fake.requests) == 1
+    assert not [e for e in events if e["event"] == "request.completion"]
