@@ -64,3 +64,11 @@ def test_the_spelled_out_local_part_is_found_within_66_characters_of_the_at() ->
     assert spans(f"x {local} [at] example [dot] org") == [
         (f"{local} [at] example [dot] org", "email_obfuscated")]
     assert spans(f"x b{local} [at] example [dot] org") == []
+
+
+def test_every_address_of_several_is_found_in_order() -> None:
+    # After a found address, and after an "@" that is not one, the search goes on from there
+    # to the next "@", not to the last one.
+    assert spans("a@b.co, c@d.de, e@f.gh") == [
+        ("a@b.co", "email"), ("c@d.de", "email"), ("e@f.gh", "email")]
+    assert spans("x @ a@b.co c@d.de") == [("a@b.co", "email"), ("c@d.de", "email")]
