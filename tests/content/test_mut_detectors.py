@@ -9,8 +9,22 @@ import re
 import pytest
 
 from pep.content import ContentInspector
-from pep.content.detectors import RegexDetector, Span, min_digits
+from pep.content.detectors import RegexDetector, Span, Validate, min_digits
 from tests.content.conftest import found
+
+
+def bounded(validate: Validate, limit: int = 50) -> Validate:
+    """The validator, refusing to be called more than ``limit`` times: a scan that stops
+    moving on fails at once instead of hanging."""
+    calls = 0
+
+    def check(m: re.Match[str], text: str) -> tuple[int, int, str] | None:
+        nonlocal calls
+        calls += 1
+        assert calls <= limit, "the scan does not move on"
+        return validate(m, text)
+
+    return check
 
 
 def _spans(detector: RegexDetector, text: str) -> list[tuple[int, int]]:
@@ -21,14 +35,15 @@ def _spans(detector: RegexDetector, text: str) -> list[tuple[int, int]]:
 def test_scanning_resumes_right_after_a_rejected_candidate() -> None:
     # Letters are candidates that the validator rejects; the digits right after them are a hit.
     detector = RegexDetector("phone", re.compile(r"[a-z]+|[0-9]+"), min_digits(1),
-                             lambda m, _t: (m.start(), m.end(), "t") if m.group().isdigit()
-                             else None)
+                             bounded(lambda m, _t: (m.start(), m.end(), "t")
+                                     if m.group().isdigit() else None))
     assert _spans(detector, "ab12 cd3") == [(2, 4), (7, 8)]
 
 
 def test_an_empty_candidate_moves_the_scan_on_by_one_character() -> None:
     detector = RegexDetector("phone", re.compile(r"x*"), min_digits(0),
-                             lambda m, _t: (m.start(), m.end(), "t") if m.group() else None)
+                             bounded(lambda m, _t: (m.start(), m.end(), "t")
+                                     if m.group() else None))
     assert _spans(detector, "ab xx c x") == [(3, 5), (8, 9)]
 
 
@@ -36,7 +51,7 @@ def test_a_pattern_that_matches_empty_text_ends_at_the_end_of_the_text() -> None
     # No built-in pattern matches empty text, but the loop must not hang on one that does:
     # an empty match at the very end used to be found again and again.
     detector = RegexDetector("phone", re.compile(r"x*"), min_digits(0),
-                             lambda m, _t: (m.start(), m.end(), "t"))
+                             bounded(lambda m, _t: (m.start(), m.end(), "t")))
     assert _spans(detector, "ab") == [(0, 0), (1, 1), (2, 2)]
     assert _spans(detector, "") == [(0, 0)]
 
@@ -44,25 +59,25 @@ def test_a_pattern_that_matches_empty_text_ends_at_the_end_of_the_text() -> None
 def test_a_hit_cut_short_by_its_validator_resumes_at_the_hit_end() -> None:
     # One digit per hit: each shortened candidate is followed by the next digit's hit.
     detector = RegexDetector("phone", re.compile(r"[0-9]+"), min_digits(1),
-                             lambda m, _t: (m.start(), m.start() + 1, "t"))
+                             bounded(lambda m, _t: (m.start(), m.start() + 1, "t")))
     assert _spans(detector, "123 45") == [(0, 1), (1, 2), (2, 3), (4, 5), (5, 6)]
 
 
 def test_an_empty_hit_still_moves_the_scan_on() -> None:
     detector = RegexDetector("phone", re.compile(r"[0-9]+"), min_digits(1),
-                             lambda m, _t: (m.start(), m.start(), "t"))
+                             bounded(lambda m, _t: (m.start(), m.start(), "t")))
     assert _spans(detector, "12 3") == [(0, 0), (1, 1), (3, 3)]
 
 
 def test_spans_carry_the_detector_type_and_the_validator_name() -> None:
     detector = RegexDetector("iban", re.compile(r"[0-9]+"), min_digits(1),
-                             lambda m, _t: (m.start(), m.end(), "builtin:x"))
+                             bounded(lambda m, _t: (m.start(), m.end(), "builtin:x")))
     assert list(detector.find("a 12", 2)) == [Span(2, 4, "iban", "builtin:x")]
 
 
 def test_the_digit_gate_counts_the_digits_it_is_given() -> None:
     detector = RegexDetector("phone", re.compile(r"[0-9]+"), min_digits(3),
-                             lambda m, _t: (m.start(), m.end(), "t"))
+                             bounded(lambda m, _t: (m.start(), m.end(), "t")))
     assert list(detector.find("12", 2)) == []
     assert [(s.start, s.end) for s in detector.find("123", 3)] == [(0, 3)]
 
