@@ -91,3 +91,13 @@ def test_the_digit_gate_counts_the_digits_it_is_given() -> None:
 def test_numbers_at_the_very_start_of_a_text_are_found(
         inspector: ContentInspector, text: str, expected: tuple[str, str]) -> None:
     assert found(inspector, text) == [expected]
+
+
+@pytest.mark.parametrize("number", [
+    "4111 1111 1111 1111", "123-45-6789", "192.168.1.20", "DE89370400440532013000",
+    "555-123-4567", "fe80::1ff:fe23:4567:890a",
+], ids=["card", "ssn", "ipv4", "iban", "phone", "ipv6"])
+def test_a_number_right_after_an_underscore_is_part_of_a_longer_token(
+        inspector: ContentInspector, number: str) -> None:
+    assert found(inspector, " " + number) != []  # the same number after a space is found
+    assert found(inspector, "_" + number) == []

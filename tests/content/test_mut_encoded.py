@@ -54,3 +54,12 @@ def test_runs_in_folded_text_are_still_decoded(inspector: ContentInspector) -> N
 def test_decoded_non_ascii_text_is_folded_and_scanned(inspector: ContentInspector) -> None:
     run = base64.b64encode("mail j\u00fcrgen@ex\u00e4mple.de".encode()).decode()
     assert findings(inspector, run) == [("email", "builtin:base64:email", 0, len(run))]
+
+
+def test_only_equals_signs_are_stripped_from_the_end_of_a_run(
+        inspector: ContentInspector) -> None:
+    # The run ends in "X" (no padding): that sextet carries the last letter of the address.
+    run = base64.b64encode(b"mail a ann@example.iW").decode()
+    assert run.endswith("X") and "=" not in run
+    assert findings(inspector, run) == [("email", "builtin:base64:email", 0, 28)]
+    assert findings(inspector, "mail a ann@example.i") == []  # without that letter: none
