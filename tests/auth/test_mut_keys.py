@@ -244,9 +244,13 @@ def test_an_alg_member_that_is_not_a_string_makes_the_key_unusable(
 ) -> None:
     jwk = rsa_keys[0].jwk()
     assert build_key(jwk, ALL) is not None
-    # A list is not even hashable: it must be refused, not raise out of the key-set build.
     assert build_key({**jwk, "alg": ["RS256"]}, ALL) is None
     assert build_key({**jwk, "alg": 256}, ALL) is None
+    # PyJWT takes a falsy alg for none and loads the key; an empty list is not even
+    # hashable, so the alg check must refuse it, not raise out of the key-set build.
+    assert jwt.PyJWK({**jwk, "alg": []}).key is not None
+    assert build_key({**jwk, "alg": []}, ALL) is None
+    assert build_key({**jwk, "alg": None}, ALL) is None
 
 
 def test_an_ed25519_key_verifies_eddsa_only(ed_signing_key: SigningKey) -> None:
