@@ -490,3 +490,35 @@ async def test_a_forged_record_at_a_negative_seq_is_not_invisible(trail: Path) -
     assert report.error == Break("deleted", "global", 0, "record(s) seq 0 are missing", "alice",
                                  "req_alice_0")
     assert report.first_seq == -1
+
+
+async def test_a_range_from_the_middle_links_each_subject_to_its_record_before_the_range(
+        trail: Path) -> None:
+    # From seq 2 on: bob's first record there is his first at all (no link before the range),
+    # alice's (seq 3) links to her seq 1, which the range does not stream.
+    with db(trail) as conn:
+        since = load(conn, 2).index["time"]
+    report = await check(trail, since=since)
+    assert report.valid, report.error
+    assert (report.first_seq, report.last_seq, report.records, report.users) == (2, 12, 11, 3)
+
+
+async def test_a_range_ending_past_an_unsealed_forged_tail_does_not_hide_it(trail: Path) -> None:
+    # Product fix (issue 18, verify_trail mutant `report.valid or hi is None`): `--until` used to
+    # skip the unsealed-tail rule, so `verify --until <later>` called a forged tail valid.
+    rec = forge_tail(trail, "2025-06-01T12:00:00.000000Z")
+    t = parse_time(rec.index["time"])
+    assert t is not None
+    until = "2099-01-01T00:00:00Z"
+    report = await check(trail, until=until, now=t + timedelta(seconds=LIMIT + 0.000001))
+    assert report.error == Break("unsealed", "checkpoint", 13,
+                                 "records seq 13..13 are covered by no signed checkpoint and are "
+                                 "older than the sealing interval: appended by someone without the "
+                                 "signing key, or the gateway stopped sealing", "alice", "req_forged")
+    report = await check(trail, until=until, now=t + timedelta(seconds=LIMIT))
+    assert report.valid, report.error
+    assert report.warnings == [f"1 record(s) not sealed yet (seq 13..13; sealed within {LIMIT:.0f} s)"]
+    # A range ending before the forged record leaves it out, as before.
+    report = await check(trail, until=rec.index["time"], now=t + timedelta(days=30))
+    assert report.valid, report.error
+    assert (report.last_seq, report.unsealed_records) == (12, 0)
