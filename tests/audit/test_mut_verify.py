@@ -17,6 +17,7 @@ from pep.audit.checkpoints import (
     DEFAULT_PUBLIC_KEY_NAME,
     Checkpoint,
     Signer,
+    read_witness,
     load_private_key,
     load_public_key,
 )
@@ -376,7 +377,7 @@ def test_the_cadence_allowance_of_a_checkpoint() -> None:
 
     assert allowed_gap(Checkpoint({"interval_s": 1}, "")) == 6.5
     assert allowed_gap(Checkpoint({"interval_s": 0.5}, "")) == 5.75
-    for bad in (-5, "10", None, False):
+    for bad in (-5, 0, 0.0, "10", None, False):  # a cadence of 0 is none at all
         assert allowed_gap(Checkpoint({"interval_s": bad}, "")) is None, bad
 
 
@@ -522,3 +523,40 @@ async def test_a_range_ending_past_an_unsealed_forged_tail_does_not_hide_it(trai
     report = await check(trail, until=rec.index["time"], now=t + timedelta(days=30))
     assert report.valid, report.error
     assert (report.last_seq, report.unsealed_records) == (12, 0)
+
+
+async def test_a_checkpoint_without_a_cadence_does_not_end_the_cadence_check(trail: Path) -> None:
+    # A checkpoint with no interval_s (or no readable time) is not held to a cadence, but the
+    # ones after it still are.
+    close = (await stored(trail))[-1]
+    for odd in (after(close, "heartbeat", 1, interval_s=None, tmp=trail),
+                after(close, "heartbeat", 1, time="some time", tmp=trail)):
+        beat = after(close, "heartbeat", 2, tmp=trail)
+        beat = signer(trail).sign(kind="heartbeat", seq=close.seq, head=close.head,
+                                  prev_checkpoint=odd.hash, time=beat.payload["time"],
+                                  interval_s=3600.0)
+        late = after(beat, "heartbeat", 86400, tmp=trail)
+        report = await check(trail, extra=[odd, beat, late], now=when(late))
+        assert report.error is not None, odd.payload
+        assert (report.error.kind, report.error.seq) == ("gap", late.seq)
+        assert report.error.message.startswith(
+            f"no checkpoint or heartbeat between {beat.payload['time']} and {late.payload['time']}")
+
+
+async def test_an_unreadable_witness_entry_is_named_by_its_file_and_line(trail: Path) -> None:
+    path = trail / "witness.jsonl"
+    path.write_bytes(b"{broken\n")
+    cps = await stored(trail)
+    report = await check(trail, extra=read_witness(path), now=when(cps[-1]))
+    assert report.error == Break("checkpoint", "checkpoint", None,
+                                 "checkpoint at witness.jsonl:1 has an invalid signature or unknown key")
+    assert report.checkpoints_verified == len(cps)
+
+
+async def test_without_a_given_now_the_verifier_uses_the_current_utc_time(trail: Path) -> None:
+    # A record dated 2025-06-01 that no checkpoint covers is long past any cadence today.
+    forge_tail(trail, "2025-06-01T12:00:00.000000Z")
+    report = await check(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("unsealed", 13)
+    assert "older than the sealing interval" in report.error.message
