@@ -560,3 +560,15 @@ async def test_without_a_given_now_the_verifier_uses_the_current_utc_time(trail:
     assert report.error is not None
     assert (report.error.kind, report.error.seq) == ("unsealed", 13)
     assert "older than the sealing interval" in report.error.message
+
+
+async def test_a_broken_per_user_link_is_named_with_its_record(trail: Path) -> None:
+    # Record 12 (alice) re-hashed with no user_prev: the global chain still ends at it, but it
+    # no longer links to alice's record 10.
+    with db(trail) as conn:
+        rec = load(conn, 12)
+        h = record_hash(rec.prev_hash, rec.user_key, None, rec.body.encode())
+        conn.execute("UPDATE audit_records SET user_prev = NULL, hash = ? WHERE seq = 12", (h,))
+    report = await check(trail)
+    assert report.error == Break("modified", "user", 12, "per-user chain broken: user_prev is not "
+                                 "this subject's previous record", "alice", "req_alice_11")
