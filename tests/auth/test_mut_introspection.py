@@ -208,8 +208,10 @@ async def test_an_introspection_endpoint_slower_than_the_timeout_is_unavailable(
 ) -> None:
     auth = await authenticator(started, session, [issuer_conf(ridp, introspection=CLIENT)],
                                http_timeout_s=0.2)
-    ridp.release.clear()  # never answers while the gateway waits
+    ridp.release.clear()  # answers only after 5 s: the gateway must have given up by then
+    late = asyncio.get_running_loop().call_later(5.0, ridp.release.set)
     err = await rejected(auth, opaque(ridp))
+    late.cancel()
     assert told(err) == (503, "idp_unavailable", "identity provider unavailable")
 
 
