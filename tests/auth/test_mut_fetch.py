@@ -203,6 +203,12 @@ def test_a_bracketed_ipv6_loopback_is_loopback() -> None:
     assert is_loopback_host("[::1]") and not is_loopback_host("[2001:db8::1]")
 
 
+@pytest.mark.parametrize("host", ["X127.0.0.1", "[::1]X", "X[::1]"])
+def test_a_name_that_only_contains_a_loopback_literal_is_not_loopback(host: str) -> None:
+    # Only the brackets of an IPv6 literal are taken off, nothing else around it.
+    assert not is_loopback_host(host)
+
+
 @pytest.mark.parametrize(("header", "expected"), [
     ('Max-Age="600"', 600),
     ("s-maxage=700", 700),
