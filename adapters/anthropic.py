@@ -174,8 +174,12 @@ def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | 
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("anthropic provider sent a response that is not JSON") from exc
+    content = doc.get("content") if isinstance(doc, dict) else None
+    if not isinstance(content, list):
+        # The Messages API always answers `content` (a list, empty for no text).
+        raise UpstreamError("anthropic provider sent a response without content")
     texts, calls = [], []
-    for block in doc.get("content") or ():
+    for block in content:
         if block.get("type") == "text":
             texts.append(block.get("text", ""))
         elif block.get("type") == "tool_use":

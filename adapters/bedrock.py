@@ -19,7 +19,7 @@ import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.eventstream import EventStreamBuffer, EventStreamError
+from botocore.eventstream import EventStreamBuffer, EventStreamError, ParserError
 
 from adapters import provider_errors
 from adapters.canonical import (
@@ -181,8 +181,13 @@ def from_provider(data: bytes, target: Target) -> tuple[dict[str, Any], Usage | 
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("bedrock provider sent a response that is not JSON") from exc
+    message = (doc.get("output") or {}).get("message") if isinstance(doc, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        # Converse always answers output.message.content (a list, empty for no text).
+        raise UpstreamError("bedrock provider sent a response without output.message.content")
     texts, calls = [], []
-    for block in ((doc.get("output") or {}).get("message") or {}).get("content") or ():
+    for block in content:
         if "text" in block:
             texts.append(block["text"])
         elif "toolUse" in block:
@@ -223,7 +228,8 @@ class StreamTranslator:
         try:
             for message in self._buf:
                 out.extend(self._message(message.headers, message.payload))
-        except EventStreamError as exc:
+        except (EventStreamError, ParserError, orjson.JSONDecodeError) as exc:
+            # ParserError: framing (prelude, CRC, lengths); EventStreamError: an error frame
             raise UpstreamError("bedrock sent a malformed event stream") from exc
         return out
 

@@ -147,6 +147,40 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+def check_completion_shape(doc: Any, label: str) -> None:
+    """The translated answer is a chat completion the gateway can inspect and relay.
+
+    Every adapter builds it from the provider's JSON; a provider answer with a non-list
+    ``choices``, a choice without a message, a text that is not a string or a tool call
+    without a string name and arguments is refused here (502) instead of being relayed
+    half-read (and unseen by the output check, which reads strings).
+    """
+    def bad(what: str) -> UpstreamError:
+        return UpstreamError(f"{label} sent an answer that could not be read ({what})")
+
+    choices = doc.get("choices") if isinstance(doc, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise bad("no choices")
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise bad("a choice without a message")
+        for field in ("content", "refusal"):
+            value = message.get(field)
+            if value is not None and not isinstance(value, str):
+                raise bad(f"a message {field} that is not text")
+        calls = message.get("tool_calls")
+        if calls is None:
+            continue
+        if not isinstance(calls, list):
+            raise bad("tool calls that are not a list")
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)
+                    and isinstance(fn.get("arguments"), str)):
+                raise bad("a tool call without a name and arguments")
+
+
 class Router:
     def __init__(
         self,
@@ -478,6 +512,7 @@ class Router:
             try:
                 if op == "chat":
                     doc, usage = dep.adapter.from_provider(data, t)
+                    check_completion_shape(doc, dep.label())
                     usage = usage or _estimate_chat(body, doc)
                 else:
                     assert dep.embeddings is not None  # _translate refused the request
@@ -487,6 +522,13 @@ class Router:
                     usage = usage or Usage(estimate_tokens(str(body.get("input"))), 0, True)
             except GatewayError as exc:
                 raise _Failed(self._scrub(exc), retry=False, status=resp.status) from exc
+            except Exception as exc:  # noqa: BLE001 - the provider's bytes, not our request
+                # An adapter that trips over a shape it did not expect (a null choice, a
+                # number for a text) is reading a malformed answer: the provider's fault, 502.
+                log.warning("%s sent an answer its adapter could not read (%s)", dep.label(),
+                            type(exc).__name__, exc_info=True)
+                raise _Failed(UpstreamError(f"{dep.label()} sent an answer that could not be "
+                                            "read"), retry=False, status=resp.status) from exc
             return Completion(doc, usage, Served(t.provider, t.settings.kind, t.model))
         finally:
             if not (op == "chat" and req.stream and resp.status < 300):

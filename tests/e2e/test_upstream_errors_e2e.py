@@ -151,3 +151,129 @@ async def test_mid_stream_provider_error_text_does_not_leak(tmp_path: Path) -> N
     assert "server_error" in str(info.value) and "sk-live" not in str(info.value)
     assert_clean(json.dumps(events))
     assert any(e.get("outcome", {}).get("error_code") == "upstream_unavailable" for e in events)
+
+
+# A provider that answers a streaming request with 200 and no event at all: a plain JSON
+# completion (a proxy or a compatible server that ignores `stream`), or nothing.
+_JSON_COMPLETION = json.dumps({
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "It is 18 C."},
+                 "finish_reason": "stop"}]}).encode()
+
+
+@pytest.mark.parametrize("kind", ["openai", "azure_openai", "anthropic", "gemini", "bedrock"])
+@pytest.mark.parametrize("body", [_JSON_COMPLETION, b""], ids=["json-body", "empty-body"])
+async def test_stream_that_ends_before_any_event_is_an_upstream_error(
+        kind: str, body: bytes, tmp_path: Path) -> None:
+    reply = Reply(200, body, {"content-type": "application/json"})
+    async with FakeServer(always(reply)) as fake, \
+            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
+        # The failure is known before the first byte, so the client gets a status and a
+        # JSON error, never an empty answer that looks complete.
+        with pytest.raises(openai.APIStatusError) as oa:
+            await gw.openai("alice").chat.completions.create(
+                model="mock-gpt", messages=ASK, stream=True)
+        with pytest.raises(anthropic.APIStatusError) as an:
+            async with gw.anthropic("alice").messages.stream(
+                    model="mock-gpt", max_tokens=10, messages=ASK) as stream:
+                await stream.get_final_message()
+        events = await gw.audit_records()
+    assert oa.value.status_code == 502 and an.value.status_code == 502
+    assert error_body(oa.value)["code"] == "upstream_error"
+    assert "It is 18 C." not in oa.value.response.text
+    failures = [e for e in events if e["event"] == "upstream.error"]
+    assert len(failures) == 2 and len(fake.requests) == 2
+    assert all(e["outcome"]["error_code"] == "upstream_error" for e in failures)
+    assert not [e for e in events if e["event"] == "request.completion"]
+
+
+async def test_stream_without_any_event_falls_back_to_the_next_deployment(
+        tmp_path: Path) -> None:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "from backup"},
+                          "finish_reason": None}]}
+    frames = [f"data: {json.dumps(chunk)}\n\n".encode(), b"data: [DONE]\n\n"]
+    first_reply = Reply(200, _JSON_COMPLETION, {"content-type": "application/json"})
+    backup_reply = Reply(200, headers={"content-type": "text/event-stream"}, chunks=frames)
+    async with FakeServer(always(first_reply)) as first, \
+            FakeServer(always(backup_reply)) as second:
+        config = {
+            "providers": {"primary": {**provider("openai", first.url), "max_retries": 0},
+                          "backup": {**provider("openai", second.url), "max_retries": 0}},
+            "models": {"mock-gpt": {"provider": "primary", "model": "gpt-4o-mini",
+                                    "fallbacks": [{"provider": "backup",
+                                                   "model": "gpt-4o-mini"}]}},
+        }
+        async with running_gateway(tmp_path, config=config) as gw:
+            stream = await gw.openai("alice").chat.completions.create(
+                model="mock-gpt", messages=ASK, stream=True)
+            text = "".join([c.choices[0].delta.content or "" async for c in stream
+                            if c.choices])
+    assert text == "from backup"
+    assert len(first.requests) == 1 and len(second.requests) == 1
+
+
+_UNREADABLE = {
+    "openai": b"data: {\"id\": \"c\", \"choices\": [\n\n",
+    "azure_openai": b"data: \xff\xfe not utf-8\n\n",
+    "anthropic": b"event: message_start\ndata: {\"type\": \"message_start\", \"message\n\n",
+    "gemini": b"data: {\"candidates\": [{\"content\"\n\n",
+    "bedrock": b"\x00\x00\x00\x20\x00\x00\x00\x00\xde\xad\xbe\xef" + b"x" * 20,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_UNREADABLE))
+async def test_stream_the_adapter_cannot_read_is_an_upstream_error_never_a_500(
+        kind: str, tmp_path: Path) -> None:
+    ctype = "application/vnd.amazon.eventstream" if kind == "bedrock" else "text/event-stream"
+    reply = Reply(200, headers={"content-type": ctype}, chunks=[_UNREADABLE[kind]])
+    async with FakeServer(always(reply)) as fake, \
+            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
+        with pytest.raises(openai.APIStatusError) as oa:
+            await gw.openai("alice").chat.completions.create(
+                model="mock-gpt", messages=ASK, stream=True)
+        events = await gw.audit_records()
+    assert oa.value.status_code == 502
+    assert error_body(oa.value)["code"] == "upstream_error"
+    failures = [e for e in events if e["event"] == "upstream.error"]
+    assert len(failures) == 1 and len(fake.requests) == 1
+
+
+# 200 answers that are JSON but not the provider's answer shape (each of these was a 500,
+# or an empty or non-text answer relayed as if complete, before the router checked them).
+_MALFORMED: list[tuple[str, bytes]] = [
+    ("openai", b'{"choices": [null]}'),
+    ("openai", b'{"choices": [{"message": null}]}'),
+    ("openai", b'{"choices": [{"message": {"role": "assistant", "content": 5}}]}'),
+    ("openai", b'{"choices": [{"message": {"content": null, "tool_calls": [{"function": 1}]}}]}'),
+    ("openai", b'{"choices": []}'),
+    ("azure_openai", b'{"choices": "x"}'),
+    ("anthropic", b"[]"),
+    ("anthropic", b"null"),
+    ("anthropic", b"{}"),
+    ("anthropic", b'{"content": 5}'),
+    ("anthropic", b'{"content": [null]}'),
+    ("anthropic", b'{"content": [{"type": "text", "text": 5}]}'),
+    ("gemini", b'{"candidates": [null]}'),
+    ("gemini", b'{"candidates": [{"content": {"parts": [{"text": 5}]}}]}'),
+    ("bedrock", b'"str"'),
+    ("bedrock", b"{}"),
+    ("bedrock", b'{"output": {"message": {"content": [5]}}}'),
+]
+
+
+@pytest.mark.parametrize("kind,body", _MALFORMED,
+                         ids=[f"{k}-{i}" for i, (k, _) in enumerate(_MALFORMED)])
+async def test_answer_in_the_wrong_shape_is_an_upstream_error_never_a_500(
+        kind: str, body: bytes, tmp_path: Path) -> None:
+    reply = Reply(200, body, {"content-type": "application/json"})
+    async with FakeServer(always(reply)) as fake, \
+            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
+        with pytest.raises(openai.APIStatusError) as oa:
+            await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=ASK)
+        events = await gw.audit_records()
+    assert oa.value.status_code == 502
+    assert error_body(oa.value)["code"] == "upstream_error"
+    failures = [e for e in events if e["event"] == "upstream.error"]
+    assert len(failures) == 1 and len(fake.requests) == 1
+    assert not [e for e in events if e["event"] == "request.completion"]
