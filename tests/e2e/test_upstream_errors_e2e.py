@@ -153,6 +153,29 @@ async def test_mid_stream_provider_error_text_does_not_leak(tmp_path: Path) -> N
     assert any(e.get("outcome", {}).get("error_code") == "upstream_unavailable" for e in events)
 
 
+async def refused_by_gateway(tmp_path: Path, kind: str, reply: Reply, *, stream: bool
+                             ) -> tuple[openai.APIStatusError, list[dict[str, Any]], int]:
+    """One openai-SDK request against a provider answering ``reply``: the SDK's error, the
+    trail, and how many requests the provider saw."""
+    async with FakeServer(always(reply)) as fake, \
+            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
+        with pytest.raises(openai.APIStatusError) as oa:
+            await gw.openai("alice").chat.completions.create(
+                model="mock-gpt", messages=ASK, stream=stream)
+        events = await gw.audit_records()
+    return oa.value, events, len(fake.requests)
+
+
+def assert_one_upstream_error(error: openai.APIStatusError, events: list[dict[str, Any]],
+                              sent: int) -> None:
+    assert error.status_code == 502
+    assert error_body(error)["code"] == "upstream_error"
+    failures = [e for e in events if e["event"] == "upstream.error"]
+    assert len(failures) == 1 and sent == 1
+    assert failures[0]["outcome"]["error_code"] == "upstream_error"
+    assert not [e for e in events if e["event"] == "request.completion"]
+
+
 # A provider that answers a streaming request with 200 and no event at all: a plain JSON
 # completion (a proxy or a compatible server that ignores `stream`), or nothing.
 _JSON_COMPLETION = json.dumps({
@@ -227,16 +250,7 @@ async def test_stream_the_adapter_cannot_read_is_an_upstream_error_never_a_500(
         kind: str, tmp_path: Path) -> None:
     ctype = "application/vnd.amazon.eventstream" if kind == "bedrock" else "text/event-stream"
     reply = Reply(200, headers={"content-type": ctype}, chunks=[_UNREADABLE[kind]])
-    async with FakeServer(always(reply)) as fake, \
-            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
-        with pytest.raises(openai.APIStatusError) as oa:
-            await gw.openai("alice").chat.completions.create(
-                model="mock-gpt", messages=ASK, stream=True)
-        events = await gw.audit_records()
-    assert oa.value.status_code == 502
-    assert error_body(oa.value)["code"] == "upstream_error"
-    failures = [e for e in events if e["event"] == "upstream.error"]
-    assert len(failures) == 1 and len(fake.requests) == 1
+    assert_one_upstream_error(*await refused_by_gateway(tmp_path, kind, reply, stream=True))
 
 
 # 200 answers that are JSON but not the provider's answer shape (each of these was a 500,
@@ -267,13 +281,4 @@ _MALFORMED: list[tuple[str, bytes]] = [
 async def test_answer_in_the_wrong_shape_is_an_upstream_error_never_a_500(
         kind: str, body: bytes, tmp_path: Path) -> None:
     reply = Reply(200, body, {"content-type": "application/json"})
-    async with FakeServer(always(reply)) as fake, \
-            running_gateway(tmp_path, config=config_for(kind, fake)) as gw:
-        with pytest.raises(openai.APIStatusError) as oa:
-            await gw.openai("alice").chat.completions.create(model="mock-gpt", messages=ASK)
-        events = await gw.audit_records()
-    assert oa.value.status_code == 502
-    assert error_body(oa.value)["code"] == "upstream_error"
-    failures = [e for e in events if e["event"] == "upstream.error"]
-    assert len(failures) == 1 and len(fake.requests) == 1
-    assert not [e for e in events if e["event"] == "request.completion"]
+    assert_one_upstream_error(*await refused_by_gateway(tmp_path, kind, reply, stream=False))
