@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import pytest
 
 from pep.auth import Authenticator
 from pep.errors import GatewayError
-from tests.auth.conftest import MakeAuth, bearer, rejected
+from tests.auth.conftest import MakeAuth, bearer, identity, issuer_conf, rejected
 from tests.auth.fakeidp import FakeIdp, SigningKey
 
 
@@ -150,3 +151,12 @@ async def test_audience_sets_that_join_to_the_same_text_are_different_cache_keys
     with pytest.raises(GatewayError) as info:
         await auth.authenticate(bearer(token), audiences=("\0".join(pair),))
     assert (info.value.status, info.value.code) == (401, "invalid_audience")
+
+
+async def test_an_authenticator_that_never_started_closes_cleanly(
+    idp: FakeIdp, session: aiohttp.ClientSession
+) -> None:
+    # A start-up that fails before start() still runs the shutdown path.
+    auth = Authenticator(identity([issuer_conf(idp)]), session)
+    await auth.close()
+    assert [t for t in asyncio.all_tasks() if t.get_name() == f"jwks:{idp.issuer}"] == []
