@@ -367,6 +367,18 @@ def json_unmarshal(s: Any) -> Any:
         sys.setrecursionlimit(old)
 
 
+def json_is_valid(s: Any) -> bool:
+    """OPA: ``false`` for any operand that is not a string (regorus: a type error, which
+    makes the expression undefined), else whether it parses as JSON (as json.unmarshal)."""
+    if not isinstance(s, str):
+        return False
+    try:
+        json_unmarshal(s)
+    except BuiltinError:
+        return False
+    return True
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"not JSON: {name}")
 
@@ -460,5 +472,6 @@ TEXT_EXTENSIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "base64.decode": (1, base64_decode),
     "urlquery.decode": (1, urlquery_decode),
     "json.unmarshal": (1, json_unmarshal),
+    "json.is_valid": (1, json_is_valid),
     "semver.is_valid": (1, semver_is_valid),
 }

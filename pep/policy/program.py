@@ -125,10 +125,27 @@ def _parse(sources: dict[str, str]) -> dict[str, dict[str, Any]] | PolicyError:
         del engine
 
 
+# regorus' parser rejects a number literal beyond float64's range (`1e400`), which OPA
+# accepts (it keeps the literal's exact decimal text): the support checker's refusal.
+_NUMBER_OUT_OF_RANGE = "cannot parse number: out of range"
+
+
+def _located(message: str) -> str:
+    """``file:line:col`` of a regorus parse error (its ``--> file:line:col`` line)."""
+    at = message.find("--> ")
+    return message[at + 4:].split()[0] if at >= 0 else message.splitlines()[0]
+
+
 def prepare(modules: dict[str, str]) -> Prepared:
     """Refuse (PolicyError policy_refused) or rewrite a bundle's modules."""
     asts = _parse(modules)
     if isinstance(asts, PolicyError):
+        if _NUMBER_OUT_OF_RANGE in str(asts):
+            raise PolicyError(
+                "policy uses what the embedded engine cannot run exactly as OPA: "
+                f"{_located(str(asts))}: " + support.REFUSED_CONSTRUCTS["number_range"],
+                "policy_refused",
+            )
         raise asts
     analysis = support.analyse(modules, asts)
     if analysis.refusals:

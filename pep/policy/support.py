@@ -39,6 +39,12 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
         "`with f as g` where g is a builtin does not resolve on the embedded engine; wrap g "
         "in a policy function"
     ),
+    "with_count_string": (
+        "`count` of an input value or of a string beyond the Basic Multilingual Plane in a "
+        "bundle that replaces `count` with `with`: the embedded engine counts such a string "
+        "in UTF-16 units (an emoji is 2), OPA in code points, and the exact count cannot be "
+        "replaced by `with`"
+    ),
     "import_keyword": (
         "an import path ending in a Rego keyword (e.g. `import data.lib.contains`) is an "
         "error in OPA"
@@ -49,8 +55,8 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
         "engine only its value; write `1` or `2.5`"
     ),
     "number_range": (
-        "a number literal of magnitude 2^64 or more: the embedded engine cannot compute "
-        "with it exactly"
+        "a number literal of magnitude 2^64 or more, or an integer literal below -2^63: the "
+        "embedded engine cannot compute with it exactly"
     ),
     "ill_typed_call": (
         "a builtin called with constant arguments of the wrong type: OPA's type checker "
@@ -192,6 +198,11 @@ def _type_error(call_text: str) -> str | None:
     return None
 
 
+# Python builtins that answer a non-string operand (as OPA does at run time) where OPA's
+# type checker rejects a constant one: the checker's refusal is kept.
+_STRING_OPERAND = frozenset({"json.is_valid"})
+
+
 def _string_or_input(node: Any) -> bool:
     """A string literal or a reference into ``input`` (JSON: never a set)."""
     if not isinstance(node, dict) or len(node) != 1:
@@ -247,6 +258,22 @@ class _Module:
         start, end, _ = _span(node)
         return self.raw[start:end].decode()
 
+    def outer(self, node: Any) -> tuple[int, int]:
+        """Byte span of ``node`` as written: regorus' span of a string literal leaves out
+        its quotes (``"b"`` spans ``b``), so a rewrite that copies source text by spans
+        would cut them off."""
+        start, end, _ = _span(node)
+        kind = next(iter(node))
+        if kind in ("String", "RawString") and start > 0 and end < len(self.raw):
+            quote = self.raw[start - 1:start]
+            if quote in (b'"', b"`") and self.raw[end:end + 1] == quote:
+                return start - 1, end + 1
+        return start, end
+
+    def source_of(self, node: Any) -> str:
+        start, end = self.outer(node)
+        return self.raw[start:end].decode()
+
     def resolve(self, name: str) -> list[str]:
         head, _, rest = name.partition(".")
         out = [f"data.{self.package}.{name}"]
@@ -289,6 +316,13 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
     functions = {path for m in mods for path, kind in m.rules if kind == "Func"}
     out = Analysis(rule_paths=frozenset(p for m in mods for p, _ in m.rules))
 
+    # `with count as ...` replaces `count`, not the `__exact.count` it would be routed to.
+    replaced = {
+        name for m in mods for stmt in _dicts(m.ast.get("rules", []))
+        for mod in stmt.get("with_mods", []) or []
+        if (name := ref_name(mod.get("refr"))) is not None
+    }
+
     def refuse(m: _Module, line: int, key: str, detail: str = "") -> None:
         what = REFUSED_CONSTRUCTS.get(key, key)
         out.refusals.append(f"{m.file}:{line}: {detail + ': ' if detail else ''}{what}")
@@ -321,7 +355,9 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                 mantissa = literal.lower().split("e")[0]
                 if "." in mantissa and mantissa.endswith("0"):
                     refuse(m, int(body["span"]["line"]), "float_trailing_zero", literal)
-                elif isinstance(value, (int, float)) and abs(value) >= 2**64:
+                elif isinstance(value, (int, float)) and abs(value) >= 2**64 or (
+                    literal.lstrip("-").isdigit() and int(literal) < -2**63
+                ):
                     refuse(m, int(body["span"]["line"]), "number_range", literal)
             if kind == "AssignExpr" or (kind == "BoolExpr" and body.get("op") == "Eq"):
                 rhs, lhs = body.get("rhs"), body.get("lhs")
@@ -352,12 +388,19 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
                     refuse(m, line, "time_format_zone_name")
             if len(params) == arity and params and all(_constant(p) for p in params):
                 problem = _type_error(m.text({kind: body}))
+                if name in _STRING_OPERAND and not _string_or_input(params[0]):
+                    problem = f"`{name}` expects string argument"
                 if problem:
                     refuse(m, line, "ill_typed_call", f"{name}: {problem}")
                     continue
             if name == "count" and len(params) == 1 and _string_or_input(params[0]):
-                f_start, f_end, _ = _span(body["fcn"])
-                edits.append((f_start, f_end, "__exact.count"))
+                if "count" not in replaced:
+                    f_start, f_end, _ = _span(body["fcn"])
+                    edits.append((f_start, f_end, "__exact.count"))
+                elif "String" not in params[0] and "RawString" not in params[0] or any(
+                    ord(c) > 0xFFFF for c in m.text(params[0])
+                ):
+                    refuse(m, line, "with_count_string", m.text({kind: body}))
             statement = isinstance(parent, dict) and "expr" in parent and parent["expr"].get(
                 "Call"
             ) is body
@@ -365,9 +408,9 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
             # assignment form of walk is broken); our Python extensions need the rewrite.
             if len(params) == arity + 1 and statement and name in builtins.EXTENSIONS:
                 start, end = int(body["span"]["start"]), int(body["span"]["end"])
-                head = m.raw[_span(body["fcn"])[0]:_span(params[-2])[1]].decode() + ")" \
+                head = m.raw[_span(body["fcn"])[0]:m.outer(params[-2])[1]].decode() + ")" \
                     if arity else m.text(body["fcn"]) + "()"
-                edits.append((start, end, f"{m.text(params[-1])} = {head}"))
+                edits.append((start, end, f"{m.source_of(params[-1])} = {head}"))
         src = m.raw
         for start, end, text in sorted(edits, reverse=True):
             src = src[:start] + text.encode() + src[end:]
