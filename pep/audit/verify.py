@@ -207,7 +207,9 @@ async def verify_trail(
         prev2, prev1 = prev1, rec
     report.users = len(user_last)
     _check_checkpoints(report, checkpoints, hash_at, lo, hi)
-    if report.valid and hi is None:
+    if report.valid:
+        # A range ending with --until is held to the same rule: records in it past the newest
+        # checkpoint are the unsealed tail (an appended forgery is dated before any later T).
         _check_unsealed(report, chain, first_unsealed, now)
     if report.valid:
         _check_witness_in_db(report, stored, extra_checkpoints or [])

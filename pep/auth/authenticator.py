@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -103,7 +104,8 @@ class Authenticator:
         token = extract_token(headers, self._settings.max_token_bytes)
         digest = hashlib.sha256(token.encode("ascii")).digest()
         if audiences is not None:
-            digest = hashlib.sha256(digest + b"\0aud\0" + "\0".join(audiences).encode()).digest()
+            # JSON, not a separator join: ("a\0b",) and ("a", "b") must be different keys.
+            digest = hashlib.sha256(digest + b"\0aud\0" + json.dumps(audiences).encode()).digest()
         now = self._clock()
         entry = self._cache.get(digest, now)
         if entry is not None:

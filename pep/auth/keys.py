@@ -282,12 +282,12 @@ class IssuerKeys:
         return KeySet(by_kid, tuple(no_kid))
 
     async def run(self) -> None:
-        """Background loop: refresh when keys expire; back off (1 s .. 60 s) while failing."""
+        """Background loop: refresh when keys expire; back off (1 s .. 32 s) while failing."""
         if not self.needs_keys:
             return
         while True:
             if self._failures or self._fetched_at is None:
-                delay = min(60.0, 2.0 ** min(self._failures, 6) / 2)
+                delay = 2.0 ** min(self._failures, 6) / 2  # 0.5 s before the first fetch
             else:
                 delay = max(0.5, self._expires_at - self._clock())
             await asyncio.sleep(delay)

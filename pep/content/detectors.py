@@ -74,6 +74,10 @@ class RegexDetector:
                 # A validator may shorten a greedy candidate (IBAN cut to its country's
                 # length, card without a trailing CVV group): resume right after the hit.
                 pos = max(hit[1], m.start() + 1)
+            if pos > len(text):
+                # An empty match at the very end: search() would clamp pos to the end and
+                # find the same empty match again, forever.
+                return
 
 
 def min_digits(n: int) -> Gate:

@@ -70,15 +70,18 @@ _DIGIT_ZEROS = (
 def _expand(ranges: str) -> list[int]:
     """Code points of a character-class body such as "\u200b-\u200f\u2060"."""
     points: list[int] = []
-    i = 0
-    while i < len(ranges):
-        if i + 2 < len(ranges) and ranges[i + 1] == "-":
-            points.extend(range(ord(ranges[i]), ord(ranges[i + 2]) + 1))
-            i += 3
+    # One match per item, left to right: "a-b" (a range) or one character; a "-" that
+    # closes the body is a character. No index arithmetic, so no way to loop forever.
+    for m in _CLASS_ITEM.finditer(ranges):
+        lo, hi, single = m.groups()
+        if single is None:
+            points.extend(range(ord(lo), ord(hi) + 1))
         else:
-            points.append(ord(ranges[i]))
-            i += 1
+            points.append(ord(single))
     return points
+
+
+_CLASS_ITEM = re.compile(r"(.)-(.)|(.)", re.DOTALL)
 
 
 _BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A)) | {0x200E, 0x200F,

@@ -222,3 +222,52 @@ def test_a_private_key_file_serves_as_its_public_half(tmp_path: Path) -> None:
     with pytest.raises(SigningKeyError) as err:
         load_private_key(pub)  # a public key cannot sign
     assert str(err.value).startswith(f"cannot load audit signing key {pub}: ")
+
+
+def _cause(data: bytes) -> str:
+    """What ``Checkpoint.from_json`` says about ``data`` (the cause a log line must carry)."""
+    with pytest.raises((ValueError, KeyError, TypeError)) as err:
+        Checkpoint.from_json(data)
+    return str(err.value)
+
+
+def test_an_unreadable_checkpoint_files_log_line_says_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    contents = {1: b"{broken", 2: b'{"payload": {}}', 3: b'{"payload": 5, "signature": ""}'}
+    for n, data in contents.items():
+        (tmp_path / f"checkpoint-{n}.json").write_bytes(data)
+    (tmp_path / "checkpoint-4.json").mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        (tmp_path / "checkpoint-4.json").read_bytes()
+    causes = [_cause(data) for data in contents.values()] + [str(err.value)]
+    assert causes[1] == "'signature'"
+    with caplog.at_level(logging.WARNING, logger="regogate.audit"):
+        read_checkpoint_dir(tmp_path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"unreadable checkpoint {tmp_path / f'checkpoint-{n}.json'}: {cause}"
+        for n, cause in zip((1, 2, 3, 4), causes, strict=True)]
+
+
+def test_an_unreadable_witness_lines_log_line_says_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = [b'{"payload": {}}', b"[1]", b"nope"]
+    path = tmp_path / "w.jsonl"
+    path.write_bytes(sign(seq=1).to_json() + b"\n" + b"\n".join(bad))
+    with caplog.at_level(logging.WARNING, logger="regogate.audit"):
+        read_witness(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"unreadable checkpoint line {n} of {path}: {_cause(data)}"
+        for n, data in zip((2, 3, 4), bad, strict=True)]
+    assert _cause(bad[0]) == "'signature'"
+
+
+def test_a_half_written_temp_file_left_by_a_crash_is_replaced_by_the_retried_write(
+        tmp_path: Path) -> None:
+    # The temp file is the final name plus ".tmp", beside it: a crash between the write and the
+    # rename leaves it there, and writing the same checkpoint again consumes it.
+    cp = sign(seq=5)
+    name = f"checkpoint-000000000005-20250102T030405.000006Z-{cp.hash[:8]}.json"
+    (tmp_path / (name + ".tmp")).write_bytes(cp.to_json()[:10])
+    write_checkpoint_file(tmp_path, cp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert read_checkpoint_dir(tmp_path) == [cp]

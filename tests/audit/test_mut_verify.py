@@ -17,6 +17,7 @@ from pep.audit.checkpoints import (
     DEFAULT_PUBLIC_KEY_NAME,
     Checkpoint,
     Signer,
+    read_witness,
     load_private_key,
     load_public_key,
 )
@@ -376,7 +377,7 @@ def test_the_cadence_allowance_of_a_checkpoint() -> None:
 
     assert allowed_gap(Checkpoint({"interval_s": 1}, "")) == 6.5
     assert allowed_gap(Checkpoint({"interval_s": 0.5}, "")) == 5.75
-    for bad in (-5, "10", None, False):
+    for bad in (-5, 0, 0.0, "10", None, False):  # a cadence of 0 is none at all
         assert allowed_gap(Checkpoint({"interval_s": bad}, "")) is None, bad
 
 
@@ -490,3 +491,84 @@ async def test_a_forged_record_at_a_negative_seq_is_not_invisible(trail: Path) -
     assert report.error == Break("deleted", "global", 0, "record(s) seq 0 are missing", "alice",
                                  "req_alice_0")
     assert report.first_seq == -1
+
+
+async def test_a_range_from_the_middle_links_each_subject_to_its_record_before_the_range(
+        trail: Path) -> None:
+    # From seq 2 on: bob's first record there is his first at all (no link before the range),
+    # alice's (seq 3) links to her seq 1, which the range does not stream.
+    with db(trail) as conn:
+        since = load(conn, 2).index["time"]
+    report = await check(trail, since=since)
+    assert report.valid, report.error
+    assert (report.first_seq, report.last_seq, report.records, report.users) == (2, 12, 11, 3)
+
+
+async def test_a_range_ending_past_an_unsealed_forged_tail_does_not_hide_it(trail: Path) -> None:
+    # Product fix (issue 18, verify_trail mutant `report.valid or hi is None`): `--until` used to
+    # skip the unsealed-tail rule, so `verify --until <later>` called a forged tail valid.
+    rec = forge_tail(trail, "2025-06-01T12:00:00.000000Z")
+    t = parse_time(rec.index["time"])
+    assert t is not None
+    until = "2099-01-01T00:00:00Z"
+    report = await check(trail, until=until, now=t + timedelta(seconds=LIMIT + 0.000001))
+    assert report.error == Break("unsealed", "checkpoint", 13,
+                                 "records seq 13..13 are covered by no signed checkpoint and are "
+                                 "older than the sealing interval: appended by someone without the "
+                                 "signing key, or the gateway stopped sealing", "alice", "req_forged")
+    report = await check(trail, until=until, now=t + timedelta(seconds=LIMIT))
+    assert report.valid, report.error
+    assert report.warnings == [f"1 record(s) not sealed yet (seq 13..13; sealed within {LIMIT:.0f} s)"]
+    # A range ending before the forged record leaves it out, as before.
+    report = await check(trail, until=rec.index["time"], now=t + timedelta(days=30))
+    assert report.valid, report.error
+    assert (report.last_seq, report.unsealed_records) == (12, 0)
+
+
+async def test_a_checkpoint_without_a_cadence_does_not_end_the_cadence_check(trail: Path) -> None:
+    # A checkpoint with no interval_s (or no readable time) is not held to a cadence, but the
+    # ones after it still are.
+    close = (await stored(trail))[-1]
+    for odd in (after(close, "heartbeat", 1, interval_s=None, tmp=trail),
+                after(close, "heartbeat", 1, time="some time", tmp=trail)):
+        beat = after(close, "heartbeat", 2, tmp=trail)
+        beat = signer(trail).sign(kind="heartbeat", seq=close.seq, head=close.head,
+                                  prev_checkpoint=odd.hash, time=beat.payload["time"],
+                                  interval_s=3600.0)
+        late = after(beat, "heartbeat", 86400, tmp=trail)
+        report = await check(trail, extra=[odd, beat, late], now=when(late))
+        assert report.error is not None, odd.payload
+        assert (report.error.kind, report.error.seq) == ("gap", late.seq)
+        assert report.error.message.startswith(
+            f"no checkpoint or heartbeat between {beat.payload['time']} and {late.payload['time']}")
+
+
+async def test_an_unreadable_witness_entry_is_named_by_its_file_and_line(trail: Path) -> None:
+    path = trail / "witness.jsonl"
+    path.write_bytes(b"{broken\n")
+    cps = await stored(trail)
+    report = await check(trail, extra=read_witness(path), now=when(cps[-1]))
+    assert report.error == Break("checkpoint", "checkpoint", None,
+                                 "checkpoint at witness.jsonl:1 has an invalid signature or unknown key")
+    assert report.checkpoints_verified == len(cps)
+
+
+async def test_without_a_given_now_the_verifier_uses_the_current_utc_time(trail: Path) -> None:
+    # A record dated 2025-06-01 that no checkpoint covers is long past any cadence today.
+    forge_tail(trail, "2025-06-01T12:00:00.000000Z")
+    report = await check(trail)
+    assert report.error is not None
+    assert (report.error.kind, report.error.seq) == ("unsealed", 13)
+    assert "older than the sealing interval" in report.error.message
+
+
+async def test_a_broken_per_user_link_is_named_with_its_record(trail: Path) -> None:
+    # Record 12 (alice) re-hashed with no user_prev: the global chain still ends at it, but it
+    # no longer links to alice's record 10.
+    with db(trail) as conn:
+        rec = load(conn, 12)
+        h = record_hash(rec.prev_hash, rec.user_key, None, rec.body.encode())
+        conn.execute("UPDATE audit_records SET user_prev = NULL, hash = ? WHERE seq = 12", (h,))
+    report = await check(trail)
+    assert report.error == Break("modified", "user", 12, "per-user chain broken: user_prev is not "
+                                 "this subject's previous record", "alice", "req_alice_11")

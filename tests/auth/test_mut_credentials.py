@@ -97,6 +97,9 @@ def test_another_scheme_is_no_credential_and_says_so(value: str) -> None:
 def test_only_spaces_around_the_token_are_trimmed() -> None:
     assert extract_token({"Authorization": "  Bearer   tok  "}, LIMIT) == "tok"
     assert extract_token({"x-api-key": "  key  "}, LIMIT) == "key"
+    # Only spaces: the token's own first and last characters are never trimmed.
+    assert extract_token({"Authorization": "Bearer  XtokX "}, LIMIT) == "XtokX"
+    assert extract_token({"x-api-key": " XkeyX  "}, LIMIT) == "XkeyX"
     # A tab between scheme and token is not a separator a b64token may start with.
     assert told(refused({"Authorization": "Bearer \ttok"})) == (
         400, "invalid_request", "authorization", "malformed Authorization header")

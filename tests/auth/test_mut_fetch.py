@@ -6,6 +6,7 @@ the messages an operator reads, and Cache-Control parsing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -22,9 +23,13 @@ ROOMY = FetchPolicy(allow_insecure_http=False, timeout_s=5.0, max_bytes=10_000)
 Server = tuple[str, aiohttp.ClientSession, list[web.Request]]
 
 
+HOLD_S = 5.0  # how long /slow holds its answer: far past every client timeout below
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     seen: list[web.Request] = []
+    released = asyncio.Event()  # set at teardown, so a held answer does not delay cleanup
 
     async def route(request: web.Request) -> web.StreamResponse:
         seen.append(request)
@@ -69,6 +74,10 @@ async def server() -> AsyncIterator[Server]:
             raise web.HTTPFound(f"http://127.0.0.1:{port + 1}/echo")
         if name == "other-scheme":
             raise web.HTTPFound(f"https://127.0.0.1:{request.url.port}/echo")
+        if name == "slow":  # answers, but only after HOLD_S (or at teardown)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), HOLD_S)
+            return web.json_response({"late": True})
         if name == "deep":
             return web.Response(body=b"[" * 5000 + b"]" * 5000)
         return web.Response(status=404)
@@ -85,6 +94,7 @@ async def server() -> AsyncIterator[Server]:
         try:
             yield url, session, seen
         finally:
+            released.set()
             await runner.cleanup()
 
 
@@ -151,6 +161,12 @@ async def test_json_nested_past_the_parsers_depth_is_not_json(server: Server) ->
     assert await fetch_error(server, "deep", policy) == "127.0.0.1 returned a body that is not JSON"
 
 
+async def test_an_answer_slower_than_the_policys_timeout_is_a_timeout(server: Server) -> None:
+    # The bound is the policy's, not aiohttp's default: /slow answers after HOLD_S.
+    policy = FetchPolicy(allow_insecure_http=False, timeout_s=0.1, max_bytes=10_000)
+    assert await fetch_error(server, "slow", policy) == "cannot reach 127.0.0.1: TimeoutError"
+
+
 async def test_an_unreachable_host_is_named_with_the_error_type() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(FetchError) as info:
@@ -185,6 +201,12 @@ def test_plain_http_to_a_named_host_passes_only_when_allowed() -> None:
 
 def test_a_bracketed_ipv6_loopback_is_loopback() -> None:
     assert is_loopback_host("[::1]") and not is_loopback_host("[2001:db8::1]")
+
+
+@pytest.mark.parametrize("host", ["X127.0.0.1", "[::1]X", "X[::1]"])
+def test_a_name_that_only_contains_a_loopback_literal_is_not_loopback(host: str) -> None:
+    # Only the brackets of an IPv6 literal are taken off, nothing else around it.
+    assert not is_loopback_host(host)
 
 
 @pytest.mark.parametrize(("header", "expected"), [

@@ -95,6 +95,35 @@ def told(err: GatewayError) -> tuple[int, str, str]:
     return err.status, err.code, err.message
 
 
+@pytest.fixture
+async def introspecting(started: list[Authenticator], session: aiohttp.ClientSession,
+                        ridp: RecordingIdp) -> Authenticator:
+    return await authenticator(started, session, [issuer_conf(ridp, introspection=CLIENT)],
+                               http_timeout_s=0.05)
+
+
+# The next two are kept small on purpose: the Authenticator is built and started in the
+# fixture, and mutmut tries the tests of a function in the order of their call time, so
+# they come early among the hundreds of tests that construct an Introspector.
+async def test_an_opaque_token_is_introspected_with_the_settings_it_was_built_with(
+    introspecting: Authenticator, ridp: RecordingIdp
+) -> None:
+    token = opaque(ridp)
+    principal = await introspecting.authenticate(bearer(token))
+    assert (principal.sub, principal.issuer, principal.expires_at) == ("carol", ridp.issuer, NOW + 600)
+    assert ridp.forms == [{"token": token, "token_type_hint": "access_token"}]
+
+
+async def test_the_introspection_timeout_is_the_one_it_was_built_with(
+    introspecting: Authenticator, ridp: RecordingIdp
+) -> None:
+    ridp.release.clear()  # answers only after 5 s, long after the 0.05 s timeout
+    late = asyncio.get_running_loop().call_later(5.0, ridp.release.set)
+    err = await rejected(introspecting, opaque(ridp))
+    late.cancel()
+    assert told(err) == (503, "idp_unavailable", "identity provider unavailable")
+
+
 async def test_client_credentials_are_form_encoded_before_basic_and_the_hint_is_access_token(
     started: list[Authenticator], session: aiohttp.ClientSession, ridp: RecordingIdp
 ) -> None:
@@ -208,8 +237,10 @@ async def test_an_introspection_endpoint_slower_than_the_timeout_is_unavailable(
 ) -> None:
     auth = await authenticator(started, session, [issuer_conf(ridp, introspection=CLIENT)],
                                http_timeout_s=0.2)
-    ridp.release.clear()  # never answers while the gateway waits
+    ridp.release.clear()  # answers only after 5 s: the gateway must have given up by then
+    late = asyncio.get_running_loop().call_later(5.0, ridp.release.set)
     err = await rejected(auth, opaque(ridp))
+    late.cancel()
     assert told(err) == (503, "idp_unavailable", "identity provider unavailable")
 
 

@@ -1,7 +1,8 @@
 """pep/auth/verify.py beyond the access-token path, for issue 18's mutation gate: the sign-in
 ID-token check (OIDC Core 3.1.3.7) refusal by refusal with what each one tells the caller,
-the per-call audience override (the MCP resource), and keys that turn unusable while an
-unknown kid is refetched (503, never a 401 that would blame the token)."""
+the per-call audience override (the MCP resource), keys that turn unusable while an
+unknown kid is refetched (503, never a 401 that would blame the token), and a crypto-layer
+exception during signature verification (a 401, never an accepted token)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from jwt.algorithms import get_default_algorithms
 
 from pep.auth import Authenticator
 from pep.auth.claims import ClaimMapper
-from pep.auth.keys import IssuerKeys
+from pep.auth.jws import b64url_decode
+from pep.auth.keys import IssuerKeys, KeySet, VerifyKey
 from pep.auth.verify import JwtVerifier
 from pep.errors import GatewayError
 from tests.auth.conftest import MakeAuth, identity, issuer_conf
@@ -205,3 +208,35 @@ async def test_keys_gone_stale_during_an_unknown_kid_refetch_are_a_503(
     assert (info.value.status, info.value.code, info.value.message) == (
         503, "idp_unavailable", "identity provider keys are unavailable")
     assert idp.hits["discovery"] == 2 and not keys.usable()
+
+
+# -- a key object the algorithm's code cannot use -------------------------------------------------
+
+
+@pytest.mark.parametrize("alg, signer, holder", [
+    ("ES256", "ec", "rsa"),  # PyJWT's ECDSA code reads key.curve: an RSA key has none
+    ("RS256", "rsa", "ed"),  # RSA verify(sig, msg, padding, hash) on an Ed25519 key
+    ("EdDSA", "ed", "ec"),  # Ed25519-style verify(sig, msg) on an EC key
+])
+async def test_a_crypto_layer_exception_during_signature_verification_is_an_invalid_signature(
+    idp: FakeIdp, session: aiohttp.ClientSession, rsa_keys: list[SigningKey],
+    ec_signing_key: SigningKey, ed_signing_key: SigningKey, alg: str, signer: str, holder: str,
+) -> None:
+    """A key set entry whose key object does not fit the algorithm it is listed for (build_key
+    never makes one; the verifier must not trust that): PyJWT's verify raises instead of
+    returning False, and the token is refused as badly signed, never accepted or a 500."""
+    by_type = {"rsa": rsa_keys[0], "ec": ec_signing_key, "ed": ed_signing_key}
+    settings = identity([issuer_conf(idp, algorithms=sorted({"RS256", alg}))])
+    keys = IssuerKeys(settings.issuers[0], settings, session)
+    assert await keys.refresh() and keys.usable()
+    held = by_type[holder].public
+    keys.keys = KeySet(by_kid={"odd": VerifyKey("odd", held, frozenset({alg}), "odd")})
+    verifier = JwtVerifier({idp.issuer: (keys, ClaimMapper(settings.issuers[0]))})
+    token = signed(idp, idp.claims(), typ="at+jwt", key=SigningKey("odd", alg, by_type[signer].private))
+    h64, p64, s64 = token.split(".")
+    with pytest.raises((AttributeError, TypeError)):  # raises, rather than returning False
+        get_default_algorithms()[alg].verify(f"{h64}.{p64}".encode(), held, b64url_decode(s64, "s"))
+    with pytest.raises(GatewayError) as info:
+        await verifier.verify(token)
+    assert (info.value.status, info.value.code, info.value.message) == (
+        401, "invalid_token", "token signature is invalid")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pep.content import ContentInspector
+from tests.content.conftest import plain_id
 
 
 def hits(inspector: ContentInspector, text: str) -> list[tuple[str, str, str]]:
@@ -31,7 +32,7 @@ def luhn_complete(prefix: str, length: int) -> str:
     ("30", 14), ("36", 14), ("38", 14),  # Diners
     ("3528", 16), ("3589", 16),  # JCB: both ends of its range
     ("2221", 16), ("2720", 16),  # Mastercard 2-series: both ends
-])
+], ids=plain_id)
 def test_luhn_valid_numbers_in_issuer_ranges_are_cards(
         inspector: ContentInspector, prefix: str, length: int) -> None:
     number = luhn_complete(prefix, length)
@@ -43,7 +44,7 @@ def test_luhn_valid_numbers_in_issuer_ranges_are_cards(
     ("2220", 16), ("2721", 16),  # next to the 2-series
     ("1", 16), ("7", 16), ("8", 16), ("9", 16), ("0", 16),  # no network issues these
     ("4", 12),  # too short
-])
+], ids=plain_id)
 def test_luhn_valid_numbers_outside_issuer_ranges_are_not_cards(
         inspector: ContentInspector, prefix: str, length: int) -> None:
     assert hits(inspector, f"order {luhn_complete(prefix, length)} shipped") == []
@@ -60,7 +61,7 @@ def test_a_group_after_a_grouped_card_is_left_out_of_the_finding(
     "Bearer abcdefghij0123456789xyz",  # at the very start of the text
     "Authorization: Bearer abcdefghij0123456789xyz",
     "-Bearer abcdefghij0123456789xyz",
-])
+], ids=plain_id)
 def test_a_bearer_token_is_a_credential(inspector: ContentInspector, text: str) -> None:
     assert hits(inspector, text) == [("api_key", "builtin:bearer", "abcdefghij0123456789xyz")]
 
@@ -68,7 +69,7 @@ def test_a_bearer_token_is_a_credential(inspector: ContentInspector, text: str) 
 @pytest.mark.parametrize("text", [
     "xBearer abcdefghij0123456789xyz", "see xBearer abcdefghij0123456789xyz",
     "_Bearer abcdefghij0123456789xyz", "see _Bearer abcdefghij0123456789xyz",
-])
+], ids=plain_id)
 def test_bearer_inside_a_longer_word_is_not_a_header(inspector: ContentInspector,
                                                      text: str) -> None:
     assert hits(inspector, text) == []
@@ -76,7 +77,7 @@ def test_bearer_inside_a_longer_word_is_not_a_header(inspector: ContentInspector
 
 @pytest.mark.parametrize("prose", ["sk-ant-abcdefghijklmnopqrstuvwxyz",
                                    "xoxb-abcdefghijklmnop-qrstuvw",
-                                   "sk-learn-is-a-library-for-machine-learning"])
+                                   "sk-learn-is-a-library-for-machine-learning"], ids=plain_id)
 def test_key_shaped_prose_without_a_digit_is_not_a_key(inspector: ContentInspector,
                                                         prose: str) -> None:
     assert hits(inspector, f"see {prose} here") == []
@@ -86,7 +87,7 @@ def test_key_shaped_prose_without_a_digit_is_not_a_key(inspector: ContentInspect
     ("sk-ant-api03-abcdefghijklmnopqrstuvwxyz", "anthropic"),
     ("xoxb-1234567890-abcdefghij", "slack"),
     ("sk-proj-abcdefghijklmnopqrstu1", "openai"),
-])
+], ids=plain_id)
 def test_keys_are_named_by_their_format(inspector: ContentInspector, key: str,
                                         detector: str) -> None:
     assert hits(inspector, f"use {key} now") == [("api_key", f"builtin:{detector}", key)]

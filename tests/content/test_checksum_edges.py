@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from pep.content.checksums import card_prefix_ok, iban_ok, payment_card_ok
+from tests.content.conftest import plain_id
 
 
 @pytest.mark.parametrize(("digits", "ok"), [
     ("2221000000000009", True), ("2720999999999999", True),
     ("2220999999999999", False), ("2721000000000000", False),
-])
+], ids=plain_id)
 def test_mastercard_two_series_range(digits: str, ok: bool) -> None:
     assert card_prefix_ok(digits) is ok
 

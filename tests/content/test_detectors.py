@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pep.content import ContentInspector
-from tests.content.conftest import found
+from tests.content.conftest import found, plain_id
 
 # Well-known documentation/test values (not real people's data).
 VISA = "4111 1111 1111 1111"
@@ -57,7 +57,7 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
         ("url http://[2001:db8:0:0:0:0:2:1]:80/", [("ip_address", "2001:db8:0:0:0:0:2:1")]),
         ("mapped ::ffff:192.0.2.128", [("ip_address", "::ffff:192.0.2.128")]),
     ],
-    ids=lambda v: v if isinstance(v, str) else None,
+    ids=plain_id,
 )
 def test_detector_finds_true_positive_with_exact_span(
     inspector: ContentInspector, text: str, expected: list[tuple[str, str]]
@@ -79,6 +79,7 @@ def test_detector_finds_true_positive_with_exact_span(
         (f"jwt {JWT}", "jwt"),
         ("Authorization: Bearer 0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d", "bearer"),
     ],
+    ids=plain_id,
 )
 def test_api_key_formats_are_found_and_named(
     inspector: ContentInspector, text: str, detector: str
@@ -150,6 +151,7 @@ def test_public_key_and_certificate_blocks_are_not_private_keys(
         ("bearer of bad news and bearer abcdefghijklmnopqrstuvwxyz", "api_key"),  # no digit
         ("@decorator and x@y and user@localhost", "email"),
     ],
+    ids=plain_id,
 )
 def test_near_miss_is_not_a_finding(
     inspector: ContentInspector, text: str, near_miss_of: str
@@ -175,6 +177,7 @@ def test_bad_iban_is_not_reported_as_a_card_either(inspector: ContentInspector) 
         ("a\u0332k\u0332AKIAIOSFODNN7EXAMPLE", None),
         ("１９２．１６８．１．１０", ("ip_address", "192.168.1.10")),
     ],
+    ids=plain_id,
 )
 def test_obfuscated_content_is_still_found(
     inspector: ContentInspector, text: str, expected: tuple[str, str] | None

@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from pep.content import ContentInspector
+from tests.content.conftest import plain_id
 
 
 def findings(inspector: ContentInspector, text: str) -> list[tuple[str, str, int, int]]:
@@ -17,8 +18,9 @@ def findings(inspector: ContentInspector, text: str) -> list[tuple[str, str, int
 # Three leading bytes chosen so the encodings carry the alphabet-specific characters.
 @pytest.mark.parametrize("plain", [b"?>? mail ann@example.com",  # "/" and "+", or "_" and "-"
                                    b">>> mail ann@example.com",  # "+" only, or "-" only
-                                   b"??? mail ann@example.com"])  # "/" only, or "_" only
-@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+                                   b"??? mail ann@example.com"],  # "/" only, or "_" only
+                         ids=plain_id)
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode], ids=plain_id)
 def test_both_base64_alphabets_are_decoded(inspector: ContentInspector, plain: bytes,
                                            encode: object) -> None:
     assert callable(encode)
@@ -47,7 +49,7 @@ def test_a_run_with_one_stray_trailing_character_decodes_its_whole_head(
     assert findings(inspector, run[:-1]) == []  # one sextet short: the last digit is lost
 
 
-@pytest.mark.parametrize(("controls", "scanned"), [(2, True), (3, False)])
+@pytest.mark.parametrize(("controls", "scanned"), [(2, True), (3, False)], ids=plain_id)
 def test_decoded_text_must_be_at_least_nine_tenths_printable(
         inspector: ContentInspector, controls: int, scanned: bool) -> None:
     plain = "\x00" * controls + " ann@example.com" + " " * (4 - controls)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pep.content.normalise import Normaliser
+from tests.content.conftest import plain_id
 
 
 @pytest.mark.parametrize(("char", "kind"), [
@@ -17,7 +18,7 @@ from pep.content.normalise import Normaliser
     ("\x00", "control"), ("\x1f", "control"), ("\x7f", "control"), ("\x80", "control"),
     ("\x9f", "control"),
     ("\u00ad", "format"), ("\u2064", "format"), ("\U0001d173", "format"),
-])
+], ids=plain_id)
 def test_each_invisible_character_is_reported_with_its_kind(char: str, kind: str) -> None:
     n = Normaliser()
     text = f"é{char}b"  # non-ASCII, so the Unicode path runs

@@ -10,13 +10,14 @@ from pep.content import ContentInspector, ContentSettings
 from pep.content.encoded import _decode
 from pep.content.normalise import Normaliser, invisible_kind
 from pep.errors import GatewayError
+from tests.content.conftest import plain_id
 
 
 @pytest.mark.parametrize("ch, kind", [
     ("\U000e0041", "unicode_tag"), ("\u200b", "zero_width"), ("\u202e", "bidi_control"),
     ("\ufe0f", "variation_selector"), ("\U000e0100", "variation_selector"),
     ("\x85", "control"), ("\x07", "control"), ("\u00ad", "format"),
-])
+], ids=plain_id)
 def test_every_invisible_character_is_named_by_its_kind(ch: str, kind: str) -> None:
     assert invisible_kind(ch) == kind
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pep.content import ContentInspector
+from tests.content.conftest import plain_id
 
 
 def hits(inspector: ContentInspector, text: str) -> list[tuple[str, str, str]]:
@@ -23,7 +24,7 @@ def hits(inspector: ContentInspector, text: str) -> list[tuple[str, str, str]]:
     ("at fe80::1ff:fe23:4567:890a%eth0 now",
      ("ip_address", "builtin:ipv6", "fe80::1ff:fe23:4567:890a%eth0")),  # the zone is covered
     ("at ab::c:d:e now", ("ip_address", "builtin:ipv6", "ab::c:d:e")),  # five hex digits
-])
+], ids=plain_id)
 def test_each_number_is_found_by_its_detector(inspector: ContentInspector, text: str,
                                               found: tuple[str, str, str]) -> None:
     assert hits(inspector, text) == [found]
@@ -37,7 +38,7 @@ def test_each_number_is_found_by_its_detector(inspector: ContentInspector, text:
     "v 1.2.3.4", "build           1.2.3.4",  # a version, the word within 16 characters
     "at a::b:cd now",  # four hex digits: a scope or a slice, not an address
     "at .ab::c:d:e",  # a slice of a longer token
-])
+], ids=plain_id)
 def test_near_misses_are_not_findings(inspector: ContentInspector, text: str) -> None:
     assert hits(inspector, text) == []
 

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from pep.content import ContentInspector, ContentSettings
 from pep.errors import PayloadTooLarge
+from tests.content.conftest import plain_id
 
 
 def test_only_configured_types_are_reported() -> None:
@@ -25,7 +26,8 @@ def test_unknown_type_in_config_is_rejected() -> None:
         ContentSettings(types=("email", "passport"))
 
 
-@pytest.mark.parametrize("mask", ["[{secret}]", "<{0}>", "[{TYPE}]@", "[REDACTED-1:{TYPE}]"])
+@pytest.mark.parametrize("mask", ["[{secret}]", "<{0}>", "[{TYPE}]@", "[REDACTED-1:{TYPE}]"],
+                         ids=plain_id)
 def test_mask_with_unknown_placeholder_or_detectable_text_is_rejected(mask: str) -> None:
     with pytest.raises(ValidationError):
         ContentSettings(mask=mask)
