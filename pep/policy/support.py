@@ -49,6 +49,11 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
         "an import path ending in a Rego keyword (e.g. `import data.lib.contains`) is an "
         "error in OPA"
     ),
+    "import_unknown": (
+        "an import of a Rego dialect other than `rego.v1` (e.g. `import rego.v2`) or of an "
+        "unknown future keyword (`import future.keywords.bogus`) is a parse error in OPA; "
+        "the embedded engine ignores it"
+    ),
     "float_trailing_zero": (
         "a number literal with trailing zeros after the point (`1.0`, `2.50`): OPA keeps "
         "the literal's text (`json.marshal`, `sprintf`, set membership), the embedded "
@@ -311,6 +316,20 @@ def builtin_predicate(
     return is_builtin
 
 
+# What OPA 1.x accepts after `import future.keywords.` (its parser rejects anything else).
+FUTURE_KEYWORDS = frozenset({"and", "contains", "every", "if", "in", "not", "or"})
+
+
+def _unknown_import(target: str) -> bool:
+    """An import OPA's parser rejects: a `rego.` dialect but `rego.v1`, or an unknown
+    future keyword."""
+    if target.startswith("rego."):
+        return target != "rego.v1"
+    if target.startswith("future.keywords."):
+        return target.removeprefix("future.keywords.") not in FUTURE_KEYWORDS
+    return False
+
+
 def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysis:
     mods = _modules(sources, asts)
     functions = {path for m in mods for path, kind in m.rules if kind == "Func"}
@@ -332,6 +351,8 @@ def analyse(sources: dict[str, str], asts: dict[str, dict[str, Any]]) -> Analysi
             target = ref_name(imp.get("refr"))
             if target and target.rsplit(".", 1)[-1] in KEYWORDS and target.startswith("data."):
                 refuse(m, _span(imp["refr"])[2], "import_keyword", f"import {target}")
+            elif target and _unknown_import(target):
+                refuse(m, _span(imp["refr"])[2], "import_unknown", f"import {target}")
         edits: list[tuple[int, int, str]] = []
         for stmt in _dicts(m.ast.get("rules", [])):
             for mod in stmt.get("with_mods", []) or []:

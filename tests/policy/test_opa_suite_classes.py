@@ -102,3 +102,23 @@ def test_an_integer_literal_below_int64_is_refused() -> None:
         _run("package t\np := -9223372036854775809\n")
     assert info.value.code == "policy_refused" and "-2^63" in str(info.value)
     assert _run("package t\np := -9223372036854775808\n") == (True, -9223372036854775808)
+
+
+# `import rego.v2` (or `rego.v0`, or an unknown future keyword) is a parse error in OPA 1.x;
+# regorus ignored the import and loaded the policy.
+@pytest.mark.parametrize("imp", ["rego.v2", "rego.v0", "future.keywords.bogus"])
+def test_unknown_dialect_import_refused(imp: str) -> None:
+    src = f"package t\n\nimport {imp}\n\np := 1\n"
+    with pytest.raises(PolicyError) as err:
+        _run(src)
+    assert err.value.code == "policy_refused"
+    assert f"import {imp}" in str(err.value)
+    if oracle.available():
+        with pytest.raises(oracle.OracleError):
+            oracle.Oracle({"p.rego": src}).evaluate("t.p")
+
+
+@pytest.mark.parametrize("imp", ["rego.v1", "future.keywords.if", "future.keywords.not"])
+def test_known_imports_still_load(imp: str) -> None:
+    src = f"package t\n\nimport {imp}\n\np := 1\n"
+    assert _run(src) == (True, 1)
