@@ -63,9 +63,9 @@ TARGETS: dict[str, Target] = {
                             "tests/audit/test_sqlite_store.py", "tests/audit/test_integrity.py",
                             "tests/audit/test_signing_keys.py", "tests/audit/test_witness.py",
                             "tests/audit/test_cli.py", "tests/audit/test_mut_verify.py",
-                            "tests/audit/test_mut_checkpoints.py"), bar=None),
+                            "tests/audit/test_mut_checkpoints.py")),
     "content": Target(("pep/content/*.py",),
-                      ("tests/content", "tests/e2e/test_content_edges_e2e.py"), bar=None),
+                      ("tests/content", "tests/e2e/test_content_edges_e2e.py")),
     # The one validation step before policy (GUIDE.md 3.12): body, JSON, forbidden keys.
     "validation": Target(("pep/validation.py",),
                          ("tests/test_request.py", "tests/e2e/test_validation_e2e.py",
