@@ -58,14 +58,16 @@ _BEARER = r"[Bb](?i:earer)\s+(?P<token>[A-Za-z0-9._~+/-]{20,}=*)(?![A-Za-z0-9._~
 
 
 def _bearer_gate(text: str, _digits: int) -> int | None:
-    # The first "earer" in either spelling clients send ("Bearer", "BEARER"): a token after
-    # "BEARER" is found even when a lower-case "bearer" comes later in the text. Two str.find
-    # calls (memchr speed); a case-insensitive search costs 10-20 times more per character, so
-    # a mixed-case "BeArEr", which the pattern would accept, is not gated in.
-    lower = text.find("earer")
-    upper = text.find("EARER")
-    at = upper if lower < 0 or 0 <= upper < lower else lower
-    return None if at < 0 else max(0, at - 1)
+    # The first "earer" in any case (the pattern takes "Bearer", "BEARER", "BeArEr"): a gate
+    # that looked for fixed spellings let a mixed-case one, or a token before a later
+    # lower-case "bearer", go unscanned. ASCII text lower-cases to the same length, so the
+    # position is exact; otherwise lower() may lengthen the text before the match (U+0130
+    # becomes two code points), so the whole text is scanned.
+    folded = text.lower()
+    at = folded.find("earer")
+    if at < 0:
+        return None
+    return max(0, at - 1) if text.isascii() else 0
 
 
 def _bearer(m: re.Match[str], text: str) -> Hit:

@@ -21,8 +21,14 @@ def hits(inspector: ContentInspector, text: str) -> list[tuple[str, str, str]]:
     f"BEARER {TOKEN}",
     f"earer, then Bearer {TOKEN}",  # the word at offset 0
     f"EARER, then BEARER {TOKEN}",
-], ids=["upper_then_lower", "lower_then_upper", "upper_at_0", "word_at_0", "upper_word_at_0"])
-def test_the_first_bearer_in_either_case_is_scanned_from(inspector: ContentInspector,
+    f"Authorization: BeArEr {TOKEN}",  # any case after the B, as the pattern reads it
+    f"bEARER {TOKEN} (then the bearer scheme)",
+    f"Authorization: beaRER {TOKEN} (the Bearer scheme)",  # mixed case before a later word
+    f"\u0130stanbul \u00e7al\u0131\u015fan: BeArEr {TOKEN}",  # non-ASCII before it
+    "\u0130" * 12 + f" BeArEr {TOKEN}",  # lower() lengthens the text before it
+], ids=["upper_then_lower", "lower_then_upper", "upper_at_0", "word_at_0", "upper_word_at_0",
+        "mixed_case", "mixed_at_0", "mixed_then_lower", "non_ascii_before", "longer_lowered"])
+def test_the_first_bearer_in_any_case_is_scanned_from(inspector: ContentInspector,
                                                         text: str) -> None:
     assert hits(inspector, text) == [("api_key", "builtin:bearer", TOKEN)]
 
