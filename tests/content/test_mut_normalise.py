@@ -45,3 +45,11 @@ def test_single_script_text_is_not_folded() -> None:
 def test_character_class_bodies_expand_to_their_code_points(body: str,
                                                             points: list[int]) -> None:
     assert normalise._expand(body) == points
+
+
+@pytest.mark.parametrize("zero", normalise._DIGIT_ZEROS, ids=lambda z: f"u{z:x}")
+def test_every_decimal_digit_block_normalises_to_ascii_digits(zero: int) -> None:
+    # Astral blocks too: NFKC maps some (the mathematical digits) but not others (Osmanya,
+    # U+104A0), so the table is what makes "𐒤𐒡𐒡𐒡..." a card number the detectors see.
+    digits = "".join(chr(zero + d) for d in range(10))
+    assert Normaliser().normalise(f"card {digits} end") == "card 0123456789 end"
