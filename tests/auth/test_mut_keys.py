@@ -72,6 +72,11 @@ async def didp(rsa_keys: list[SigningKey]) -> AsyncIterator[DiscoveryIdp]:
         await runner.cleanup()
 
 
+
+def keys_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What pep.auth.keys logged (its own logger only)."""
+    return [r.getMessage() for r in caplog.records if r.name == "regogate.auth.keys"]
+
 def issuer_keys(idp: FakeIdp, session: aiohttp.ClientSession, clock: Clock,
                 issuer: dict[str, Any] | None = None, **extra: Any) -> IssuerKeys:
     settings = identity([issuer_conf(idp, **(issuer or {}))], **extra)
@@ -151,7 +156,7 @@ async def test_an_issuer_never_loaded_logs_no_kept_keys(
     keys = issuer_keys(didp, session, Clock())
     with caplog.at_level(logging.WARNING, logger="regogate.auth.keys"):
         assert await keys.refresh() is False
-    assert [r.getMessage() for r in caplog.records if r.name == "regogate.auth.keys"] == [
+    assert keys_log(caplog) == [
         f"issuer {didp.issuer}: key refresh failed: 127.0.0.1 answered HTTP 503"]
 
 
@@ -235,7 +240,7 @@ def test_an_unloadable_jwk_is_skipped_with_a_warning_naming_its_kid_and_the_erro
     broken = {"kty": "RSA", "kid": "rsa-1", "n": "!!", "e": "AQAB"}
     with caplog.at_level(logging.WARNING, logger="regogate.auth.keys"):
         assert build_key(broken, ALL) is None
-    assert [r.getMessage() for r in caplog.records if r.name == "regogate.auth.keys"] == [
+    assert keys_log(caplog) == [
         "skipping unusable JWK kid='rsa-1': InvalidKeyError"]
 
 
@@ -278,7 +283,7 @@ async def test_a_refresh_logs_how_many_usable_keys_it_installed(
     keys = issuer_keys(didp, session, Clock())
     with caplog.at_level(logging.INFO, logger="regogate.auth.keys"):
         assert await keys.refresh() is True
-    assert [r.getMessage() for r in caplog.records if r.name == "regogate.auth.keys"] == [
+    assert keys_log(caplog) == [
         f"issuer {didp.issuer}: 2 usable keys"]
 
 
@@ -291,7 +296,7 @@ async def test_a_duplicate_kid_is_logged_and_neither_key_is_kept(
     keys = issuer_keys(didp, session, Clock())
     with caplog.at_level(logging.WARNING, logger="regogate.auth.keys"):
         assert await keys.refresh() is True
-    assert [r.getMessage() for r in caplog.records if r.name == "regogate.auth.keys"] == [
+    assert keys_log(caplog) == [
         f"issuer {didp.issuer}: duplicate kid 'rsa-1' ignored"]
     assert list(keys.keys.by_kid) == ["rsa-2"]
 
