@@ -53,7 +53,8 @@ _SSN_CONTEXT = (
     r"[Ss](?i:sn|ocial\s+security(?:\s+(?:number|no|num))?)\b[^0-9\n]{0,20}?"
     r"(?<![0-9])(?P<digits>[0-9]{9})(?![0-9])"
 )
-_SSN_WORDS = ("ssn", "SSN", "Ssn", "ocial", "OCIAL")
+# The gate looks for the pattern's own opening (any case mix: "sSN" is the pattern's too).
+_SSN_HINT = re.compile(r"[Ss](?i:sn|ocial)")
 
 
 def _ssn(m: re.Match[str], text: str) -> Hit:
@@ -64,7 +65,7 @@ def _ssn(m: re.Match[str], text: str) -> Hit:
 
 
 def _ssn_context_gate(text: str, digits: int) -> int | None:
-    return 0 if digits >= 9 and any(w in text for w in _SSN_WORDS) else None
+    return 0 if digits >= 9 and _SSN_HINT.search(text) is not None else None
 
 
 def _ssn_context(m: re.Match[str], text: str) -> Hit:

@@ -26,8 +26,10 @@ def hits(inspector: ContentInspector, text: str) -> list[tuple[str, str, str]]:
     f"Authorization: beaRER {TOKEN} (the Bearer scheme)",  # mixed case before a later word
     f"\u0130stanbul \u00e7al\u0131\u015fan: BeArEr {TOKEN}",  # non-ASCII before it
     "\u0130" * 12 + f" BeArEr {TOKEN}",  # lower() lengthens the text before it
+    f"Bearer {TOKEN} \u00e7a",  # at offset 0 in a non-ASCII text (scanned whole, from 0)
 ], ids=["upper_then_lower", "lower_then_upper", "upper_at_0", "word_at_0", "upper_word_at_0",
-        "mixed_case", "mixed_at_0", "mixed_then_lower", "non_ascii_before", "longer_lowered"])
+        "mixed_case", "mixed_at_0", "mixed_then_lower", "non_ascii_before", "longer_lowered",
+        "at_0_non_ascii"])
 def test_the_first_bearer_in_any_case_is_scanned_from(inspector: ContentInspector,
                                                         text: str) -> None:
     assert hits(inspector, text) == [("api_key", "builtin:bearer", TOKEN)]

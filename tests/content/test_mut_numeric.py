@@ -61,3 +61,34 @@ def test_the_ipv4_gate_starts_before_the_first_dot_between_digits(text: str,
 
 def test_a_dot_at_the_end_of_the_text_is_not_an_address() -> None:
     assert found("call 1234.") == []
+
+
+@pytest.mark.parametrize("text", ["sSN 123451234", "SsN 123451234", "SOcial security 123451234",
+                                  "ssn SSN Ssn OCIAL social security 123451234"],
+                         ids=["sSN", "SsN", "SOcial", "every_word"])
+def test_the_ssn_context_gate_lets_through_every_case_of_the_opening_word(text: str) -> None:
+    assert of("us_ssn", text) == [("ssn_context", "123451234")]
+
+
+def test_an_iban_with_ten_digits_is_found() -> None:
+    # Bahrain: four bank letters and 14 account characters, here 6 letters and 8 digits.
+    assert of("iban", "BH06BMAGABCDEF12345678") == [("iban", "BH06BMAGABCDEF12345678")]
+
+
+@pytest.mark.parametrize("address", ["ABCD:EF01:ABCD:EF01:ABCD:EF01:ABCD:EF01",
+                                     "abcd:ef01:abcd:ef01:abcd:ef01:abcd:ef01",
+                                     "2001:db8::8a2e:370:7334"],
+                         ids=["upper_hex_only", "lower_hex_only", "at_0"])
+def test_the_ipv6_gate_takes_hex_of_either_case_and_an_address_at_the_start(address: str) -> None:
+    assert of("ip_address", address) == [("ipv6", address)]
+
+
+def test_the_zone_of_an_ipv6_address_does_not_count_towards_its_hex_digits() -> None:
+    # Four hex digits: a short form, however many hex letters the zone has.
+    assert of("ip_address", "at 1:2::3:4%abc") == []
+    assert of("ip_address", "at fe80::1%eth0") == [("ipv6", "fe80::1%eth0")]
+
+
+def test_a_phone_number_glued_to_a_plus_is_not_one_and_eight_digits_are_enough() -> None:
+    assert of("phone", "++49 30 1234") == []
+    assert of("phone", "call +49 30 1234") == [("phone_intl", "+49 30 1234")]
