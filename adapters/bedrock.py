@@ -19,7 +19,7 @@ import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.eventstream import EventStreamBuffer, EventStreamError, ParserError
+from botocore.eventstream import EventStreamBuffer, EventStreamError
 
 from adapters import provider_errors
 from adapters.canonical import (
@@ -228,8 +228,7 @@ class StreamTranslator:
         try:
             for message in self._buf:
                 out.extend(self._message(message.headers, message.payload))
-        except (EventStreamError, ParserError, orjson.JSONDecodeError) as exc:
-            # ParserError: framing (prelude, CRC, lengths); EventStreamError: an error frame
+        except EventStreamError as exc:
             raise UpstreamError("bedrock sent a malformed event stream") from exc
         return out
 
