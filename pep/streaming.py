@@ -16,6 +16,11 @@ was delivered (characters and SHA-256 of the delivered answer text). The stream'
 event ([DONE] / message_stop / response.completed, the filtered end, or an in-band error) is
 sent only once that record is durable: a client that saw the stream end cleanly is never
 missing its completion record, even if the gateway dies right after.
+
+The stream is a ChunkStream (or the cache's replay or recording of one): the relay awaits
+its ``__anext__`` in its own task, which must be cancel-safe (the held window's timer
+cancels a wait), reads each chunk's answer text from its ``text`` and asks ``ready()``
+before it would wait, so the chunks of one upstream read leave in one write.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import hashlib
 import logging
 import re
 import time
-from collections import deque
 from typing import Any
 
 from aiohttp import web
@@ -48,28 +52,6 @@ SSE_HEADERS = {
 }
 
 
-def delta_text(chunk: dict[str, Any]) -> str:
-    """The answer text a chunk carries: content and tool-call argument deltas (both are
-    model output the client receives)."""
-    choices = chunk.get("choices")
-    if not choices:
-        return ""
-    text = ""
-    for choice in choices:  # every choice (n > 1) reaches an OpenAI client
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        if isinstance(content, str):
-            text += content
-        calls = delta.get("tool_calls")
-        if calls:
-            for call in calls:
-                fn = call.get("function") if isinstance(call, dict) else None
-                args = fn.get("arguments") if isinstance(fn, dict) else None
-                if isinstance(args, str) and args:
-                    text += args
-    return text
-
-
 _WHITESPACE = re.compile(r"\s")
 # A window is released up to its last whitespace: the unfinished word after it (where a key
 # or token may be arriving piece by piece) stays held, up to this many characters and
@@ -80,77 +62,54 @@ TAIL_HOLD_FACTOR = 4
 
 _END = object()
 _TIMEOUT = object()
-_READ_AHEAD = 64  # chunks the reader may queue before it waits for the writer
 
 
-class _Feed:
-    """Reads the upstream stream in its own task, so the writer can wait for the next chunk
-    *or* the held window's deadline: one future and one timer per wait (~3 us per chunk),
-    where a task plus asyncio.wait per chunk costs ~13 us. Bounded read-ahead."""
+class _Upstream:
+    """The relay reads its stream in its own task: no reader task, no future of ours per
+    wait and no second wake-up per upstream read. A held window's deadline is a timer armed
+    only while text is held and the next chunk is not there yet; it cancels the wait, which
+    loses nothing because the stream's ``__anext__`` is cancel-safe (pep.routing.stream:
+    what arrived stays in aiohttp's buffer), and the next wait continues where it was.
+
+    The timer is ``asyncio.timeout_at`` reduced to what this one await needs (a handle and
+    a flag, about half its cost, paid on every wait while text is held): a cancellation
+    that is not the timer's, or that comes on top of it, propagates as it would."""
+
+    __slots__ = ("stream", "_next", "_loop", "_task", "_fired")
 
     def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._next = stream.__anext__
         self._loop = asyncio.get_running_loop()
-        self._items: deque[Any] = deque()
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._room: asyncio.Future[None] | None = None
-        self.task = self._loop.create_task(self._run(stream))
+        task = asyncio.current_task()
+        assert task is not None  # the request handler's task
+        self._task = task
+        self._fired = False
 
-    async def _run(self, stream: Any) -> None:
-        try:
-            async for chunk in stream:
-                self._items.append(chunk)
-                self._wake()
-                if len(self._items) >= _READ_AHEAD:
-                    self._room = self._loop.create_future()
-                    await self._room
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the writer, which re-raises
-            self._error = exc
-        finally:
-            self._done = True
-            self._wake()
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def ready(self) -> bool:
-        """``next`` would return without waiting for the upstream."""
-        return bool(self._items) or self._done
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
 
     async def next(self, deadline: float | None) -> Any:
         """The next chunk; _END when the stream is over; _TIMEOUT when ``deadline`` (loop
         time) passed first."""
-        if not self._items and not self._done:
-            self._waiter = self._loop.create_future()
-            timer = None if deadline is None else self._loop.call_at(deadline, self._wake)
+        try:
+            if deadline is None or self.stream.ready():
+                return await self._next()
+            task = self._task
+            before = task.cancelling()
+            self._fired = False
+            timer = self._loop.call_at(deadline, self._fire)
             try:
-                await self._waiter
+                return await self._next()
+            except asyncio.CancelledError:
+                if self._fired and task.uncancel() <= before:
+                    return _TIMEOUT  # the timer's own cancellation, and nobody else's
+                raise
             finally:
-                self._waiter = None
-                if timer is not None:
-                    timer.cancel()
-        if self._items:
-            item = self._items.popleft()
-            room = self._room
-            if room is not None and not room.done() and len(self._items) < _READ_AHEAD // 2:
-                room.set_result(None)
-            return item
-        if self._done:
-            if self._error is not None:
-                raise self._error
+                timer.cancel()
+        except StopAsyncIteration:
             return _END
-        return _TIMEOUT
-
-    async def close(self) -> None:
-        if self.task.done():
-            return  # the stream ended: asyncio.wait would still cost a loop iteration
-        self.task.cancel()
-        await asyncio.wait({self.task})
 
 
 class _Relay:
@@ -270,14 +229,14 @@ async def relay_stream(
                if inspector is not None and output_enabled(request) else None)
     relay = _Relay(request, x, dialect, resp, scanner, settings.output_hold_ms / 1000)
     loop = asyncio.get_running_loop()
-    feed = _Feed(stream)
+    upstream = _Upstream(stream)
     status, error = 200, None
     terminal = b""  # written once the completion record is durable (module docstring)
     try:
         while True:
-            if relay.out and not feed.ready():
+            if relay.out and not stream.ready():
                 await relay.flush()  # before waiting: nothing queued waits for the upstream
-            chunk = await feed.next(relay.deadline if relay.held else None)
+            chunk = await upstream.next(relay.deadline if relay.held else None)
             if chunk is _END:
                 break
             if chunk is _TIMEOUT:
@@ -285,7 +244,7 @@ async def relay_stream(
                 if not await relay.release(final=False, now=loop.time()):
                     break
                 continue
-            text = delta_text(chunk)
+            text = stream.text  # the chunk's answer text, computed once by the stream
             if text:
                 relay.parts.append(text)
             if scanner is None or (not text and not relay.held):
@@ -323,7 +282,7 @@ async def relay_stream(
         status = 499  # client closed the connection
         app[appkeys.METRICS].inc("client_disconnects_total")
     finally:
-        durable = await asyncio.shield(_finish(request, x, stream, feed, relay, status, error))
+        durable = await asyncio.shield(_finish(request, x, stream, relay, status, error))
     if terminal:
         if not durable:
             terminal = dialect.stream_error(Unavailable(
@@ -355,12 +314,10 @@ async def _finish(
     request: web.Request,
     x: Exchange,
     stream: Any,
-    feed: _Feed,
     relay: _Relay,
     status: int,
     error: GatewayError | None,
 ) -> bool:
-    await feed.close()  # the reader task first: it may be mid-read of the upstream
     try:
         await stream.aclose()
     except Exception:  # noqa: BLE001 - closing a broken upstream must not mask the outcome

@@ -13,26 +13,34 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from adapters.types import Served, Usage
+from pep.routing.stream import choices_text
 
 
 class ReplayStream:
-    """A cached completion replayed as a stream (the interface of routing.stream.ChunkStream)."""
+    """A cached completion replayed as a stream (the interface of routing.stream.ChunkStream;
+    it never waits, so it is cancel-safe and always ready)."""
 
     def __init__(self, body: dict[str, Any], usage: Usage, served: Served, *,
                  include_usage: bool, request_id: str) -> None:
         self.served = served
         self.usage: Usage | None = usage
+        self.text = ""  # the answer text of the chunk __anext__ returned last
         self._chunks = iter(replay_chunks(body, usage, include_usage=include_usage,
                                           request_id=request_id))
+
+    def ready(self) -> bool:
+        return True
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
         try:
-            return next(self._chunks)
+            chunk = next(self._chunks)
         except StopIteration:
             raise StopAsyncIteration from None
+        self.text = choices_text(chunk.get("choices") or ())
+        return chunk
 
     async def aclose(self) -> None:
         return None
@@ -67,7 +75,8 @@ def replay_chunks(body: dict[str, Any], usage: Usage, *, include_usage: bool,
 
 
 class RecordingStream:
-    """Wraps a provider stream, keeping its chunks; ``complete`` once it reached its end."""
+    """Wraps a provider stream, keeping its chunks; ``complete`` once it reached its end.
+    Cancel-safe as the stream it wraps: nothing changes before that stream returns."""
 
     def __init__(self, inner: Any, limit_chars: int) -> None:
         self._inner = inner
@@ -82,6 +91,16 @@ class RecordingStream:
     def usage(self) -> Usage | None:
         u: Usage | None = self._inner.usage
         return u
+
+    @property
+    def text(self) -> str:
+        """The answer text of the chunk returned last (the inner stream's)."""
+        t: str = self._inner.text
+        return t
+
+    def ready(self) -> bool:
+        r: bool = self._inner.ready()
+        return r
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self

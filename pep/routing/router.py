@@ -32,7 +32,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +141,19 @@ class _Response:
             if len(buf) > limit:
                 raise UpstreamError("provider response is too large")
         return bytes(buf)
+
+    def stream_reads(self) -> Callable[[], Awaitable[bytes]]:
+        """The body piece by piece, b"" at its end, for a ChunkStream: aiohttp's ``readany``,
+        which is cancel-safe (the stream relay's timer may cancel a wait; what arrived stays
+        in the buffer), or the in-process answer, which never waits."""
+        if self.content is not None:
+            return self.content.readany
+        pieces = self.chunks()
+
+        async def read() -> bytes:
+            return await anext(pieces, b"")
+
+        return read
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -488,7 +501,7 @@ class Router:
                 raise _Failed(err, retry=retry, status=resp.status, wait_s=wait)
             if op == "chat" and req.stream:
                 cs = ChunkStream(
-                    resp.chunks(), resp.release, dep.adapter.stream_translator(t),
+                    resp.stream_reads(), resp.release, dep.adapter.stream_translator(t),
                     served=Served(t.provider, t.settings.kind, t.model),
                     include_usage=include_usage, prompt_estimate=estimate_prompt_tokens(body),
                     label=dep.label(),

@@ -3,6 +3,12 @@
 The router always asks providers for usage; the usage-only chunk (and ``usage`` fields) reach
 the client only when it asked with ``stream_options.include_usage``. When the provider
 reports no usage, it is estimated from the text streamed (``Usage.estimated``).
+
+What the stream relay (pep.streaming) relies on: ``__anext__`` is cancel-safe (a wait that
+is cancelled, as the relay's timer for a held window does, loses no bytes: the source is
+aiohttp's ``readany``, which leaves what arrived in its buffer), ``text`` is the answer
+text of the chunk returned last, computed once here, and ``ready`` says whether the next
+chunk is there without waiting for the upstream.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -21,10 +27,27 @@ from pep.errors import GatewayError, UpstreamError, UpstreamTimeout
 log = logging.getLogger("regogate.routing")
 
 
+def choices_text(choices: Iterable[Any]) -> str:
+    """The answer text of a chunk's ``choices``: content and tool-call argument deltas, of
+    every choice (n > 1 reaches an OpenAI client too). A choice, delta, call or function that
+    is not an object raises (AttributeError): such a chunk is never relayed unread."""
+    text = ""
+    for c in choices:
+        delta = c.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            text += content
+        for call in delta.get("tool_calls") or ():
+            args = (call.get("function") or {}).get("arguments")
+            if isinstance(args, str):
+                text += args
+    return text
+
+
 class ChunkStream:
     def __init__(
         self,
-        source: AsyncIterator[bytes],
+        read: Callable[[], Awaitable[bytes]],
         release: Callable[[], None],
         translator: StreamTranslator,
         *,
@@ -35,7 +58,8 @@ class ChunkStream:
     ) -> None:
         self.served = served
         self.usage: Usage | None = None
-        self._source = source
+        self.text = ""  # the answer text of the chunk __anext__ returned last
+        self._read = read  # the next bytes of the body, b"" at its end; cancel-safe
         self._release = release
         self._translator = translator
         self._include_usage = include_usage
@@ -61,16 +85,16 @@ class ChunkStream:
 
     async def _pull(self) -> None:
         try:
-            data = await self._source.__anext__()
-        except StopAsyncIteration:
-            self._eof = True
-            self._pending.extend(self._translate(None))
-            self._finalise()
-            return
+            data = await self._read()
         except asyncio.TimeoutError as exc:
             raise UpstreamTimeout(f"{self._label} stream went idle") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self._label} stream broke: {type(exc).__name__}") from exc
+        if not data:
+            self._eof = True
+            self._pending.extend(self._translate(None))
+            self._finalise()
+            return
         self._pending.extend(self._translate(data))
 
     def _translate(self, data: bytes | None) -> list[dict[str, Any]]:
@@ -97,6 +121,10 @@ class ChunkStream:
         self.usage = usage
         self._close()
 
+    def ready(self) -> bool:
+        """``__anext__`` would return without waiting for the upstream."""
+        return bool(self._pending) or self._eof
+
     def __aiter__(self) -> ChunkStream:
         return self
 
@@ -111,16 +139,12 @@ class ChunkStream:
                     self._close()
                     raise
             chunk = self._pending.popleft()
-            choices = chunk.get("choices") or ()
-            for c in choices:
-                delta = c.get("delta") or {}
-                text = delta.get("content")
-                if isinstance(text, str):
-                    self._chars += len(text)
-                for call in delta.get("tool_calls") or ():
-                    args = (call.get("function") or {}).get("arguments")
-                    if isinstance(args, str):
-                        self._chars += len(args)
+            choices = chunk.get("choices")
+            if choices:
+                text = self.text = choices_text(choices)
+                self._chars += len(text)
+            else:
+                self.text = ""
             if not self._include_usage:
                 if not choices and chunk.get("usage"):
                     continue
