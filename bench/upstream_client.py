@@ -6,7 +6,7 @@
 
 Starts ``python -m adapters.mock_server`` on 127.0.0.1 in its own process (or uses
 ``--mock``), builds the ``Router`` and the provider ``ClientSession`` exactly as the gateway
-does (``pep.app.provider_session``, the ``openai_compatible`` deployment of
+does (``pep.routing.session.provider_session``, the ``openai_compatible`` deployment of
 bench/overhead.py), and drives ``Router.chat`` for the benchmark question from
 ``--concurrency`` tasks on uvloop: the adapter builds the request, the session sends it, the
 answer is read and translated back (``--stream``: the ``ChunkStream`` is read to its end).
