@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
     from pep.inbound.completions import CompletionsDialect
     from pep.policy.factory import create_engine
     from pep.routing.router import Router
+    from pep.routing.session import provider_session
     from pep.usage.tracker import open_tracker
 
     overrides = overrides or {}
@@ -99,11 +100,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         # IdP, OPA sidecar and other dependencies of ours.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        # Providers: the router bounds each one (providers.*.max_connections, with its own
-        # pool_timeout_s), so the connector beneath it must never queue a request itself --
-        # a wait in here would surface as a provider timeout and open the circuit breaker.
-        provider_connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
-        providers = aiohttp.ClientSession(connector=provider_connector, auto_decompress=True)
+        # Providers (and MCP servers): an unqueued connector, no cookie jar (pep.routing.session).
+        providers = provider_session()
         app[appkeys.HTTP_SESSION] = session
         app[appkeys.PROVIDER_SESSION] = providers
         try:

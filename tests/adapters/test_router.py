@@ -324,3 +324,21 @@ async def test_the_response_size_limit_holds_however_the_body_arrives(
             await Router(*one_provider(fake.url + "/v1"), session).chat(chat(), "gpt",
                                                                         request_id="r")
     assert "too large" in caught.value.message
+
+
+async def test_a_cookie_a_provider_sets_is_never_sent_back() -> None:
+    # Cloudflare in front of a provider sets cookies on every answer; the provider session is
+    # shared by every user, so it must not keep them (a host name, not an IP: aiohttp's
+    # default jar would store these and send them with the next request).
+    cookies = {"content-type": "application/json",
+               "set-cookie": "__cf_bm=abc123; path=/; domain=localhost; HttpOnly"}
+    from pep.routing.session import provider_session
+
+    async with FakeServer([Reply(200, openai_wire.completion_bytes("one"), headers=cookies),
+                           openai_wire.reply("two")]) as fake, provider_session() as session:
+        router = Router(*one_provider(fake.url.replace("127.0.0.1", "localhost") + "/v1"),
+                        session)
+        for _ in range(2):
+            await router.chat(chat(), "gpt", request_id="r")
+    assert len(fake.requests) == 2
+    assert all("cookie" not in r.headers for r in fake.requests)

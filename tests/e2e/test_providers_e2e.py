@@ -131,3 +131,22 @@ async def test_second_deployment_serves_and_the_audit_names_it(failure: Reply,
     completion = next(e for e in events if e["event"] == "request.completion")
     assert "backup/claude-3-5-haiku-20241022" in orjson.dumps(completion).decode()
     assert len(first.requests) == 1 and len(second.requests) == 1
+
+
+async def test_the_gateway_never_sends_a_provider_cookie_back(tmp_path: Path) -> None:
+    # A provider behind Cloudflare sets cookies on its answers; the gateway's provider
+    # session is shared by every user, so a cookie alice's answer brought must not ride
+    # along with bob's request (reached by host name: aiohttp's default jar ignores IPs).
+    answer = wire.plain("openai")
+    answer.headers = {**answer.headers,
+                      "set-cookie": "__cf_bm=alice-token; path=/; domain=localhost; HttpOnly"}
+    async with FakeServer(lambda _: answer) as fake:
+        url = fake.url.replace("127.0.0.1", "localhost")
+        config = {"providers": {"p": provider("openai", url)},
+                  "models": {"mock-gpt": {"provider": "p", "model": UPSTREAM_MODEL["openai"]}}}
+        async with running_gateway(tmp_path, config=config) as gw:
+            ask = [{"role": "user", "content": QUESTION}]
+            for user in ("alice", "bob"):
+                await gw.openai(user).chat.completions.create(model="mock-gpt", messages=ask)
+    assert len(fake.requests) == 2
+    assert all("cookie" not in r.headers for r in fake.requests)
