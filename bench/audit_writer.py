@@ -54,6 +54,14 @@ def _thread_sys(native_id: int | None) -> float:
     return int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_faults(native_id: int | None) -> int:
+    """The thread's minor page faults so far (/proc)."""
+    if native_id is None:
+        return 0
+    with open(f"/proc/self/task/{native_id}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def id_maker() -> Any:
     """The measured checkout's request ids, made as pep.steps makes them."""
     from pep.request_ids import IdPool
@@ -183,18 +191,19 @@ async def run(requests: int, concurrency: int, window_ms: float, people: int,
         await asyncio.gather(*(store.append(event("warm", i, "request.intent", new_id()))
                                for i in range(200)))
         t0, w0, l0 = time.perf_counter(), _thread_cpu(writer), _thread_cpu(loop_id)
-        s0 = _thread_sys(writer_tid)
+        s0, f0 = _thread_sys(writer_tid), _thread_faults(writer_tid)
         tx0, rec0 = store.stats.transactions, store.stats.records
         wal.commits = wal.frames = 0
         wal.pages.clear()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         t1, w1, l1 = time.perf_counter(), _thread_cpu(writer), _thread_cpu(loop_id)
-        s1 = _thread_sys(writer_tid)
+        s1, f1 = _thread_sys(writer_tid), _thread_faults(writer_tid)
         tx, rec = store.stats.transactions - tx0, store.stats.records - rec0
         await store.close()
         by_tree = wal.by_tree() if trees else {}
         wal.close()
     return {"writer_us": (w1 - w0) / requests * 1e6, "writer_sys_us": (s1 - s0) / requests * 1e6,
+            "faults": (f1 - f0) / requests,
             "loop_us": (l1 - l0) / requests * 1e6,
             "per_commit": rec / max(1, tx), "frames": wal.frames / max(1, wal.commits),
             "rps": requests / (t1 - t0), "trees": by_tree}
@@ -254,7 +263,7 @@ def main() -> None:
         rows.append(asyncio.run(run(args.requests, args.concurrency, args.window_ms, args.users,
                                     args.trees)))
         r = rows[-1]
-        print(f"  writer {r['writer_us']:6.1f} us/request (kernel {r['writer_sys_us']:5.1f})  loop {r['loop_us']:6.1f} us/request  "
+        print(f"  writer {r['writer_us']:6.1f} us/request (kernel {r['writer_sys_us']:5.1f}, {r['faults']:4.1f} page faults)  loop {r['loop_us']:6.1f} us/request  "
               f"{r['per_commit']:5.1f} records/commit  {r['frames']:5.1f} WAL frames/commit  "
               f"{r['rps']:7.0f} req/s")
         if r["trees"]:
