@@ -57,7 +57,7 @@ def new_request_id(request: web.Request) -> str:
         supplied = request.headers.get(settings.request_id_header, "")
         if 8 <= len(supplied) <= 64 and all(c.isalnum() or c in "-_." for c in supplied):
             return supplied
-    return "req_" + request.app[appkeys.REQUEST_IDS].next_hex()
+    return request.app[appkeys.REQUEST_IDS].next_id()
 
 
 def exchange_for(request: web.Request) -> Exchange:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +38,7 @@ from pep.audit.events import AuditUnavailable
 from pep.auditing import rejection_event
 from pep.errors import BadRequest, to_body
 from pep.exchange import Exchange
+from pep.request_ids import new_request_id
 
 log = logging.getLogger("regogate.http")
 
@@ -205,7 +205,7 @@ class EdgeServer(Server):
 
     async def malformed(self, request: BaseRequest, err_info: _ErrInfo) -> web.StreamResponse:
         reason = malformed_reason(err_info.exc)
-        x = Exchange(request_id="req_" + secrets.token_hex(12), method="", path="",
+        x = Exchange(request_id=new_request_id(), method="", path="",
                      source_ip=request.remote)
         log.warning("malformed HTTP request refused: request_id=%s reason=%s peer=%s",
                     x.request_id, reason, x.source_ip)

@@ -222,3 +222,70 @@ async def test_without_concurrency_the_window_never_delays_a_lone_record(tmp_pat
         assert store._last_batch == 1
     assert store.stats.transactions == 3
     await store.close()
+
+
+async def test_a_batch_larger_than_one_insert_is_written_whole_in_order_and_verifies(
+        tmp_path: Path) -> None:
+    """The writer inserts a batch as multi-row INSERTs of at most INSERT_ROWS rows: a batch
+    of 2.5 statements' worth lands in one commit (two at most), in arrival order, every row exactly as
+    linked (the verifier recomputes hashes, links and index columns)."""
+    from pep.audit.records import ALL_COLUMNS
+    from pep.audit.sqlite_schema import insert_record_sql
+    from pep.audit.sqlite_store import INSERT_ROWS, insert_rows_sql
+
+    from .test_verify_tamper import verify
+
+    assert insert_rows_sql(1) == insert_record_sql().replace("INSERT INTO", "INSERT OR ROLLBACK INTO")
+    assert insert_rows_sql(3).count("?") == 3 * len(ALL_COLUMNS)
+    store = open_store(settings(tmp_path), tmp_path)
+    assert isinstance(store, SqliteAuditStore)
+    await store.start()
+    blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # everything below queues up for one batch
+    n = 2 * INSERT_ROWS + INSERT_ROWS // 2
+    users = ("alice", "bob", "carol")
+    tasks = [asyncio.create_task(store.append(make_event(users[i % 3], i))) for i in range(n)]
+    await asyncio.sleep(0.2)
+    blocker.execute("COMMIT")
+    await asyncio.gather(*tasks)
+    # The writer may have taken the first record alone before the rest queued behind it.
+    assert store.stats.largest_batch >= n - 1 > 2 * INSERT_ROWS
+    await store.close()
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        rows = conn.execute("SELECT seq, request_id FROM audit_records ORDER BY seq").fetchall()
+    assert rows == [(i + 1, f"req_{users[i % 3]}_{i}") for i in range(n)]
+    report = await verify(tmp_path)
+    assert report.valid, report.error
+
+
+async def test_a_row_that_fails_rolls_back_its_whole_batch_and_fails_every_record_of_it(
+        tmp_path: Path) -> None:
+    """INSERT OR ROLLBACK: a conflict on a later row of a multi-row INSERT undoes the rows
+    before it too, no record of the batch is acknowledged, and the store is still usable."""
+    store = open_store(settings(tmp_path), tmp_path)
+    assert isinstance(store, SqliteAuditStore)
+    await store.start()
+    await store.append(make_event("alice", 0))  # seq 1
+    other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    # A row at seq 4 that the writer does not know about: its next batch (seq 2..5) collides.
+    other.execute("INSERT INTO audit_records SELECT 4, hash, prev_hash, user_key, user_prev, time, "
+                  "event, 'req_planted', decision_id, subject, issuer, email, teams, "
+                  "model_requested, model_served, decision, status, tokens_in, tokens_out, "
+                  "cost_usd, body FROM audit_records WHERE seq = 1")
+    tasks = [asyncio.create_task(store.append(make_event("alice", n))) for n in range(1, 5)]
+    await asyncio.sleep(0.2)
+    other.execute("COMMIT")
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    # Normally one batch (seq 2..5); should the writer have taken the first record alone,
+    # that one commits and the batch that collides is 3..5. Either way the record before the
+    # collision in the failing batch (seq 3) is not kept.
+    assert all(isinstance(r, AuditUnavailable) for r in results[1:]), results
+    seqs = [r[0] for r in other.execute("SELECT seq FROM audit_records ORDER BY seq")]
+    assert seqs == ([1, 4] if isinstance(results[0], AuditUnavailable) else [1, 2, 4])
+    other.execute("DELETE FROM audit_records WHERE seq = 4")
+    await store.append(make_event("alice", 9))  # the outage record, then this one
+    assert [r[0] for r in other.execute("SELECT event FROM audit_records ORDER BY seq")][-2:] == [
+        "audit.outage", "request.intent"]
+    other.close()
+    await store.close()
