@@ -13,7 +13,6 @@ Content is recorded as the ``audit_content`` obligation says: ``none`` (nothing)
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -21,12 +20,9 @@ import orjson
 from pep.audit.events import AUDIT_SCHEMA_VERSION, EventType
 from pep.errors import GatewayError
 from pep.exchange import Exchange
+from pep.timestamps import now_rfc3339
 
 Event = dict[str, Any]
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def sha256_json(value: Any) -> str:
