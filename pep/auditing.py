@@ -13,7 +13,6 @@ Content is recorded as the ``audit_content`` obligation says: ``none`` (nothing)
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -21,16 +20,57 @@ import orjson
 from pep.audit.events import AUDIT_SCHEMA_VERSION, EventType
 from pep.errors import GatewayError
 from pep.exchange import Exchange
+from pep.policy.contract import Decision
+from pep.timestamps import now_rfc3339
 
 Event = dict[str, Any]
 
 
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def sha256_json(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class _Memo:
+    """A bounded map, oldest entry out (the memos below: at most ``size`` entries each)."""
+
+    __slots__ = ("entries", "size")
+
+    def __init__(self, size: int) -> None:
+        self.entries: dict[Any, Any] = {}
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self.entries) >= self.size:
+            del self.entries[next(iter(self.entries))]
+        self.entries[key] = value
+
+
+# The digest of a short canonical JSON document, by its bytes: a pure function, so a hit
+# is the digest a computation would give. Request parameters repeat across requests (most
+# are {} or a temperature) and every request digests them twice (intent and completion);
+# the hash object and its hex cost ~4x the encoding. Longer documents are not kept.
+_DIGESTS = _Memo(256)
+_DIGEST_KEY_MAX = 256
+
+
+def _params_digest(params: Any) -> str:
+    raw = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+    if len(raw) > _DIGEST_KEY_MAX:
+        return hashlib.sha256(raw).hexdigest()
+    digest: str | None = _DIGESTS.entries.get(raw)
+    if digest is None:
+        digest = hashlib.sha256(raw).hexdigest()
+        _DIGESTS.put(raw, digest)
+    return digest
+
+
+# The JSON form of a decision's reasons and obligations, by the identity of the objects:
+# the embedded engine's decision memo (pep/policy/validated.py) hands every request with
+# the same decision document the same nested objects, and nothing on the request path
+# changes a decision in place (every change is a ``model_copy``), so the dump of an object
+# is the dump it had when it was first made. An entry holds its objects, so their ids
+# cannot be reused while it is here.
+_DECISION_PARTS = _Memo(256)
 
 
 def _compact(doc: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +123,7 @@ def _what(x: Exchange) -> dict[str, Any]:
         "provider": served.provider if served else None,
         "deployment": f"{served.provider}/{served.model}" if served else None,
         "stream": r.stream if r else None,
-        "params_digest": sha256_json(r.params) if r else None,
+        "params_digest": _params_digest(r.params) if r else None,
         "response_id": x.response_id,
     })
 
@@ -98,14 +138,26 @@ def _decision(x: Exchange) -> dict[str, Any] | None:
 def _build_decision(x: Exchange) -> dict[str, Any]:
     d = x.decision
     assert d is not None
+    reasons, obligations = _decision_parts(d)
     return _compact({
         "allow": d.allow,
-        "reasons": [r.model_dump(exclude_none=True) for r in d.reasons],
-        "obligations": d.obligations.model_dump(exclude_none=True),
+        "reasons": reasons,
+        "obligations": obligations,
         "policy_revision": d.policy_revision,
         "engine": x.engine,
         "engine_decision_id": d.engine_decision_id,
     })
+
+
+def _decision_parts(d: Decision) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    key = (id(d.reasons), id(d.obligations))
+    hit = _DECISION_PARTS.entries.get(key)
+    if hit is not None and hit[0] is d.reasons and hit[1] is d.obligations:
+        return hit[2], hit[3]
+    reasons = [r.model_dump(exclude_none=True) for r in d.reasons]
+    obligations = d.obligations.model_dump(exclude_none=True)
+    _DECISION_PARTS.put(key, (d.reasons, d.obligations, reasons, obligations))
+    return reasons, obligations
 
 
 def content_mode(x: Exchange) -> str:

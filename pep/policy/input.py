@@ -8,12 +8,12 @@ models; ``tests/policy/test_input_builder.py`` validates its output against
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from pep.policy.contract import MAX_POLICY_FINDINGS, POLICY_INPUT_VERSION
 from pep.principal import Principal
 from pep.request import NormalizedRequest
+from pep.timestamps import from_float_seconds
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -35,13 +35,9 @@ def user_doc(p: Principal) -> dict[str, Any]:
 
 def time_doc(now_ns: int | None = None) -> dict[str, Any]:
     now_ns = time.time_ns() if now_ns is None else now_ns
-    dt = datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc)
-    return {
-        "now_ns": now_ns,
-        "rfc3339": dt.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "weekday": _WEEKDAYS[dt.weekday()],
-        "hour": dt.hour,
-    }
+    # As datetime.fromtimestamp(now_ns / 1e9, UTC) would say it (pep.timestamps).
+    rfc3339, weekday, hour = from_float_seconds(now_ns / 1e9)
+    return {"now_ns": now_ns, "rfc3339": rfc3339, "weekday": _WEEKDAYS[weekday], "hour": hour}
 
 
 def finding_docs(findings: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -44,14 +44,19 @@ class WindowClock:
     """Current bounds of every window, recomputed only when a window rolls over, so the hot
     path does no calendar arithmetic."""
 
-    __slots__ = ("_bounds",)
+    __slots__ = ("_bounds", "_hi", "_lo")
 
     def __init__(self) -> None:
         self._bounds: dict[str, tuple[int, int]] = {}
+        # Every window contains ``now`` exactly when the latest start <= now < earliest end.
+        self._lo: float = 1.0
+        self._hi: float = 0.0
 
     def bounds(self, now: float) -> dict[str, tuple[int, int]]:
-        current = self._bounds
-        if not current or any(not (s <= now < e) for s, e in current.values()):
-            current = {w: window_bounds(w, now) for w in WINDOWS}
-            self._bounds = current
+        if self._lo <= now < self._hi:
+            return self._bounds
+        current: dict[str, tuple[int, int]] = {w: window_bounds(w, now) for w in WINDOWS}
+        self._bounds = current
+        self._lo = max(s for s, _ in current.values())
+        self._hi = min(e for _, e in current.values())
         return current

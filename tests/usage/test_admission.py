@@ -10,8 +10,10 @@ import pytest
 
 from pep.policy.contract import QuotaLimit
 from pep.principal import Principal
-from pep.usage.admission import InvalidQuota, QuotaExceeded, Reservation, message
-from pep.usage.counters import CounterTracker
+from pep.usage.admission import InvalidQuota, QuotaExceeded, Reservation, message, resolve
+from pep.usage.counters import _RESOLVED_MAX, CounterTracker
+from pep.usage.memory import MemoryTracker
+from pep.usage.settings import UsageSettings
 from tests.usage.conftest import Clock, TrackerFactory
 
 BOB = Principal(sub="bob", issuer="https://idp", teams=("research",))
@@ -265,3 +267,37 @@ async def test_a_reservation_reports_each_limits_counter_before_it(
     assert first.used_before == (0, 0, 0)
     # mock-gpt: $3 / $15 per million tokens -> 10 * 3000 + 50 * 15000 nano-USD
     assert second.used_before == (1, 60, 10 * 3000 + 50 * 15000)
+
+
+async def test_one_limits_list_reused_by_many_requests_is_enforced_for_each_caller(
+    tracker: CounterTracker,
+) -> None:
+    # The decision memo hands every request with the same decision the same list object.
+    shared = [limit("requests", 3, key="research", scope="team")]
+    for who in (BOB, RITA, BOB):
+        await tracker.reserve(who, None, "mock-gpt", shared, prompt_tokens=1, output_tokens=1)
+        assert tracker._checks(shared, [("user", who.sub), ("team", "research")], True) == \
+            resolve(shared, [("user", who.sub), ("team", "research")], shrinkable=True)
+    with pytest.raises(QuotaExceeded):  # the team's fourth request, whoever sends it
+        await tracker.reserve(RITA, None, "mock-gpt", shared, prompt_tokens=1, output_tokens=1)
+    # Another list (other limits, same caller) is resolved afresh, never served the first.
+    other = [limit("requests", 2, key="rita")]  # rita has one request so far
+    await tracker.reserve(RITA, None, "mock-gpt", other, prompt_tokens=1, output_tokens=1)
+    with pytest.raises(QuotaExceeded):
+        await tracker.reserve(RITA, None, "mock-gpt", other, prompt_tokens=1, output_tokens=1)
+
+
+async def test_an_invalid_limits_list_is_refused_every_time(tracker: CounterTracker) -> None:
+    bad = [limit("requests", 5, key="alice")]
+    for _ in range(3):
+        with pytest.raises(InvalidQuota):
+            await tracker.reserve(BOB, None, "mock-gpt", bad, prompt_tokens=1, output_tokens=1)
+
+
+def test_resolved_checks_are_kept_for_a_bounded_number_of_lists() -> None:
+    tracker = MemoryTracker(UsageSettings())
+    subs = [("user", "bob")]
+    lists = [[limit("requests", n + 1)] for n in range(_RESOLVED_MAX + 40)]
+    for limits in lists + lists[:10]:
+        assert tracker._checks(limits, subs, True) == resolve(limits, subs, shrinkable=True)
+    assert len(tracker._resolved) == _RESOLVED_MAX

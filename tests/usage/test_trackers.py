@@ -6,7 +6,8 @@ import pytest
 
 from pep.policy.contract import QuotaRef
 from pep.principal import Principal
-from pep.usage.counters import CounterTracker
+from pep.usage.counters import CounterTracker, subjects, window_doc
+from pep.usage.windows import WINDOWS
 from tests.usage.conftest import Clock
 
 ALICE = Principal(sub="alice", issuer="https://idp", teams=("research", "ml"))
@@ -132,3 +133,28 @@ async def test_counters_drop_rows_of_past_windows(tracker: CounterTracker, clock
 async def test_ready_reports_ok(tracker: CounterTracker) -> None:
     ok, detail = await tracker.ready()
     assert ok and detail["store"] in ("memory", "redis")
+
+
+async def test_snapshot_documents_are_window_doc_of_every_counter(tracker: CounterTracker,
+                                                                  clock: Clock) -> None:
+    await tracker.record(BOB, "chat-ui", "mock-gpt", 7, 3, estimated=False)
+    clock.now += 3600  # the minute and hour rows start again, day and month keep counting
+    await tracker.record(BOB, "chat-ui", "mock-gpt", 5, 1, estimated=False)
+    snap = await tracker.snapshot(BOB, "chat-ui")
+    subs = subjects(BOB, "chat-ui")
+    rows = await tracker._read(tracker._windows.bounds(clock.now), subs)
+    expected = {s: {w: window_doc(rows[i * len(WINDOWS) + j]) for j, w in enumerate(WINDOWS)}
+                for i, s in enumerate(subs)}
+    assert snap["user"] == expected[("user", BOB.sub)]
+    assert snap["teams"] == {t: expected[("team", t)] for s, t in subs if s == "team"}
+    assert snap["client"] == expected[("client", "chat-ui")]
+    assert snap["user"]["hour"]["tokens"] == 6 and snap["user"]["month"]["tokens"] == 16
+
+
+async def test_estimated_follows_the_month_counter(tracker: CounterTracker, clock: Clock) -> None:
+    await tracker.record(BOB, None, "mock-gpt", 10, 0, estimated=True)
+    clock.now += 2 * 86400  # a later day of the same month: only the month row still has it
+    assert (await tracker.snapshot(BOB, None))["user"]["day"]["requests"] == 0
+    assert (await tracker.snapshot(BOB, None))["estimated"] is True
+    clock.now += 31 * 86400  # the next month
+    assert (await tracker.snapshot(BOB, None))["estimated"] is False

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 
-from pep.usage.windows import WindowClock, seconds_until_reset, window_bounds
+from pep.usage.windows import WINDOWS, WindowClock, seconds_until_reset, window_bounds
 
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
@@ -65,3 +66,13 @@ def test_window_clock_recomputes_after_rollover() -> None:
     later = clock.bounds(ts(2025, 3, 14, 15, 10, 1))
     assert later["minute"] == (ts(2025, 3, 14, 15, 10), ts(2025, 3, 14, 15, 11))
     assert later["day"] == first["day"]
+
+
+def test_window_clock_bounds_always_contain_now() -> None:
+    clock = WindowClock()
+    rng = random.Random(5)
+    t = ts(2025, 12, 31, 23, 58)
+    for _ in range(3000):  # across minute, hour, day, month and year boundaries, and back
+        t += rng.choice([0.25, 1, 7, 59.5, 3600, -30, -3600 * 30, 86400 * 3])
+        bounds = clock.bounds(t)
+        assert bounds == {w: window_bounds(w, t) for w in WINDOWS}, t
