@@ -268,6 +268,8 @@ def _trunc(x: int | float) -> int:
 
 def floor_(x: Any) -> int:
     # OPA 1.9 rounds through big.Int truncation: floor(-0.5) == 0, floor(-1.5) == -2.
+    if type(x) is int:
+        return x
     x = number(x, "floor")
     if isinstance(x, int) or float(x).is_integer():
         return int(x)
@@ -277,6 +279,8 @@ def floor_(x: Any) -> int:
 
 def ceil_(x: Any) -> int:
     # ... and ceil(-0.5) == 1, ceil(-1.5) == -1 (conformance case floor_neg).
+    if type(x) is int:
+        return x
     x = number(x, "ceil")
     if isinstance(x, int) or float(x).is_integer():
         return int(x)
@@ -400,26 +404,44 @@ def _operands(a: Any, b: Any, op: str) -> tuple[Decimal, Decimal]:
     return _dec(number(a, op)), _dec(number(b, op))
 
 
+# The operators run as Python extensions on every arithmetic expression (rewrite_arith), so
+# each one tests its operands' exact types first: ``type(x) is int`` is False for bool (a
+# builtin error, as in OPA) and True only for the plain ints regorus hands over. Two ints
+# compute on Python's exact ints (no Decimal); numbers of either kind go straight to the
+# Decimal context with the conversions of ``_dec`` inlined; anything else takes the checked
+# path, which raises the builtin error. Results are those of the Decimal path bit for bit
+# (tests/policy/test_arith_fast.py holds them to the previous implementation).
+
+
 def arith_add(a: Any, b: Any) -> int | float:
-    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
-        return a + b
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return a + b  # type: ignore[no-any-return]
+    if (ta is float or ta is int) and (tb is float or tb is int):
+        return _num(_CTX.add(Decimal(a) if ta is int else Decimal(repr(a)),
+                             Decimal(b) if tb is int else Decimal(repr(b))))
     return _num(_CTX.add(*_operands(a, b, "plus")))
 
 
 def arith_sub(a: Any, b: Any) -> Any:
-    if isinstance(a, (set, frozenset)) and isinstance(b, (set, frozenset)):
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
         return a - b
-    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
+    if (ta is float or ta is int) and (tb is float or tb is int):
+        return _num(_CTX.subtract(Decimal(a) if ta is int else Decimal(repr(a)),
+                                  Decimal(b) if tb is int else Decimal(repr(b))))
+    if isinstance(a, (set, frozenset)) and isinstance(b, (set, frozenset)):
         return a - b
     return _num(_CTX.subtract(*_operands(a, b, "minus")))
 
 
 def arith_mul(a: Any, b: Any) -> int | float:
-    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
-        return a * b
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return a * b  # type: ignore[no-any-return]
+    if (ta is float or ta is int) and (tb is float or tb is int):
+        return _num(_CTX.multiply(Decimal(a) if ta is int else Decimal(repr(a)),
+                                  Decimal(b) if tb is int else Decimal(repr(b))))
     return _num(_CTX.multiply(*_operands(a, b, "mul")))
 
 
@@ -431,6 +453,8 @@ def arith_div(a: Any, b: Any) -> int | float:
 
 
 def arith_rem(a: Any, b: Any) -> int:
+    if type(a) is int and type(b) is int and b > 0:
+        return a % b if a >= 0 else -(-a % b)  # Go's %: the sign of the dividend
     x, y = number(a, "rem"), number(b, "rem")
     if not (isinstance(x, int) and isinstance(y, int)):
         if not (float(x).is_integer() and float(y).is_integer()):
