@@ -74,7 +74,7 @@ deny contains reason if {
 deny contains {"code": "model_unknown", "message": sprintf("model %q is not in the policy catalog", [requested_model])} if {
 	input.request.api in {"chat.completions", "responses", "completions", "messages", "messages.count_tokens", "embeddings", "models.list"}
 	not data.gateway.models[object.get(input.request, "model", "")]
-	not data.regogate.lib.admin
+	not lib.admin
 }
 
 deny contains {"code": "api_not_allowed", "message": sprintf("%s may not use %s", [lib.subject, input.request.api])} if {

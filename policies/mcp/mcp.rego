@@ -30,14 +30,14 @@ tools := object.get(server, "tools", {})
 deny contains {"code": "mcp_server_unknown", "message": sprintf("MCP server %q is not in the policy catalog", [server_name])} if {
 	input.request.api == "mcp"
 	not data.gateway.mcp.servers[server_name]
-	not data.regogate.lib.admin
+	not lib.admin
 }
 
 deny contains {"code": "mcp_server_not_allowed", "message": sprintf("%s may not use MCP server %q", [lib.subject, server_name])} if {
 	input.request.api == "mcp"
 	data.gateway.mcp.servers[server_name]
-	not data.regogate.lib.in_any_group(input.user, object.get(server, "groups", []))
-	not data.regogate.lib.admin
+	not lib.in_any_group(input.user, object.get(server, "groups", []))
+	not lib.admin
 }
 
 deny contains {"code": "tool_unknown", "message": sprintf("tool %q of %q is not in the policy catalog", [tool_name, server_name])} if {
@@ -45,14 +45,14 @@ deny contains {"code": "tool_unknown", "message": sprintf("tool %q of %q is not 
 	is_string(mcp.tool)
 	not tools[tool_name]
 	not object.get(server, "unlisted_tools", "deny") == "allow"
-	not data.regogate.lib.admin
+	not lib.admin
 }
 
 deny contains {"code": "tool_not_allowed", "message": sprintf("%s may not call %s/%s", [lib.subject, server_name, tool_name])} if {
 	input.request.api == "mcp"
 	is_string(mcp.tool)
-	not data.regogate.lib.in_any_group(input.user, object.get(object.get(tools, tool_name, {}), "groups", ["*"]))
-	not data.regogate.lib.admin
+	not lib.in_any_group(input.user, object.get(object.get(tools, tool_name, {}), "groups", ["*"]))
+	not lib.admin
 }
 
 # Contractors and other read-only groups: only tools the catalog marks read_only.
@@ -68,7 +68,7 @@ deny contains {"code": "tool_not_read_only", "message": sprintf("%s may only cal
 deny contains {"code": "tool_platform_only", "message": sprintf("%s is reserved for the %v team", [tool_name, data.gateway.mcp.platform_teams])} if {
 	input.request.api == "mcp"
 	tool_name in data.gateway.mcp.platform_only_tools
-	not data.regogate.lib.in_any_team(input.user, data.gateway.mcp.platform_teams)
+	not lib.in_any_team(input.user, data.gateway.mcp.platform_teams)
 }
 
 deny contains {"code": "secret_in_arguments", "message": sprintf("the arguments of %s contain a %s", [tool_name, t])} if {
@@ -101,31 +101,18 @@ max_result_bytes := data.gateway.mcp.max_result_bytes if input.request.api == "m
 # ["<server>/*"], each {scope: user_tool | tool | user, window, max, name?}.
 _limits contains [key, l] if {
 	mcp.method == "tools/call"
-	some pattern in {_slash(server_name, tool_name), _slash(server_name, "*")}
+	some pattern in {sprintf("%s/%s", [server_name, tool_name]), sprintf("%s/*", [server_name])}
 	some l in data.gateway.mcp.limits[pattern]
 	key := _key(l.scope)
 }
 
-_key("user_tool") := concat(" ", [input.user.sub, _slash(server_name, tool_name)]) if {
-	is_string(input.user.sub)
-} else := sprintf("%s %s/%s", [input.user.sub, server_name, tool_name])
+_key("user_tool") := sprintf("%s %s/%s", [input.user.sub, server_name, tool_name])
 
-_key("tool") := _slash(server_name, tool_name)
+_key("tool") := sprintf("%s/%s", [server_name, tool_name])
 
 _key("user") := input.user.sub
 
-# concat for strings (every well-formed call): the same text as sprintf's %s, without the
-# exact-formatting sprintf extension (Python: the dearest builtin per call on the embedded
-# engine, docs/policies.md "Performance"); sprintf for anything else, so the text is the
-# same for every input.
-_slash(a, b) := concat("/", [a, b]) if {
-	is_string(a)
-	is_string(b)
-} else := sprintf("%s/%s", [a, b])
-
-_code(l) := object.get(l, "code", concat("", ["tool_calls_per_", l.window])) if {
-	is_string(l.window)
-} else := object.get(l, "code", sprintf("tool_calls_per_%s", [l.window]))
+_code(l) := object.get(l, "code", sprintf("tool_calls_per_%s", [l.window]))
 
 deny contains {
 	"code": _code(l),
