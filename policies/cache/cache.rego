@@ -14,21 +14,15 @@ import rego.v1
 # METADATA
 # description: The obligation the request decision carries (mode off when a skip rule matches).
 obligation := {"mode": "off"} if {
-	# skip and team_or_user, inline: data.gateway.cache is looked up once, into a local (each
-	# lookup of data or reference to a rule costs the engine microseconds per request).
-	some t in input.content.types
-	t in data.gateway.cache.skip_finding_types
+	skip
 } else := {
-	"mode": object.get(settings, "mode", "exact"),
+	"mode": object.get(data.gateway.cache, "mode", "exact"),
 	"scope": scope,
-	"ttl_s": object.get(settings, "ttl_s", 300),
+	"ttl_s": object.get(data.gateway.cache, "ttl_s", 300),
 	"sampled": scope == "user",
 } if {
-	settings := data.gateway.cache
-	settings.enabled == true
-
-	# "team" when the app shares per team and the caller has a team, else "user".
-	scope := ["user", "team"][count([1 | input.client.id in settings.team_clients; is_string(input.user.team)])]
+	data.gateway.cache.enabled == true
+	scope := team_or_user
 }
 
 # METADATA
