@@ -8,10 +8,11 @@
 #
 #   This runs on every model call, so it is written for the embedded engine's cost model
 #   (each function call or rule indirection costs microseconds): limits are looked up by the
-#   caller's sub, groups, roles, teams, client and kind, never scanned; precedence is three
-#   set lookups; counters are read once per limit. Validation of the limits is not repeated
-#   per request: config_errors lists broken limits for `regogate policy test` and the
-#   bundle loader (a limit with a typo must fail the bundle, not be silently ignored).
+#   caller's sub, groups, roles, teams, client and kind, never scanned; precedence is
+#   membership in the key sets of the more specific sections; counters are read once per
+#   limit. Validation of the limits is not repeated per request: config_errors lists broken
+#   limits for `regogate policy test` and the bundle loader (a limit with a typo must fail
+#   the bundle, not be silently ignored).
 package regogate.quota
 
 import rego.v1
@@ -91,67 +92,82 @@ else := concat("", ["quota_", r.metric, "_per_", r.window]) if {
 
 else := sprintf("quota_%s_per_%s", [r.metric, r.window])
 
-# One rule of local comprehensions: on the embedded engine each rule costs about three
-# microseconds, a comprehension that finds nothing a fraction of one, and most callers are
-# named by no limit at all.
+# One rule of local comprehensions: on the embedded engine each rule costs microseconds, a
+# comprehension that finds nothing a fraction of one, and most callers are named by no limit
+# at all (docs/policies.md "Performance").
+
+# Whose counter a limit is on, by scope. A team limit is on each of the caller's teams
+# unless the teams.<team> section named it (then on that team only, below). A rule, not a
+# local: it is evaluated only when some limit names the caller.
+_subjects := {
+	"user": [s | s := input.user.sub],
+	"client": [c | c := input.client.id; is_string(c)],
+	"team": [t | some t in input.user.teams],
+}
 
 # METADATA
 # description: "[[scope, subject, metric, window], limit, max, used] for each limit in effect"
 effective := team_effective | user_effective if {
 	l := data.quota.limits
 
-	# Whose counter a limit is on, by scope. A team limit is on each of the caller's teams
-	# unless the teams.<team> section named it (then on that team only, below).
-	subjects := {
-		"user": [s | s := input.user.sub],
-		"client": [c | c := input.client.id; is_string(c)],
-		"team": [t | some t in input.user.teams],
+	# [key, limit] for every counter a limit naming this caller applies to, one set per
+	# section specificity; key is [scope, subject, metric, window]. Users 3 > groups, roles,
+	# clients, kinds 2 > teams 1 > everyone 0.
+	rank3 := {[[r.scope, s, r.metric, r.window], r] |
+		some r in l.users[input.user.sub]
+		some s in _subjects[r.scope]
 	}
-
-	# [key, rank, limit] for every counter a limit naming this caller applies to; key is
-	# [scope, subject, metric, window]. Rank is the section's specificity: users 3 > groups,
-	# roles, clients, kinds 2 > teams 1 > everyone 0.
-	entries := {[[r.scope, s, r.metric, r.window], 0, r] |
-		some r in l.everyone
-		some s in subjects[r.scope]
-	} | {[[r.scope, t, r.metric, r.window], 1, r] |
+	rank2 := (({[[r.scope, s, r.metric, r.window], r] |
+		some g in input.user.groups
+		some r in l.groups[g]
+		some s in _subjects[r.scope]
+	} | {[[r.scope, s, r.metric, r.window], r] |
+		some x in input.user.roles
+		some r in l.roles[x]
+		some s in _subjects[r.scope]
+	}) | {[[r.scope, s, r.metric, r.window], r] |
+		some r in l.kinds[input.user.kind]
+		some s in _subjects[r.scope]
+	}) | {[[r.scope, s, r.metric, r.window], r] |
+		some r in l.clients[input.client.id]
+		some s in _subjects[r.scope]
+	}
+	rank1 := {[[r.scope, t, r.metric, r.window], r] |
 		some t in input.user.teams
 		some r in l.teams[t]
 		r.scope == "team"
-	} | {[[r.scope, s, r.metric, r.window], 1, r] |
+	} | {[[r.scope, s, r.metric, r.window], r] |
 		some t in input.user.teams
 		some r in l.teams[t]
 		r.scope != "team"
-		some s in subjects[r.scope]
-	} | {[[r.scope, s, r.metric, r.window], 2, r] |
-		some g in input.user.groups
-		some r in l.groups[g]
-		some s in subjects[r.scope]
-	} | {[[r.scope, s, r.metric, r.window], 2, r] |
-		some x in input.user.roles
-		some r in l.roles[x]
-		some s in subjects[r.scope]
-	} | {[[r.scope, s, r.metric, r.window], 2, r] |
-		some r in l.kinds[input.user.kind]
-		some s in subjects[r.scope]
-	} | {[[r.scope, s, r.metric, r.window], 2, r] |
-		some r in l.clients[input.client.id]
-		some s in subjects[r.scope]
-	} | {[[r.scope, s, r.metric, r.window], 3, r] |
-		some r in l.users[input.user.sub]
-		some s in subjects[r.scope]
+		some s in _subjects[r.scope]
+	}
+	rank0 := {[[r.scope, s, r.metric, r.window], r] |
+		some r in l.everyone
+		some s in _subjects[r.scope]
 	}
 
 	# Most callers are named by no limit: stop here for them.
-	count(entries) > 0
+	count(((rank3 | rank2) | rank1) | rank0) > 0
 
-	# Precedence: only the most specific limits on a counter apply (ties all apply).
-	ranked := {[key, rank] | some [key, rank, _] in entries}
-	in_effect := {[key, r] |
-		some [key, rank, r] in entries
-		not [key, rank + 1] in ranked
-		not [key, rank + 2] in ranked
-		not [key, rank + 3] in ranked
+	# Precedence: only the most specific limits on a counter apply (ties all apply). Set
+	# membership of the keys of each rank, no arithmetic on ranks (each + is a call to the
+	# exact-decimal extension).
+	keys3 := {key | some [key, _] in rank3}
+	keys2 := {key | some [key, _] in rank2}
+	keys1 := {key | some [key, _] in rank1}
+	in_effect := ((rank3 | {[key, r] |
+		some [key, r] in rank2
+		not key in keys3
+	}) | {[key, r] |
+		some [key, r] in rank1
+		not key in keys3
+		not key in keys2
+	}) | {[key, r] |
+		some [key, r] in rank0
+		not key in keys3
+		not key in keys2
+		not key in keys1
 	}
 
 	team_effective := {[key, r, r.max, used] |
