@@ -110,7 +110,8 @@ async def plain_load(url: str, headers: dict[str, str], start: int, n: int, conc
 
 
 async def streams(url: str, headers: dict[str, str], n: int, gw_pid: int) -> tuple[float, int]:
-    """Open ``n`` streams at once; sample RSS while all are open. Returns (peak, completed)."""
+    """Open ``n`` streams at once; sample RSS from when all are open until all have ended.
+    Returns (peak, completed)."""
     opened = asyncio.Event()
     count = 0
     done = 0
@@ -135,8 +136,11 @@ async def streams(url: str, headers: dict[str, str], n: int, gw_pid: int) -> tup
 
         tasks = [asyncio.create_task(one(i)) for i in range(n)]
         await asyncio.wait_for(opened.wait(), 300)
-        peak = 0.0
-        while done == 0:
+        # Sampled from the moment all are open until the last one ends: on a slow machine
+        # the first streams can end before the last has opened, and a loop that stopped at
+        # the first end would then never sample (a peak of 0.0 MB).
+        peak = rss_mb(gw_pid)
+        while done < n:
             peak = max(peak, rss_mb(gw_pid))
             await asyncio.sleep(0.2)
         await asyncio.gather(*tasks)
