@@ -106,6 +106,9 @@ def test_ids_made_off_the_event_loop_have_the_same_form_and_their_own_monotonic_
         return f"{len(drawn):0{2 * n}x}"
 
     monkeypatch.setattr(secrets, "token_hex", token_hex)
+    # The module's clock floor is process-wide: ids made earlier in this process (another
+    # test, a gateway started in-process) leave the real time there.
+    monkeypatch.setattr(request_ids, "_LAST_MS", [0])
     clock = iter([9_000_000_000, 8_000_000_000])
     monkeypatch.setattr(time, "time_ns", lambda: next(clock))
     first, second = request_ids.new_request_id(), request_ids.new_request_id()
